@@ -1,0 +1,206 @@
+// The C ABI (durable_streams.h): converts between C structs and the engine's
+// C++ types. Every entry point catches everything: an exception that reached
+// Go would kill the server.
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "durable_streams.h"
+#include "engine.h"
+#include "version.h"
+
+struct ds_engine {
+  std::unique_ptr<ds::Engine> engine;
+};
+
+namespace {
+
+// The engine-owned response: the public view first, so a ds_response*
+// handed out is also a pointer to its holder.
+struct ResponseHolder {
+  ds_response view;
+  std::string headers;
+  std::string body;
+};
+static_assert(offsetof(ResponseHolder, view) == 0);
+
+void SetError(ds_error* err, ds_code code, const char* message) {
+  if (err == nullptr) return;
+  err->code = code;
+  std::snprintf(err->message, sizeof err->message, "%s", message);
+}
+
+void ClearError(ds_error* err) {
+  if (err == nullptr) return;
+  err->code = DS_OK;
+  err->message[0] = '\0';
+}
+
+ds_response* Export(ds::Response&& response) {
+  auto* holder = new ResponseHolder();
+  holder->headers = ds::EncodeHeaders(response);
+  holder->body = std::move(response.body);
+  ds_response& v = holder->view;
+  v.status = response.status;
+  v.headers = holder->headers.data();
+  v.headers_len = holder->headers.size();
+  v.body = reinterpret_cast<const uint8_t*>(holder->body.data());
+  v.body_len = holder->body.size();
+  v.live = response.live;
+  v.session = response.session;
+  v.wait_ms = response.wait_ms;
+  v.done = response.done;
+  return &holder->view;
+}
+
+template <typename Fn>
+ds_code Guard(ds_error* err, Fn fn) {
+  try {
+    ClearError(err);
+    return fn();
+  } catch (const std::bad_alloc&) {
+    SetError(err, DS_ERR_INTERNAL, "out of memory");
+  } catch (const std::exception& e) {
+    SetError(err, DS_ERR_INTERNAL, e.what());
+  } catch (...) {
+    SetError(err, DS_ERR_INTERNAL, "unknown C++ exception");
+  }
+  return DS_ERR_INTERNAL;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* ds_code_name(ds_code code) {
+  switch (code) {
+    case DS_OK: return "ok";
+    case DS_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case DS_ERR_NOT_SUPPORTED: return "not supported";
+    case DS_ERR_IO: return "I/O error";
+    case DS_ERR_LOCKED: return "data directory locked";
+    case DS_ERR_NOT_FOUND: return "not found";
+    case DS_ERR_INTERNAL: return "internal error";
+  }
+  return "unknown error";
+}
+
+ds_code ds_engine_open(const ds_options* options, ds_engine** out, ds_error* err) {
+  return Guard(err, [&]() -> ds_code {
+    if (options == nullptr || out == nullptr || options->wake_fn == nullptr) {
+      SetError(err, DS_ERR_INVALID_ARGUMENT, "options, out and wake_fn are required");
+      return DS_ERR_INVALID_ARGUMENT;
+    }
+    *out = nullptr;
+    if (options->data_dir != nullptr && options->data_dir[0] != '\0') {
+      SetError(err, DS_ERR_NOT_SUPPORTED,
+               "data_dir is not supported yet: durable storage is in development; "
+               "remove data_dir to run in memory");
+      return DS_ERR_NOT_SUPPORTED;
+    }
+    ds::EngineOptions opts;
+    if (options->stream_root != nullptr && options->stream_root[0] != '\0') {
+      opts.stream_root = options->stream_root;
+    }
+    if (options->long_poll_timeout_ms) {
+      opts.long_poll_timeout_ms = static_cast<int64_t>(options->long_poll_timeout_ms);
+    }
+    if (options->sse_reconnect_interval_ms) {
+      opts.sse_reconnect_interval_ms = static_cast<int64_t>(options->sse_reconnect_interval_ms);
+    }
+    if (options->sse_keepalive_interval_ms) {
+      opts.sse_keepalive_interval_ms = static_cast<int64_t>(options->sse_keepalive_interval_ms);
+    }
+    if (options->max_append_bytes) opts.max_append_bytes = options->max_append_bytes;
+    if (options->max_read_bytes) opts.max_read_bytes = options->max_read_bytes;
+    ds_wake_fn wake_fn = options->wake_fn;
+    uintptr_t wake_ctx = options->wake_ctx;
+    auto wake = [wake_fn, wake_ctx](const std::vector<uint64_t>& ids) {
+      wake_fn(wake_ctx, ids.data(), ids.size());
+    };
+    auto engine = std::make_unique<ds_engine>();
+    engine->engine = std::make_unique<ds::Engine>(
+        std::move(opts), std::make_shared<ds::SystemClock>(), std::move(wake));
+    *out = engine.release();
+    return DS_OK;
+  });
+}
+
+void ds_engine_close(ds_engine* engine) {
+  try {
+    delete engine;
+  } catch (...) {
+    // Nothing sensible to report from a destructor; the process goes on.
+  }
+}
+
+ds_code ds_engine_handle(ds_engine* engine, const ds_request* req, const uint8_t* text,
+                         size_t text_len, const uint8_t* body, size_t body_len,
+                         uint64_t session_id, ds_response** out, ds_error* err) {
+  return Guard(err, [&]() -> ds_code {
+    if (engine == nullptr || req == nullptr || out == nullptr) {
+      SetError(err, DS_ERR_INVALID_ARGUMENT, "engine, req and out are required");
+      return DS_ERR_INVALID_ARGUMENT;
+    }
+    ds::Request request;
+    const char* chars = reinterpret_cast<const char*>(text);
+    for (int i = 0; i < DS_FIELD_COUNT; ++i) {
+      if ((req->present & (1u << i)) == 0) continue;
+      const ds_field& f = req->fields[i];
+      if (static_cast<size_t>(f.offset) + f.length > text_len) {
+        SetError(err, DS_ERR_INVALID_ARGUMENT, "request field outside the text buffer");
+        return DS_ERR_INVALID_ARGUMENT;
+      }
+      request.fields[i] = std::string_view(chars + f.offset, f.length);
+    }
+    request.method = request.fields[DS_FIELD_METHOD].value_or("");
+    request.path = request.fields[DS_FIELD_PATH].value_or("");
+    request.query = request.fields[DS_FIELD_QUERY].value_or("");
+    request.body = std::string_view(reinterpret_cast<const char*>(body), body != nullptr ? body_len : 0);
+    request.body_too_large = req->body_too_large;
+    *out = Export(engine->engine->Handle(request, session_id));
+    return DS_OK;
+  });
+}
+
+ds_code ds_session_resume(ds_engine* engine, uint64_t session, ds_resume_reason reason,
+                          ds_response** out, ds_error* err) {
+  return Guard(err, [&]() -> ds_code {
+    if (engine == nullptr || out == nullptr) {
+      SetError(err, DS_ERR_INVALID_ARGUMENT, "engine and out are required");
+      return DS_ERR_INVALID_ARGUMENT;
+    }
+    *out = Export(engine->engine->Resume(session, reason));
+    return DS_OK;
+  });
+}
+
+void ds_session_cancel(ds_engine* engine, uint64_t session) {
+  try {
+    if (engine != nullptr) engine->engine->Cancel(session);
+  } catch (...) {
+    // Cancel only frees memory; a failure leaves a session to expire.
+  }
+}
+
+void ds_response_free(ds_response* response) {
+  delete reinterpret_cast<ResponseHolder*>(response);
+}
+
+void ds_engine_stats(ds_engine* engine, ds_stats* out) {
+  if (engine == nullptr || out == nullptr) return;
+  try {
+    ds::EngineStats s = engine->engine->Stats();
+    out->streams = s.streams;
+    out->parked_sessions = s.parked_sessions;
+    out->appends = s.appends;
+    out->bytes_appended = s.bytes_appended;
+  } catch (...) {
+    *out = ds_stats{};
+  }
+}
+
+const char* ds_version(void) { return ds::kVersion; }
+
+}  // extern "C"

@@ -1,0 +1,184 @@
+// POST: append, close, and idempotent producers (§5.2, §5.2.1, §5.3).
+#include <optional>
+
+#include "content_type.h"
+#include "engine.h"
+#include "json_mode.h"
+#include "offset.h"
+
+namespace ds {
+namespace {
+
+struct ProducerHeaders {
+  ProducerClaim claim;
+  bool present = false;
+};
+
+// All three producer headers or none (§5.2.1). On a bad set returns the 400.
+std::optional<Response> ParseProducer(const Request& request, ProducerHeaders* out) {
+  auto id = request.header(DS_FIELD_PRODUCER_ID);
+  auto epoch = request.header(DS_FIELD_PRODUCER_EPOCH);
+  auto seq = request.header(DS_FIELD_PRODUCER_SEQ);
+  int given = (id ? 1 : 0) + (epoch ? 1 : 0) + (seq ? 1 : 0);
+  if (given == 0) return std::nullopt;
+  if (given != 3) {
+    return ErrorResponse(400,
+                         "Producer-Id, Producer-Epoch and Producer-Seq must be sent together");
+  }
+  if (id->empty()) return ErrorResponse(400, "Producer-Id must not be empty");
+  auto epoch_value = ParseProducerNumber(*epoch);
+  if (!epoch_value) {
+    return ErrorResponse(400, "Producer-Epoch must be an integer from 0 to 2^53-1");
+  }
+  auto seq_value = ParseProducerNumber(*seq);
+  if (!seq_value) return ErrorResponse(400, "Producer-Seq must be an integer from 0 to 2^53-1");
+  out->present = true;
+  out->claim = ProducerClaim{std::string(*id), *epoch_value, *seq_value};
+  return std::nullopt;
+}
+
+void SetProducerHeaders(Response* r, uint64_t epoch, uint64_t seq) {
+  r->Set(header::kProducerEpoch, std::to_string(epoch));
+  r->Set(header::kProducerSeq, std::to_string(seq));
+}
+
+Response ClosedConflict(uint64_t tail) {
+  Response r = ErrorResponse(409, "stream is closed");
+  r.Set(header::kStreamClosed, "true");
+  r.Set(header::kStreamNextOffset, EncodeOffset(tail));
+  return r;
+}
+
+}  // namespace
+
+Response Engine::Append(const Request& request) {
+  if (request.body_too_large) {
+    return ErrorResponse(413, "request body exceeds the server's append size limit (" +
+                                  std::to_string(options_.max_append_bytes) + " bytes)");
+  }
+  StreamPtr stream = Lookup(std::string(request.path));
+  if (stream == nullptr) return ErrorResponse(404, "stream not found");
+
+  bool close = HeaderIsTrue(request.header(DS_FIELD_STREAM_CLOSED));
+  ProducerHeaders producer;
+  if (auto error = ParseProducer(request, &producer)) return *error;
+  bool has_body = !request.body.empty();
+  if (!has_body && !close) {
+    return ErrorResponse(400, "empty body: an append needs bytes, or Stream-Closed: true");
+  }
+  auto content_type = request.header(DS_FIELD_CONTENT_TYPE);
+
+  // Validate and frame JSON before taking the stream lock; a JSON error is
+  // reported only after the closed and content-type checks (§5.2 precedence).
+  std::string framed;
+  std::string json_error;
+  std::string_view bytes = request.body;
+  if (has_body && stream->json) {
+    size_t messages;
+    json_error = EncodeJsonMessages(request.body, JsonAppendKind::kAppend, &framed, &messages);
+    bytes = framed;
+  }
+
+  std::vector<uint64_t> woken;
+  Response response;
+  {
+    std::lock_guard lock(stream->mu);
+    if (stream->deleted) return ErrorResponse(404, "stream not found");
+    if (stream->soft_deleted) return ErrorResponse(410, "stream was deleted");
+    uint64_t tail = stream->tail.load();
+    stream->last_access_ms = clock_->NowMs();
+
+    // A producer's retry is recognised first, even on a closed stream, so a
+    // retried closing append is a success (§5.2.1). Then the §5.2
+    // precedence: closed, content type, producer sequence, Stream-Seq.
+    std::optional<ProducerState> current;
+    ProducerDecision decision{ProducerVerdict::kAccept, {}, 0};
+    if (producer.present) {
+      if (auto it = stream->producers.find(producer.claim.id); it != stream->producers.end()) {
+        current = it->second;
+      }
+      decision = DecideProducer(current, producer.claim.epoch, producer.claim.seq);
+      if (decision.verdict == ProducerVerdict::kDuplicate) {
+        Response r;
+        r.status = 204;
+        r.Set(header::kStreamNextOffset, EncodeOffset(tail));
+        if (stream->closed) r.Set(header::kStreamClosed, "true");
+        SetProducerHeaders(&r, current->epoch, current->last_seq);
+        return r;
+      }
+    }
+    if (stream->closed) {
+      if (!has_body && close && !producer.present) {
+        // Closing a closed stream is idempotent (§5.3).
+        Response r;
+        r.status = 204;
+        r.Set(header::kStreamNextOffset, EncodeOffset(tail));
+        r.Set(header::kStreamClosed, "true");
+        return r;
+      }
+      return ClosedConflict(tail);
+    }
+    if (has_body) {
+      if (!content_type || content_type->empty()) {
+        return ErrorResponse(400, "Content-Type is required when appending bytes");
+      }
+      if (!SameMediaType(*content_type, stream->config.content_type)) {
+        return ErrorResponse(409, "Content-Type does not match the stream's");
+      }
+      if (!json_error.empty()) return ErrorResponse(400, json_error);
+    }
+
+    std::optional<ProducerState> next_state;
+    if (producer.present) {
+      switch (decision.verdict) {
+        case ProducerVerdict::kStaleEpoch: {
+          Response r = ErrorResponse(403, "stale producer epoch");
+          r.Set(header::kProducerEpoch, std::to_string(current->epoch));
+          return r;
+        }
+        case ProducerVerdict::kNewEpochBadSeq:
+          return ErrorResponse(400, "a new producer epoch must start at Producer-Seq 0");
+        case ProducerVerdict::kSequenceGap: {
+          Response r = ErrorResponse(409, "producer sequence gap");
+          r.Set(header::kProducerExpectedSeq, std::to_string(decision.expected_seq));
+          r.Set(header::kProducerReceivedSeq, std::to_string(producer.claim.seq));
+          return r;
+        }
+        case ProducerVerdict::kDuplicate:  // answered above
+        case ProducerVerdict::kAccept:
+          next_state = decision.next;
+          break;
+      }
+    }
+
+    auto seq = request.header(DS_FIELD_STREAM_SEQ);
+    if (seq && !seq->empty() && *seq <= std::string_view(stream->last_stream_seq) &&
+        !stream->last_stream_seq.empty()) {
+      return ErrorResponse(409, "Stream-Seq must be greater than the last one");
+    }
+
+    // Commit: bytes, then the writer state that accompanies them.
+    if (!bytes.empty()) {
+      stream->log->Append(bytes);
+      tail += bytes.size();
+      stream->tail.store(tail, std::memory_order_release);
+      appends_.fetch_add(1, std::memory_order_relaxed);
+      bytes_appended_.fetch_add(bytes.size(), std::memory_order_relaxed);
+    }
+    if (seq && !seq->empty()) stream->last_stream_seq.assign(*seq);
+    if (next_state) stream->producers[producer.claim.id] = *next_state;
+    if (close) stream->closed = true;
+    woken = stream->TakeWaiters();
+
+    // 200 tells a producer new data was written; everything else, including
+    // a producer's close-only request, is 204.
+    response.status = producer.present && !bytes.empty() ? 200 : 204;
+    response.Set(header::kStreamNextOffset, EncodeOffset(tail));
+    if (close) response.Set(header::kStreamClosed, "true");
+    if (next_state) SetProducerHeaders(&response, next_state->epoch, next_state->last_seq);
+  }
+  Wake(std::move(woken));
+  return response;
+}
+
+}  // namespace ds

@@ -1,0 +1,226 @@
+// PUT: create a stream, or confirm an identical one (§5.1), including forks
+// (§4.2).
+#include <optional>
+
+#include "content_type.h"
+#include "engine.h"
+#include "expiry.h"
+#include "json_mode.h"
+#include "number.h"
+#include "offset.h"
+
+namespace ds {
+namespace {
+
+// Reads Stream-TTL and Stream-Expires-At into `config`; on a bad value
+// returns the 400 to send.
+std::optional<Response> ParseLifetime(const Request& request, StreamConfig* config) {
+  auto ttl = request.header(DS_FIELD_STREAM_TTL);
+  auto expires = request.header(DS_FIELD_STREAM_EXPIRES_AT);
+  if (ttl && expires) {
+    return ErrorResponse(400, "Stream-TTL and Stream-Expires-At are mutually exclusive");
+  }
+  if (ttl) {
+    config->ttl_seconds = ParseTtlSeconds(*ttl);
+    if (!config->ttl_seconds) {
+      return ErrorResponse(400, "Stream-TTL must be a non-negative integer number of seconds");
+    }
+  }
+  if (expires) {
+    config->expires_at_ms = ParseRfc3339Ms(*expires);
+    if (!config->expires_at_ms) {
+      return ErrorResponse(400, "Stream-Expires-At must be an RFC 3339 timestamp");
+    }
+  }
+  return std::nullopt;
+}
+
+bool SameConfig(const StreamConfig& a, const StreamConfig& b) {
+  return SameMediaType(a.content_type, b.content_type) && a.ttl_seconds == b.ttl_seconds &&
+         a.expires_at_ms == b.expires_at_ms;
+}
+
+// The headers of a successful create or confirm.
+Response CreatedResponse(const Request& request, int status, const Stream& stream,
+                         uint64_t tail, bool closed) {
+  Response r;
+  r.status = status;
+  if (status == 201) {
+    // Absolute when the HTTP layer told us how the client reached us.
+    std::string location(request.header(DS_FIELD_REQUEST_BASE).value_or(""));
+    location += stream.path;
+    r.Set(header::kLocation, std::move(location));
+  }
+  r.Set(header::kContentType, stream.config.content_type);
+  r.Set(header::kStreamNextOffset, EncodeOffset(tail));
+  if (closed) r.Set(header::kStreamClosed, "true");
+  return r;
+}
+
+}  // namespace
+
+Response Engine::Create(const Request& request) {
+  StreamConfig config;
+  if (auto error = ParseLifetime(request, &config)) return *error;
+  bool closed = HeaderIsTrue(request.header(DS_FIELD_STREAM_CLOSED));
+  if (request.has(DS_FIELD_STREAM_FORKED_FROM)) {
+    return CreateFork(request, std::move(config), closed);
+  }
+  if (request.has(DS_FIELD_STREAM_FORK_OFFSET) || request.has(DS_FIELD_STREAM_FORK_SUB_OFFSET)) {
+    return ErrorResponse(400, "Stream-Fork-Offset and Stream-Fork-Sub-Offset need Stream-Forked-From");
+  }
+  auto content_type = request.header(DS_FIELD_CONTENT_TYPE);
+  config.content_type = content_type && !content_type->empty()
+                            ? std::string(*content_type)
+                            : std::string(kDefaultContentType);
+
+  std::string initial;
+  if (IsJsonMediaType(config.content_type) && !request.body.empty()) {
+    size_t messages;
+    std::string error =
+        EncodeJsonMessages(request.body, JsonAppendKind::kCreate, &initial, &messages);
+    if (!error.empty()) return ErrorResponse(400, error);
+  } else {
+    initial.assign(request.body);
+  }
+
+  std::string path(request.path);
+  Lookup(path);  // drops an expired stream at this path first
+  std::unique_lock registry(registry_mu_);
+  if (auto it = streams_.find(path); it != streams_.end()) {
+    Stream& existing = *it->second;
+    std::lock_guard lock(existing.mu);
+    if (existing.soft_deleted) {
+      return ErrorResponse(409, "stream was deleted and its path is held by forks");
+    }
+    if (existing.source != nullptr || !SameConfig(existing.config, config) ||
+        existing.closed != closed) {
+      return ErrorResponse(409, "stream exists with a different configuration");
+    }
+    return CreatedResponse(request, 200, existing, existing.tail.load(), existing.closed);
+  }
+
+  auto log = std::make_unique<MemoryStreamLog>(0);
+  log->Append(initial);
+  auto stream = std::make_shared<Stream>(path, next_stream_id_++, std::move(config),
+                                         nullptr, 0, std::move(log));
+  stream->closed = closed;
+  stream->last_access_ms = clock_->NowMs();
+  streams_.emplace(path, stream);
+  if (!initial.empty()) {
+    appends_.fetch_add(1, std::memory_order_relaxed);
+    bytes_appended_.fetch_add(initial.size(), std::memory_order_relaxed);
+  }
+  return CreatedResponse(request, 201, *stream, stream->tail.load(), closed);
+}
+
+Response Engine::CreateFork(const Request& request, StreamConfig config, bool closed) {
+  std::string source_path(*request.header(DS_FIELD_STREAM_FORKED_FROM));
+  std::optional<uint64_t> requested_offset;
+  if (auto text = request.header(DS_FIELD_STREAM_FORK_OFFSET)) {
+    requested_offset = DecodeOffset(*text);
+    if (!requested_offset) return ErrorResponse(400, "malformed Stream-Fork-Offset");
+  }
+  uint64_t sub_offset = 0;
+  if (auto text = request.header(DS_FIELD_STREAM_FORK_SUB_OFFSET)) {
+    auto parsed = ParseCanonicalUint(*text, kMaxOffsetPosition);
+    if (!parsed) return ErrorResponse(400, "malformed Stream-Fork-Sub-Offset");
+    sub_offset = *parsed;
+    if (sub_offset > 0 && !requested_offset) {
+      return ErrorResponse(400, "Stream-Fork-Sub-Offset needs Stream-Fork-Offset");
+    }
+  }
+
+  StreamPtr source = Lookup(source_path);
+  std::string path(request.path);
+  Lookup(path);
+  std::unique_lock registry(registry_mu_);
+  if (source == nullptr) {
+    auto it = streams_.find(source_path);
+    if (it == streams_.end()) return ErrorResponse(404, "fork source stream not found");
+    source = it->second;
+  }
+  std::unique_lock source_lock(source->mu);
+  if (source->deleted) return ErrorResponse(404, "fork source stream not found");
+  if (source->soft_deleted) {
+    return ErrorResponse(409, "fork source stream was deleted");
+  }
+  auto content_type = request.header(DS_FIELD_CONTENT_TYPE);
+  if (content_type && !content_type->empty() &&
+      !SameMediaType(*content_type, source->config.content_type)) {
+    return ErrorResponse(409, "Content-Type differs from the fork source's");
+  }
+  config.content_type = source->config.content_type;
+  // Lifetime inheritance (§4.2 table): a fork that asks for nothing keeps its
+  // source's TTL or Expires-At; one that asks gets what it asked for.
+  if (!config.ttl_seconds && !config.expires_at_ms) {
+    config.ttl_seconds = source->config.ttl_seconds;
+    config.expires_at_ms = source->config.expires_at_ms;
+  }
+
+  uint64_t source_tail = source->tail.load();
+  uint64_t fork_offset = requested_offset.value_or(source_tail);
+  if (fork_offset > source_tail) {
+    return ErrorResponse(400, "Stream-Fork-Offset is beyond the source's tail");
+  }
+  if (sub_offset > 0) {
+    if (source->json) {
+      // Count whole messages past the anchor.
+      std::string stored;
+      source->ReadRange(fork_offset, source_tail, &stored);
+      size_t pos = 0;
+      for (uint64_t i = 0; i < sub_offset; ++i) {
+        size_t nl = stored.find('\n', pos);
+        if (nl == std::string::npos) {
+          return ErrorResponse(400, "Stream-Fork-Sub-Offset is past the source's data");
+        }
+        pos = nl + 1;
+      }
+      fork_offset += pos;
+    } else {
+      if (sub_offset > source_tail - fork_offset) {
+        return ErrorResponse(400, "Stream-Fork-Sub-Offset is past the source's data");
+      }
+      fork_offset += sub_offset;
+    }
+  }
+
+  std::string initial;
+  if (source->json && !request.body.empty()) {
+    size_t messages;
+    std::string error =
+        EncodeJsonMessages(request.body, JsonAppendKind::kCreate, &initial, &messages);
+    if (!error.empty()) return ErrorResponse(400, error);
+  } else {
+    initial.assign(request.body);
+  }
+
+  if (auto it = streams_.find(path); it != streams_.end()) {
+    Stream& existing = *it->second;
+    if (&existing == source.get()) {
+      return ErrorResponse(409, "a stream cannot fork itself");
+    }
+    std::lock_guard lock(existing.mu);
+    if (existing.soft_deleted) {
+      return ErrorResponse(409, "stream was deleted and its path is held by forks");
+    }
+    if (existing.source != source || existing.fork_offset != fork_offset ||
+        !SameConfig(existing.config, config) || existing.closed != closed) {
+      return ErrorResponse(409, "stream exists with a different configuration");
+    }
+    return CreatedResponse(request, 200, existing, existing.tail.load(), existing.closed);
+  }
+
+  auto log = std::make_unique<MemoryStreamLog>(fork_offset);
+  log->Append(initial);
+  auto stream = std::make_shared<Stream>(path, next_stream_id_++, std::move(config),
+                                         source, fork_offset, std::move(log));
+  ++source->fork_refs;
+  source_lock.unlock();
+  stream->closed = closed;
+  stream->last_access_ms = clock_->NowMs();
+  streams_.emplace(path, stream);
+  return CreatedResponse(request, 201, *stream, stream->tail.load(), closed);
+}
+
+}  // namespace ds

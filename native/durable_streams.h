@@ -1,0 +1,208 @@
+/*
+ * durable_streams.h — the whole contract between the Go Caddy module and the
+ * C++ engine that implements the Durable Streams protocol.
+ *
+ * Conventions
+ * -----------
+ * - Pure C. Only <stdint.h>, <stddef.h> and <stdbool.h>. No C++ type and no
+ *   exception ever crosses this boundary: every entry point catches everything
+ *   and reports DS_ERR_INTERNAL instead.
+ * - Names are ds_<object>_<verb>. Handles are opaque.
+ * - Borrowed memory: pointers passed IN (request text, body) are only read
+ *   during the call. The engine copies whatever it keeps before returning, so
+ *   Go may pass pointers to Go memory as direct arguments (cgo rule: C never
+ *   keeps Go pointers).
+ * - Engine-owned memory: a ds_response is allocated by the engine and MUST be
+ *   released with ds_response_free (never free()). Its pointers stay valid
+ *   until then.
+ * - Every call that can fail returns a ds_code; error text, when there is any,
+ *   is copied into a caller-supplied ds_error.
+ * - Thread safety: every function may be called concurrently from any thread
+ *   on the same engine, except ds_engine_close, which must be the last call.
+ * - Blocking: no call waits for stream data. Live reads (long-poll, SSE) are
+ *   "sessions": the engine parks them in memory and reports, through the wake
+ *   callback, which sessions should be resumed. The caller waits without
+ *   holding an OS thread, then calls ds_session_resume. Calls may block on
+ *   disk I/O (fsync) when the engine is durable.
+ */
+#ifndef DURABLE_STREAMS_H_
+#define DURABLE_STREAMS_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Error codes ------------------------------------------------------- */
+
+typedef enum ds_code {
+  DS_OK = 0,
+  DS_ERR_INVALID_ARGUMENT = 1, /* a bad option or a malformed call */
+  DS_ERR_NOT_SUPPORTED = 2,    /* a configured feature this build lacks */
+  DS_ERR_IO = 3,               /* the storage failed (open, read, write) */
+  DS_ERR_LOCKED = 4,           /* data_dir is held by another process */
+  DS_ERR_NOT_FOUND = 5,        /* an unknown session id */
+  DS_ERR_INTERNAL = 6          /* a bug: an invariant broke or C++ threw */
+} ds_code;
+
+typedef struct ds_error {
+  ds_code code;
+  char message[512]; /* NUL-terminated, empty when code == DS_OK */
+} ds_error;
+
+/* Static text for a code, for logs. Never NULL. */
+const char* ds_code_name(ds_code code);
+
+/* ---- Engine ------------------------------------------------------------ */
+
+typedef struct ds_engine ds_engine;
+
+/* Called by the engine, from whatever thread made the change (an append, a
+ * close, a delete, the expiry sweeper), after it has released its locks, with
+ * the ids of parked sessions that should now call ds_session_resume. `ids` is
+ * only valid during the call. The callback must not call back into the
+ * engine; it should only signal the waiting goroutines. */
+typedef void (*ds_wake_fn)(uintptr_t wake_ctx, const uint64_t* ids, size_t n);
+
+typedef struct ds_options {
+  /* Directory for durable storage; NULL or empty means in-memory. */
+  const char* data_dir;
+  /* URL path prefix under which the reserved `__ds` namespace lives
+   * (PROTOCOL.md §6), e.g. "/v1/stream". NULL means "/v1/stream". */
+  const char* stream_root;
+  uint64_t long_poll_timeout_ms;      /* 0 means 30,000 */
+  uint64_t sse_reconnect_interval_ms; /* 0 means 60,000 */
+  uint64_t sse_keepalive_interval_ms; /* 0 means 15,000 */
+  uint64_t max_append_bytes;          /* 0 means 64 MiB; larger gets 413 */
+  uint64_t max_read_bytes;            /* response chunk cap; 0 means 1 MiB */
+  ds_wake_fn wake_fn;                 /* required */
+  uintptr_t wake_ctx;                 /* passed back to wake_fn */
+} ds_options;
+
+/* Opens an engine. On success *out is set and DS_OK returned. */
+ds_code ds_engine_open(const ds_options* options, ds_engine** out,
+                       ds_error* err);
+
+/* Ends every parked session (their next resume reports them done), stops
+ * background work and frees the engine. Must not race with other calls. */
+void ds_engine_close(ds_engine* engine);
+
+/* ---- Requests ---------------------------------------------------------- */
+
+/* The request fields the protocol reads. Each is a (offset, length) range in
+ * one caller-owned text buffer, so the request struct itself holds no pointer
+ * (cgo may pass it from Go memory). A field is absent unless its bit
+ * (1u << id) is set in `present`; present-but-empty is distinct from absent. */
+typedef enum ds_field_id {
+  DS_FIELD_METHOD = 0,
+  DS_FIELD_PATH,               /* decoded URL path, e.g. /v1/stream/a/b */
+  DS_FIELD_QUERY,              /* raw query string without '?' */
+  DS_FIELD_CONTENT_TYPE,
+  DS_FIELD_STREAM_TTL,
+  DS_FIELD_STREAM_EXPIRES_AT,
+  DS_FIELD_STREAM_CLOSED,
+  DS_FIELD_STREAM_SEQ,
+  DS_FIELD_PRODUCER_ID,
+  DS_FIELD_PRODUCER_EPOCH,
+  DS_FIELD_PRODUCER_SEQ,
+  DS_FIELD_IF_NONE_MATCH,
+  DS_FIELD_STREAM_FORKED_FROM,
+  DS_FIELD_STREAM_FORK_OFFSET,
+  DS_FIELD_STREAM_FORK_SUB_OFFSET,
+  DS_FIELD_ORIGIN,
+  DS_FIELD_ACCESS_CONTROL_REQUEST_HEADERS,
+  DS_FIELD_REQUEST_BASE,       /* "scheme://host[:port]" the client used; makes
+                                  Location absolute (§5.1) */
+  DS_FIELD_COUNT
+} ds_field_id;
+
+typedef struct ds_field {
+  uint32_t offset;
+  uint32_t length;
+} ds_field;
+
+typedef struct ds_request {
+  ds_field fields[DS_FIELD_COUNT];
+  uint32_t present;     /* bit i set: fields[i] is present */
+  bool body_too_large;  /* the body exceeded max_append_bytes and was not
+                           read whole; the engine answers 413 */
+} ds_request;
+
+/* ---- Responses --------------------------------------------------------- */
+
+typedef enum ds_live {
+  DS_LIVE_NONE = 0, /* a complete response: write it, release it, done */
+  DS_LIVE_WAIT = 1, /* long-poll parked: write nothing yet; wait for a wake
+                       or for wait_ms, then ds_session_resume */
+  DS_LIVE_STREAM = 2 /* streaming (SSE): write status+headers+body now and
+                        flush; then wait for a wake or wait_ms and resume */
+} ds_live;
+
+typedef enum ds_resume_reason {
+  DS_RESUME_WAKE = 0,    /* the wake callback named this session */
+  DS_RESUME_TIMEOUT = 1  /* wait_ms elapsed without a wake */
+} ds_resume_reason;
+
+/* A response, owned by the engine until ds_response_free. */
+typedef struct ds_response {
+  int32_t status; /* 0 on a resume that only continues a stream (no new
+                     status line), otherwise an HTTP status */
+  /* Headers as consecutive NUL-terminated name and value strings:
+   * "Name\0value\0Name\0value\0". Names are in Go's canonical form. */
+  const char* headers;
+  size_t headers_len;
+  const uint8_t* body;
+  size_t body_len;
+  ds_live live;
+  uint64_t session;  /* non-zero while live != DS_LIVE_NONE */
+  uint64_t wait_ms;  /* with DS_LIVE_WAIT/STREAM: resume with TIMEOUT after */
+  bool done;         /* streaming: this is the last piece; close the body */
+} ds_response;
+
+/* Handles one HTTP request. `text` holds the ranges named by req->fields;
+ * `body` the request body (may be NULL when body_len is 0). `session_id` is a
+ * caller-chosen non-zero id the engine uses if the request parks (the caller
+ * registers its wake channel under that id before calling, so no wake can be
+ * lost). On DS_OK, *out is a response to write; protocol errors (4xx) are
+ * responses, not error codes. Never blocks on stream data. */
+ds_code ds_engine_handle(ds_engine* engine, const ds_request* req,
+                         const uint8_t* text, size_t text_len,
+                         const uint8_t* body, size_t body_len,
+                         uint64_t session_id, ds_response** out,
+                         ds_error* err);
+
+/* Continues a parked session after a wake or its timeout. Returns a response
+ * with live == DS_LIVE_NONE (long-poll finished: write it), DS_LIVE_WAIT (a
+ * spurious wake: keep waiting), or DS_LIVE_STREAM (SSE: write body, flush,
+ * and stop when done). A session that is done is forgotten by the engine. */
+ds_code ds_session_resume(ds_engine* engine, uint64_t session,
+                          ds_resume_reason reason, ds_response** out,
+                          ds_error* err);
+
+/* Forgets a session whose client went away. Idempotent; never blocks. */
+void ds_session_cancel(ds_engine* engine, uint64_t session);
+
+void ds_response_free(ds_response* response);
+
+/* ---- Introspection ----------------------------------------------------- */
+
+typedef struct ds_stats {
+  uint64_t streams;          /* live streams (not expired, not deleted) */
+  uint64_t parked_sessions;  /* long-poll and SSE sessions waiting */
+  uint64_t appends;          /* successful appends since open */
+  uint64_t bytes_appended;
+} ds_stats;
+
+void ds_engine_stats(ds_engine* engine, ds_stats* out);
+
+/* The engine's version string, e.g. "0.1.0". Never NULL. */
+const char* ds_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DURABLE_STREAMS_H_ */

@@ -1,0 +1,137 @@
+// The protocol engine: decides every status code, header and body of the
+// Durable Streams protocol for requests handed over by the HTTP layer.
+//
+// Concurrency: Handle/Resume/Cancel may run concurrently. The stream
+// registry is guarded by a reader/writer lock, each stream by its own mutex
+// (appends and producer checks are serialised per stream), sessions by
+// their own mutex. Lock order: registry -> stream -> source stream ->
+// sessions; the wake callback runs with no lock held.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "clock.h"
+#include "request.h"
+#include "response.h"
+#include "stream.h"
+
+namespace ds {
+
+struct EngineOptions {
+  std::string stream_root = "/v1/stream";
+  int64_t long_poll_timeout_ms = 30000;
+  int64_t sse_reconnect_interval_ms = 60000;
+  int64_t sse_keepalive_interval_ms = 15000;
+  uint64_t max_append_bytes = 64ull << 20;
+  uint64_t max_read_bytes = 1ull << 20;
+  // How often the background sweeper looks for expired streams; 0 turns the
+  // sweeper off (tests drive SweepExpired themselves).
+  int64_t sweep_interval_ms = 1000;
+};
+
+using WakeFn = std::function<void(const std::vector<uint64_t>& sessions)>;
+
+struct EngineStats {
+  uint64_t streams = 0;
+  uint64_t parked_sessions = 0;
+  uint64_t appends = 0;
+  uint64_t bytes_appended = 0;
+};
+
+class Engine {
+ public:
+  Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn wake);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // One HTTP request. `session_id` (non-zero) names the live session if the
+  // request parks.
+  Response Handle(const Request& request, uint64_t session_id);
+  Response Resume(uint64_t session_id, ds_resume_reason reason);
+  void Cancel(uint64_t session_id);
+
+  // Removes every stream whose TTL or Expires-At has passed and wakes its
+  // readers. Runs on the sweeper thread; public for tests.
+  void SweepExpired();
+
+  EngineStats Stats() const;
+  const EngineOptions& options() const { return options_; }
+
+ private:
+  struct Session;
+  using StreamPtr = std::shared_ptr<Stream>;
+
+  // Handlers, one per method (create.cc, append.cc, read.cc, metadata.cc).
+  Response Create(const Request& request);
+  Response CreateFork(const Request& request, StreamConfig config, bool closed);
+  Response Append(const Request& request);
+  Response Read(const Request& request, uint64_t session_id);
+  Response Head(const Request& request);
+  Response Delete(const Request& request);
+  Response Preflight(const Request& request);
+
+  // Live reads (live.cc).
+  Response StartLongPoll(const StreamPtr& stream, uint64_t offset,
+                         std::string cursor, uint64_t session_id);
+  Response StartSse(const StreamPtr& stream, uint64_t offset,
+                    std::string cursor, uint64_t session_id);
+  Response ResumeLongPoll(Session& session, ds_resume_reason reason);
+  Response ResumeSse(Session& session, ds_resume_reason reason);
+  // Parks `session` on its stream unless there is news; returns whether it
+  // parked. Requires no lock.
+  bool Park(Session& session);
+
+  // Registry access. Lookup returns the stream at `path` unless it is absent
+  // or expired (an expired stream is removed on the way).
+  StreamPtr Lookup(const std::string& path);
+  // Removes `stream` from the registry, or soft-deletes it while forks
+  // reference it; wakes its readers; releases its source references.
+  void Remove(const StreamPtr& stream);
+  // Drops a fork's reference to its source, collecting soft-deleted sources
+  // that no fork needs any more, up the chain. Collects woken session ids.
+  void ReleaseSource(const StreamPtr& fork, std::vector<uint64_t>* woken);
+  void Wake(std::vector<uint64_t> sessions);
+
+  // Shared response pieces.
+  void AddCommonHeaders(const Request& request, Response* response) const;
+  std::string Cursor(const std::string& client_cursor) const;
+  bool IsReservedPath(std::string_view path) const;
+  // Bytes [from, end) for a read response starting at `from` (at most
+  // max_read_bytes, cut on a message boundary in JSON mode).
+  uint64_t ChunkEnd(const Stream& stream, uint64_t from, uint64_t tail) const;
+  void AppendBody(const Stream& stream, uint64_t from, uint64_t to,
+                  std::string* body) const;
+
+  void SweeperLoop();
+
+  const EngineOptions options_;
+  const std::shared_ptr<const Clock> clock_;
+  const WakeFn wake_;
+
+  mutable std::shared_mutex registry_mu_;
+  std::unordered_map<std::string, StreamPtr> streams_;
+  uint64_t next_stream_id_ = 1;  // guarded by registry_mu_
+
+  mutable std::mutex sessions_mu_;
+  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+
+  std::atomic<uint64_t> appends_{0};
+  std::atomic<uint64_t> bytes_appended_{0};
+
+  std::mutex sweeper_mu_;
+  std::condition_variable sweeper_cv_;
+  bool stopping_ = false;
+  std::thread sweeper_;
+};
+
+}  // namespace ds

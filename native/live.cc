@@ -1,0 +1,246 @@
+// Live reads: long-poll (§5.7) and SSE (§5.8) sessions. A session that has
+// nothing to deliver is parked: its id goes into the stream's waiter list
+// and the caller waits outside the engine until the wake callback names it
+// or its wait_ms runs out. Nothing here blocks.
+#include <algorithm>
+
+#include "engine.h"
+#include "offset.h"
+#include "read_response.h"
+#include "session.h"
+#include "sse.h"
+
+namespace ds {
+namespace {
+
+// How many capped chunks one SSE crossing may carry before handing control
+// back, so a long catch-up streams out without one huge buffer.
+constexpr int kSseChunksPerCall = 4;
+
+uint64_t Remaining(int64_t deadline_ms, int64_t now_ms) {
+  return deadline_ms > now_ms ? static_cast<uint64_t>(deadline_ms - now_ms) : 0;
+}
+
+}  // namespace
+
+// ---- long-poll ------------------------------------------------------------
+
+namespace {
+
+Response LongPollTimeout(uint64_t tail, bool closed, std::string cursor) {
+  Response r;
+  r.status = 204;
+  r.Set(header::kStreamNextOffset, EncodeOffset(tail));
+  r.Set(header::kStreamUpToDate, "true");
+  if (closed) {
+    r.Set(header::kStreamClosed, "true");
+  } else {
+    r.Set(header::kStreamCursor, std::move(cursor));
+  }
+  r.Set(header::kCacheControl, std::string(kCacheNoStore));
+  return r;
+}
+
+}  // namespace
+
+Response Engine::StartLongPoll(const StreamPtr& stream, uint64_t offset, std::string cursor,
+                               uint64_t session_id) {
+  auto session = std::make_unique<Session>();
+  session->id = session_id;
+  session->mode = Session::Mode::kLongPoll;
+  session->stream = stream;
+  session->offset = offset;
+  session->client_cursor = std::move(cursor);
+  session->deadline_ms = clock_->NowMs() + options_.long_poll_timeout_ms;
+  Response r = ResumeLongPoll(*session, DS_RESUME_WAKE);
+  if (r.live == DS_LIVE_WAIT) {
+    std::lock_guard lock(sessions_mu_);
+    sessions_[session_id] = std::move(session);
+  }
+  return r;
+}
+
+Response Engine::ResumeLongPoll(Session& session, ds_resume_reason reason) {
+  Stream& stream = *session.stream;
+  std::unique_lock lock(stream.mu);
+  if (stream.deleted) return ErrorResponse(404, "stream not found");
+  if (stream.soft_deleted) return ErrorResponse(410, "stream was deleted");
+  uint64_t tail = stream.tail.load();
+  bool closed = stream.closed;
+  if (session.offset < tail) {
+    lock.unlock();
+    ChunkRead chunk{session.offset, ChunkEnd(stream, session.offset, tail), tail, closed};
+    Response r = ChunkResponse(stream, chunk);
+    r.Set(header::kETag, ChunkETag(stream, chunk));
+    if (!chunk.reaches_closed_tail()) r.Set(header::kStreamCursor, Cursor(session.client_cursor));
+    AppendBody(stream, chunk.from, chunk.end, &r.body);
+    return r;
+  }
+  int64_t now = clock_->NowMs();
+  if (closed || reason == DS_RESUME_TIMEOUT || now >= session.deadline_ms) {
+    return LongPollTimeout(tail, closed, closed ? std::string() : Cursor(session.client_cursor));
+  }
+  if (!session.parked || session.parked_generation != stream.wake_generation) {
+    stream.waiters.push_back(session.id);
+    session.parked = true;
+    session.parked_generation = stream.wake_generation;
+  }
+  Response r;
+  r.status = 0;
+  r.live = DS_LIVE_WAIT;
+  r.session = session.id;
+  r.wait_ms = Remaining(session.deadline_ms, now);
+  return r;
+}
+
+// ---- SSE ------------------------------------------------------------------
+
+Response Engine::StartSse(const StreamPtr& stream, uint64_t offset, std::string cursor,
+                          uint64_t session_id) {
+  auto session = std::make_unique<Session>();
+  session->id = session_id;
+  session->mode = Session::Mode::kSse;
+  session->stream = stream;
+  session->offset = offset;
+  session->client_cursor = std::move(cursor);
+  int64_t now = clock_->NowMs();
+  session->deadline_ms = now + options_.sse_reconnect_interval_ms;
+  session->next_keepalive_ms = now + options_.sse_keepalive_interval_ms;
+
+  Response r = ResumeSse(*session, DS_RESUME_WAKE);
+  r.status = 200;
+  r.Set(header::kContentType, "text/event-stream");
+  r.Set(header::kCacheControl, "no-cache");
+  if (!stream->sse_text) r.Set(header::kSseDataEncoding, "base64");
+  if (!r.done) {
+    std::lock_guard lock(sessions_mu_);
+    sessions_[session_id] = std::move(session);
+  }
+  return r;
+}
+
+Response Engine::ResumeSse(Session& session, ds_resume_reason reason) {
+  Stream& stream = *session.stream;
+  Response r;
+  r.status = 0;
+  r.live = DS_LIVE_STREAM;
+  r.session = session.id;
+  int64_t now = clock_->NowMs();
+  if (now >= session.deadline_ms) {
+    // Time to reconnect (§5.8 connection lifecycle): the client resumes from
+    // the last control event's offset.
+    r.done = true;
+    return r;
+  }
+  SseDataEncoding encoding =
+      stream.sse_text ? SseDataEncoding::kText : SseDataEncoding::kBase64;
+  for (int i = 0; i < kSseChunksPerCall; ++i) {
+    std::unique_lock lock(stream.mu);
+    if (stream.deleted || stream.soft_deleted) {
+      r.done = true;
+      return r;
+    }
+    uint64_t tail = stream.tail.load();
+    bool closed = stream.closed;
+    if (session.offset < tail) {
+      lock.unlock();
+      ChunkRead chunk{session.offset, ChunkEnd(stream, session.offset, tail), tail, closed};
+      std::string payload;
+      AppendBody(stream, chunk.from, chunk.end, &payload);
+      AppendSseData(payload, encoding, &r.body);
+      SseControl control;
+      control.next_offset = EncodeOffset(chunk.end);
+      control.up_to_date = chunk.up_to_date();
+      control.closed = chunk.reaches_closed_tail();
+      if (!control.closed) control.cursor = Cursor(session.client_cursor);
+      AppendSseControl(control, &r.body);
+      session.sent_control = true;
+      session.offset = chunk.end;
+      session.next_keepalive_ms = now + options_.sse_keepalive_interval_ms;
+      if (control.closed) {
+        r.done = true;
+        return r;
+      }
+      continue;
+    }
+    if (closed) {
+      SseControl control;
+      control.next_offset = EncodeOffset(tail);
+      control.up_to_date = true;
+      control.closed = true;
+      AppendSseControl(control, &r.body);
+      r.done = true;
+      return r;
+    }
+    if (!session.sent_control) {
+      // The first event of a connection at the tail says where the tail is.
+      SseControl control;
+      control.next_offset = EncodeOffset(tail);
+      control.up_to_date = true;
+      control.cursor = Cursor(session.client_cursor);
+      AppendSseControl(control, &r.body);
+      session.sent_control = true;
+      session.next_keepalive_ms = now + options_.sse_keepalive_interval_ms;
+    }
+    // Caught up: park until the next append, closure or deletion.
+    if (!session.parked || session.parked_generation != stream.wake_generation) {
+      stream.waiters.push_back(session.id);
+      session.parked = true;
+      session.parked_generation = stream.wake_generation;
+    }
+    lock.unlock();
+    if (r.body.empty() && reason == DS_RESUME_TIMEOUT && now >= session.next_keepalive_ms) {
+      AppendSseKeepalive(&r.body);
+      session.next_keepalive_ms = now + options_.sse_keepalive_interval_ms;
+    }
+    r.wait_ms = Remaining(std::min(session.deadline_ms, session.next_keepalive_ms), now);
+    return r;
+  }
+  // More data remains: come straight back for the next piece.
+  r.wait_ms = 0;
+  return r;
+}
+
+// ---- session lifecycle ----------------------------------------------------
+
+Response Engine::Resume(uint64_t session_id, ds_resume_reason reason) {
+  Session* session;
+  {
+    std::lock_guard lock(sessions_mu_);
+    auto it = sessions_.find(session_id);
+    if (it == sessions_.end()) {
+      Response r = ErrorResponse(404, "unknown live session");
+      r.done = true;
+      return r;
+    }
+    session = it->second.get();
+  }
+  Response r = session->mode == Session::Mode::kLongPoll ? ResumeLongPoll(*session, reason)
+                                                         : ResumeSse(*session, reason);
+  bool finished = session->mode == Session::Mode::kLongPoll ? r.live == DS_LIVE_NONE : r.done;
+  if (finished) Cancel(session_id);
+  return r;
+}
+
+void Engine::Cancel(uint64_t session_id) {
+  std::unique_ptr<Session> session;
+  {
+    std::lock_guard lock(sessions_mu_);
+    auto it = sessions_.find(session_id);
+    if (it == sessions_.end()) return;
+    session = std::move(it->second);
+    sessions_.erase(it);
+  }
+  Stream& stream = *session->stream;
+  std::lock_guard lock(stream.mu);
+  if (session->parked && session->parked_generation == stream.wake_generation) {
+    auto& w = stream.waiters;
+    auto it = std::find(w.begin(), w.end(), session_id);
+    if (it != w.end()) {
+      *it = w.back();
+      w.pop_back();
+    }
+  }
+}
+
+}  // namespace ds

@@ -1,0 +1,87 @@
+// GET: catch-up reads (§5.6) and the entry to live reads (§5.7, §5.8).
+#include "engine.h"
+#include "offset.h"
+#include "read_response.h"
+
+namespace ds {
+namespace {
+
+enum class LiveMode { kNone, kLongPoll, kSse };
+
+}  // namespace
+
+Response Engine::Read(const Request& request, uint64_t session_id) {
+  ReadParams params = ParseReadParams(request.query);
+  LiveMode live = LiveMode::kNone;
+  if (params.live) {
+    if (*params.live == "long-poll") {
+      live = LiveMode::kLongPoll;
+    } else if (*params.live == "sse") {
+      live = LiveMode::kSse;
+    } else {
+      return ErrorResponse(400, "live must be long-poll or sse");
+    }
+  }
+  if (params.offset_repeated) return ErrorResponse(400, "offset given more than once");
+  if (live != LiveMode::kNone && !params.offset) {
+    return ErrorResponse(400, "live reads need an offset");
+  }
+
+  StreamPtr stream = Lookup(std::string(request.path));
+  if (stream == nullptr) return ErrorResponse(404, "stream not found");
+  uint64_t tail;
+  bool closed;
+  {
+    std::lock_guard lock(stream->mu);
+    if (stream->soft_deleted) return ErrorResponse(410, "stream was deleted");
+    if (stream->deleted) return ErrorResponse(404, "stream not found");
+    stream->last_access_ms = clock_->NowMs();  // reads reset a sliding TTL
+    tail = stream->tail.load();
+    closed = stream->closed;
+  }
+
+  uint64_t offset = 0;
+  bool at_now = false;
+  if (params.offset && *params.offset != "-1") {
+    if (*params.offset == "now") {
+      offset = tail;
+      at_now = true;
+    } else {
+      auto decoded = DecodeOffset(*params.offset);
+      if (!decoded) return ErrorResponse(400, "malformed offset");
+      if (*decoded > tail) return ErrorResponse(400, "offset is beyond the stream's tail");
+      offset = *decoded;
+    }
+  }
+
+  std::string cursor = params.cursor.value_or(std::string());
+  if (live == LiveMode::kLongPoll) return StartLongPoll(stream, offset, cursor, session_id);
+  if (live == LiveMode::kSse) return StartSse(stream, offset, cursor, session_id);
+
+  if (at_now) {
+    Response r;
+    r.Set(header::kContentType, stream->config.content_type);
+    r.Set(header::kStreamNextOffset, EncodeOffset(tail));
+    r.Set(header::kStreamUpToDate, "true");
+    if (closed) r.Set(header::kStreamClosed, "true");
+    r.Set(header::kCacheControl, std::string(kCacheNoStore));
+    if (stream->json) r.body = "[]";
+    return r;
+  }
+  ChunkRead chunk{offset, ChunkEnd(*stream, offset, tail), tail, closed};
+  std::string etag = ChunkETag(*stream, chunk);
+  if (auto inm = request.header(DS_FIELD_IF_NONE_MATCH); inm && ETagMatches(*inm, etag)) {
+    Response r;
+    r.status = 304;
+    r.Set(header::kETag, etag);
+    r.Set(header::kCacheControl, std::string(kCachePublicChunk));
+    r.Set(header::kStreamNextOffset, EncodeOffset(chunk.end));
+    return r;
+  }
+  Response r = ChunkResponse(*stream, chunk);
+  r.Set(header::kETag, std::move(etag));
+  AppendBody(*stream, chunk.from, chunk.end, &r.body);
+  return r;
+}
+
+}  // namespace ds

@@ -1,0 +1,41 @@
+#include "stream.h"
+
+#include <algorithm>
+
+#include "content_type.h"
+
+namespace ds {
+
+Stream::Stream(std::string path_in, uint64_t id_in, StreamConfig config_in,
+               std::shared_ptr<Stream> source_in, uint64_t fork_offset_in,
+               std::unique_ptr<StreamLog> log_in)
+    : path(std::move(path_in)),
+      id(id_in),
+      config(std::move(config_in)),
+      json(IsJsonMediaType(config.content_type)),
+      sse_text(IsSseTextType(config.content_type)),
+      source(std::move(source_in)),
+      fork_offset(fork_offset_in),
+      log(std::move(log_in)),
+      tail(log->tail()) {}
+
+bool Stream::ExpiredAt(int64_t now_ms) const {
+  if (config.expires_at_ms && now_ms >= *config.expires_at_ms) return true;
+  if (config.ttl_seconds &&
+      now_ms >= last_access_ms + static_cast<int64_t>(*config.ttl_seconds) * 1000) {
+    return true;
+  }
+  return false;
+}
+
+void Stream::ReadRange(uint64_t from, uint64_t to, std::string* out) const {
+  if (from >= to) return;
+  if (from < fork_offset) {
+    uint64_t inherited_end = std::min(to, fork_offset);
+    source->ReadRange(from, inherited_end, out);
+    from = inherited_end;
+  }
+  if (from < to) log->Read(from, static_cast<size_t>(to - from), out);
+}
+
+}  // namespace ds

@@ -1,0 +1,73 @@
+// One stream's state (PROTOCOL.md §4): its configuration, its bytes (own log
+// plus, for a fork, a prefix of its source), closure, writer state, expiry
+// anchor, fork references and the live readers parked on it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "producer.h"
+#include "stream_log.h"
+
+namespace ds {
+
+struct StreamConfig {
+  std::string content_type;
+  std::optional<uint64_t> ttl_seconds;
+  std::optional<int64_t> expires_at_ms;
+};
+
+struct Stream {
+  Stream(std::string path_in, uint64_t id_in, StreamConfig config_in,
+         std::shared_ptr<Stream> source_in, uint64_t fork_offset_in,
+         std::unique_ptr<StreamLog> log_in);
+
+  const std::string path;
+  const uint64_t id;  // unique per engine; names the stream in ETags
+  const StreamConfig config;
+  const bool json;       // application/json: message framing applies
+  const bool sse_text;   // SSE carries text, not base64
+  // A fork reads [0, fork_offset) from `source`, the rest from `log`.
+  const std::shared_ptr<Stream> source;
+  const uint64_t fork_offset;
+  const std::unique_ptr<StreamLog> log;
+
+  // Everything below is guarded by `mu`, except `tail` which readers may
+  // load without it (it only grows, and only after the bytes are in `log`).
+  std::mutex mu;
+  std::atomic<uint64_t> tail;
+  bool closed = false;
+  std::string last_stream_seq;
+  std::unordered_map<std::string, ProducerState> producers;
+  int64_t last_access_ms = 0;  // the sliding TTL counts from here
+  bool deleted = false;        // gone from the registry: parked readers end
+  bool soft_deleted = false;   // deleted by its owner, kept for its forks
+  uint32_t fork_refs = 0;      // forks whose `source` is this stream
+  std::vector<uint64_t> waiters;  // parked sessions to wake on change
+  // Bumped each time `waiters` is handed to the wake callback, so a session
+  // knows whether its registration is still in the list.
+  uint64_t wake_generation = 0;
+
+  // Takes the parked sessions for waking. Requires mu.
+  std::vector<uint64_t> TakeWaiters() {
+    ++wake_generation;
+    std::vector<uint64_t> out;
+    out.swap(waiters);
+    return out;
+  }
+
+  // Whether the stream has outlived its TTL or Expires-At at `now_ms`.
+  bool ExpiredAt(int64_t now_ms) const;  // requires mu
+
+  // Appends the logical bytes [from, to) to `out`, stitching the source's
+  // bytes below fork_offset. Requires to <= tail. Takes no metadata lock.
+  void ReadRange(uint64_t from, uint64_t to, std::string* out) const;
+};
+
+}  // namespace ds

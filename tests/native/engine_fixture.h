@@ -1,0 +1,96 @@
+// A test harness that drives the engine through its C++ interface, as the
+// HTTP layer would, with an injected clock and a recording wake callback.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine.h"
+
+namespace ds::testing {
+
+using Headers = std::map<ds_field_id, std::string>;
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static constexpr int64_t kStart = 1767225600000;  // 2026-01-01T00:00:00Z
+
+  void SetUp() override { Open(EngineOptions{}); }
+
+  void Open(EngineOptions options) {
+    options.sweep_interval_ms = 0;  // tests sweep explicitly
+    engine_.reset();
+    engine_ = std::make_unique<Engine>(options, clock_, [this](const std::vector<uint64_t>& ids) {
+      std::lock_guard lock(woken_mu_);
+      woken_.insert(woken_.end(), ids.begin(), ids.end());
+    });
+  }
+
+  Response Call(std::string method, std::string path, Headers headers = {},
+                std::string body = {}, std::string query = {}, uint64_t session = 0) {
+    // Keep the strings alive for the call: the request holds views.
+    method_ = std::move(method);
+    path_ = std::move(path);
+    query_ = std::move(query);
+    headers_ = std::move(headers);
+    body_ = std::move(body);
+    Request r;
+    r.method = method_;
+    r.path = path_;
+    r.query = query_;
+    for (const auto& [id, value] : headers_) r.fields[id] = value;
+    r.body = body_;
+    return engine_->Handle(r, session == 0 ? ++next_session_ : session);
+  }
+
+  Response Put(const std::string& path, Headers h = {}, std::string body = {}) {
+    return Call("PUT", path, std::move(h), std::move(body));
+  }
+  Response Post(const std::string& path, Headers h, std::string body = {}) {
+    return Call("POST", path, std::move(h), std::move(body));
+  }
+  Response Get(const std::string& path, std::string query = {}, Headers h = {}) {
+    return Call("GET", path, std::move(h), {}, std::move(query));
+  }
+  Response Head(const std::string& path) { return Call("HEAD", path); }
+  Response Delete(const std::string& path) { return Call("DELETE", path); }
+
+  std::vector<uint64_t> TakeWoken() {
+    std::lock_guard lock(woken_mu_);
+    std::vector<uint64_t> out;
+    out.swap(woken_);
+    return out;
+  }
+
+  static std::string HeaderOf(const Response& r, std::string_view name) {
+    for (const auto& [n, v] : r.headers) {
+      if (n == name) return v;
+    }
+    return "<absent>";
+  }
+
+  std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>(kStart);
+  std::unique_ptr<Engine> engine_;
+  uint64_t next_session_ = 1000;
+
+ private:
+  std::string method_, path_, query_, body_;
+  Headers headers_;
+  std::mutex woken_mu_;
+  std::vector<uint64_t> woken_;
+};
+
+inline Headers Text() { return {{DS_FIELD_CONTENT_TYPE, "text/plain"}}; }
+inline Headers Json() { return {{DS_FIELD_CONTENT_TYPE, "application/json"}}; }
+inline Headers Bin() { return {{DS_FIELD_CONTENT_TYPE, "application/octet-stream"}}; }
+inline Headers With(Headers h, ds_field_id id, std::string value) {
+  h[id] = std::move(value);
+  return h;
+}
+
+}  // namespace ds::testing
