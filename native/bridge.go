@@ -1,0 +1,520 @@
+// Package native is the Go side of the C ABI in durable_streams.h: it opens
+// the C++ engine, hands it requests and returns its responses. It makes no
+// protocol decision; the engine decides every status, header and body.
+//
+// This is the only file in the repository that imports "C". cgo compiles
+// every .cc file in this directory, so `go build` builds the engine too.
+//
+// Memory rules (see the header's conventions): request text and body are Go
+// memory passed as direct arguments and only read during the call; responses
+// are engine memory, valid until Response.Release.
+package native
+
+/*
+#cgo CXXFLAGS: -std=c++20 -O2 -Wall
+#cgo LDFLAGS: -llmdb -lsimdjson -lstdc++ -lpthread
+#include <stdlib.h>
+#include "durable_streams.h"
+
+// Implemented in Go below (//export dsGoWake). cgo spells the pointer
+// parameter without const, so it is cast to ds_wake_fn where it is used.
+extern void dsGoWake(uintptr_t wake_ctx, uint64_t* ids, size_t n);
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"iter"
+	"math"
+	"runtime/cgo"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// ---- Errors -------------------------------------------------------------
+
+// Code is a ds_code from the engine. A Code is itself an error, so
+// errors.Is(err, native.CodeLocked) works on any *Error.
+type Code int
+
+// The engine's error codes (ds_code).
+const (
+	CodeOK              Code = C.DS_OK
+	CodeInvalidArgument Code = C.DS_ERR_INVALID_ARGUMENT
+	CodeNotSupported    Code = C.DS_ERR_NOT_SUPPORTED
+	CodeIO              Code = C.DS_ERR_IO
+	CodeLocked          Code = C.DS_ERR_LOCKED
+	CodeNotFound        Code = C.DS_ERR_NOT_FOUND
+	CodeInternal        Code = C.DS_ERR_INTERNAL
+)
+
+// Error returns the code's static name, e.g. "DS_ERR_LOCKED".
+func (c Code) Error() string { return C.GoString(C.ds_code_name(C.ds_code(c))) }
+
+// Error is a failed engine call: the operation, the engine's code and its
+// message. It unwraps to its Code.
+type Error struct {
+	Op      string // "open", "handle", "resume"
+	Code    Code
+	Message string // may be empty
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("durable streams engine: %s: %v", e.Op, e.Code)
+	}
+	return fmt.Sprintf("durable streams engine: %s: %v: %s", e.Op, e.Code, e.Message)
+}
+
+// Unwrap makes errors.Is(err, CodeLocked) and friends work.
+func (e *Error) Unwrap() error { return e.Code }
+
+// ErrClosed is returned by calls made after Engine.Close.
+var ErrClosed = errors.New("durable streams engine: closed")
+
+func newError(op string, code C.ds_code, cerr *C.ds_error) *Error {
+	return &Error{Op: op, Code: Code(code), Message: C.GoString(&cerr.message[0])}
+}
+
+// ---- Engine -------------------------------------------------------------
+
+// Options are the engine's ds_options. Zero values mean the engine's defaults
+// (see durable_streams.h).
+type Options struct {
+	DataDir              string // empty: in memory
+	StreamRoot           string // empty: "/v1/stream"
+	LongPollTimeout      time.Duration
+	SSEReconnectInterval time.Duration
+	SSEKeepaliveInterval time.Duration
+	MaxAppendBytes       int64
+	MaxReadBytes         int64
+}
+
+// Engine is an open C++ engine. It is safe for concurrent use.
+type Engine struct {
+	// mu orders calls against Close: every C call holds it for reading, Close
+	// for writing, so Close never races a call (the header requires that).
+	// Nothing holds it while a live request waits.
+	mu     sync.RWMutex
+	ptr    *C.ds_engine // nil once closed
+	handle cgo.Handle   // wake_ctx: finds this Engine from the wake callback
+
+	nextSession atomic.Uint64
+	waiters     [waiterShards]waiterShard
+}
+
+const waiterShards = 64
+
+// waiterShard maps session ids to their wake channels. Wakes send under the
+// shard lock, so once Unregister has returned no wake can reach the channel.
+type waiterShard struct {
+	mu sync.Mutex
+	m  map[uint64]chan struct{}
+	_  [40]byte // keep shards on separate cache lines
+}
+
+// Open opens an engine with opts.
+func Open(opts Options) (*Engine, error) {
+	if opts.LongPollTimeout < 0 || opts.SSEReconnectInterval < 0 || opts.SSEKeepaliveInterval < 0 ||
+		opts.MaxAppendBytes < 0 || opts.MaxReadBytes < 0 {
+		return nil, &Error{Op: "open", Code: CodeInvalidArgument, Message: "negative option"}
+	}
+	e := &Engine{}
+	for i := range e.waiters {
+		e.waiters[i].m = make(map[uint64]chan struct{})
+	}
+	e.handle = cgo.NewHandle(e)
+
+	var copts C.ds_options
+	if opts.DataDir != "" {
+		copts.data_dir = C.CString(opts.DataDir)
+		defer C.free(unsafe.Pointer(copts.data_dir))
+	}
+	if opts.StreamRoot != "" {
+		copts.stream_root = C.CString(opts.StreamRoot)
+		defer C.free(unsafe.Pointer(copts.stream_root))
+	}
+	copts.long_poll_timeout_ms = C.uint64_t(opts.LongPollTimeout.Milliseconds())
+	copts.sse_reconnect_interval_ms = C.uint64_t(opts.SSEReconnectInterval.Milliseconds())
+	copts.sse_keepalive_interval_ms = C.uint64_t(opts.SSEKeepaliveInterval.Milliseconds())
+	copts.max_append_bytes = C.uint64_t(opts.MaxAppendBytes)
+	copts.max_read_bytes = C.uint64_t(opts.MaxReadBytes)
+	copts.wake_fn = C.ds_wake_fn(C.dsGoWake)
+	copts.wake_ctx = C.uintptr_t(e.handle)
+
+	var cerr C.ds_error
+	if code := C.ds_engine_open(&copts, &e.ptr, &cerr); code != C.DS_OK {
+		e.handle.Delete()
+		return nil, newError("open", code, &cerr)
+	}
+	return e, nil
+}
+
+// Close ends every parked session, stops background work and frees the
+// engine. It waits for calls in flight, then wakes every registered waiter
+// so that its next call returns ErrClosed. Later calls return ErrClosed.
+// Close is idempotent.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	if e.ptr == nil {
+		e.mu.Unlock()
+		return
+	}
+	C.ds_engine_close(e.ptr)
+	e.ptr = nil
+	// Only now: the engine may call wake_fn until ds_engine_close returns.
+	e.handle.Delete()
+	e.mu.Unlock()
+
+	for i := range e.waiters {
+		s := &e.waiters[i]
+		s.mu.Lock()
+		for _, ch := range s.m {
+			signal(ch)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Version is the engine's version string (ds_version).
+func Version() string { return C.GoString(C.ds_version()) }
+
+// Stats are the engine's counters (ds_stats).
+type Stats struct {
+	Streams        uint64 // live streams (not expired, not deleted)
+	ParkedSessions uint64 // long-poll and SSE sessions waiting
+	Appends        uint64 // successful appends since open
+	BytesAppended  uint64
+}
+
+// Stats reads the engine's counters; zero after Close.
+func (e *Engine) Stats() Stats {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.ptr == nil {
+		return Stats{}
+	}
+	var s C.ds_stats
+	C.ds_engine_stats(e.ptr, &s)
+	return Stats{
+		Streams:        uint64(s.streams),
+		ParkedSessions: uint64(s.parked_sessions),
+		Appends:        uint64(s.appends),
+		BytesAppended:  uint64(s.bytes_appended),
+	}
+}
+
+// ---- Wake registry ------------------------------------------------------
+
+// Register reserves a new non-zero session id and its wake channel (buffer 1).
+// Call it before Handle for any request that may park, so no wake is lost,
+// and call Unregister when the request ends, whatever happened.
+func (e *Engine) Register() (session uint64, wake <-chan struct{}) {
+	id := e.nextSession.Add(1)
+	if id == 0 { // after 2^64 sessions; keep ids non-zero
+		id = e.nextSession.Add(1)
+	}
+	ch := wakeChans.Get().(chan struct{})
+	s := e.shard(id)
+	s.mu.Lock()
+	s.m[id] = ch
+	s.mu.Unlock()
+	return id, ch
+}
+
+// Unregister forgets a session's wake channel. It does not cancel the session
+// in the engine (see Cancel). Unregistering an unknown id does nothing.
+func (e *Engine) Unregister(session uint64) {
+	s := e.shard(session)
+	s.mu.Lock()
+	ch, ok := s.m[session]
+	delete(s.m, session)
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	// No wake can reach ch any more: drain a pending one and reuse it.
+	select {
+	case <-ch:
+	default:
+	}
+	wakeChans.Put(ch)
+}
+
+var wakeChans = sync.Pool{New: func() any { return make(chan struct{}, 1) }}
+
+func (e *Engine) shard(session uint64) *waiterShard {
+	return &e.waiters[session%waiterShards]
+}
+
+// wake signals the named sessions. It never blocks: a session that already
+// has a wake pending needs no second one.
+func (e *Engine) wake(ids []uint64) {
+	for _, id := range ids {
+		s := e.shard(id)
+		s.mu.Lock()
+		if ch, ok := s.m[id]; ok {
+			signal(ch)
+		}
+		s.mu.Unlock()
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// dsGoWake is the engine's ds_wake_fn. The engine calls it from any thread
+// after releasing its locks; it only signals channels and never calls back
+// into C.
+//
+//export dsGoWake
+func dsGoWake(wakeCtx C.uintptr_t, ids *C.uint64_t, n C.size_t) {
+	if n == 0 || ids == nil {
+		return
+	}
+	e := cgo.Handle(wakeCtx).Value().(*Engine)
+	e.wake(unsafe.Slice((*uint64)(unsafe.Pointer(ids)), int(n)))
+}
+
+// ---- Requests -----------------------------------------------------------
+
+// Field names a request field (ds_field_id).
+type Field int
+
+// The request fields, in ds_field_id order.
+const (
+	FieldMethod                      Field = C.DS_FIELD_METHOD
+	FieldPath                        Field = C.DS_FIELD_PATH
+	FieldQuery                       Field = C.DS_FIELD_QUERY
+	FieldContentType                 Field = C.DS_FIELD_CONTENT_TYPE
+	FieldStreamTTL                   Field = C.DS_FIELD_STREAM_TTL
+	FieldStreamExpiresAt             Field = C.DS_FIELD_STREAM_EXPIRES_AT
+	FieldStreamClosed                Field = C.DS_FIELD_STREAM_CLOSED
+	FieldStreamSeq                   Field = C.DS_FIELD_STREAM_SEQ
+	FieldProducerID                  Field = C.DS_FIELD_PRODUCER_ID
+	FieldProducerEpoch               Field = C.DS_FIELD_PRODUCER_EPOCH
+	FieldProducerSeq                 Field = C.DS_FIELD_PRODUCER_SEQ
+	FieldIfNoneMatch                 Field = C.DS_FIELD_IF_NONE_MATCH
+	FieldStreamForkedFrom            Field = C.DS_FIELD_STREAM_FORKED_FROM
+	FieldStreamForkOffset            Field = C.DS_FIELD_STREAM_FORK_OFFSET
+	FieldStreamForkSubOffset         Field = C.DS_FIELD_STREAM_FORK_SUB_OFFSET
+	FieldOrigin                      Field = C.DS_FIELD_ORIGIN
+	FieldAccessControlRequestHeaders Field = C.DS_FIELD_ACCESS_CONTROL_REQUEST_HEADERS
+
+	// FieldCount is the number of fields.
+	FieldCount = int(C.DS_FIELD_COUNT)
+)
+
+// Request is one HTTP request in the engine's terms: every field is a range
+// of one text buffer, so it crosses into C as a pointer-free ds_request plus
+// two direct byte arguments. Reuse a Request with Reset.
+type Request struct {
+	text    []byte
+	fields  [FieldCount]C.ds_field
+	present uint32
+
+	// Body is the request body, read whole; the engine copies what it keeps.
+	Body []byte
+	// BodyTooLarge says the body exceeded the engine's max_append_bytes and
+	// was not read; the engine answers 413.
+	BodyTooLarge bool
+}
+
+// Set stores a field; an empty value is present-but-empty. Setting a field
+// twice keeps the last value.
+func (r *Request) Set(f Field, value string) {
+	off := len(r.text)
+	r.text = append(r.text, value...)
+	r.fields[f] = C.ds_field{offset: C.uint32_t(off), length: C.uint32_t(len(value))}
+	r.present |= 1 << uint(f)
+}
+
+// Get returns a field and whether it is present.
+func (r *Request) Get(f Field) (value string, ok bool) {
+	if r.present&(1<<uint(f)) == 0 {
+		return "", false
+	}
+	fd := r.fields[f]
+	return string(r.text[fd.offset : fd.offset+fd.length]), true
+}
+
+// Reset empties the request for reuse, keeping its buffers.
+func (r *Request) Reset() {
+	r.text = r.text[:0]
+	r.present = 0
+	r.Body = nil
+	r.BodyTooLarge = false
+}
+
+// ---- Responses ----------------------------------------------------------
+
+// Live says what a response asks of the caller (ds_live).
+type Live int
+
+const (
+	// LiveNone is a complete response: write it, release it, done.
+	LiveNone Live = C.DS_LIVE_NONE
+	// LiveWait is a parked long-poll: write nothing yet; wait for a wake or
+	// Wait(), then Resume.
+	LiveWait Live = C.DS_LIVE_WAIT
+	// LiveStream is streaming (SSE): write status, headers and body now and
+	// flush; then wait for a wake or Wait() and Resume until Done.
+	LiveStream Live = C.DS_LIVE_STREAM
+)
+
+// ResumeReason says why a parked session is resumed (ds_resume_reason).
+type ResumeReason int
+
+const (
+	ResumeWake    ResumeReason = C.DS_RESUME_WAKE    // its wake channel fired
+	ResumeTimeout ResumeReason = C.DS_RESUME_TIMEOUT // Wait() elapsed without a wake
+)
+
+// Response is an engine-owned ds_response. Its Body and Header views point
+// into engine memory and are valid until Release, which must be called
+// exactly once.
+type Response struct {
+	c *C.ds_response
+}
+
+// Status is the HTTP status, or 0 on a resume that only continues a stream.
+func (r *Response) Status() int { return int(r.c.status) }
+
+// Live says whether the request is complete, parked or streaming.
+func (r *Response) Live() Live { return Live(r.c.live) }
+
+// Session is the parked session's id; non-zero unless Live() is LiveNone.
+func (r *Response) Session() uint64 { return uint64(r.c.session) }
+
+// Wait is how long to wait for a wake before resuming with ResumeTimeout.
+func (r *Response) Wait() time.Duration {
+	ms := uint64(r.c.wait_ms)
+	if ms > math.MaxInt64/uint64(time.Millisecond) {
+		return math.MaxInt64
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// Done says a streaming response ends with this piece.
+func (r *Response) Done() bool { return bool(r.c.done) }
+
+// Body is a view of the engine's body bytes, valid until Release.
+func (r *Response) Body() []byte {
+	if r.c.body_len == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(r.c.body)), int(r.c.body_len))
+}
+
+// Header yields the response headers in the engine's order. Names are in Go's
+// canonical form; a name may repeat. The strings are copies.
+func (r *Response) Header() iter.Seq2[string, string] {
+	return func(yield func(name, value string) bool) {
+		if r.c.headers_len == 0 {
+			return
+		}
+		buf := unsafe.Slice((*byte)(unsafe.Pointer(r.c.headers)), int(r.c.headers_len))
+		for len(buf) > 0 {
+			var name, value string
+			name, buf = cutNUL(buf)
+			value, buf = cutNUL(buf)
+			if !yield(name, value) {
+				return
+			}
+		}
+	}
+}
+
+// cutNUL splits off one NUL-terminated string; a missing final NUL ends it.
+func cutNUL(b []byte) (string, []byte) {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), b[i+1:]
+		}
+	}
+	return string(b), nil
+}
+
+// Release frees the engine's response. Calling it again does nothing.
+func (r *Response) Release() {
+	if r.c != nil {
+		C.ds_response_free(r.c)
+		r.c = nil
+	}
+}
+
+// ---- Calls --------------------------------------------------------------
+
+// callFrame holds the pointer-free C structs of one call in one allocation.
+type callFrame struct {
+	req C.ds_request
+	out *C.ds_response
+	err C.ds_error
+}
+
+// Handle hands one request to the engine. session is the id from Register
+// (0 when the request must not park). Protocol errors (4xx) are responses;
+// an error means the engine failed or is closed.
+func (e *Engine) Handle(req *Request, session uint64) (*Response, error) {
+	if len(req.text) > math.MaxUint32 {
+		return nil, &Error{Op: "handle", Code: CodeInvalidArgument, Message: "request text over 4 GiB"}
+	}
+	f := new(callFrame)
+	f.req.fields = req.fields
+	f.req.present = C.uint32_t(req.present)
+	f.req.body_too_large = C.bool(req.BodyTooLarge)
+
+	var text, body *C.uint8_t
+	if len(req.text) > 0 {
+		text = (*C.uint8_t)(unsafe.Pointer(&req.text[0]))
+	}
+	if len(req.Body) > 0 {
+		body = (*C.uint8_t)(unsafe.Pointer(&req.Body[0]))
+	}
+
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.ptr == nil {
+		return nil, ErrClosed
+	}
+	code := C.ds_engine_handle(e.ptr, &f.req,
+		text, C.size_t(len(req.text)),
+		body, C.size_t(len(req.Body)),
+		C.uint64_t(session), &f.out, &f.err)
+	if code != C.DS_OK {
+		return nil, newError("handle", code, &f.err)
+	}
+	return &Response{c: f.out}, nil
+}
+
+// Resume continues a parked session after a wake or its timeout.
+func (e *Engine) Resume(session uint64, reason ResumeReason) (*Response, error) {
+	f := new(callFrame)
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.ptr == nil {
+		return nil, ErrClosed
+	}
+	code := C.ds_session_resume(e.ptr, C.uint64_t(session), C.ds_resume_reason(reason), &f.out, &f.err)
+	if code != C.DS_OK {
+		return nil, newError("resume", code, &f.err)
+	}
+	return &Response{c: f.out}, nil
+}
+
+// Cancel forgets a session whose client went away. Idempotent; a no-op after
+// Close (which ended every session).
+func (e *Engine) Cancel(session uint64) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.ptr != nil {
+		C.ds_session_cancel(e.ptr, C.uint64_t(session))
+	}
+}
