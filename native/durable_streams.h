@@ -67,9 +67,18 @@ typedef struct ds_engine ds_engine;
  * engine; it should only signal the waiting goroutines. */
 typedef void (*ds_wake_fn)(uintptr_t wake_ctx, const uint64_t* ids, size_t n);
 
+typedef enum ds_fsync {
+  DS_FSYNC_ALWAYS = 0,   /* every acknowledged append survives power loss */
+  DS_FSYNC_INTERVAL = 1, /* synced every fsync_interval_ms: survives a process
+                            crash; power loss may lose the last interval */
+  DS_FSYNC_OFF = 2       /* never synced: survives a process crash only */
+} ds_fsync;
+
 typedef struct ds_options {
   /* Directory for durable storage; NULL or empty means in-memory. */
   const char* data_dir;
+  ds_fsync fsync;                     /* with data_dir */
+  uint64_t fsync_interval_ms;         /* with DS_FSYNC_INTERVAL; 0 means 1,000 */
   /* URL path prefix under which the reserved `__ds` namespace lives
    * (PROTOCOL.md §6), e.g. "/v1/stream". NULL means "/v1/stream". */
   const char* stream_root;
@@ -186,6 +195,14 @@ ds_code ds_session_resume(ds_engine* engine, uint64_t session,
 void ds_session_cancel(ds_engine* engine, uint64_t session);
 
 void ds_response_free(ds_response* response);
+
+/* ---- Maintenance ------------------------------------------------------- */
+
+/* Copies data_dir to dest (which must not exist or be empty) consistently,
+ * even while a server is writing to data_dir: a server started on dest
+ * serves every stream acknowledged before the call began. Blocks for the
+ * duration of the copy. */
+ds_code ds_backup(const char* data_dir, const char* dest, ds_error* err);
 
 /* ---- Introspection ----------------------------------------------------- */
 

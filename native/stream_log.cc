@@ -5,7 +5,7 @@
 
 namespace ds {
 
-void MemoryStreamLog::Read(uint64_t from, size_t len, std::string* out) const {
+Status MemoryStreamLog::Read(uint64_t from, size_t len, std::string* out) const {
   std::shared_lock lock(mu_);
   uint64_t rel = from - base_;
   out->reserve(out->size() + len);
@@ -18,9 +18,10 @@ void MemoryStreamLog::Read(uint64_t from, size_t len, std::string* out) const {
     rel += n;
     len -= n;
   }
+  return Status::OK();
 }
 
-void MemoryStreamLog::Append(std::string_view bytes) {
+Status MemoryStreamLog::Append(std::string_view bytes) {
   std::unique_lock lock(mu_);
   const uint64_t total = bytes.size();
   while (!bytes.empty()) {
@@ -34,6 +35,7 @@ void MemoryStreamLog::Append(std::string_view bytes) {
   }
   // Publish the whole append at once: no reader sees half of it.
   tail_.fetch_add(total, std::memory_order_release);
+  return Status::OK();
 }
 
 size_t MemoryStreamLog::memory_bytes() const {

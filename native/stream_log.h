@@ -15,17 +15,24 @@
 #include <string_view>
 #include <vector>
 
+#include "status.h"
+
 namespace ds {
 
 class StreamLog {
  public:
   virtual ~StreamLog() = default;
   virtual uint64_t base() const = 0;
+  // Position after the last appended byte (durable or not).
   virtual uint64_t tail() const = 0;
   // Appends bytes [from, from + len) to `out`. Requires base <= from and
   // from + len <= tail.
-  virtual void Read(uint64_t from, size_t len, std::string* out) const = 0;
-  virtual void Append(std::string_view bytes) = 0;
+  virtual Status Read(uint64_t from, size_t len, std::string* out) const = 0;
+  // Writes `bytes` at tail(). They are not durable until Sync returns OK; a
+  // failed Append leaves tail() unchanged.
+  virtual Status Append(std::string_view bytes) = 0;
+  // Makes every appended byte durable (a no-op in memory).
+  virtual Status Sync() = 0;
   // Bytes held in memory by this log (for stats and limits).
   virtual size_t memory_bytes() const = 0;
 };
@@ -41,8 +48,9 @@ class MemoryStreamLog final : public StreamLog {
 
   uint64_t base() const override { return base_; }
   uint64_t tail() const override { return tail_.load(std::memory_order_acquire); }
-  void Read(uint64_t from, size_t len, std::string* out) const override;
-  void Append(std::string_view bytes) override;
+  Status Read(uint64_t from, size_t len, std::string* out) const override;
+  Status Append(std::string_view bytes) override;
+  Status Sync() override { return Status::OK(); }
   size_t memory_bytes() const override;
 
   static constexpr size_t kBlockBytes = 1 << 20;
