@@ -58,6 +58,7 @@ Response Engine::Append(const Request& request) {
   }
   StreamPtr stream = Lookup(std::string(request.path));
   if (stream == nullptr) return ErrorResponse(404, "stream not found");
+  if (auto refused = RefuseWrites()) return *refused;
 
   bool close = HeaderIsTrue(request.header(DS_FIELD_STREAM_CLOSED));
   ProducerHeaders producer;
@@ -81,11 +82,14 @@ Response Engine::Append(const Request& request) {
 
   std::vector<uint64_t> woken;
   Response response;
+  CommitQueue::Ticket ticket;
+  uint64_t tail;
   {
     std::lock_guard lock(stream->mu);
     if (stream->deleted) return ErrorResponse(404, "stream not found");
     if (stream->soft_deleted) return ErrorResponse(410, "stream was deleted");
-    uint64_t tail = stream->tail.load();
+    // Decide on the pending state: appends still in a group commit count.
+    tail = stream->log->tail();
     stream->last_access_ms = clock_->NowMs();
 
     // A producer's retry is recognised first, even on a closed stream, so a
@@ -157,18 +161,30 @@ Response Engine::Append(const Request& request) {
       return ErrorResponse(409, "Stream-Seq must be greater than the last one");
     }
 
-    // Commit: bytes, then the writer state that accompanies them.
+    // Bytes first; nothing else changes if they cannot be written.
     if (!bytes.empty()) {
-      stream->log->Append(bytes);
-      tail += bytes.size();
-      stream->tail.store(tail, std::memory_order_release);
+      Status s = stream->log->Append(bytes);
+      if (!s.ok()) return StorageFailure(s);
+      tail = stream->log->tail();
       appends_.fetch_add(1, std::memory_order_relaxed);
       bytes_appended_.fetch_add(bytes.size(), std::memory_order_relaxed);
     }
     if (seq && !seq->empty()) stream->last_stream_seq.assign(*seq);
     if (next_state) stream->producers[producer.claim.id] = *next_state;
     if (close) stream->closed = true;
-    woken = stream->TakeWaiters();
+    if (durable_) {
+      // The commit point: the new tail, the producer state and the closure
+      // are recorded in one transaction after the bytes are durable.
+      StreamMutation m{StreamMutation::Kind::kUpsert, stream->Record(), {}, stream->log.get()};
+      if (next_state) {
+        m.producers.push_back({producer.claim.id, next_state->epoch, next_state->last_seq});
+      }
+      ticket = Submit({std::move(m)});
+    } else {
+      stream->tail.store(tail, std::memory_order_release);
+      if (close) stream->closed_visible = true;
+      woken = stream->TakeWaiters();
+    }
 
     // 200 tells a producer new data was written; everything else, including
     // a producer's close-only request, is 204.
@@ -176,6 +192,15 @@ Response Engine::Append(const Request& request) {
     response.Set(header::kStreamNextOffset, EncodeOffset(tail));
     if (close) response.Set(header::kStreamClosed, "true");
     if (next_state) SetProducerHeaders(&response, next_state->epoch, next_state->last_seq);
+  }
+  if (ticket) {
+    Status s = Await(ticket);
+    if (!s.ok()) return StorageFailure(s);
+    // Publish: readers may now see the bytes and the closure.
+    std::lock_guard lock(stream->mu);
+    if (tail > stream->tail.load()) stream->tail.store(tail, std::memory_order_release);
+    if (close) stream->closed_visible = true;
+    woken = stream->TakeWaiters();
   }
   Wake(std::move(woken));
   return response;

@@ -84,34 +84,81 @@ Response Engine::Create(const Request& request) {
     initial.assign(request.body);
   }
 
+  if (auto refused = RefuseWrites()) return *refused;
   std::string path(request.path);
   Lookup(path);  // drops an expired stream at this path first
-  std::unique_lock registry(registry_mu_);
-  if (auto it = streams_.find(path); it != streams_.end()) {
-    Stream& existing = *it->second;
-    std::lock_guard lock(existing.mu);
-    if (existing.soft_deleted) {
-      return ErrorResponse(409, "stream was deleted and its path is held by forks");
+  PendingCreate pending;
+  {
+    std::unique_lock registry(registry_mu_);
+    if (auto it = streams_.find(path); it != streams_.end()) {
+      Stream& existing = *it->second;
+      std::lock_guard lock(existing.mu);
+      if (!existing.deleted) {
+        if (existing.soft_deleted) {
+          return ErrorResponse(409, "stream was deleted and its path is held by forks");
+        }
+        if (existing.source != nullptr || !SameConfig(existing.config, config) ||
+            existing.closed != closed) {
+          return ErrorResponse(409, "stream exists with a different configuration");
+        }
+        return CreatedResponse(request, 200, existing, existing.tail.load(), existing.closed);
+      }
     }
-    if (existing.source != nullptr || !SameConfig(existing.config, config) ||
-        existing.closed != closed) {
-      return ErrorResponse(409, "stream exists with a different configuration");
+    if (auto error = BeginCreate(path, std::move(config), nullptr, 0, initial, closed, &pending)) {
+      return *error;
     }
-    return CreatedResponse(request, 200, existing, existing.tail.load(), existing.closed);
   }
+  return FinishCreate(request, pending);
+}
 
-  auto log = std::make_unique<MemoryStreamLog>(0);
-  log->Append(initial);
-  auto stream = std::make_shared<Stream>(path, next_stream_id_++, std::move(config),
-                                         nullptr, 0, std::move(log));
+std::optional<Response> Engine::BeginCreate(const std::string& path, StreamConfig config,
+                                            const StreamPtr& source, uint64_t fork_offset,
+                                            std::string_view initial, bool closed,
+                                            PendingCreate* out) {
+  uint64_t id = next_stream_id_++;
+  std::unique_ptr<StreamLog> log;
+  Status s = store_->CreateLog(id, fork_offset, &log);
+  if (s.ok() && !initial.empty()) s = log->Append(initial);
+  if (!s.ok()) return StorageFailure(s);
+  auto stream = std::make_shared<Stream>(path, id, std::move(config), source, fork_offset,
+                                         std::move(log));
   stream->closed = closed;
   stream->last_access_ms = clock_->NowMs();
-  streams_.emplace(path, stream);
+  if (source) ++source->fork_refs;  // the caller holds source->mu
+  out->stream = stream;
+  out->closed = closed;
+  out->lock = std::unique_lock(stream->mu);
+  streams_[path] = stream;
+  if (durable_) {
+    out->ticket = Submit({{StreamMutation::Kind::kUpsert, stream->Record(), {}, stream->log.get()}});
+  }
   if (!initial.empty()) {
     appends_.fetch_add(1, std::memory_order_relaxed);
     bytes_appended_.fetch_add(initial.size(), std::memory_order_relaxed);
   }
-  return CreatedResponse(request, 201, *stream, stream->tail.load(), closed);
+  return std::nullopt;
+}
+
+Response Engine::FinishCreate(const Request& request, PendingCreate& pending) {
+  Stream& stream = *pending.stream;
+  if (pending.ticket) {
+    Status s = Await(pending.ticket);
+    if (!s.ok()) {
+      // Not recorded: the stream never existed. Lookups skip deleted
+      // streams and the next create at this path replaces it.
+      stream.deleted = true;
+      if (stream.source) {
+        std::lock_guard source_lock(stream.source->mu);
+        if (stream.source->fork_refs > 0) --stream.source->fork_refs;
+      }
+      return StorageFailure(s);
+    }
+  }
+  stream.tail.store(stream.log->tail(), std::memory_order_release);
+  stream.closed_visible = pending.closed;
+  uint64_t tail = stream.tail.load();
+  pending.lock.unlock();
+  return CreatedResponse(request, 201, stream, tail, pending.closed);
 }
 
 Response Engine::CreateFork(const Request& request, StreamConfig config, bool closed) {
@@ -131,96 +178,90 @@ Response Engine::CreateFork(const Request& request, StreamConfig config, bool cl
     }
   }
 
+  if (auto refused = RefuseWrites()) return *refused;
   StreamPtr source = Lookup(source_path);
+  if (source == nullptr) return ErrorResponse(404, "fork source stream not found");
   std::string path(request.path);
   Lookup(path);
-  std::unique_lock registry(registry_mu_);
-  if (source == nullptr) {
-    auto it = streams_.find(source_path);
-    if (it == streams_.end()) return ErrorResponse(404, "fork source stream not found");
-    source = it->second;
-  }
-  std::unique_lock source_lock(source->mu);
-  if (source->deleted) return ErrorResponse(404, "fork source stream not found");
-  if (source->soft_deleted) {
-    return ErrorResponse(409, "fork source stream was deleted");
-  }
-  auto content_type = request.header(DS_FIELD_CONTENT_TYPE);
-  if (content_type && !content_type->empty() &&
-      !SameMediaType(*content_type, source->config.content_type)) {
-    return ErrorResponse(409, "Content-Type differs from the fork source's");
-  }
-  config.content_type = source->config.content_type;
-  // Lifetime inheritance (§4.2 table): a fork that asks for nothing keeps its
-  // source's TTL or Expires-At; one that asks gets what it asked for.
-  if (!config.ttl_seconds && !config.expires_at_ms) {
-    config.ttl_seconds = source->config.ttl_seconds;
-    config.expires_at_ms = source->config.expires_at_ms;
-  }
+  PendingCreate pending;
+  {
+    std::unique_lock registry(registry_mu_);
+    std::unique_lock source_lock(source->mu);
+    if (source->deleted) return ErrorResponse(404, "fork source stream not found");
+    if (source->soft_deleted) return ErrorResponse(409, "fork source stream was deleted");
+    auto content_type = request.header(DS_FIELD_CONTENT_TYPE);
+    if (content_type && !content_type->empty() &&
+        !SameMediaType(*content_type, source->config.content_type)) {
+      return ErrorResponse(409, "Content-Type differs from the fork source's");
+    }
+    config.content_type = source->config.content_type;
+    // Lifetime inheritance (§4.2 table): a fork that asks for nothing keeps
+    // its source's TTL or Expires-At; one that asks gets what it asked for.
+    if (!config.ttl_seconds && !config.expires_at_ms) {
+      config.ttl_seconds = source->config.ttl_seconds;
+      config.expires_at_ms = source->config.expires_at_ms;
+    }
 
-  uint64_t source_tail = source->tail.load();
-  uint64_t fork_offset = requested_offset.value_or(source_tail);
-  if (fork_offset > source_tail) {
-    return ErrorResponse(400, "Stream-Fork-Offset is beyond the source's tail");
-  }
-  if (sub_offset > 0) {
-    if (source->json) {
-      // Count whole messages past the anchor.
-      std::string stored;
-      source->ReadRange(fork_offset, source_tail, &stored);
-      size_t pos = 0;
-      for (uint64_t i = 0; i < sub_offset; ++i) {
-        size_t nl = stored.find('\n', pos);
-        if (nl == std::string::npos) {
+    // Forks branch from committed data only.
+    uint64_t source_tail = source->tail.load();
+    uint64_t fork_offset = requested_offset.value_or(source_tail);
+    if (fork_offset > source_tail) {
+      return ErrorResponse(400, "Stream-Fork-Offset is beyond the source's tail");
+    }
+    if (sub_offset > 0) {
+      if (source->json) {
+        // Count whole messages past the anchor.
+        std::string stored;
+        Status s = source->ReadRange(fork_offset, source_tail, &stored);
+        if (!s.ok()) return StorageFailure(s);
+        size_t pos = 0;
+        for (uint64_t i = 0; i < sub_offset; ++i) {
+          size_t nl = stored.find('\n', pos);
+          if (nl == std::string::npos) {
+            return ErrorResponse(400, "Stream-Fork-Sub-Offset is past the source's data");
+          }
+          pos = nl + 1;
+        }
+        fork_offset += pos;
+      } else {
+        if (sub_offset > source_tail - fork_offset) {
           return ErrorResponse(400, "Stream-Fork-Sub-Offset is past the source's data");
         }
-        pos = nl + 1;
+        fork_offset += sub_offset;
       }
-      fork_offset += pos;
+    }
+
+    std::string initial;
+    if (source->json && !request.body.empty()) {
+      size_t messages;
+      std::string error =
+          EncodeJsonMessages(request.body, JsonAppendKind::kCreate, &initial, &messages);
+      if (!error.empty()) return ErrorResponse(400, error);
     } else {
-      if (sub_offset > source_tail - fork_offset) {
-        return ErrorResponse(400, "Stream-Fork-Sub-Offset is past the source's data");
+      initial.assign(request.body);
+    }
+
+    if (auto it = streams_.find(path); it != streams_.end()) {
+      Stream& existing = *it->second;
+      if (&existing == source.get()) return ErrorResponse(409, "a stream cannot fork itself");
+      std::lock_guard lock(existing.mu);
+      if (!existing.deleted) {
+        if (existing.soft_deleted) {
+          return ErrorResponse(409, "stream was deleted and its path is held by forks");
+        }
+        if (existing.source != source || existing.fork_offset != fork_offset ||
+            !SameConfig(existing.config, config) || existing.closed != closed) {
+          return ErrorResponse(409, "stream exists with a different configuration");
+        }
+        return CreatedResponse(request, 200, existing, existing.tail.load(), existing.closed);
       }
-      fork_offset += sub_offset;
+    }
+    if (auto error = BeginCreate(path, std::move(config), source, fork_offset, initial, closed,
+                                 &pending)) {
+      return *error;
     }
   }
-
-  std::string initial;
-  if (source->json && !request.body.empty()) {
-    size_t messages;
-    std::string error =
-        EncodeJsonMessages(request.body, JsonAppendKind::kCreate, &initial, &messages);
-    if (!error.empty()) return ErrorResponse(400, error);
-  } else {
-    initial.assign(request.body);
-  }
-
-  if (auto it = streams_.find(path); it != streams_.end()) {
-    Stream& existing = *it->second;
-    if (&existing == source.get()) {
-      return ErrorResponse(409, "a stream cannot fork itself");
-    }
-    std::lock_guard lock(existing.mu);
-    if (existing.soft_deleted) {
-      return ErrorResponse(409, "stream was deleted and its path is held by forks");
-    }
-    if (existing.source != source || existing.fork_offset != fork_offset ||
-        !SameConfig(existing.config, config) || existing.closed != closed) {
-      return ErrorResponse(409, "stream exists with a different configuration");
-    }
-    return CreatedResponse(request, 200, existing, existing.tail.load(), existing.closed);
-  }
-
-  auto log = std::make_unique<MemoryStreamLog>(fork_offset);
-  log->Append(initial);
-  auto stream = std::make_shared<Stream>(path, next_stream_id_++, std::move(config),
-                                         source, fork_offset, std::move(log));
-  ++source->fork_refs;
-  source_lock.unlock();
-  stream->closed = closed;
-  stream->last_access_ms = clock_->NowMs();
-  streams_.emplace(path, stream);
-  return CreatedResponse(request, 201, *stream, stream->tail.load(), closed);
+  return FinishCreate(request, pending);
 }
 
 }  // namespace ds

@@ -1,6 +1,8 @@
 #include "engine.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <optional>
 
 #include "content_type.h"
 #include "cursor.h"
@@ -9,11 +11,71 @@
 
 namespace ds {
 
-Engine::Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn wake)
-    : options_(std::move(options)), clock_(std::move(clock)), wake_(std::move(wake)) {
+Engine::Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn wake,
+               std::unique_ptr<Store> store)
+    : options_(std::move(options)),
+      clock_(std::move(clock)),
+      wake_(std::move(wake)),
+      store_(store ? std::move(store) : std::make_unique<MemoryStore>()),
+      durable_(store_->durable()),
+      commit_queue_(store_.get()) {
   if (options_.sweep_interval_ms > 0) {
     sweeper_ = std::thread([this] { SweeperLoop(); });
   }
+}
+
+Status Engine::Recover() {
+  std::vector<RecoveredStream> recovered;
+  uint64_t next_id = 1;
+  Status s = store_->Recover(&recovered, &next_id);
+  if (!s.ok()) return s;
+  std::unordered_map<uint64_t, StreamPtr> by_id;
+  std::vector<StreamPtr> orphans;  // soft-deleted with no fork left
+  {
+    std::unique_lock registry(registry_mu_);
+    for (RecoveredStream& r : recovered) {
+      const StreamRecord& rec = r.record;
+      StreamPtr source;
+      if (rec.source_id != 0) {
+        auto it = by_id.find(rec.source_id);
+        if (it == by_id.end()) {
+          std::fprintf(stderr,
+                       "durable-streams: stream %s forks missing stream #%llu; skipped\n",
+                       rec.path.c_str(), static_cast<unsigned long long>(rec.source_id));
+          continue;
+        }
+        source = it->second;
+      }
+      StreamConfig config{rec.content_type, rec.ttl_seconds, rec.expires_at_ms};
+      auto stream = std::make_shared<Stream>(rec.path, rec.id, std::move(config), source,
+                                             rec.fork_offset, std::move(r.log));
+      stream->closed = stream->closed_visible = rec.closed;
+      stream->soft_deleted = rec.soft_deleted;
+      stream->last_stream_seq = rec.last_stream_seq;
+      stream->last_access_ms = rec.last_access_ms;
+      for (const ProducerRecord& p : r.producers) {
+        stream->producers[p.producer_id] = ProducerState{p.epoch, p.last_seq};
+      }
+      if (source) ++source->fork_refs;
+      by_id[rec.id] = stream;
+      streams_[rec.path] = stream;
+    }
+    next_stream_id_ = std::max(next_id, next_stream_id_);
+    for (const auto& [path, stream] : streams_) {
+      if (stream->soft_deleted && stream->fork_refs == 0) orphans.push_back(stream);
+    }
+  }
+  // A crash between a fork's deletion and its source's collection leaves a
+  // soft-deleted stream nobody reads: finish the job.
+  for (const StreamPtr& stream : orphans) {
+    {
+      std::lock_guard lock(stream->mu);
+      stream->soft_deleted = false;
+    }
+    s = Remove(stream);
+    if (!s.ok()) return s;
+  }
+  return Status::OK();
 }
 
 Engine::~Engine() {
@@ -85,14 +147,14 @@ uint64_t Engine::ChunkEnd(const Stream& stream, uint64_t from, uint64_t tail) co
   // Cut on the last message boundary within the cap; a single message larger
   // than the cap is sent whole.
   std::string window;
-  stream.ReadRange(from, from + cap, &window);
+  if (!stream.ReadRange(from, from + cap, &window).ok()) return from + cap;
   size_t cut = window.rfind('\n');
   if (cut != std::string::npos) return from + cut + 1;
   uint64_t pos = from + cap;
   while (pos < tail) {
     uint64_t step_end = std::min(tail, pos + cap);
     window.clear();
-    stream.ReadRange(pos, step_end, &window);
+    if (!stream.ReadRange(pos, step_end, &window).ok()) return step_end;
     size_t nl = window.find('\n');
     if (nl != std::string::npos) return pos + nl + 1;
     pos = step_end;
@@ -100,15 +162,66 @@ uint64_t Engine::ChunkEnd(const Stream& stream, uint64_t from, uint64_t tail) co
   return tail;
 }
 
-void Engine::AppendBody(const Stream& stream, uint64_t from, uint64_t to,
-                        std::string* body) const {
-  if (!stream.json) {
-    stream.ReadRange(from, to, body);
-    return;
-  }
+Status Engine::AppendBody(const Stream& stream, uint64_t from, uint64_t to,
+                          std::string* body) const {
+  if (!stream.json) return stream.ReadRange(from, to, body);
   std::string stored;
-  stream.ReadRange(from, to, &stored);
-  AppendJsonArray(stored, body);
+  Status s = stream.ReadRange(from, to, &stored);
+  if (s.ok()) AppendJsonArray(stored, body);
+  return s;
+}
+
+CommitQueue::Ticket Engine::Submit(std::vector<StreamMutation> mutations) {
+  return commit_queue_.Enqueue(std::move(mutations));
+}
+
+Status Engine::Await(const CommitQueue::Ticket& ticket) {
+  Status s = commit_queue_.Wait(ticket);
+  if (!s.ok()) {
+    std::lock_guard lock(failure_mu_);
+    if (failure_.ok()) {
+      failure_ = s;
+      std::fprintf(stderr,
+                   "durable-streams: commit failed, refusing writes until restart: %s\n",
+                   s.message().c_str());
+    }
+  }
+  return s;
+}
+
+std::optional<Response> Engine::RefuseWrites() const {
+  std::lock_guard lock(failure_mu_);
+  if (failure_.ok()) return std::nullopt;
+  Response r = StorageFailure(failure_);
+  r.body.insert(0, "storage failed earlier; writes are refused until the server restarts: ");
+  return r;
+}
+
+Response Engine::StorageFailure(const Status& status) {
+  if (status.code() == Status::Code::kNoSpace) {
+    return ErrorResponse(507, "insufficient storage: " + status.message());
+  }
+  return ErrorResponse(500, "storage error: " + status.message());
+}
+
+void Engine::FlushAccessTimes() {
+  if (!durable_) return;
+  std::vector<StreamPtr> candidates;
+  {
+    std::shared_lock lock(registry_mu_);
+    for (const auto& [path, stream] : streams_) {
+      if (stream->config.ttl_seconds) candidates.push_back(stream);
+    }
+  }
+  // Queue them all, then wait: they share commits.
+  std::vector<CommitQueue::Ticket> tickets;
+  for (const StreamPtr& stream : candidates) {
+    std::lock_guard lock(stream->mu);
+    if (!stream->access_dirty || stream->deleted) continue;
+    stream->access_dirty = false;
+    tickets.push_back(Submit({{StreamMutation::Kind::kUpsert, stream->Record(), {}, nullptr}}));
+  }
+  for (const auto& ticket : tickets) Await(ticket);
 }
 
 Engine::StreamPtr Engine::Lookup(const std::string& path) {
@@ -126,52 +239,56 @@ Engine::StreamPtr Engine::Lookup(const std::string& path) {
     expired = !stream->soft_deleted && stream->ExpiredAt(clock_->NowMs());
   }
   if (expired) {
-    Remove(stream);
+    Remove(stream);  // a failed commit is recorded by Await
     return nullptr;
   }
   return stream;
 }
 
-void Engine::Remove(const StreamPtr& stream) {
+Status Engine::Remove(const StreamPtr& stream) {
   std::vector<uint64_t> woken;
-  bool release_source = false;
+  std::vector<StreamMutation> mutations;
+  CommitQueue::Ticket ticket;
   {
     std::unique_lock registry(registry_mu_);
-    std::lock_guard lock(stream->mu);
-    if (stream->deleted || stream->soft_deleted) return;
+    std::unique_lock lock(stream->mu);
+    if (stream->deleted || stream->soft_deleted) return Status::OK();
     woken = stream->TakeWaiters();
     if (stream->fork_refs > 0) {
+      // Forks still read its bytes: keep them, refuse direct access (§4.2).
       stream->soft_deleted = true;
+      mutations.push_back({StreamMutation::Kind::kUpsert, stream->Record(), {}, nullptr});
     } else {
       auto it = streams_.find(stream->path);
       if (it != streams_.end() && it->second == stream) streams_.erase(it);
       stream->deleted = true;
-      release_source = stream->source != nullptr;
+      mutations.push_back({StreamMutation::Kind::kErase, stream->Record(), {}, nullptr});
+      // Release the fork's hold on its source; a soft-deleted source that
+      // no fork needs any more goes too, and so on up the chain.
+      StreamPtr source = stream->source;
+      while (source) {
+        StreamPtr next;
+        {
+          std::lock_guard source_lock(source->mu);
+          if (source->fork_refs > 0) --source->fork_refs;
+          if (source->fork_refs == 0 && source->soft_deleted && !source->deleted) {
+            auto sit = streams_.find(source->path);
+            if (sit != streams_.end() && sit->second == source) streams_.erase(sit);
+            source->deleted = true;
+            auto taken = source->TakeWaiters();
+            woken.insert(woken.end(), taken.begin(), taken.end());
+            mutations.push_back({StreamMutation::Kind::kErase, source->Record(), {}, nullptr});
+            next = source->source;
+          }
+        }
+        source = std::move(next);
+      }
     }
+    if (durable_) ticket = Submit(std::move(mutations));
   }
-  if (release_source) ReleaseSource(stream, &woken);
+  Status s = ticket ? Await(ticket) : Status::OK();
   Wake(std::move(woken));
-}
-
-void Engine::ReleaseSource(const StreamPtr& fork, std::vector<uint64_t>* woken) {
-  std::unique_lock registry(registry_mu_);
-  StreamPtr source = fork->source;
-  while (source) {
-    StreamPtr next;
-    {
-      std::lock_guard lock(source->mu);
-      if (source->fork_refs > 0) --source->fork_refs;
-      if (source->fork_refs > 0 || !source->soft_deleted || source->deleted) return;
-      // Last fork gone from a soft-deleted stream: collect it, then its source.
-      auto it = streams_.find(source->path);
-      if (it != streams_.end() && it->second == source) streams_.erase(it);
-      source->deleted = true;
-      auto taken = source->TakeWaiters();
-      woken->insert(woken->end(), taken.begin(), taken.end());
-      next = source->source;
-    }
-    source = std::move(next);
-  }
+  return s;
 }
 
 void Engine::Wake(std::vector<uint64_t> sessions) {
@@ -206,6 +323,7 @@ void Engine::SweeperLoop() {
     if (stopping_) break;
     lock.unlock();
     SweepExpired();
+    FlushAccessTimes();
     lock.lock();
   }
 }

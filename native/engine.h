@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -20,8 +21,10 @@
 #include <vector>
 
 #include "clock.h"
+#include "commit_queue.h"
 #include "request.h"
 #include "response.h"
+#include "store.h"
 #include "stream.h"
 
 namespace ds {
@@ -49,10 +52,17 @@ struct EngineStats {
 
 class Engine {
  public:
-  Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn wake);
+  // An engine over `store` (MemoryStore when null). Call Recover before use
+  // when the store may hold streams.
+  Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn wake,
+         std::unique_ptr<Store> store = nullptr);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
+
+  // Loads the store's streams into memory (forks linked to their sources,
+  // soft-deleted streams no fork needs any more collected).
+  Status Recover();
 
   // One HTTP request. `session_id` (non-zero) names the live session if the
   // request parks.
@@ -74,6 +84,20 @@ class Engine {
   // Handlers, one per method (create.cc, append.cc, read.cc, metadata.cc).
   Response Create(const Request& request);
   Response CreateFork(const Request& request, StreamConfig config, bool closed);
+  // A create in two steps: Begin (registry lock held, and the source's for
+  // a fork) makes the stream, registers it locked, and queues its record;
+  // Finish (no registry lock) waits for the commit and publishes it.
+  struct PendingCreate {
+    StreamPtr stream;
+    CommitQueue::Ticket ticket;
+    std::unique_lock<std::mutex> lock;
+    bool closed = false;
+  };
+  std::optional<Response> BeginCreate(const std::string& path, StreamConfig config,
+                                      const StreamPtr& source, uint64_t fork_offset,
+                                      std::string_view initial, bool closed,
+                                      PendingCreate* out);
+  Response FinishCreate(const Request& request, PendingCreate& pending);
   Response Append(const Request& request);
   Response Read(const Request& request, uint64_t session_id);
   Response Head(const Request& request);
@@ -95,12 +119,19 @@ class Engine {
   // or expired (an expired stream is removed on the way).
   StreamPtr Lookup(const std::string& path);
   // Removes `stream` from the registry, or soft-deletes it while forks
-  // reference it; wakes its readers; releases its source references.
-  void Remove(const StreamPtr& stream);
-  // Drops a fork's reference to its source, collecting soft-deleted sources
-  // that no fork needs any more, up the chain. Collects woken session ids.
-  void ReleaseSource(const StreamPtr& fork, std::vector<uint64_t>* woken);
+  // reference it; collects soft-deleted sources no fork needs any more, up
+  // the chain, in the same commit; wakes the readers of all of them.
+  Status Remove(const StreamPtr& stream);
   void Wake(std::vector<uint64_t> sessions);
+
+  // Durability (see commit_queue.h). Submit queues mutations (call it with
+  // the stream lock held, so a stream's commits keep its write order);
+  // Await waits for them and, on failure, stops the engine taking writes.
+  CommitQueue::Ticket Submit(std::vector<StreamMutation> mutations);
+  Status Await(const CommitQueue::Ticket& ticket);
+  // Non-null once a commit failed: every later write is refused with it.
+  std::optional<Response> RefuseWrites() const;
+  static Response StorageFailure(const Status& status);
 
   // Shared response pieces.
   void AddCommonHeaders(const Request& request, Response* response) const;
@@ -109,14 +140,22 @@ class Engine {
   // Bytes [from, end) for a read response starting at `from` (at most
   // max_read_bytes, cut on a message boundary in JSON mode).
   uint64_t ChunkEnd(const Stream& stream, uint64_t from, uint64_t tail) const;
-  void AppendBody(const Stream& stream, uint64_t from, uint64_t to,
-                  std::string* body) const;
+  Status AppendBody(const Stream& stream, uint64_t from, uint64_t to,
+                    std::string* body) const;
+  // Stores last_access_ms of streams read since the last call (sliding TTLs
+  // survive restarts). Runs on the sweeper thread.
+  void FlushAccessTimes();
 
   void SweeperLoop();
 
   const EngineOptions options_;
   const std::shared_ptr<const Clock> clock_;
   const WakeFn wake_;
+  const std::unique_ptr<Store> store_;
+  const bool durable_;  // store_ makes commits durable (so they cost I/O)
+  CommitQueue commit_queue_;
+  mutable std::mutex failure_mu_;
+  Status failure_;  // the first failed commit, if any
 
   mutable std::shared_mutex registry_mu_;
   std::unordered_map<std::string, StreamPtr> streams_;

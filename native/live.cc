@@ -66,14 +66,15 @@ Response Engine::ResumeLongPoll(Session& session, ds_resume_reason reason) {
   if (stream.deleted) return ErrorResponse(404, "stream not found");
   if (stream.soft_deleted) return ErrorResponse(410, "stream was deleted");
   uint64_t tail = stream.tail.load();
-  bool closed = stream.closed;
+  bool closed = stream.closed_visible;
   if (session.offset < tail) {
     lock.unlock();
     ChunkRead chunk{session.offset, ChunkEnd(stream, session.offset, tail), tail, closed};
     Response r = ChunkResponse(stream, chunk);
     r.Set(header::kETag, ChunkETag(stream, chunk));
     if (!chunk.reaches_closed_tail()) r.Set(header::kStreamCursor, Cursor(session.client_cursor));
-    AppendBody(stream, chunk.from, chunk.end, &r.body);
+    Status s = AppendBody(stream, chunk.from, chunk.end, &r.body);
+    if (!s.ok()) return StorageFailure(s);
     return r;
   }
   int64_t now = clock_->NowMs();
@@ -141,12 +142,15 @@ Response Engine::ResumeSse(Session& session, ds_resume_reason reason) {
       return r;
     }
     uint64_t tail = stream.tail.load();
-    bool closed = stream.closed;
+    bool closed = stream.closed_visible;
     if (session.offset < tail) {
       lock.unlock();
       ChunkRead chunk{session.offset, ChunkEnd(stream, session.offset, tail), tail, closed};
       std::string payload;
-      AppendBody(stream, chunk.from, chunk.end, &payload);
+      if (!AppendBody(stream, chunk.from, chunk.end, &payload).ok()) {
+        r.done = true;  // the client reconnects from its last control event
+        return r;
+      }
       AppendSseData(payload, encoding, &r.body);
       SseControl control;
       control.next_offset = EncodeOffset(chunk.end);

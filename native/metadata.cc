@@ -20,7 +20,7 @@ Response Engine::Head(const Request& request) {
   if (stream->config.expires_at_ms) {
     r.Set(header::kStreamExpiresAt, FormatRfc3339Ms(*stream->config.expires_at_ms));
   }
-  if (stream->closed) r.Set(header::kStreamClosed, "true");
+  if (stream->closed_visible) r.Set(header::kStreamClosed, "true");
   r.Set(header::kCacheControl, std::string(kCacheNoStore));
   return r;
 }
@@ -32,7 +32,9 @@ Response Engine::Delete(const Request& request) {
     std::lock_guard lock(stream->mu);
     if (stream->soft_deleted) return ErrorResponse(410, "stream was deleted");
   }
-  Remove(stream);
+  if (auto refused = RefuseWrites()) return *refused;
+  Status s = Remove(stream);
+  if (!s.ok()) return StorageFailure(s);
   Response r;
   r.status = 204;
   return r;

@@ -37,7 +37,8 @@ Response Engine::Read(const Request& request, uint64_t session_id) {
     if (stream->deleted) return ErrorResponse(404, "stream not found");
     stream->last_access_ms = clock_->NowMs();  // reads reset a sliding TTL
     tail = stream->tail.load();
-    closed = stream->closed;
+    closed = stream->closed_visible;
+    stream->access_dirty = true;
   }
 
   uint64_t offset = 0;
@@ -80,7 +81,8 @@ Response Engine::Read(const Request& request, uint64_t session_id) {
   }
   Response r = ChunkResponse(*stream, chunk);
   r.Set(header::kETag, std::move(etag));
-  AppendBody(*stream, chunk.from, chunk.end, &r.body);
+  Status s = AppendBody(*stream, chunk.from, chunk.end, &r.body);
+  if (!s.ok()) return StorageFailure(s);
   return r;
 }
 

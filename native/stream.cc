@@ -28,14 +28,33 @@ bool Stream::ExpiredAt(int64_t now_ms) const {
   return false;
 }
 
-void Stream::ReadRange(uint64_t from, uint64_t to, std::string* out) const {
-  if (from >= to) return;
+Status Stream::ReadRange(uint64_t from, uint64_t to, std::string* out) const {
+  if (from >= to) return Status::OK();
   if (from < fork_offset) {
     uint64_t inherited_end = std::min(to, fork_offset);
-    source->ReadRange(from, inherited_end, out);
+    Status s = source->ReadRange(from, inherited_end, out);
+    if (!s.ok()) return s;
     from = inherited_end;
   }
-  if (from < to) log->Read(from, static_cast<size_t>(to - from), out);
+  if (from < to) return log->Read(from, static_cast<size_t>(to - from), out);
+  return Status::OK();
+}
+
+StreamRecord Stream::Record() const {
+  StreamRecord r;
+  r.id = id;
+  r.path = path;
+  r.content_type = config.content_type;
+  r.ttl_seconds = config.ttl_seconds;
+  r.expires_at_ms = config.expires_at_ms;
+  r.last_access_ms = last_access_ms;
+  r.tail = log->tail();
+  r.closed = closed;
+  r.soft_deleted = soft_deleted;
+  r.last_stream_seq = last_stream_seq;
+  r.source_id = source ? source->id : 0;
+  r.fork_offset = fork_offset;
+  return r;
 }
 
 }  // namespace ds

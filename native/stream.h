@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "producer.h"
+#include "store.h"
 #include "stream_log.h"
 
 namespace ds {
@@ -39,13 +40,20 @@ struct Stream {
   const std::unique_ptr<StreamLog> log;
 
   // Everything below is guarded by `mu`, except `tail` which readers may
-  // load without it (it only grows, and only after the bytes are in `log`).
+  // load without it (it only grows, and only once its bytes are committed).
+  //
+  // Writers decide on the pending state (log->tail(), `closed`, producers):
+  // it runs ahead of what is durable while a group commit is in flight, so
+  // pipelined appends validate against their predecessors. Readers only
+  // ever see committed state: `tail` and `closed_visible`.
   std::mutex mu;
   std::atomic<uint64_t> tail;
-  bool closed = false;
+  bool closed = false;          // pending: decides appends
+  bool closed_visible = false;  // committed: what readers are told
   std::string last_stream_seq;
   std::unordered_map<std::string, ProducerState> producers;
   int64_t last_access_ms = 0;  // the sliding TTL counts from here
+  bool access_dirty = false;   // last_access_ms moved since it was stored
   bool deleted = false;        // gone from the registry: parked readers end
   bool soft_deleted = false;   // deleted by its owner, kept for its forks
   uint32_t fork_refs = 0;      // forks whose `source` is this stream
@@ -62,12 +70,15 @@ struct Stream {
     return out;
   }
 
+  // The durable form of the pending state. Requires mu.
+  StreamRecord Record() const;
+
   // Whether the stream has outlived its TTL or Expires-At at `now_ms`.
   bool ExpiredAt(int64_t now_ms) const;  // requires mu
 
   // Appends the logical bytes [from, to) to `out`, stitching the source's
   // bytes below fork_offset. Requires to <= tail. Takes no metadata lock.
-  void ReadRange(uint64_t from, uint64_t to, std::string* out) const;
+  Status ReadRange(uint64_t from, uint64_t to, std::string* out) const;
 };
 
 }  // namespace ds

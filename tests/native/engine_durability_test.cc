@@ -1,0 +1,133 @@
+// The engine's commit path over a store that keeps only committed state:
+// restarts, failed commits, group commit.
+#include <thread>
+
+#include "commit_queue.h"
+#include "engine_fixture.h"
+#include "fake_store.h"
+#include "offset.h"
+
+namespace ds::testing {
+namespace {
+
+class DurabilityTest : public EngineTest {
+ protected:
+  void SetUp() override { Restart(); }
+
+  // Drops the engine (a crash: nothing is flushed on the way out) and opens
+  // a new one over the committed state.
+  void Restart() {
+    engine_.reset();
+    EngineOptions options;
+    options.sweep_interval_ms = 0;
+    engine_ = std::make_unique<Engine>(options, clock_, [](const std::vector<uint64_t>&) {},
+                                       std::make_unique<FakeDurableStore>(state_));
+    ASSERT_TRUE(engine_->Recover().ok());
+  }
+
+  static Headers Producer(std::string seq) {
+    return {{DS_FIELD_CONTENT_TYPE, "text/plain"},
+            {DS_FIELD_PRODUCER_ID, "p"},
+            {DS_FIELD_PRODUCER_EPOCH, "0"},
+            {DS_FIELD_PRODUCER_SEQ, std::move(seq)}};
+  }
+
+  std::shared_ptr<FakeDurableStore::State> state_ = std::make_shared<FakeDurableStore::State>();
+};
+
+TEST_F(DurabilityTest, RestartKeepsEveryCommittedFact) {
+  ASSERT_EQ(Put("/s", With(Text(), DS_FIELD_STREAM_TTL, "3600"), "ab").status, 201);
+  ASSERT_EQ(Post("/s", With(Producer("0"), DS_FIELD_STREAM_SEQ, "a"), "cd").status, 200);
+  ASSERT_EQ(Put("/f", {{DS_FIELD_STREAM_FORKED_FROM, "/s"}}).status, 201);
+  ASSERT_EQ(Post("/f", Text(), "ef").status, 204);
+  ASSERT_EQ(Post("/s", {{DS_FIELD_STREAM_CLOSED, "true"}}).status, 204);
+  ASSERT_EQ(Delete("/s").status, 204);  // soft-deleted: /f still reads it
+  Restart();
+  EXPECT_EQ(Head("/s").status, 410);
+  EXPECT_EQ(Get("/f").body, "abcdef");
+  Response head = Head("/f");
+  EXPECT_EQ(HeaderOf(head, "Stream-Ttl"), "3600");
+  EXPECT_EQ(HeaderOf(head, "Stream-Next-Offset"), EncodeOffset(6));
+  EXPECT_EQ(Delete("/f").status, 204);
+  Restart();
+  EXPECT_EQ(Head("/s").status, 404);
+  EXPECT_EQ(engine_->Stats().streams, 0u);
+  EXPECT_TRUE(state_->records.empty());
+}
+
+TEST_F(DurabilityTest, ProducerStateSurvivesRestart) {
+  ASSERT_EQ(Put("/s", Text()).status, 201);
+  ASSERT_EQ(Post("/s", Producer("0"), "a").status, 200);
+  Restart();
+  EXPECT_EQ(Post("/s", Producer("0"), "a").status, 204);
+  EXPECT_EQ(Post("/s", Producer("1"), "b").status, 200);
+  EXPECT_EQ(Get("/s").body, "ab");
+}
+
+TEST_F(DurabilityTest, FailedCommitIsNeverAcknowledgedNorVisible) {
+  ASSERT_EQ(Put("/s", Text(), "a").status, 201);
+  state_->fail_next = Status::NoSpace("disk full");
+  Response r = Post("/s", Producer("0"), "b");
+  EXPECT_EQ(r.status, 507);
+  EXPECT_EQ(Get("/s").body, "a");
+  // Once a commit failed the engine refuses writes; reads go on.
+  EXPECT_EQ(Post("/s", Text(), "c").status, 507);
+  EXPECT_EQ(Put("/t", Text()).status, 507);
+  Restart();
+  // The unacknowledged batch is gone, and its retry is appended once.
+  EXPECT_EQ(Get("/s").body, "a");
+  EXPECT_EQ(Post("/s", Producer("0"), "b").status, 200);
+  EXPECT_EQ(Post("/s", Producer("0"), "b").status, 204);
+  EXPECT_EQ(Get("/s").body, "ab");
+}
+
+TEST_F(DurabilityTest, FailedCreateLeavesNoStream) {
+  state_->fail_next = Status::IoError("boom");
+  EXPECT_EQ(Put("/s", Text(), "a").status, 500);
+  EXPECT_EQ(Head("/s").status, 404);
+  Restart();
+  EXPECT_EQ(Put("/s", Text(), "a").status, 201);
+}
+
+TEST_F(DurabilityTest, ConcurrentAppendsShareCommits) {
+  ASSERT_EQ(Put("/s", Text()).status, 201);
+  constexpr int kThreads = 8, kEach = 50;
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        std::string method = "POST", path = "/s", ct = "text/plain", body = "x";
+        Request r;
+        r.method = method;
+        r.path = path;
+        r.fields[DS_FIELD_CONTENT_TYPE] = ct;
+        r.body = body;
+        if (engine_->Handle(r, 1).status == 204) ++ok;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ok.load(), kThreads * kEach);
+  Restart();
+  EXPECT_EQ(Get("/s").body, std::string(kThreads * kEach, 'x'));
+}
+
+TEST(CommitQueue, OneLeaderCommitsEverythingQueued) {
+  auto state = std::make_shared<FakeDurableStore::State>();
+  FakeDurableStore store(state);
+  CommitQueue queue(&store);
+  StreamRecord rec;
+  auto a = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 1, rec), {}, nullptr}});
+  auto b = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 2, rec), {}, nullptr}});
+  auto c = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 3, rec), {}, nullptr}});
+  EXPECT_TRUE(queue.Wait(a).ok());
+  EXPECT_TRUE(queue.Wait(b).ok());
+  EXPECT_TRUE(queue.Wait(c).ok());
+  EXPECT_EQ(queue.commits(), 1u);
+  EXPECT_EQ(queue.entries(), 3u);
+  EXPECT_EQ(state->records.size(), 3u);
+}
+
+}  // namespace
+}  // namespace ds::testing

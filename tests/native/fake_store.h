@@ -1,0 +1,107 @@
+// A durable-looking Store kept in memory, for testing the engine's commit
+// path: it remembers only what was committed (records, producers, and the
+// bytes below each committed tail), can be told to fail, and "restarts" by
+// handing back exactly the committed state.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "store.h"
+
+namespace ds::testing {
+
+class FakeDurableStore final : public Store {
+ public:
+  struct State {
+    std::mutex mu;
+    std::map<uint64_t, StreamRecord> records;
+    std::map<uint64_t, std::map<std::string, ProducerRecord>> producers;
+    std::map<uint64_t, std::shared_ptr<MemoryStreamLog>> logs;
+    uint64_t next_id = 1;
+    Status fail_next;  // the next Commit returns this if not OK
+    size_t commits = 0;
+  };
+
+  explicit FakeDurableStore(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+  Status Recover(std::vector<RecoveredStream>* streams, uint64_t* next_stream_id) override {
+    std::lock_guard lock(state_->mu);
+    streams->clear();
+    for (const auto& [id, rec] : state_->records) {
+      RecoveredStream r;
+      r.record = rec;
+      for (const auto& [pid, p] : state_->producers[id]) r.producers.push_back(p);
+      // Bytes past the committed tail were never acknowledged: drop them.
+      auto log = std::make_unique<MemoryStreamLog>(rec.fork_offset);
+      std::string bytes;
+      if (auto it = state_->logs.find(id); it != state_->logs.end() && rec.tail > rec.fork_offset) {
+        it->second->Read(rec.fork_offset, rec.tail - rec.fork_offset, &bytes);
+      }
+      log->Append(bytes);
+      r.log = std::move(log);
+      streams->push_back(std::move(r));
+    }
+    *next_stream_id = state_->next_id;
+    return Status::OK();
+  }
+
+  Status CreateLog(uint64_t stream_id, uint64_t base, std::unique_ptr<StreamLog>* log) override {
+    auto shared = std::make_shared<MemoryStreamLog>(base);
+    {
+      std::lock_guard lock(state_->mu);
+      state_->logs[stream_id] = shared;
+    }
+    *log = std::make_unique<SharedLog>(shared);
+    return Status::OK();
+  }
+
+  Status Commit(const std::vector<StreamMutation>& batch) override {
+    std::lock_guard lock(state_->mu);
+    ++state_->commits;
+    if (!state_->fail_next.ok()) {
+      Status s = state_->fail_next;
+      state_->fail_next = Status::OK();
+      return s;
+    }
+    for (const StreamMutation& m : batch) {
+      uint64_t id = m.record.id;
+      state_->next_id = std::max(state_->next_id, id + 1);
+      if (m.kind == StreamMutation::Kind::kErase) {
+        state_->records.erase(id);
+        state_->producers.erase(id);
+        state_->logs.erase(id);
+        continue;
+      }
+      state_->records[id] = m.record;
+      for (const ProducerRecord& p : m.producers) state_->producers[id][p.producer_id] = p;
+    }
+    return Status::OK();
+  }
+
+  bool durable() const override { return true; }
+
+ private:
+  // A log whose bytes the store keeps after the engine lets go of it.
+  class SharedLog final : public StreamLog {
+   public:
+    explicit SharedLog(std::shared_ptr<MemoryStreamLog> log) : log_(std::move(log)) {}
+    uint64_t base() const override { return log_->base(); }
+    uint64_t tail() const override { return log_->tail(); }
+    Status Read(uint64_t from, size_t len, std::string* out) const override {
+      return log_->Read(from, len, out);
+    }
+    Status Append(std::string_view bytes) override { return log_->Append(bytes); }
+    Status Sync() override { return Status::OK(); }
+    size_t memory_bytes() const override { return log_->memory_bytes(); }
+
+   private:
+    std::shared_ptr<MemoryStreamLog> log_;
+  };
+
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace ds::testing
