@@ -81,10 +81,25 @@ func newError(op string, code C.ds_code, cerr *C.ds_error) *Error {
 
 // ---- Engine -------------------------------------------------------------
 
+// Fsync says when durable storage syncs appended bytes (ds_fsync).
+type Fsync int
+
+const (
+	// FsyncAlways: every acknowledged append survives power loss.
+	FsyncAlways Fsync = C.DS_FSYNC_ALWAYS
+	// FsyncInterval: synced every FsyncInterval; survives a process crash,
+	// power loss may lose the last interval.
+	FsyncInterval Fsync = C.DS_FSYNC_INTERVAL
+	// FsyncOff: never synced; survives a process crash only.
+	FsyncOff Fsync = C.DS_FSYNC_OFF
+)
+
 // Options are the engine's ds_options. Zero values mean the engine's defaults
 // (see durable_streams.h).
 type Options struct {
 	DataDir              string // empty: in memory
+	Fsync                Fsync  // with DataDir; zero: FsyncAlways
+	FsyncInterval        time.Duration
 	StreamRoot           string // empty: "/v1/stream"
 	LongPollTimeout      time.Duration
 	SSEReconnectInterval time.Duration
@@ -119,7 +134,7 @@ type waiterShard struct {
 // Open opens an engine with opts.
 func Open(opts Options) (*Engine, error) {
 	if opts.LongPollTimeout < 0 || opts.SSEReconnectInterval < 0 || opts.SSEKeepaliveInterval < 0 ||
-		opts.MaxAppendBytes < 0 || opts.MaxReadBytes < 0 {
+		opts.FsyncInterval < 0 || opts.MaxAppendBytes < 0 || opts.MaxReadBytes < 0 {
 		return nil, &Error{Op: "open", Code: CodeInvalidArgument, Message: "negative option"}
 	}
 	e := &Engine{}
@@ -133,6 +148,8 @@ func Open(opts Options) (*Engine, error) {
 		copts.data_dir = C.CString(opts.DataDir)
 		defer C.free(unsafe.Pointer(copts.data_dir))
 	}
+	copts.fsync = C.ds_fsync(opts.Fsync)
+	copts.fsync_interval_ms = C.uint64_t(opts.FsyncInterval.Milliseconds())
 	if opts.StreamRoot != "" {
 		copts.stream_root = C.CString(opts.StreamRoot)
 		defer C.free(unsafe.Pointer(copts.stream_root))
@@ -307,6 +324,8 @@ const (
 	FieldStreamForkSubOffset         Field = C.DS_FIELD_STREAM_FORK_SUB_OFFSET
 	FieldOrigin                      Field = C.DS_FIELD_ORIGIN
 	FieldAccessControlRequestHeaders Field = C.DS_FIELD_ACCESS_CONTROL_REQUEST_HEADERS
+	// FieldRequestBase is "scheme://host[:port]" as the client used it.
+	FieldRequestBase Field = C.DS_FIELD_REQUEST_BASE
 
 	// FieldCount is the number of fields.
 	FieldCount = int(C.DS_FIELD_COUNT)
