@@ -1,0 +1,133 @@
+package caddymodule
+
+import (
+	"math"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("durable_streams", parseCaddyfile)
+	// Like mercure: after encode, so responses can be compressed, and before
+	// handle/route/respond, so it also works directly in a site block.
+	httpcaddyfile.RegisterDirectiveOrder("durable_streams", httpcaddyfile.After, "encode")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var ds Handler
+	err := ds.UnmarshalCaddyfile(h.Dispenser)
+	return &ds, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	durable_streams [<matcher>] {
+//	    data_dir               <path>
+//	    fsync                  always|off|interval [<duration>]
+//	    long_poll_timeout      <duration>
+//	    sse_reconnect_interval <duration>
+//	    max_append_size        <size>
+//	    stream_root            <path>
+//	}
+//
+// Every option is optional; without a block, streams live in memory. Sizes
+// are humanized like request_body's max_size (e.g. 10MB, 64MiB).
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch option := d.Val(); option {
+		case "data_dir":
+			if !d.AllArgs(&h.DataDir) {
+				return d.ArgErr()
+			}
+		case "fsync":
+			if err := h.parseFsync(d); err != nil {
+				return err
+			}
+		case "stream_root":
+			if !d.AllArgs(&h.StreamRoot) {
+				return d.ArgErr()
+			}
+		case "long_poll_timeout":
+			if err := parseDuration(d, &h.LongPollTimeout); err != nil {
+				return err
+			}
+		case "sse_reconnect_interval":
+			if err := parseDuration(d, &h.SSEReconnectInterval); err != nil {
+				return err
+			}
+		case "max_append_size":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			size, err := humanize.ParseBytes(s)
+			if err != nil {
+				return d.Errf("parsing max_append_size: %v", err)
+			}
+			if size == 0 || size > math.MaxInt64-1 {
+				return d.Errf("max_append_size out of range: %s", s)
+			}
+			h.MaxAppendSize = int64(size)
+		default:
+			return d.Errf("unrecognized durable_streams option '%s'", option)
+		}
+	}
+	return nil
+}
+
+// parseFsync reads `fsync always|off|interval [<duration>]`.
+func (h *Handler) parseFsync(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 || len(args) > 2 {
+		return d.ArgErr()
+	}
+	mode := args[0]
+	if _, ok := fsyncModes[mode]; !ok || mode == "" {
+		return d.Errf("fsync must be always, interval or off, not '%s'", mode)
+	}
+	h.Fsync = mode
+	if len(args) == 2 {
+		if mode != "interval" {
+			return d.Errf("only fsync interval takes a duration")
+		}
+		dur, err := caddy.ParseDuration(args[1])
+		if err != nil {
+			return d.Errf("parsing fsync interval: %v", err)
+		}
+		if dur <= 0 {
+			return d.Errf("fsync interval must be positive: %s", args[1])
+		}
+		h.FsyncInterval = caddy.Duration(dur)
+	}
+	return nil
+}
+
+// parseDuration reads the option's one argument as a positive Caddy duration
+// (e.g. 30s, 1m30s, 2d).
+func parseDuration(d *caddyfile.Dispenser, out *caddy.Duration) error {
+	option := d.Val()
+	var s string
+	if !d.AllArgs(&s) {
+		return d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("parsing %s: %v", option, err)
+	}
+	if dur <= 0 {
+		return d.Errf("%s must be positive: %s", option, s)
+	}
+	*out = caddy.Duration(dur)
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

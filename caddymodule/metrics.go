@@ -1,0 +1,111 @@
+package caddymodule
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/durable-streams-server/durable-streams-server/native"
+)
+
+// The module's metrics are package-level so their values survive config
+// reloads; each config's registry gets them registered once.
+var (
+	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "durable_streams",
+		Name:      "requests_total",
+		Help:      `Requests handled, by method and the status written (code "0": the client went away before a status was written).`,
+	}, []string{"method", "code"})
+
+	liveSessions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy",
+		Subsystem: "durable_streams",
+		Name:      "live_sessions",
+		Help:      "Live reads in progress (long-poll waits and SSE connections).",
+	}, []string{"mode"})
+
+	engineStats = engineCollector{
+		streams: prometheus.NewDesc("caddy_durable_streams_streams",
+			"Live streams (not expired, not deleted), by storage.", []string{"storage"}, nil),
+		parked: prometheus.NewDesc("caddy_durable_streams_parked_sessions",
+			"Sessions the engine has parked (long-poll and SSE), by storage.", []string{"storage"}, nil),
+		appends: prometheus.NewDesc("caddy_durable_streams_appends_total",
+			"Successful appends since the engine opened, by storage.", []string{"storage"}, nil),
+		appendedBytes: prometheus.NewDesc("caddy_durable_streams_appended_bytes_total",
+			"Bytes appended since the engine opened, by storage.", []string{"storage"}, nil),
+	}
+)
+
+// Live modes, the values of live_sessions' "mode" label.
+const (
+	modeLongPoll = "long_poll"
+	modeSSE      = "sse"
+)
+
+// registerMetrics registers the module's collectors on a config's registry;
+// a second handler in the same config finds them already there.
+func registerMetrics(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{requestsTotal, liveSessions, engineStats} {
+		if err := reg.Register(c); err != nil {
+			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// countRequest counts one finished request.
+func countRequest(method string, status int) {
+	requestsTotal.WithLabelValues(methodLabel(method), statusLabel(status)).Inc()
+}
+
+// methodLabel keeps the label's cardinality bounded.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodDelete, http.MethodOptions, http.MethodPatch:
+		return m
+	}
+	return "OTHER"
+}
+
+func statusLabel(status int) string {
+	if status >= 0 && status < len(statusLabels) {
+		return statusLabels[status]
+	}
+	return strconv.Itoa(status)
+}
+
+var statusLabels = func() []string {
+	s := make([]string, 600)
+	for i := range s {
+		s[i] = strconv.Itoa(i)
+	}
+	return s
+}()
+
+// engineCollector reports every open engine's counters at scrape time.
+type engineCollector struct {
+	streams, parked, appends, appendedBytes *prometheus.Desc
+}
+
+func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.streams
+	ch <- c.parked
+	ch <- c.appends
+	ch <- c.appendedBytes
+}
+
+func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
+	rangeEngines(func(key string, e *native.Engine) {
+		s := e.Stats()
+		ch <- prometheus.MustNewConstMetric(c.streams, prometheus.GaugeValue, float64(s.Streams), key)
+		ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(s.ParkedSessions), key)
+		ch <- prometheus.MustNewConstMetric(c.appends, prometheus.CounterValue, float64(s.Appends), key)
+		ch <- prometheus.MustNewConstMetric(c.appendedBytes, prometheus.CounterValue, float64(s.BytesAppended), key)
+	})
+}

@@ -1,0 +1,64 @@
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/durable-streams-server/durable-streams-server/native"
+)
+
+// engines holds one open engine per storage, shared by every handler that
+// names the same storage. Caddy provisions a new config before it cleans up
+// the old one, so during a reload two handlers use one engine; an LMDB
+// environment must never be opened twice in one process.
+var engines = caddy.NewUsagePool()
+
+// sharedEngine is an engine in the pool, with the options it was opened with.
+type sharedEngine struct {
+	*native.Engine
+	opts native.Options
+}
+
+// Destruct closes the engine once no handler uses it.
+func (s *sharedEngine) Destruct() error {
+	s.Engine.Close()
+	return nil
+}
+
+// poolKey names a storage: the cleaned absolute data_dir, or, in memory,
+// "memory:" plus the stream root (so a reload keeps in-memory streams).
+func poolKey(opts native.Options) string {
+	if opts.DataDir == "" {
+		return "memory:" + opts.StreamRoot
+	}
+	return opts.DataDir // already absolute and cleaned by filepath.Abs
+}
+
+// loadEngine returns the engine for key, opening it with opts if no handler
+// holds it yet. Every successful call must be paired with releaseEngine(key).
+func loadEngine(key string, opts native.Options) (*sharedEngine, bool, error) {
+	v, loaded, err := engines.LoadOrNew(key, func() (caddy.Destructor, error) {
+		e, err := native.Open(opts)
+		if err != nil {
+			return nil, err
+		}
+		return &sharedEngine{Engine: e, opts: opts}, nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return v.(*sharedEngine), loaded, nil
+}
+
+// releaseEngine gives back one use of key; the last one closes the engine.
+func releaseEngine(key string) error {
+	_, err := engines.Delete(key)
+	return err
+}
+
+// rangeEngines calls f for every open engine (for metrics).
+func rangeEngines(f func(key string, e *native.Engine)) {
+	engines.Range(func(k, v any) bool {
+		f(k.(string), v.(*sharedEngine).Engine)
+		return true
+	})
+}

@@ -1,0 +1,449 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"iter"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/durable-streams-server/durable-streams-server/native"
+)
+
+// engine is what ServeHTTP needs from a native.Engine; tests use a fake.
+type engine interface {
+	Register() (session uint64, wake <-chan struct{})
+	Unregister(session uint64)
+	Handle(req *native.Request, session uint64) (response, error)
+	Resume(session uint64, reason native.ResumeReason) (response, error)
+	Cancel(session uint64)
+}
+
+// response is what ServeHTTP reads from a native.Response.
+type response interface {
+	Status() int
+	Header() iter.Seq2[string, string]
+	Body() []byte
+	Live() native.Live
+	Session() uint64
+	Wait() time.Duration
+	Done() bool
+	Release()
+}
+
+// nativeEngine adapts *native.Engine to engine.
+type nativeEngine struct{ *native.Engine }
+
+func (e nativeEngine) Handle(req *native.Request, session uint64) (response, error) {
+	r, err := e.Engine.Handle(req, session)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (e nativeEngine) Resume(session uint64, reason native.ResumeReason) (response, error) {
+	r, err := e.Engine.Resume(session, reason)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// protocolHeaders are the request headers the engine reads, with their fields
+// (ds_field_id). Only the first value of each is passed.
+var protocolHeaders = [...]struct {
+	field native.Field
+	name  string // canonical
+}{
+	{native.FieldContentType, "Content-Type"},
+	{native.FieldStreamTTL, "Stream-Ttl"},
+	{native.FieldStreamExpiresAt, "Stream-Expires-At"},
+	{native.FieldStreamClosed, "Stream-Closed"},
+	{native.FieldStreamSeq, "Stream-Seq"},
+	{native.FieldProducerID, "Producer-Id"},
+	{native.FieldProducerEpoch, "Producer-Epoch"},
+	{native.FieldProducerSeq, "Producer-Seq"},
+	{native.FieldIfNoneMatch, "If-None-Match"},
+	{native.FieldStreamForkedFrom, "Stream-Forked-From"},
+	{native.FieldStreamForkOffset, "Stream-Fork-Offset"},
+	{native.FieldStreamForkSubOffset, "Stream-Fork-Sub-Offset"},
+	{native.FieldOrigin, "Origin"},
+	{native.FieldAccessControlRequestHeaders, "Access-Control-Request-Headers"},
+}
+
+var requests = sync.Pool{New: func() any { return new(native.Request) }}
+
+// ServeHTTP copies the request into one engine call and writes the answer.
+// Long-poll and SSE requests then wait for wakes without holding a thread.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	status, err := h.serve(w, r)
+	if err != nil {
+		if he, ok := errors.AsType[caddyhttp.HandlerError](err); ok {
+			status = he.StatusCode
+		}
+	}
+	countRequest(r.Method, status)
+	return err
+}
+
+// serve returns the status it wrote (0 if none) or an error for Caddy to
+// answer.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
+	req := requests.Get().(*native.Request)
+	defer func() {
+		req.Reset()
+		requests.Put(req)
+	}()
+
+	body, err := readBody(r, h.MaxAppendSize)
+	if err != nil {
+		return 0, caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	defer body.release()
+	translate(req, r)
+	req.Body, req.BodyTooLarge = body.bytes(), body.tooLarge
+
+	// Only reads can park. Register before Handle so that a wake sent while
+	// the engine is still answering is not lost.
+	var session uint64
+	var wake <-chan struct{}
+	if r.Method == http.MethodGet {
+		session, wake = h.engine.Register()
+		defer h.engine.Unregister(session)
+	}
+
+	resp, err := h.engine.Handle(req, session)
+	if err != nil {
+		return 0, engineError(err)
+	}
+	body.release() // the engine copied what it keeps
+
+	switch resp.Live() {
+	case native.LiveWait:
+		if session == 0 {
+			return 0, h.unexpectedPark(resp)
+		}
+		return h.longPoll(w, r, resp, wake)
+	case native.LiveStream:
+		if session == 0 {
+			return 0, h.unexpectedPark(resp)
+		}
+		return h.stream(w, r, resp, wake)
+	default:
+		defer resp.Release()
+		return writeResponse(w, r, resp), nil
+	}
+}
+
+// translate fills req from the HTTP request: method, decoded path, raw query,
+// the base URL the client used and the first value of each protocol header.
+func translate(req *native.Request, r *http.Request) {
+	req.Set(native.FieldMethod, r.Method)
+	req.Set(native.FieldPath, r.URL.Path)
+	if r.URL.RawQuery != "" || r.URL.ForceQuery {
+		req.Set(native.FieldQuery, r.URL.RawQuery)
+	}
+	if r.Host != "" {
+		scheme := "http://"
+		if r.TLS != nil {
+			scheme = "https://"
+		}
+		req.Set(native.FieldRequestBase, scheme+r.Host)
+	}
+	for _, ph := range protocolHeaders {
+		if v := r.Header[ph.name]; len(v) > 0 {
+			req.Set(ph.field, v[0])
+		}
+	}
+}
+
+// ---- Request bodies -----------------------------------------------------
+
+// requestBody is a request body read whole into a pooled buffer, or the
+// fact that it was too large to read.
+type requestBody struct {
+	buf      *bytes.Buffer
+	tooLarge bool
+}
+
+func (b *requestBody) bytes() []byte {
+	if b.buf == nil {
+		return nil
+	}
+	return b.buf.Bytes()
+}
+
+// release returns the buffer to the pool; safe to call twice.
+func (b *requestBody) release() {
+	if b.buf == nil {
+		return
+	}
+	if b.buf.Cap() <= maxPooledBody {
+		b.buf.Reset()
+		bodyBuffers.Put(b.buf)
+	}
+	b.buf = nil
+}
+
+const maxPooledBody = 1 << 20
+
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readBody reads at most limit+1 bytes, so it also bounds chunked and HTTP/2
+// bodies without a Content-Length. A body known or found to exceed limit is
+// reported too large and not kept (the engine answers 413); so is one cut
+// short by Caddy's request_body max_size.
+func readBody(r *http.Request, limit int64) (*requestBody, error) {
+	b := &requestBody{}
+	if r.Body == nil || r.Body == http.NoBody {
+		return b, nil
+	}
+	if r.ContentLength > limit {
+		b.tooLarge = true
+		return b, nil
+	}
+	b.buf = bodyBuffers.Get().(*bytes.Buffer)
+	if r.ContentLength > 0 {
+		// Room for the body and the final read that sees EOF: no regrowth.
+		b.buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
+	n, err := b.buf.ReadFrom(io.LimitReader(r.Body, limit+1))
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok || (err == nil && n > limit) {
+		b.release()
+		b.tooLarge = true
+		return b, nil
+	}
+	if err != nil {
+		b.release()
+		return nil, err
+	}
+	return b, nil
+}
+
+// ---- Responses ----------------------------------------------------------
+
+// writeHeader copies the engine's headers. Names are already canonical. An
+// Access-Control-* header set earlier in the route (e.g. by the `header`
+// directive) is kept, so the user's CORS configuration wins.
+func writeHeader(w http.ResponseWriter, resp response) {
+	hdr := w.Header()
+	var set [16]string // names this response set, so a repeated name appends
+	n := 0
+	for name, value := range resp.Header() {
+		if seen(set[:n], name) {
+			hdr[name] = append(hdr[name], value)
+			continue
+		}
+		if strings.HasPrefix(name, "Access-Control-") && len(hdr[name]) > 0 {
+			continue
+		}
+		hdr[name] = []string{value}
+		if n < len(set) {
+			set[n] = name
+			n++
+		}
+	}
+}
+
+func seen(names []string, name string) bool {
+	for _, n := range names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// writeResponse writes a complete response and returns its status.
+func writeResponse(w http.ResponseWriter, r *http.Request, resp response) int {
+	status := resp.Status()
+	writeHeader(w, resp)
+	body := resp.Body()
+	hdr := w.Header()
+	if _, ok := hdr["Content-Length"]; !ok && r.Method != http.MethodHead && bodyAllowed(status) {
+		hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
+	w.WriteHeader(status)
+	if len(body) > 0 && r.Method != http.MethodHead {
+		_, _ = w.Write(body) // a client gone away is nothing to report
+	}
+	return status
+}
+
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// engineErrorStatus maps engine failures (not protocol errors, which are
+// responses) to the status Caddy answers with. This is the only such table.
+var engineErrorStatus = map[native.Code]int{
+	native.CodeInvalidArgument: http.StatusInternalServerError,
+	native.CodeNotSupported:    http.StatusNotImplemented,
+	native.CodeIO:              http.StatusServiceUnavailable,
+	native.CodeLocked:          http.StatusServiceUnavailable,
+	native.CodeNotFound:        http.StatusServiceUnavailable, // a session the engine ended (closing)
+	native.CodeInternal:        http.StatusInternalServerError,
+}
+
+func engineError(err error) error {
+	status := http.StatusInternalServerError
+	if errors.Is(err, native.ErrClosed) {
+		status = http.StatusServiceUnavailable
+	} else if code, ok := errors.AsType[native.Code](err); ok {
+		if s, ok := engineErrorStatus[code]; ok {
+			status = s
+		}
+	}
+	return caddyhttp.Error(status, err)
+}
+
+func (h *Handler) unexpectedPark(resp response) error {
+	h.engine.Cancel(resp.Session())
+	resp.Release()
+	return caddyhttp.Error(http.StatusInternalServerError,
+		errors.New("durable streams engine parked a request that cannot park (not a GET)"))
+}
+
+// ---- Live reads ---------------------------------------------------------
+
+// wakeup is why a live request stopped waiting.
+type wakeup int
+
+const (
+	woken        wakeup = iota // the engine named the session
+	timedOut                   // the engine's wait_ms elapsed
+	clientGone                 // the request's context ended
+	shuttingDown               // this handler's config is stopping
+)
+
+// await waits, without holding a thread, for whichever comes first.
+func (h *Handler) await(ctx context.Context, wake <-chan struct{}, timer *time.Timer, d time.Duration) wakeup {
+	timer.Reset(d)
+	defer timer.Stop()
+	select {
+	case <-wake:
+		return woken
+	case <-timer.C:
+		return timedOut
+	case <-ctx.Done():
+		return clientGone
+	case <-h.stopping.done():
+		return shuttingDown
+	}
+}
+
+// longPoll waits for the engine to answer a parked read. Nothing is written
+// until the engine answers; a client that leaves gets nothing and its session
+// is cancelled. When the config stops, the session is resumed as timed out so
+// the client gets the engine's ordinary timeout answer and polls again.
+func (h *Handler) longPoll(w http.ResponseWriter, r *http.Request, resp response, wake <-chan struct{}) (int, error) {
+	liveSessions.WithLabelValues(modeLongPoll).Inc()
+	defer liveSessions.WithLabelValues(modeLongPoll).Dec()
+
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	stopping := false
+	for {
+		session, wait := resp.Session(), resp.Wait()
+		resp.Release()
+
+		reason := native.ResumeTimeout
+		switch h.await(r.Context(), wake, timer, wait) {
+		case woken:
+			reason = native.ResumeWake
+		case clientGone:
+			h.engine.Cancel(session)
+			return 0, nil
+		case shuttingDown:
+			stopping = true
+		}
+
+		var err error
+		resp, err = h.engine.Resume(session, reason)
+		if err != nil {
+			h.engine.Cancel(session)
+			return 0, engineError(err)
+		}
+		switch resp.Live() {
+		case native.LiveNone:
+			defer resp.Release()
+			return writeResponse(w, r, resp), nil
+		case native.LiveStream:
+			return h.stream(w, r, resp, wake)
+		}
+		if stopping { // still parked after a timeout resume: give up
+			resp.Release()
+			h.engine.Cancel(session)
+			return 0, caddyhttp.Error(http.StatusServiceUnavailable, errors.New("server stopping"))
+		}
+	}
+}
+
+// stream writes an SSE response: the first piece now, then every resumed
+// piece as it comes, each flushed, until the engine says done. A client that
+// leaves, a failed write or a stopping config cancels the session and ends
+// the response.
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, wake <-chan struct{}) (int, error) {
+	liveSessions.WithLabelValues(modeSSE).Inc()
+	defer liveSessions.WithLabelValues(modeSSE).Dec()
+
+	rc := http.NewResponseController(w)
+	status := resp.Status()
+	writeHeader(w, resp)
+	w.WriteHeader(status)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+
+	for {
+		session := resp.Session()
+		if err := writeFlush(w, rc, resp.Body()); err != nil {
+			resp.Release()
+			h.engine.Cancel(session)
+			return status, nil
+		}
+		if resp.Done() || resp.Live() == native.LiveNone {
+			resp.Release()
+			return status, nil
+		}
+		wait := resp.Wait()
+		resp.Release()
+
+		reason := native.ResumeTimeout
+		switch h.await(r.Context(), wake, timer, wait) {
+		case woken:
+			reason = native.ResumeWake
+		case clientGone, shuttingDown:
+			h.engine.Cancel(session)
+			return status, nil
+		}
+
+		var err error
+		resp, err = h.engine.Resume(session, reason)
+		if err != nil {
+			// The status line is out; all that is left is to end the body.
+			h.logger.Error("resuming SSE session", zap.Uint64("session", session), zap.Error(err))
+			h.engine.Cancel(session)
+			return status, nil
+		}
+	}
+}
+
+// writeFlush writes one piece of a streamed body and pushes it to the client.
+// The first piece is flushed even when empty, so the status line goes out.
+func writeFlush(w http.ResponseWriter, rc *http.ResponseController, p []byte) error {
+	if len(p) > 0 {
+		if _, err := w.Write(p); err != nil {
+			return err
+		}
+	}
+	return rc.Flush()
+}
