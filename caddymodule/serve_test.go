@@ -1,0 +1,669 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"io"
+	"iter"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/durable-streams-server/durable-streams-server/native"
+)
+
+// ---- request translation ------------------------------------------------
+
+func TestTranslateEveryField(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/v1/stream/a%20b/c?offset=-1&live=sse", nil)
+	values := map[native.Field]string{}
+	for _, ph := range protocolHeaders {
+		v := "value-" + ph.name
+		r.Header.Set(ph.name, v)
+		r.Header.Add(ph.name, "second value is ignored")
+		values[ph.field] = v
+	}
+	var req native.Request
+	translate(&req, r)
+
+	want := map[native.Field]string{
+		native.FieldMethod:      "POST",
+		native.FieldPath:        "/v1/stream/a b/c", // decoded
+		native.FieldQuery:       "offset=-1&live=sse",
+		native.FieldRequestBase: "http://example.com", // httptest's default Host
+	}
+	for f, v := range values {
+		want[f] = v
+	}
+	if len(want) != native.FieldCount {
+		t.Fatalf("the test covers %d fields, the ABI has %d", len(want), native.FieldCount)
+	}
+	for f := native.Field(0); int(f) < native.FieldCount; f++ {
+		got, ok := req.Get(f)
+		if !ok || got != want[f] {
+			t.Errorf("field %d = %q (present %v), want %q", f, got, ok, want[f])
+		}
+	}
+}
+
+// The header names are the protocol's, spelled as the test expects them on
+// the wire, independent of the table in serve.go.
+func TestTranslateHeaderNames(t *testing.T) {
+	wire := map[string]native.Field{
+		"content-type":                   native.FieldContentType,
+		"stream-ttl":                     native.FieldStreamTTL,
+		"stream-expires-at":              native.FieldStreamExpiresAt,
+		"stream-closed":                  native.FieldStreamClosed,
+		"stream-seq":                     native.FieldStreamSeq,
+		"producer-id":                    native.FieldProducerID,
+		"producer-epoch":                 native.FieldProducerEpoch,
+		"producer-seq":                   native.FieldProducerSeq,
+		"if-none-match":                  native.FieldIfNoneMatch,
+		"stream-forked-from":             native.FieldStreamForkedFrom,
+		"stream-fork-offset":             native.FieldStreamForkOffset,
+		"stream-fork-sub-offset":         native.FieldStreamForkSubOffset,
+		"origin":                         native.FieldOrigin,
+		"access-control-request-headers": native.FieldAccessControlRequestHeaders,
+	}
+	for name, field := range wire {
+		r := httptest.NewRequest(http.MethodGet, "/v1/stream/s", nil)
+		r.Header.Set(name, "x") // Set canonicalizes, as net/http does on the wire
+		var req native.Request
+		translate(&req, r)
+		if got, ok := req.Get(field); !ok || got != "x" {
+			t.Errorf("%s: field %d = %q (present %v)", name, field, got, ok)
+		}
+		for f := native.FieldContentType; int(f) < native.FieldCount; f++ {
+			if _, ok := req.Get(f); ok && f != field && f != native.FieldRequestBase {
+				t.Errorf("%s also set field %d", name, f)
+			}
+		}
+	}
+}
+
+func TestTranslateRequestBase(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPut, "https://streams.example.com:8443/v1/stream/s", nil)
+	var req native.Request
+	translate(&req, r)
+	if got, _ := req.Get(native.FieldRequestBase); got != "https://streams.example.com:8443" {
+		t.Errorf("TLS request base = %q", got)
+	}
+
+	r = httptest.NewRequest(http.MethodPut, "/v1/stream/s", nil)
+	r.Host = "localhost:4437"
+	req.Reset()
+	translate(&req, r)
+	if got, _ := req.Get(native.FieldRequestBase); got != "http://localhost:4437" {
+		t.Errorf("plain request base = %q", got)
+	}
+
+	r.Host = ""
+	req.Reset()
+	translate(&req, r)
+	if got, ok := req.Get(native.FieldRequestBase); ok {
+		t.Errorf("no Host, yet request base %q", got)
+	}
+}
+
+func TestTranslateAbsentVersusEmpty(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		target    string
+		header    http.Header
+		field     native.Field
+		wantValue string
+		wantOK    bool
+	}{
+		{"no query", "/v1/stream/s", nil, native.FieldQuery, "", false},
+		{"empty query", "/v1/stream/s?", nil, native.FieldQuery, "", true},
+		{"query", "/v1/stream/s?offset=now", nil, native.FieldQuery, "offset=now", true},
+		{"absent header", "/v1/stream/s", nil, native.FieldStreamClosed, "", false},
+		{"empty header", "/v1/stream/s", http.Header{"Stream-Closed": {""}}, native.FieldStreamClosed, "", true},
+		{"header", "/v1/stream/s", http.Header{"Stream-Closed": {"true"}}, native.FieldStreamClosed, "true", true},
+		{"empty first value wins", "/v1/stream/s", http.Header{"Producer-Id": {"", "p"}}, native.FieldProducerID, "", true},
+		{"empty header list is absent", "/v1/stream/s", http.Header{"Origin": {}}, native.FieldOrigin, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, tc.target, nil)
+			for k, v := range tc.header {
+				r.Header[k] = v
+			}
+			var req native.Request
+			translate(&req, r)
+			got, ok := req.Get(tc.field)
+			if got != tc.wantValue || ok != tc.wantOK {
+				t.Errorf("got %q present=%v, want %q present=%v", got, ok, tc.wantValue, tc.wantOK)
+			}
+		})
+	}
+}
+
+func TestRequestReuse(t *testing.T) {
+	var req native.Request
+	req.Set(native.FieldOrigin, "https://a.example")
+	req.Body = []byte("x")
+	req.BodyTooLarge = true
+	req.Reset()
+	if _, ok := req.Get(native.FieldOrigin); ok || req.Body != nil || req.BodyTooLarge {
+		t.Fatal("Reset left state behind")
+	}
+	req.Set(native.FieldMethod, "GET")
+	if v, _ := req.Get(native.FieldMethod); v != "GET" {
+		t.Fatalf("method = %q", v)
+	}
+}
+
+// ---- request bodies -----------------------------------------------------
+
+// unreadable fails the test if the handler reads a body it should not.
+type unreadable struct{ t *testing.T }
+
+func (u unreadable) Read([]byte) (int, error) {
+	u.t.Error("the body was read")
+	return 0, io.EOF
+}
+
+func TestReadBody(t *testing.T) {
+	const limit = 10
+	for _, tc := range []struct {
+		name          string
+		body          io.Reader
+		contentLength int64
+		want          string
+		wantTooLarge  bool
+		wantErr       bool
+	}{
+		{name: "no body", body: nil},
+		{name: "known length", body: strings.NewReader("hello"), contentLength: 5, want: "hello"},
+		{name: "exactly the limit", body: strings.NewReader("0123456789"), contentLength: 10, want: "0123456789"},
+		{name: "declared too large is not read", body: unreadable{t}, contentLength: 11, wantTooLarge: true},
+		{name: "chunked within the limit", body: strings.NewReader("chunked"), contentLength: -1, want: "chunked"},
+		{name: "chunked over the limit", body: strings.NewReader("0123456789A"), contentLength: -1, wantTooLarge: true},
+		{name: "request_body max_size cut it", body: maxBytesReader("0123456789", 3), contentLength: -1, wantTooLarge: true},
+		{name: "read error", body: iotest.ErrReader(errors.New("connection reset")), contentLength: -1, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/v1/stream/s", tc.body)
+			r.ContentLength = tc.contentLength
+			if tc.body == nil {
+				r.Body = http.NoBody
+			}
+			b, err := readBody(r, limit)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatal("want an error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.release()
+			if string(b.bytes()) != tc.want || b.tooLarge != tc.wantTooLarge {
+				t.Errorf("got %q tooLarge=%v, want %q tooLarge=%v", b.bytes(), b.tooLarge, tc.want, tc.wantTooLarge)
+			}
+		})
+	}
+}
+
+func maxBytesReader(s string, n int64) io.Reader {
+	return http.MaxBytesReader(httptest.NewRecorder(), io.NopCloser(strings.NewReader(s)), n)
+}
+
+// ---- fake engine ----------------------------------------------------------
+
+type fakeResponse struct {
+	status  int
+	headers [][2]string
+	body    string
+	live    native.Live
+	session uint64
+	wait    time.Duration
+	done    bool
+
+	engine *fakeEngine
+}
+
+func (r *fakeResponse) Status() int         { return r.status }
+func (r *fakeResponse) Body() []byte        { return []byte(r.body) }
+func (r *fakeResponse) Live() native.Live   { return r.live }
+func (r *fakeResponse) Session() uint64     { return r.session }
+func (r *fakeResponse) Wait() time.Duration { return r.wait }
+func (r *fakeResponse) Done() bool          { return r.done }
+func (r *fakeResponse) Release() {
+	r.engine.mu.Lock()
+	r.engine.released++
+	r.engine.mu.Unlock()
+}
+func (r *fakeResponse) Header() iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		for _, h := range r.headers {
+			if !yield(h[0], h[1]) {
+				return
+			}
+		}
+	}
+}
+
+// fakeEngine answers Handle with first and each Resume with the next of
+// resumes; it records what the handler did.
+type fakeEngine struct {
+	mu        sync.Mutex
+	first     *fakeResponse
+	handleErr error
+	resumes   []*fakeResponse
+	reasons   []native.ResumeReason
+	cancels   []uint64
+	sessions  map[uint64]chan struct{}
+	nextID    uint64
+	sessionIn uint64 // the session Handle was given
+	released  int
+	parked    chan uint64 // receives the session once the handler waits
+}
+
+func newFakeEngine(first *fakeResponse, resumes ...*fakeResponse) *fakeEngine {
+	return &fakeEngine{first: first, resumes: resumes, sessions: map[uint64]chan struct{}{}, parked: make(chan uint64, 1)}
+}
+
+func (e *fakeEngine) Register() (uint64, <-chan struct{}) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.nextID++
+	ch := make(chan struct{}, 1)
+	e.sessions[e.nextID] = ch
+	return e.nextID, ch
+}
+
+func (e *fakeEngine) Unregister(id uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.sessions, id)
+}
+
+func (e *fakeEngine) Handle(_ *native.Request, session uint64) (response, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sessionIn = session
+	if e.handleErr != nil {
+		return nil, e.handleErr
+	}
+	return e.prepare(e.first, session), nil
+}
+
+func (e *fakeEngine) Resume(session uint64, reason native.ResumeReason) (response, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.reasons = append(e.reasons, reason)
+	if len(e.resumes) == 0 {
+		return nil, &native.Error{Op: "resume", Code: native.CodeInternal, Message: "test script ran out"}
+	}
+	r := e.resumes[0]
+	e.resumes = e.resumes[1:]
+	return e.prepare(r, session), nil
+}
+
+func (e *fakeEngine) prepare(r *fakeResponse, session uint64) response {
+	r.engine = e
+	if r.live != native.LiveNone {
+		r.session = session
+		select {
+		case e.parked <- session:
+		default:
+		}
+	}
+	return r
+}
+
+func (e *fakeEngine) Cancel(session uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cancels = append(e.cancels, session)
+}
+
+// wake plays the engine's wake callback.
+func (e *fakeEngine) wake(session uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ch, ok := e.sessions[session]; ok {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (e *fakeEngine) snapshot() (reasons []native.ResumeReason, cancels []uint64, released, registered int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]native.ResumeReason(nil), e.reasons...), append([]uint64(nil), e.cancels...), e.released, len(e.sessions)
+}
+
+func testHandler(e engine) *Handler {
+	return &Handler{MaxAppendSize: DefaultMaxAppendSize, engine: e, logger: zap.NewNop(), stopping: newStopSignal()}
+}
+
+// recorder is a ResponseWriter that records whether anything was written.
+type recorder struct {
+	*httptest.ResponseRecorder
+	mu          sync.Mutex
+	wroteHeader bool
+	flushes     int
+}
+
+func newRecorder() *recorder { return &recorder{ResponseRecorder: httptest.NewRecorder()} }
+
+func (r *recorder) WriteHeader(code int) {
+	r.mu.Lock()
+	r.wroteHeader = true
+	r.mu.Unlock()
+	r.ResponseRecorder.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	r.wroteHeader = true
+	r.mu.Unlock()
+	return r.ResponseRecorder.Write(p)
+}
+
+func (r *recorder) wrote() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.wroteHeader
+}
+
+func (r *recorder) Flush() {
+	r.mu.Lock()
+	r.flushes++
+	r.mu.Unlock()
+	r.ResponseRecorder.Flush()
+}
+
+// serveAsync runs ServeHTTP in a goroutine; the returned func waits for it.
+func serveAsync(h *Handler, w http.ResponseWriter, r *http.Request) func() error {
+	done := make(chan error, 1)
+	go func() { done <- h.ServeHTTP(w, r, nil) }()
+	return func() error {
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(5 * time.Second):
+			return errors.New("ServeHTTP did not return")
+		}
+	}
+}
+
+func waitParked(t *testing.T, e *fakeEngine) uint64 {
+	t.Helper()
+	select {
+	case s := <-e.parked:
+		return s
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request never parked")
+		return 0
+	}
+}
+
+// ---- complete responses ---------------------------------------------------
+
+func TestCompleteResponse(t *testing.T) {
+	e := newFakeEngine(&fakeResponse{
+		status: 201,
+		headers: [][2]string{
+			{"Content-Type", "text/plain"},
+			{"Stream-Next-Offset", "0000000000000000_0000000000000005"},
+			{"Access-Control-Allow-Origin", "*"},
+			{"Access-Control-Expose-Headers", "Stream-Next-Offset"},
+			{"Vary", "Origin"},
+			{"Vary", "Accept-Encoding"},
+		},
+		body: "hello",
+	})
+	h := testHandler(e)
+	w := newRecorder()
+	// Set earlier in the route: the user's CORS header wins, others do not.
+	w.Header().Set("Access-Control-Allow-Origin", "https://app.example.com")
+	w.Header().Set("Content-Type", "application/octet-stream")
+	r := httptest.NewRequest(http.MethodPut, "/v1/stream/s", strings.NewReader("hello"))
+
+	if err := h.ServeHTTP(w, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	res := w.Result()
+	if res.StatusCode != 201 || w.Body.String() != "hello" {
+		t.Fatalf("got %d %q", res.StatusCode, w.Body.String())
+	}
+	for name, want := range map[string][]string{
+		"Content-Type":                  {"text/plain"},
+		"Access-Control-Allow-Origin":   {"https://app.example.com"},
+		"Access-Control-Expose-Headers": {"Stream-Next-Offset"},
+		"Vary":                          {"Origin", "Accept-Encoding"},
+		"Content-Length":                {"5"},
+	} {
+		if got := res.Header[name]; strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	_, _, released, registered := e.snapshot()
+	if released != 1 || registered != 0 || e.sessionIn != 0 {
+		t.Errorf("released %d times, %d sessions left, session %d (a PUT must not register)", released, registered, e.sessionIn)
+	}
+}
+
+func TestHeadWritesNoBody(t *testing.T) {
+	e := newFakeEngine(&fakeResponse{status: 200, headers: [][2]string{{"Stream-Next-Offset", "x"}}})
+	w := newRecorder()
+	if err := testHandler(e).ServeHTTP(w, httptest.NewRequest(http.MethodHead, "/v1/stream/s", nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	if w.Body.Len() != 0 || w.Header().Get("Content-Length") != "" {
+		t.Errorf("HEAD wrote body %q, Content-Length %q", w.Body.String(), w.Header().Get("Content-Length"))
+	}
+}
+
+func TestEngineErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{native.ErrClosed, http.StatusServiceUnavailable},
+		{&native.Error{Op: "handle", Code: native.CodeNotSupported}, http.StatusNotImplemented},
+		{&native.Error{Op: "handle", Code: native.CodeIO}, http.StatusServiceUnavailable},
+		{&native.Error{Op: "handle", Code: native.CodeInternal}, http.StatusInternalServerError},
+	} {
+		e := newFakeEngine(nil)
+		e.handleErr = tc.err
+		err := testHandler(e).ServeHTTP(newRecorder(), httptest.NewRequest(http.MethodGet, "/v1/stream/s", nil), nil)
+		he, ok := errors.AsType[caddyhttp.HandlerError](err)
+		if !ok || he.StatusCode != tc.want {
+			t.Errorf("%v: got %v, want a %d handler error", tc.err, err, tc.want)
+		}
+	}
+}
+
+// ---- long-poll ------------------------------------------------------------
+
+func TestLongPollWoken(t *testing.T) {
+	e := newFakeEngine(
+		&fakeResponse{live: native.LiveWait, wait: time.Minute},
+		&fakeResponse{live: native.LiveWait, wait: time.Minute}, // spurious wake
+		&fakeResponse{status: 200, headers: [][2]string{{"Stream-Next-Offset", "b"}}, body: "new data"},
+	)
+	h := testHandler(e)
+	w := newRecorder()
+	wait := serveAsync(h, w, httptest.NewRequest(http.MethodGet, "/v1/stream/s?offset=a&live=long-poll", nil))
+
+	session := waitParked(t, e)
+	if w.wrote() {
+		t.Fatal("a parked long-poll wrote something")
+	}
+	e.wake(session)
+	waitParked(t, e) // the spurious wake parked it again
+	e.wake(session)
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != 200 || w.Body.String() != "new data" || w.Header().Get("Stream-Next-Offset") != "b" {
+		t.Errorf("got %d %q %v", w.Code, w.Body.String(), w.Header())
+	}
+	reasons, cancels, released, registered := e.snapshot()
+	if len(reasons) != 2 || reasons[0] != native.ResumeWake || reasons[1] != native.ResumeWake {
+		t.Errorf("resume reasons %v, want two wakes", reasons)
+	}
+	if len(cancels) != 0 || released != 3 || registered != 0 {
+		t.Errorf("cancels %v, released %d, registered %d", cancels, released, registered)
+	}
+}
+
+func TestLongPollTimeout(t *testing.T) {
+	e := newFakeEngine(
+		&fakeResponse{live: native.LiveWait, wait: 5 * time.Millisecond},
+		&fakeResponse{status: 204, headers: [][2]string{{"Stream-Up-To-Date", "true"}}},
+	)
+	w := newRecorder()
+	if err := testHandler(e).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/stream/s?live=long-poll", nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	reasons, _, _, _ := e.snapshot()
+	if w.Code != 204 || len(reasons) != 1 || reasons[0] != native.ResumeTimeout {
+		t.Errorf("got %d, reasons %v", w.Code, reasons)
+	}
+	if w.Header().Get("Content-Length") != "" {
+		t.Errorf("a 204 got Content-Length %q", w.Header().Get("Content-Length"))
+	}
+}
+
+func TestLongPollClientGone(t *testing.T) {
+	e := newFakeEngine(&fakeResponse{live: native.LiveWait, wait: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	w := newRecorder()
+	wait := serveAsync(testHandler(e), w, httptest.NewRequest(http.MethodGet, "/v1/stream/s?live=long-poll", nil).WithContext(ctx))
+
+	session := waitParked(t, e)
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	reasons, cancels, released, registered := e.snapshot()
+	if w.wroteHeader || len(reasons) != 0 || len(cancels) != 1 || cancels[0] != session {
+		t.Errorf("wrote %v, resumes %v, cancels %v (want only a cancel of %d)", w.wroteHeader, reasons, cancels, session)
+	}
+	if released != 1 || registered != 0 {
+		t.Errorf("released %d, registered %d", released, registered)
+	}
+}
+
+func TestLongPollConfigStopping(t *testing.T) {
+	e := newFakeEngine(
+		&fakeResponse{live: native.LiveWait, wait: time.Minute},
+		&fakeResponse{status: 204},
+	)
+	h := testHandler(e)
+	w := newRecorder()
+	wait := serveAsync(h, w, httptest.NewRequest(http.MethodGet, "/v1/stream/s?live=long-poll", nil))
+	waitParked(t, e)
+	h.stopping.stop()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	reasons, _, _, _ := e.snapshot()
+	if w.Code != 204 || len(reasons) != 1 || reasons[0] != native.ResumeTimeout {
+		t.Errorf("got %d, reasons %v: a stopping config answers with the engine's timeout response", w.Code, reasons)
+	}
+}
+
+// ---- SSE ------------------------------------------------------------------
+
+func TestSSEStreamsUntilDone(t *testing.T) {
+	e := newFakeEngine(
+		&fakeResponse{status: 200, headers: [][2]string{{"Content-Type", "text/event-stream"}}, body: "event: a\n\n", live: native.LiveStream, wait: time.Minute},
+		&fakeResponse{body: ": keepalive\n\n", live: native.LiveStream, wait: time.Minute},
+		&fakeResponse{body: "event: c\n\n", live: native.LiveStream, done: true},
+	)
+	h := testHandler(e)
+	w := newRecorder()
+	wait := serveAsync(h, w, httptest.NewRequest(http.MethodGet, "/v1/stream/s?live=sse", nil))
+
+	session := waitParked(t, e)
+	e.wake(session)
+	waitParked(t, e)
+	e.wake(session)
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Body.String(); got != "event: a\n\n: keepalive\n\nevent: c\n\n" {
+		t.Errorf("body %q", got)
+	}
+	if w.Header().Get("Content-Length") != "" || w.Header().Get("Content-Type") != "text/event-stream" {
+		t.Errorf("headers %v", w.Header())
+	}
+	reasons, cancels, released, registered := e.snapshot()
+	if w.flushes < 3 || len(reasons) != 2 || len(cancels) != 0 || released != 3 || registered != 0 {
+		t.Errorf("flushes %d, reasons %v, cancels %v, released %d, registered %d", w.flushes, reasons, cancels, released, registered)
+	}
+}
+
+func TestSSEEndsOnClientGoneAndStop(t *testing.T) {
+	for _, how := range []string{"client gone", "config stopping"} {
+		t.Run(how, func(t *testing.T) {
+			e := newFakeEngine(&fakeResponse{status: 200, body: "event: a\n\n", live: native.LiveStream, wait: time.Minute})
+			h := testHandler(e)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			w := newRecorder()
+			wait := serveAsync(h, w, httptest.NewRequest(http.MethodGet, "/v1/stream/s?live=sse", nil).WithContext(ctx))
+			session := waitParked(t, e)
+			if how == "client gone" {
+				cancel()
+			} else {
+				h.stopping.stop()
+			}
+			if err := wait(); err != nil {
+				t.Fatal(err)
+			}
+			reasons, cancels, released, registered := e.snapshot()
+			if len(reasons) != 0 || len(cancels) != 1 || cancels[0] != session || released != 1 || registered != 0 {
+				t.Errorf("reasons %v, cancels %v, released %d, registered %d", reasons, cancels, released, registered)
+			}
+			if w.Body.String() != "event: a\n\n" {
+				t.Errorf("body %q", w.Body.String())
+			}
+		})
+	}
+}
+
+// failingWriter fails every write after the first n.
+type failingWriter struct {
+	*recorder
+	n int
+}
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	if f.n == 0 {
+		return 0, errors.New("broken pipe")
+	}
+	f.n--
+	return f.recorder.Write(p)
+}
+
+func TestSSEWriteErrorCancels(t *testing.T) {
+	e := newFakeEngine(
+		&fakeResponse{status: 200, body: "event: a\n\n", live: native.LiveStream, wait: 0},
+		&fakeResponse{body: "event: b\n\n", live: native.LiveStream, wait: time.Minute},
+	)
+	w := &failingWriter{recorder: newRecorder(), n: 1}
+	if err := testHandler(e).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/stream/s?live=sse", nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	reasons, cancels, released, _ := e.snapshot()
+	if len(reasons) != 1 || reasons[0] != native.ResumeTimeout || len(cancels) != 1 || released != 2 {
+		t.Errorf("reasons %v, cancels %v, released %d", reasons, cancels, released)
+	}
+}
