@@ -1,0 +1,401 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// cmdFanout measures live delivery to many subscribers of one stream.
+//
+// It creates a fresh stream, connects -subs subscribers at its tail (SSE, or
+// long-poll requests that are re-issued after every answer), waits until they
+// are in place, reads the server's RSS and thread count, then makes -appends
+// appends one after another. Each append carries a marker "#fanout-<i>#"; a
+// subscriber stamps the time it sees the marker, and delivery latency is that
+// time minus the time just before the append was sent (one process, one
+// monotonic clock). The next append goes out once every subscriber has the
+// previous one (or -deliver-timeout passed) plus -gap, so long-poll
+// subscribers can re-register.
+func cmdFanout(args []string) error {
+	fs := flag.NewFlagSet("fanout", flag.ExitOnError)
+	var c common
+	c.register(fs)
+	path := fs.String("path", "/v1/stream/fanout", "stream path (created fresh)")
+	mode := fs.String("mode", "sse", "sse or longpoll")
+	subs := fs.Int("subs", 5000, "subscribers (one connection each)")
+	appends := fs.Int("appends", 10, "appends to deliver")
+	dialConc := fs.Int("dial-concurrency", 64, "connection attempts in flight while connecting")
+	settle := fs.Duration("settle", 0, "pause after connecting, before measuring (default 0.5s + 0.2s per 1000 subscribers)")
+	gap := fs.Duration("gap", 0, "pause after an append is delivered everywhere (default 50ms SSE, 250ms long-poll)")
+	connectTimeout := fs.Duration("connect-timeout", 60*time.Second, "time allowed to connect every subscriber")
+	deliverTimeout := fs.Duration("deliver-timeout", 5*time.Second, "time allowed to deliver one append everywhere")
+	budget := fs.Duration("budget", 40*time.Second, "time allowed for all appends and deliveries; later appends are skipped")
+	fs.Parse(args)
+	if err := c.check(); err != nil {
+		return err
+	}
+	if *mode != "sse" && *mode != "longpoll" {
+		return fmt.Errorf("unknown -mode %q", *mode)
+	}
+	if *subs < 1 || *subs > 50_000 || *appends < 1 || *appends > 1000 || *dialConc < 1 {
+		return errors.New("subs, appends or dial-concurrency out of range")
+	}
+	if need := uint64(*subs + 64); nofileLimit() < need {
+		return fmt.Errorf("RLIMIT_NOFILE is %d, need at least %d", nofileLimit(), need)
+	}
+	if *settle == 0 {
+		*settle = 500*time.Millisecond + time.Duration(*subs)*200*time.Microsecond
+	}
+	if *gap == 0 {
+		*gap = 50 * time.Millisecond
+		if *mode == "longpoll" {
+			*gap = 250 * time.Millisecond
+		}
+	}
+
+	r := c.record()
+	ctl := newClient(2, *deliverTimeout+10*time.Second)
+	ctx := context.Background()
+	streamURL := c.base + *path
+	hdr := map[string]string{"Content-Type": "text/plain"}
+	if st, _, _, err := do(ctx, ctl, "PUT", streamURL, hdr, nil); err != nil || (st != 200 && st != 201) {
+		return fail(&c, r, fmt.Sprintf("create %s: status %d %v", *path, st, err))
+	}
+	st, h, _, err := do(ctx, ctl, "GET", streamURL+"?offset=-1", nil, nil)
+	if err != nil || st != 200 || h.Get("Stream-Next-Offset") == "" {
+		return fail(&c, r, fmt.Sprintf("read tail of %s: status %d %v", *path, st, err))
+	}
+	startOffset := h.Get("Stream-Next-Offset")
+	baseRSS, baseThreads, _ := procStats(c.pid)
+
+	f := &fanout{
+		url:       streamURL,
+		mode:      *mode,
+		start:     time.Now(),
+		appendAt:  make([]atomic.Int64, *appends),
+		delivered: make([]atomic.Int64, *appends),
+		recv:      make([][]atomic.Int64, *subs),
+	}
+	sem := make(chan struct{}, *dialConc)
+	dialer := &net.Dialer{Timeout: 15 * time.Second}
+	f.client = &http.Client{Transport: &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			defer func() { <-sem }()
+			return dialer.DialContext(ctx, network, addr)
+		},
+		MaxIdleConns:        *subs + 16,
+		MaxIdleConnsPerHost: *subs + 16,
+		IdleConnTimeout:     120 * time.Second,
+		DisableCompression:  true,
+		ReadBufferSize:      4 << 10,
+		WriteBufferSize:     4 << 10,
+	}}
+	subCtx, cancelSubs := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for s := range *subs {
+		f.recv[s] = make([]atomic.Int64, *appends)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if *mode == "sse" {
+				f.sse(subCtx, s, startOffset)
+			} else {
+				f.longPoll(subCtx, s, startOffset)
+			}
+		}()
+	}
+	defer func() {
+		cancelSubs()
+		waitTimeout(&wg, 15*time.Second)
+		f.client.CloseIdleConnections()
+	}()
+
+	// Connect.
+	connectDeadline := time.Now().Add(*connectTimeout)
+	for f.ready.Load()+f.failed.Load() < int64(*subs) && time.Now().Before(connectDeadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	connectS := time.Since(f.start).Seconds()
+	ready := f.ready.Load()
+	if ready == 0 {
+		return fail(&c, r, "no subscriber connected: "+f.errText())
+	}
+	time.Sleep(*settle)
+	idleRSS, idleThreads, _ := procStats(c.pid)
+
+	// Deliver.
+	smp := startSampler(c.pid, 50*time.Millisecond)
+	var appendErr string
+	made := 0
+	budgetEnd := time.Now().Add(*budget)
+	for i := range *appends {
+		if time.Now().After(budgetEnd) {
+			appendErr = fmt.Sprintf("only %d of %d appends made within the %v budget", made, *appends, *budget)
+			break
+		}
+		body := payload(fmt.Sprintf("#fanout-%d#", i), 100)
+		f.appendAt[i].Store(int64(time.Since(f.start)))
+		st, _, _, err := do(ctx, ctl, "POST", streamURL, hdr, body)
+		if err != nil || (st != 200 && st != 204) {
+			appendErr = fmt.Sprintf("append %d: status %d %v", i, st, err)
+			break
+		}
+		made++
+		deadline := time.Now().Add(*deliverTimeout)
+		for f.delivered[i].Load() < ready && time.Now().Before(deadline) {
+			time.Sleep(2 * time.Millisecond)
+		}
+		time.Sleep(*gap)
+	}
+	peakRSS, peakThreads := smp.finish()
+
+	// Collect, after stopping the subscribers.
+	cancelSubs()
+	waitTimeout(&wg, 15*time.Second)
+	var lat latencies
+	var delivered int64
+	for s := range f.recv {
+		for i := range f.recv[s] {
+			if t := f.recv[s][i].Load(); t != 0 {
+				lat = append(lat, time.Duration(t-f.appendAt[i].Load()))
+				delivered++
+			}
+		}
+	}
+	expected := ready * int64(made)
+
+	r.P50Ms, r.P99Ms, r.MaxMs = lat.summary()
+	r.P50Ms, r.P99Ms, r.MaxMs = round(r.P50Ms, 2), round(r.P99Ms, 2), round(r.MaxMs, 2)
+	r.Requests = delivered
+	r.Errors = f.errs.Load() + (expected - delivered)
+	r.RSSKiB = idleRSS
+	if c.pid > 0 {
+		r.RSSPerSubKiB = round((idleRSS-baseRSS)/float64(ready), 2)
+		r.Threads = max(idleThreads, peakThreads)
+	}
+	r.Extra = map[string]float64{
+		"subscribers":            float64(*subs),
+		"connected":              float64(ready),
+		"delivered":              float64(delivered),
+		"expected":               float64(expected),
+		"connect_s":              round(connectS, 2),
+		"base_rss_kib":           baseRSS,
+		"base_threads":           float64(baseThreads),
+		"peak_rss_kib":           peakRSS,
+		"peak_rss_per_sub_kib":   round((peakRSS-baseRSS)/float64(ready), 2),
+		"subscriber_errors":      float64(f.errs.Load()),
+		"subscriber_reconnects":  float64(f.reconnects.Load()),
+		"subscribers_not_joined": float64(int64(*subs) - ready),
+	}
+	switch {
+	case appendErr != "":
+		r.Status, r.Note = "error", appendErr+fmt.Sprintf("; %d of %d deliveries of those arrived", delivered, expected)
+	case ready < int64(*subs):
+		r.Status, r.Note = "error", fmt.Sprintf("%d of %d subscribers connected: %s", ready, *subs, f.errText())
+	case delivered < expected:
+		r.Status, r.Note = "error", fmt.Sprintf("%d of %d deliveries arrived within %v each", delivered, expected, *deliverTimeout)
+	default:
+		r.Note = fmt.Sprintf("%d subscribers, %d appends; RSS/sub idle %.1f KiB, peak %.1f KiB", ready, *appends, r.RSSPerSubKiB, r.Extra["peak_rss_per_sub_kib"])
+	}
+	return appendRecord(c.out, r)
+}
+
+func fail(c *common, r Record, note string) error {
+	r.Status = "error"
+	r.Note = oneLine(note, 300)
+	if err := appendRecord(c.out, r); err != nil {
+		return err
+	}
+	return errors.New(r.Note)
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+type fanout struct {
+	url       string
+	mode      string
+	client    *http.Client
+	start     time.Time
+	appendAt  []atomic.Int64 // ns since start, stored just before each POST
+	delivered []atomic.Int64 // subscribers that have append i
+
+	recv [][]atomic.Int64 // [subscriber][append] ns since start, 0 = not yet
+
+	ready, failed, errs, reconnects atomic.Int64
+	firstErr                        atomic.Value
+}
+
+func (f *fanout) noteErr(err string) {
+	f.errs.Add(1)
+	f.firstErr.CompareAndSwap(nil, err)
+}
+
+func (f *fanout) errText() string {
+	if v, ok := f.firstErr.Load().(string); ok {
+		return v
+	}
+	return "no error seen"
+}
+
+var marker = []byte("#fanout-")
+
+// stamp records, for every marker in p, that subscriber s has that append.
+func (f *fanout) stamp(s int, p []byte) {
+	now := int64(time.Since(f.start))
+	for {
+		k := bytes.Index(p, marker)
+		if k < 0 {
+			return
+		}
+		p = p[k+len(marker):]
+		i, n := 0, 0
+		for n < len(p) && p[n] >= '0' && p[n] <= '9' && n < 6 {
+			i = i*10 + int(p[n]-'0')
+			n++
+		}
+		if n == 0 || n >= len(p) || p[n] != '#' || i >= len(f.delivered) {
+			continue
+		}
+		if f.recv[s][i].CompareAndSwap(0, now) {
+			f.delivered[i].Add(1)
+		}
+	}
+}
+
+// joined marks subscriber s as in place (once).
+func (f *fanout) joined(done *bool) {
+	if !*done {
+		*done = true
+		f.ready.Add(1)
+	}
+}
+
+// sse holds one SSE connection open, reconnecting from the last
+// streamNextOffset of a control event if the server ends it.
+func (f *fanout) sse(ctx context.Context, s int, offset string) {
+	isReady := false
+	for attempt := 0; attempt < 100 && ctx.Err() == nil; attempt++ {
+		if attempt > 0 {
+			f.reconnects.Add(1)
+		}
+		req, _ := http.NewRequestWithContext(ctx, "GET", f.url+"?offset="+url.QueryEscape(offset)+"&live=sse", nil)
+		req.Header.Set("Accept", "text/event-stream")
+		resp, err := f.client.Do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				f.noteErr(err.Error())
+				if !isReady {
+					f.failed.Add(1)
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			continue
+		}
+		if resp.StatusCode != 200 {
+			f.noteErr(fmt.Sprintf("SSE status %d", resp.StatusCode))
+			resp.Body.Close()
+			if !isReady {
+				f.failed.Add(1)
+			}
+			return
+		}
+		f.joined(&isReady)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 8<<10), 4<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			f.stamp(s, line)
+			if k := bytes.Index(line, []byte(`"streamNextOffset":"`)); k >= 0 {
+				rest := line[k+len(`"streamNextOffset":"`):]
+				if e := bytes.IndexByte(rest, '"'); e > 0 {
+					offset = string(rest[:e])
+				}
+			}
+		}
+		resp.Body.Close()
+	}
+}
+
+// longPoll re-issues long-poll requests from the last Stream-Next-Offset.
+// A subscriber counts as in place once its first request is written.
+func (f *fanout) longPoll(ctx context.Context, s int, offset string) {
+	isReady := false
+	cursor := ""
+	trace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
+		if info.Err == nil {
+			f.joined(&isReady)
+		}
+	}}
+	for n := 0; n < 100_000 && ctx.Err() == nil; n++ {
+		u := f.url + "?offset=" + url.QueryEscape(offset) + "&live=long-poll"
+		if cursor != "" {
+			u += "&cursor=" + url.QueryEscape(cursor)
+		}
+		rctx := ctx
+		if !isReady {
+			rctx = httptrace.WithClientTrace(ctx, trace)
+		}
+		req, _ := http.NewRequestWithContext(rctx, "GET", u, nil)
+		resp, err := f.client.Do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				f.noteErr(err.Error())
+				if !isReady {
+					f.failed.Add(1)
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			continue
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		resp.Body.Close()
+		if err != nil {
+			if ctx.Err() == nil {
+				f.noteErr(err.Error())
+			}
+			continue
+		}
+		switch resp.StatusCode {
+		case 200:
+			f.stamp(s, body)
+		case 204:
+		default:
+			f.noteErr(fmt.Sprintf("long-poll status %d", resp.StatusCode))
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if next := resp.Header.Get("Stream-Next-Offset"); next != "" {
+			offset = next
+		}
+		if c := resp.Header.Get("Stream-Cursor"); c != "" {
+			cursor = c
+		}
+	}
+}

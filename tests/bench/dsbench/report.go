@@ -1,0 +1,356 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+type scenarioInfo struct {
+	name, title string
+	latency     bool // primary figure is p99 delivery latency (lower is better)
+}
+
+var scenarioOrder = []scenarioInfo{
+	{"append-1", "append 100 B, 1 stream, 64 conns", false},
+	{"append-64", "append 100 B, 64 streams, 64 conns", false},
+	{"append-producer", "append with producer headers, 16 producers pipelined", false},
+	{"read-small", "catch-up read, small stream, 64 conns", false},
+	{"read-large", "catch-up read, large stream, in chunks", false},
+	{"fanout-sse", "fan-out to SSE subscribers", true},
+	{"fanout-longpoll", "fan-out to long-poll subscribers", true},
+	{"many-streams", "many streams: appends to random ones", false},
+}
+
+var serverOrder = []string{"ceiling", "ours-mem", "ours-disk", "node-mem", "node-disk", "goplugin-mem", "goplugin-disk"}
+
+// reference and goplugin counterparts of a server (same storage mode).
+func counterpart(server, family string) string {
+	mode := "mem"
+	if strings.HasSuffix(server, "-disk") {
+		mode = "disk"
+	}
+	if strings.HasPrefix(server, family) {
+		return ""
+	}
+	if family == "goplugin" && !strings.HasPrefix(server, "ours") {
+		return ""
+	}
+	return family + "-" + mode
+}
+
+type results struct {
+	byKey map[string]Record // scenario/server
+}
+
+func (rs results) get(scenario, server string) (Record, bool) {
+	r, ok := rs.byKey[scenario+"/"+server]
+	return r, ok && r.Status == "ok"
+}
+
+// ratio is how many times better a is than b: throughput a/b, or for
+// latency scenarios p99 b/a. ok is false when either is missing or failed.
+func (rs results) ratio(sc scenarioInfo, a, b string) (float64, bool) {
+	ra, okA := rs.get(sc.name, a)
+	rb, okB := rs.get(sc.name, b)
+	if !okA || !okB {
+		return 0, false
+	}
+	if sc.latency {
+		if ra.P99Ms <= 0 {
+			return 0, false
+		}
+		return rb.P99Ms / ra.P99Ms, true
+	}
+	if rb.Throughput <= 0 {
+		return 0, false
+	}
+	return ra.Throughput / rb.Throughput, true
+}
+
+func cmdReport(args []string) error {
+	fs := flag.NewFlagSet("report", flag.ExitOnError)
+	in := fs.String("in", "", "results JSONL")
+	out := fs.String("out", "", "directory for results.md and chart data")
+	meta := fs.String("meta", "", "file of 'key: value' lines describing the run")
+	fs.Parse(args)
+	recs, err := readRecords(*in)
+	if err != nil {
+		return err
+	}
+	rs := results{byKey: map[string]Record{}}
+	var extraScenarios []string
+	known := map[string]bool{}
+	for _, s := range scenarioOrder {
+		known[s.name] = true
+	}
+	for _, r := range recs {
+		rs.byKey[r.Scenario+"/"+r.Server] = r
+		if !known[r.Scenario] {
+			known[r.Scenario] = true
+			extraScenarios = append(extraScenarios, r.Scenario)
+		}
+	}
+	scenarios := scenarioOrder
+	for _, s := range extraScenarios {
+		scenarios = append(scenarios, scenarioInfo{name: s, title: s})
+	}
+
+	header := []string{"scenario", "server", "status", "throughput", "p50 ms", "p99 ms", "max ms", "memory", "threads", "× ceiling", "× node", "× goplugin", "note"}
+	var rows [][]string
+	for _, sc := range scenarios {
+		for _, srv := range serverOrder {
+			r, present := rs.byKey[sc.name+"/"+srv]
+			if !present {
+				continue
+			}
+			row := []string{sc.name, srv, r.Status, "", "", "", "", "", "", "", "", "", r.Note}
+			if r.Status == "ok" || r.Status == "error" {
+				if r.Throughput > 0 {
+					row[3] = fmt.Sprintf("%s %s", human(r.Throughput), r.Unit)
+				}
+				row[4], row[5], row[6] = num(r.P50Ms), num(r.P99Ms), num(r.MaxMs)
+				switch {
+				case r.RSSPerSubKiB != 0:
+					row[7] = fmt.Sprintf("%.1f KiB/sub", r.RSSPerSubKiB)
+				case r.Extra["rss_per_stream_kib"] != 0:
+					row[7] = fmt.Sprintf("%.0f MiB, %.2f KiB/stream", r.RSSKiB/1024, r.Extra["rss_per_stream_kib"])
+				case r.RSSKiB != 0:
+					row[7] = fmt.Sprintf("%.0f MiB", r.RSSKiB/1024)
+				}
+				if r.Threads > 0 {
+					row[8] = fmt.Sprint(r.Threads)
+				}
+			}
+			if srv != "ceiling" {
+				if v, ok := rs.ratio(sc, srv, "ceiling"); ok {
+					row[9] = fmt.Sprintf("%.2f", v)
+				}
+				if cp := counterpart(srv, "node"); cp != "" {
+					if v, ok := rs.ratio(sc, srv, cp); ok {
+						row[10] = fmt.Sprintf("%.2f", v)
+					}
+				}
+				if cp := counterpart(srv, "goplugin"); cp != "" {
+					if v, ok := rs.ratio(sc, srv, cp); ok {
+						row[11] = fmt.Sprintf("%.2f", v)
+					}
+				}
+			}
+			rows = append(rows, row)
+		}
+	}
+
+	// Console table (without notes, which go to the Markdown file).
+	printTable(os.Stdout, header[:len(header)-1], rows)
+	targets := evaluateTargets(rs)
+	fmt.Println()
+	for _, t := range targets {
+		fmt.Printf("%-8s %s: %s\n", t.verdict, t.name, t.detail)
+	}
+
+	if *out == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Join(*out, "chart"), 0o755); err != nil {
+		return err
+	}
+	if err := writeMarkdown(filepath.Join(*out, "results.md"), *meta, header, rows, targets); err != nil {
+		return err
+	}
+	return writeChartData(filepath.Join(*out, "chart"), rs, scenarios)
+}
+
+func human(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func num(v float64) string {
+	if v == 0 {
+		return ""
+	}
+	if v >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	if v >= 10 {
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func printTable(w *os.File, header []string, rows [][]string) {
+	width := make([]int, len(header))
+	for i, h := range header {
+		width[i] = len([]rune(h))
+	}
+	for _, r := range rows {
+		for i := range header {
+			width[i] = max(width[i], len([]rune(r[i])))
+		}
+	}
+	line := func(cells []string) {
+		var b strings.Builder
+		for i := range header {
+			c := cells[i]
+			b.WriteString(c)
+			b.WriteString(strings.Repeat(" ", width[i]-len([]rune(c))+2))
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+	line(header)
+	sep := make([]string, len(header))
+	for i := range sep {
+		sep[i] = strings.Repeat("-", width[i])
+	}
+	line(sep)
+	prev := ""
+	for _, r := range rows {
+		if prev != "" && r[0] != prev {
+			fmt.Fprintln(w)
+		}
+		prev = r[0]
+		line(r)
+	}
+}
+
+type target struct {
+	name, verdict, detail string
+}
+
+// evaluateTargets checks the issue's targets against this run.
+func evaluateTargets(rs results) []target {
+	var out []target
+	byName := map[string]scenarioInfo{}
+	for _, s := range scenarioOrder {
+		byName[s.name] = s
+	}
+	// check compares ratio(server vs other) >= want over the scenarios.
+	check := func(name string, server, other string, want float64, scenarios ...string) {
+		t := target{name: name, verdict: "MET"}
+		var parts []string
+		missing := 0
+		for _, s := range scenarios {
+			v, ok := rs.ratio(byName[s], server, other)
+			if !ok {
+				parts = append(parts, fmt.Sprintf("%s n/a", s))
+				missing++
+				continue
+			}
+			parts = append(parts, fmt.Sprintf("%s %.2f×", s, v))
+			if v < want {
+				t.verdict = "MISSED"
+			}
+		}
+		if missing == len(scenarios) {
+			t.verdict = "N/A"
+		} else if missing > 0 && t.verdict == "MET" {
+			t.verdict = "PARTIAL"
+		}
+		t.detail = fmt.Sprintf("want ≥ %.2f×: %s", want, strings.Join(parts, ", "))
+		out = append(out, t)
+	}
+	appends := []string{"append-1", "append-64", "append-producer"}
+	check("append, memory, vs node (memory)", "ours-mem", "node-mem", 3, appends...)
+	check("append, memory, vs respond ceiling", "ours-mem", "ceiling", 0.6, appends...)
+	check("append, data_dir fsync, vs node dataDir", "ours-disk", "node-disk", 20, appends...)
+	var all []string
+	for _, s := range scenarioOrder {
+		all = append(all, s.name)
+	}
+	check("data_dir ahead of the Go plugin's file store, every scenario", "ours-disk", "goplugin-disk", 1.0000001, all...)
+	check("small catch-up read vs respond ceiling", "ours-mem", "ceiling", 0.8, "read-small")
+	check("large catch-up read vs file_server", "ours-mem", "ceiling", 0.7, "read-large")
+	check("fan-out SSE p99 ≤ 1/5 of node's", "ours-mem", "node-mem", 5, "fanout-sse")
+
+	t := target{name: "fan-out SSE: RSS per subscriber ≤ 16 KiB, threads < 100", verdict: "N/A"}
+	if r, ok := rs.get("fanout-sse", "ours-mem"); ok {
+		t.verdict = "MET"
+		if r.RSSPerSubKiB > 16 || r.Threads >= 100 || r.Threads == 0 {
+			t.verdict = "MISSED"
+		}
+		t.detail = fmt.Sprintf("%.1f KiB/subscriber idle (peak during delivery %.1f), %d threads",
+			r.RSSPerSubKiB, r.Extra["peak_rss_per_sub_kib"], r.Threads)
+	}
+	out = append(out, t)
+	return out
+}
+
+func writeMarkdown(path, metaPath string, header []string, rows [][]string, targets []target) error {
+	var b strings.Builder
+	b.WriteString("# durable-streams-server benchmark\n\n")
+	if metaPath != "" {
+		if f, err := os.Open(metaPath); err == nil {
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				line := sc.Text()
+				if k, v, ok := strings.Cut(line, ":"); ok {
+					fmt.Fprintf(&b, "- **%s**: %s\n", strings.TrimSpace(k), strings.TrimSpace(v))
+				}
+			}
+			f.Close()
+			b.WriteString("\n")
+		}
+	}
+	b.WriteString("![chart](results.png)\n\n")
+	b.WriteString("## Results\n\n")
+	b.WriteString("Throughput is requests per second (MB/s for the large read, 10^6 bytes). " +
+		"Ratios are how many times better the row is than the column's server in the same storage mode " +
+		"(throughput ÷ throughput; for fan-out, the other's p99 ÷ this p99). " +
+		"`ceiling` is Caddy's `respond` handler in the same binary (and `file_server` for the large read). " +
+		"`node` is `@durable-streams/server`, `goplugin` the Go Caddy plugin.\n\n")
+	b.WriteString("| " + strings.Join(header, " | ") + " |\n")
+	b.WriteString("|" + strings.Repeat(" --- |", len(header)) + "\n")
+	for _, r := range rows {
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = strings.ReplaceAll(c, "|", "\\|")
+		}
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+	b.WriteString("\n## Targets\n\n| target | verdict | measured |\n| --- | --- | --- |\n")
+	for _, t := range targets {
+		fmt.Fprintf(&b, "| %s | **%s** | %s |\n", t.name, t.verdict, t.detail)
+	}
+	b.WriteString("\nRatios come from one run on one machine; client and servers share its cores.\n")
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// writeChartData writes one file per scenario ("server value" lines, ok
+// records only) and an index the gnuplot script iterates over.
+func writeChartData(dir string, rs results, scenarios []scenarioInfo) error {
+	var index strings.Builder
+	for _, sc := range scenarios {
+		var b strings.Builder
+		unit := ""
+		for _, srv := range serverOrder {
+			r, ok := rs.get(sc.name, srv)
+			if !ok {
+				continue
+			}
+			v := r.Throughput
+			unit = r.Unit
+			if sc.latency {
+				v, unit = r.P99Ms, "p99 delivery ms, lower is better"
+			}
+			fmt.Fprintf(&b, "%s %g\n", srv, v)
+		}
+		if b.Len() == 0 {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, sc.name+".dat"), []byte(b.String()), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(&index, "%s\t%s (%s)\n", sc.name, sc.title, unit)
+	}
+	return os.WriteFile(filepath.Join(dir, "index.tsv"), []byte(index.String()), 0o644)
+}
