@@ -41,7 +41,7 @@ func cmdFanout(args []string) error {
 	gap := fs.Duration("gap", 0, "pause after an append is delivered everywhere (default 50ms SSE, 250ms long-poll)")
 	connectTimeout := fs.Duration("connect-timeout", 60*time.Second, "time allowed to connect every subscriber")
 	deliverTimeout := fs.Duration("deliver-timeout", 5*time.Second, "time allowed to deliver one append everywhere")
-	budget := fs.Duration("budget", 40*time.Second, "time allowed for all appends and deliveries; later appends are skipped")
+	budget := fs.Duration("budget", 60*time.Second, "time allowed for the whole run (connecting, appends, deliveries); later appends are skipped")
 	fs.Parse(args)
 	if err := c.check(); err != nil {
 		return err
@@ -66,7 +66,7 @@ func cmdFanout(args []string) error {
 	}
 
 	r := c.record()
-	ctl := newClient(2, *deliverTimeout+10*time.Second)
+	ctl := newClient(2, *deliverTimeout)
 	ctx := context.Background()
 	streamURL := c.base + *path
 	hdr := map[string]string{"Content-Type": "text/plain"}
@@ -129,7 +129,11 @@ func cmdFanout(args []string) error {
 	}()
 
 	// Connect.
+	budgetEnd := f.start.Add(*budget)
 	connectDeadline := time.Now().Add(*connectTimeout)
+	if connectDeadline.After(budgetEnd) {
+		connectDeadline = budgetEnd
+	}
 	for f.ready.Load()+f.failed.Load() < int64(*subs) && time.Now().Before(connectDeadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -145,7 +149,6 @@ func cmdFanout(args []string) error {
 	smp := startSampler(c.pid, 50*time.Millisecond)
 	var appendErr string
 	made := 0
-	budgetEnd := time.Now().Add(*budget)
 	for i := range *appends {
 		if time.Now().After(budgetEnd) {
 			appendErr = fmt.Sprintf("only %d of %d appends made within the %v budget", made, *appends, *budget)

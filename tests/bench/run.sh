@@ -1,0 +1,409 @@
+#!/usr/bin/env bash
+# `make bench`: durable-streams-server measured against the ceiling (Caddy's
+# own `respond` handler and `file_server`, in the same binary) and against the
+# reference servers (the Node.js `@durable-streams/server`, pinned in
+# tests/bench/package-lock.json, and the Go Caddy plugin built from the Go
+# module proxy), all on loopback, one scenario against one freshly started
+# server at a time.
+#
+#   tests/bench/run.sh [--quick] [--smoke] [--duration D] [--scenario NAME[,NAME]]
+#                      [--servers LIST] [--no-build] [--bin PATH] [--out DIR]
+#
+#   --quick       short run (about 3 minutes): 2s per load test, fewer streams
+#   --smoke       every scenario at tiny size against ours-mem only (< 60 s);
+#                 exits non-zero if a scenario fails. Part of `make test`.
+#   --duration D  load time per scenario and server (default 10s; quick 2s)
+#   --scenario    scenarios to run (default all):
+#                   append-1 append-64 append-producer read-small read-large
+#                   fanout-sse fanout-longpoll many-streams
+#   --servers     servers to run (default all):
+#                   ceiling ours-mem ours-disk node-mem node-disk goplugin-mem goplugin-disk
+#   --no-build    use bin/durable-streams-server as it is
+#   --bin PATH    use this server binary (implies --no-build)
+#   --out DIR     results folder (default bench/results/<UTC timestamp>)
+#
+# Prints one table; writes results.md, results.jsonl, results.png and the
+# servers' logs under the results folder. A server that does not start, or
+# answers a probe with an error (e.g. a storage mode not implemented yet), is
+# marked "unavailable" and the run goes on.
+#
+# Environment: GO_PLUGIN_VERSION (default below), BENCH_KEEP_WORK=1 keeps the
+# scratch directory (data dirs, configs).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BENCH="$ROOT/tests/bench"
+cd "$ROOT"
+
+GO_PLUGIN_MODULE="github.com/durable-streams/durable-streams/packages/caddy-plugin"
+GO_PLUGIN_VERSION="${GO_PLUGIN_VERSION:-v0.1.0}"
+ALL_SCENARIOS="append-1 append-64 append-producer read-small read-large fanout-sse fanout-longpoll many-streams"
+ALL_SERVERS="ceiling ours-mem ours-disk node-mem node-disk goplugin-mem goplugin-disk"
+
+MODE=full DURATION="" SCENARIOS="" SERVERS="" BUILD=1 BIN="$ROOT/bin/durable-streams-server" OUT=""
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) MODE=quick ;;
+    --smoke) MODE=smoke ;;
+    --duration) DURATION="$2"; shift ;;
+    --duration=*) DURATION="${1#*=}" ;;
+    --scenario) SCENARIOS="$SCENARIOS ${2//,/ }"; shift ;;
+    --scenario=*) v="${1#*=}"; SCENARIOS="$SCENARIOS ${v//,/ }" ;;
+    --servers) SERVERS="${2//,/ }"; shift ;;
+    --servers=*) v="${1#*=}"; SERVERS="${v//,/ }" ;;
+    --no-build) BUILD=0 ;;
+    --bin) BIN="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; BUILD=0; shift ;;
+    --out) OUT="$2"; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+# Sizes per mode. Every load loop is bounded by time (DURATION, timeouts) and
+# by count (subscribers, streams, bytes).
+case "$MODE" in
+  full)  : "${DURATION:=10s}"; FANOUT_SUBS=5000; FANOUT_APPENDS=10; FANOUT_BUDGET=60s; LARGE_MIB=64; MANY=100000; CREATE_TIMEOUT=90s ;;
+  quick) : "${DURATION:=2s}";  FANOUT_SUBS=2000; FANOUT_APPENDS=5;  FANOUT_BUDGET=15s; LARGE_MIB=32; MANY=10000;  CREATE_TIMEOUT=15s ;;
+  smoke) : "${DURATION:=1s}";  FANOUT_SUBS=50;   FANOUT_APPENDS=3;  FANOUT_BUDGET=10s; LARGE_MIB=3;  MANY=300;    CREATE_TIMEOUT=20s
+         : "${SERVERS:=ours-mem}" ;;
+esac
+SCENARIOS="$(echo ${SCENARIOS:-$ALL_SCENARIOS})"
+SERVERS="$(echo ${SERVERS:-$ALL_SERVERS})"
+for s in $SCENARIOS; do
+  case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "run.sh: unknown scenario $s" >&2; exit 2 ;; esac
+done
+for s in $SERVERS; do
+  case " $ALL_SERVERS " in *" $s "*) ;; *) echo "run.sh: unknown server $s" >&2; exit 2 ;; esac
+done
+DUR_S="${DURATION%s}"
+case "$DUR_S" in ''|*[!0-9]*) echo "run.sh: --duration takes whole seconds, e.g. 10s" >&2; exit 2 ;; esac
+[ "$DUR_S" -ge 1 ] && [ "$DUR_S" -le 600 ] || { echo "run.sh: --duration must be 1s..600s" >&2; exit 2; }
+
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+if [ -z "$OUT" ]; then
+  if [ "$MODE" = smoke ]; then OUT="$(mktemp -d /tmp/dsbench-smoke.XXXXXX)"; else OUT="$ROOT/bench/results/$STAMP"; fi
+fi
+mkdir -p "$OUT/logs"
+OUT="$(cd "$OUT" && pwd)"
+RESULTS="$OUT/results.jsonl"
+: > "$RESULTS"
+WORK="$(mktemp -d /tmp/dsbench-work.XXXXXX)"
+T0=$(date +%s)
+
+log() { printf '[bench %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
+
+# --- cleanup: every server we start is recorded and killed ----------------
+SERVER_PID=""
+cleanup() {
+  local rc=$?
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    sleep 0.5
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+  if [ "${BENCH_KEEP_WORK:-0}" = 1 ]; then log "scratch kept in $WORK"; else rm -rf "$WORK"; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Subscribers and servers need many descriptors.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# --- tools ------------------------------------------------------------------
+apt_install() {
+  local SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  log "installing $*"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >"$OUT/logs/apt.log" 2>&1 ||
+    { $SUDO apt-get update -q >>"$OUT/logs/apt.log" 2>&1 &&
+      $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>"$OUT/logs/apt.log" 2>&1; } ||
+    { log "could not install $* (see $OUT/logs/apt.log)"; return 1; }
+}
+command -v go >/dev/null || { echo "run.sh: go is required" >&2; exit 1; }
+command -v wrk >/dev/null || apt_install wrk || { echo "run.sh: wrk is required" >&2; exit 1; }
+if [ "$MODE" != smoke ] && ! command -v gnuplot >/dev/null; then
+  apt_install gnuplot-nox || log "no gnuplot: the chart will be skipped"
+fi
+
+# --- build -------------------------------------------------------------------
+if [ "$BUILD" = 1 ]; then
+  log "building bin/durable-streams-server (release)"
+  go build -trimpath -o "$BIN" ./cmd/durable-streams-server
+fi
+[ -x "$BIN" ] || { echo "run.sh: no server binary at $BIN" >&2; exit 1; }
+DSBENCH="$WORK/dsbench"
+go build -o "$DSBENCH" ./tests/bench/dsbench
+
+want_server() { case " $SERVERS " in *" $1 "*) return 0 ;; esac; return 1; }
+declare -A UNAVAILABLE=()
+
+# Node.js reference server.
+NODE_PKG_VERSION=""
+if want_server node-mem || want_server node-disk; then
+  reason=""
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    reason="node/npm not installed"
+  elif [ ! -f "$BENCH/node_modules/@durable-streams/server/package.json" ] ||
+       ! cmp -s "$BENCH/package-lock.json" "$BENCH/node_modules/.package-lock.json.bench" 2>/dev/null; then
+    log "npm ci (tests/bench: @durable-streams/server)"
+    if (cd "$BENCH" && npm ci --no-audit --no-fund >"$OUT/logs/npm.log" 2>&1); then
+      cp "$BENCH/package-lock.json" "$BENCH/node_modules/.package-lock.json.bench"
+    else
+      reason="npm ci failed: $(tail -3 "$OUT/logs/npm.log" | tr '\n' ' ')"
+    fi
+  fi
+  if [ -z "$reason" ]; then
+    NODE_PKG_VERSION="$(node -p 'require(process.argv[1]).version' "$BENCH/node_modules/@durable-streams/server/package.json")"
+  else
+    log "node servers unavailable: $reason"
+    UNAVAILABLE[node-mem]="$reason"; UNAVAILABLE[node-disk]="$reason"
+  fi
+fi
+
+# Go Caddy plugin: a throwaway binary built from the Go module proxy.
+GOPLUGIN_BIN="$WORK/goplugin/caddy-goplugin"
+GOPLUGIN_STATUS="not selected"
+build_goplugin() {
+  local dir="$WORK/goplugin" glog="$OUT/logs/goplugin-build.log"
+  mkdir -p "$dir"
+  cat >"$dir/main.go" <<'EOF'
+// Throwaway Caddy build with the Go Durable Streams plugin, for benchmarks.
+package main
+
+import (
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	_ "github.com/durable-streams/durable-streams/packages/caddy-plugin"
+)
+
+func main() { caddycmd.Main() }
+EOF
+  (
+    cd "$dir"
+    export GOFLAGS=-mod=mod GOWORK=off
+    go mod init bench.invalid/goplugin >/dev/null 2>&1
+    timeout 300 go get "$GO_PLUGIN_MODULE@$GO_PLUGIN_VERSION" &&
+      timeout 900 go build -o "$GOPLUGIN_BIN" .
+  ) >"$glog" 2>&1
+}
+if want_server goplugin-mem || want_server goplugin-disk; then
+  log "building the Go plugin ($GO_PLUGIN_MODULE@$GO_PLUGIN_VERSION) from $(go env GOPROXY)"
+  if build_goplugin; then
+    GOPLUGIN_STATUS="$GO_PLUGIN_VERSION, built from $(go env GOPROXY)"
+  else
+    reason="Go module proxy ($(go env GOPROXY)) did not serve $GO_PLUGIN_MODULE@$GO_PLUGIN_VERSION: $(grep -v '^go: downloading' "$OUT/logs/goplugin-build.log" | tail -2 | tr '\n' ' ')"
+    GOPLUGIN_STATUS="unavailable: $reason"
+    echo "NOTE: Go plugin unavailable: $reason" >&2
+    UNAVAILABLE[goplugin-mem]="$reason"; UNAVAILABLE[goplugin-disk]="$reason"
+  fi
+fi
+
+# Ceiling files: a body as large as the small stream, a file as large as the
+# large stream.
+SMALL_BYTES=1000
+LARGE_BYTES=$(( LARGE_MIB * 1024 * 1024 ))
+mkdir -p "$WORK/files/file"
+head -c "$LARGE_BYTES" /dev/urandom >"$WORK/files/file/large.bin"
+SMALL_BODY="$(head -c "$SMALL_BYTES" /dev/zero | tr '\0' 'x')"
+
+# --- servers -----------------------------------------------------------------
+# start_server NAME: starts a fresh instance (fresh data dir) and probes it.
+# Sets SERVER_PID and BASE, or REASON and returns 1.
+start_server() {
+  local name=$1 port cfg data="" lf="$OUT/logs/$1.log"
+  port="$("$DSBENCH" freeport)"
+  BASE="http://127.0.0.1:$port"
+  REASON=""
+  case "$name" in
+    *-disk) data="$WORK/data/$name.$RANDOM"; mkdir -p "$data" ;;
+  esac
+  echo "=== $(date -u +%H:%M:%S) start $name on $BASE ${data:+data $data}" >>"$lf"
+  case "$name" in
+    ceiling|ours-*|goplugin-*)
+      local bin="$BIN"
+      case "$name" in goplugin-*) bin="$GOPLUGIN_BIN" ;; esac
+      cfg="$WORK/$name.Caddyfile"
+      {
+        printf '{\n\tadmin off\n\tauto_https off\n\tlog {\n\t\tlevel WARN\n\t}\n}\n\n'
+        printf 'http://127.0.0.1:%s {\n' "$port"
+        if [ "$name" = ceiling ]; then
+          printf '\thandle /respond {\n\t\trespond "ok" 200\n\t}\n'
+          printf '\thandle /respond-small {\n\t\trespond "%s" 200\n\t}\n' "$SMALL_BODY"
+          printf '\thandle /file/* {\n\t\troot * %s\n\t\tfile_server\n\t}\n' "$WORK/files"
+        else
+          printf '\troute /v1/stream/* {\n\t\tdurable_streams {\n\t\t\tlong_poll_timeout 30s\n'
+          [ -n "$data" ] && printf '\t\t\tdata_dir %s\n' "$data"
+          printf '\t\t}\n\t}\n'
+        fi
+        printf '}\n'
+      } >"$cfg"
+      "$bin" run --config "$cfg" --adapter caddyfile >>"$lf" 2>&1 &
+      ;;
+    node-*)
+      node "$BENCH/node-server.mjs" --port "$port" --long-poll-timeout-ms 30000 ${data:+--data-dir "$data"} >>"$lf" 2>&1 &
+      ;;
+  esac
+  SERVER_PID=$!
+  if ! "$DSBENCH" wait -base "$BASE" -pid "$SERVER_PID" -timeout 30s 2>>"$lf"; then
+    REASON="did not start: $(last_error "$lf")"
+    stop_server
+    return 1
+  fi
+  if [ "$name" != ceiling ] &&
+     ! "$DSBENCH" setup -base "$BASE" -path /v1/stream/probe -bytes 200 -chunk 100 -verify -timeout 20s 2>>"$lf"; then
+    REASON="probe failed: $(tail -1 "$lf" | rev | cut -c1-200 | rev)"
+    stop_server
+    return 1
+  fi
+}
+
+# last_error LOG: the end of the last error message a server logged (Caddy's
+# are long chains "provision …: loading module …: <cause>").
+last_error() {
+  local msg
+  msg="$(grep -o '"msg":"[^"]*' "$1" | tail -1 | cut -c8-)"
+  [ -n "$msg" ] || msg="$(grep -v '^\s*$' "$1" | tail -2 | tr '\n' ' ')"
+  printf '%s' "$msg" | rev | cut -c1-200 | rev
+}
+
+stop_server() {
+  [ -n "$SERVER_PID" ] || return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+
+# --- scenarios ---------------------------------------------------------------
+WRK="$BENCH/wrk"
+STRICT=""
+[ "$MODE" = smoke ] && STRICT="-strict"
+LIMIT=$(( DUR_S + 60 ))   # wrk's own hard stop
+
+# run_wrk SCENARIO SERVER wrk-args...
+run_wrk() {
+  local sc=$1 srv=$2; shift 2
+  timeout -k 5 "$LIMIT" wrk -d "${DUR_S}s" --timeout 10s "$@" >"$WORK/wrk.out" 2>&1 || true
+  cat "$WORK/wrk.out" >>"$OUT/logs/$srv.log"
+  "$DSBENCH" wrkparse -server "$srv" -scenario "$sc" -out "$RESULTS" $STRICT <"$WORK/wrk.out"
+}
+
+# setup_or_fail SCENARIO SERVER dsbench-setup-args...
+setup_streams() {
+  local sc=$1 srv=$2; shift 2
+  if ! "$DSBENCH" setup -base "$BASE" "$@" 2>"$WORK/setup.err"; then
+    "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status error \
+      -note "setup failed: $(cat "$WORK/setup.err")"
+    return 1
+  fi
+}
+
+ceiling_applies() {
+  case "$1" in append-*|read-small|read-large) return 0 ;; esac
+  return 1
+}
+
+run_scenario() {
+  local sc=$1 srv=$2 b=$BASE
+  case "$sc" in
+    append-1)
+      if [ "$srv" = ceiling ]; then run_wrk "$sc" "$srv" -t2 -c64 -s "$WRK/append.lua" "$b/respond" -- 1; return; fi
+      setup_streams "$sc" "$srv" -path /v1/stream/append-1 || return 0
+      run_wrk "$sc" "$srv" -t2 -c64 -s "$WRK/append.lua" "$b/v1/stream/append-1" -- 1 ;;
+    append-64)
+      if [ "$srv" = ceiling ]; then run_wrk "$sc" "$srv" -t2 -c64 -s "$WRK/append.lua" "$b/respond" -- 1; return; fi
+      setup_streams "$sc" "$srv" -path /v1/stream/append-64 -count 64 || return 0
+      run_wrk "$sc" "$srv" -t2 -c64 -s "$WRK/append.lua" "$b/v1/stream/append-64" -- 64 ;;
+    append-producer)
+      local url="$b/respond"
+      if [ "$srv" != ceiling ]; then
+        setup_streams "$sc" "$srv" -path /v1/stream/producer || return 0
+        url="$b/v1/stream/producer"
+      fi
+      BENCH_PIPELINE=8 BENCH_TOKEN="$STAMP$RANDOM" run_wrk "$sc" "$srv" -t16 -c16 -s "$WRK/producer.lua" "$url" ;;
+    read-small)
+      if [ "$srv" = ceiling ]; then run_wrk "$sc" "$srv" -t2 -c64 -s "$WRK/get.lua" "$b/respond-small"; return; fi
+      setup_streams "$sc" "$srv" -path /v1/stream/small -bytes "$SMALL_BYTES" -chunk 100 -verify || return 0
+      run_wrk "$sc" "$srv" -t2 -c64 -s "$WRK/get.lua" "$b/v1/stream/small?offset=-1" ;;
+    read-large)
+      if [ "$srv" = ceiling ]; then
+        timeout -k 5 $(( LIMIT + 60 )) "$DSBENCH" bigread -base "$b" -server "$srv" -scenario "$sc" -out "$RESULTS" \
+          -file -path /file/large.bin -size "$LARGE_BYTES" -conns 2 -duration "${DUR_S}s" || true
+        return
+      fi
+      setup_streams "$sc" "$srv" -path /v1/stream/large -bytes "$LARGE_BYTES" -chunk 1048576 -verify -timeout 240s || return 0
+      timeout -k 5 "$LIMIT" "$DSBENCH" bigread -base "$b" -server "$srv" -scenario "$sc" -out "$RESULTS" \
+        -path /v1/stream/large -size "$LARGE_BYTES" -conns 2 -duration "${DUR_S}s" || true ;;
+    fanout-sse|fanout-longpoll)
+      local mode=sse
+      [ "$sc" = fanout-longpoll ] && mode=longpoll
+      timeout -k 5 300 "$DSBENCH" fanout -base "$b" -server "$srv" -scenario "$sc" -out "$RESULTS" -pid "$SERVER_PID" \
+        -mode "$mode" -subs "$FANOUT_SUBS" -appends "$FANOUT_APPENDS" -budget "$FANOUT_BUDGET" || true ;;
+    many-streams)
+      timeout -k 5 $(( ${CREATE_TIMEOUT%s} + LIMIT + 30 )) "$DSBENCH" manystreams -base "$b" -server "$srv" -scenario "$sc" \
+        -out "$RESULTS" -pid "$SERVER_PID" -n "$MANY" -conns 64 -duration "${DUR_S}s" -create-timeout "$CREATE_TIMEOUT" || true ;;
+  esac
+}
+
+log "mode $MODE, ${DUR_S}s per run; scenarios: $SCENARIOS; servers: $SERVERS; results: $OUT"
+for sc in $SCENARIOS; do
+  for srv in $SERVERS; do
+    if [ "$srv" = ceiling ] && ! ceiling_applies "$sc"; then continue; fi
+    if [ -n "${UNAVAILABLE[$srv]:-}" ]; then
+      "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status unavailable -note "${UNAVAILABLE[$srv]}"
+      continue
+    fi
+    lines_before=$(wc -l <"$RESULTS")
+    if ! start_server "$srv"; then
+      log "$sc / $srv: unavailable: $REASON"
+      "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status unavailable -note "$REASON"
+      continue
+    fi
+    run_scenario "$sc" "$srv" || true
+    # A server that died during the run (crash) is reported as an error.
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status error \
+        -note "server exited during the run: $(tail -2 "$OUT/logs/$srv.log" | tr '\n' ' ' | cut -c1-200)"
+    fi
+    stop_server
+    if [ "$(wc -l <"$RESULTS")" = "$lines_before" ]; then
+      "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status error -note "no result (see logs/$srv.log)"
+    fi
+    log "$sc / $srv: $(tail -1 "$RESULTS" | cut -c1-160)"
+  done
+done
+
+# --- report ------------------------------------------------------------------
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "mode: $MODE (${DUR_S}s per load test; fan-out $FANOUT_SUBS subscribers x $FANOUT_APPENDS appends within $FANOUT_BUDGET; large stream $LARGE_MIB MiB; many-streams $MANY streams)"
+  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
+  echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r); client and servers share it"
+  echo "load tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), dsbench (tests/bench/dsbench, $(go env GOVERSION))"
+  echo "node reference: @durable-streams/server ${NODE_PKG_VERSION:-unavailable} on node $(node --version 2>/dev/null || echo none)"
+  echo "go plugin: $GO_PLUGIN_MODULE: $GOPLUGIN_STATUS"
+  echo "scenarios: append = 100-byte POSTs by wrk (-t2 -c64); producer = 16 wrk threads x 1 connection, 8 pipelined POSTs with Producer-Id/Epoch/Seq; read-small = GET ?offset=-1 of a ${SMALL_BYTES}-byte stream (ceiling: respond with a ${SMALL_BYTES}-byte body); read-large = 2 readers following Stream-Next-Offset through the whole stream (ceiling: file_server, 1 MiB Range requests); fan-out = dsbench; many-streams = 64 connections creating, then appending 100 B to random streams"
+} >"$OUT/meta.txt"
+
+echo
+"$DSBENCH" report -in "$RESULTS" -out "$OUT" -meta "$OUT/meta.txt"
+if [ "$MODE" != smoke ] && command -v gnuplot >/dev/null; then
+  gnuplot -e "dir='$OUT'" "$BENCH/plot.gp" 2>"$OUT/logs/gnuplot.log" || log "gnuplot failed (see $OUT/logs/gnuplot.log)"
+fi
+echo
+log "done in $(( $(date +%s) - T0 ))s: $OUT/results.md"
+
+if [ "$MODE" = smoke ]; then
+  bad=$(grep -vc '"status":"ok"' "$RESULTS" || true)
+  if [ "$bad" != 0 ]; then
+    echo "smoke: $bad scenario(s) failed:" >&2
+    grep -v '"status":"ok"' "$RESULTS" >&2
+    exit 1
+  fi
+  echo "smoke: all $(wc -l <"$RESULTS") scenarios ok"
+fi
