@@ -286,11 +286,15 @@ STRICT=""
 LIMIT=$(( DUR_S + 60 ))   # wrk's own hard stop
 
 # run_wrk SCENARIO SERVER wrk-args...
+# The server's CPU time during the run is recorded too (µs per request).
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 run_wrk() {
-  local sc=$1 srv=$2; shift 2
+  local sc=$1 srv=$2 t0 t1; shift 2
+  t0=$(cpu_ticks "$SERVER_PID")
   timeout -k 5 "$LIMIT" wrk -d "${DUR_S}s" --timeout 10s "$@" >"$WORK/wrk.out" 2>&1 || true
+  t1=$(cpu_ticks "$SERVER_PID")
   cat "$WORK/wrk.out" >>"$OUT/logs/$srv.log"
-  "$DSBENCH" wrkparse -server "$srv" -scenario "$sc" -out "$RESULTS" $STRICT <"$WORK/wrk.out"
+  "$DSBENCH" wrkparse -server "$srv" -scenario "$sc" -out "$RESULTS" $STRICT -cpu-ticks $(( t1 - t0 )) <"$WORK/wrk.out"
 }
 
 # setup_or_fail SCENARIO SERVER dsbench-setup-args...
@@ -332,12 +336,12 @@ run_scenario() {
       run_wrk "$sc" "$srv" -t2 -c64 -s "$WRK/get.lua" "$b/v1/stream/small?offset=-1" ;;
     read-large)
       if [ "$srv" = ceiling ]; then
-        timeout -k 5 $(( LIMIT + 60 )) "$DSBENCH" bigread -base "$b" -server "$srv" -scenario "$sc" -out "$RESULTS" \
+        timeout -k 5 $(( LIMIT + 60 )) "$DSBENCH" bigread -base "$b" -server "$srv" -scenario "$sc" -out "$RESULTS" -pid "$SERVER_PID" \
           -file -path /file/large.bin -size "$LARGE_BYTES" -conns 2 -duration "${DUR_S}s" || true
         return
       fi
       setup_streams "$sc" "$srv" -path /v1/stream/large -bytes "$LARGE_BYTES" -chunk 1048576 -verify -timeout 240s || return 0
-      timeout -k 5 "$LIMIT" "$DSBENCH" bigread -base "$b" -server "$srv" -scenario "$sc" -out "$RESULTS" \
+      timeout -k 5 "$LIMIT" "$DSBENCH" bigread -base "$b" -server "$srv" -scenario "$sc" -out "$RESULTS" -pid "$SERVER_PID" \
         -path /v1/stream/large -size "$LARGE_BYTES" -conns 2 -duration "${DUR_S}s" || true ;;
     fanout-sse|fanout-longpoll)
       local mode=sse
@@ -391,7 +395,9 @@ done
 } >"$OUT/meta.txt"
 
 echo
-"$DSBENCH" report -in "$RESULTS" -out "$OUT" -meta "$OUT/meta.txt"
+TARGETS=true
+[ "$MODE" = smoke ] && TARGETS=false
+"$DSBENCH" report -in "$RESULTS" -out "$OUT" -meta "$OUT/meta.txt" -targets=$TARGETS
 if [ "$MODE" != smoke ] && command -v gnuplot >/dev/null; then
   gnuplot -e "dir='$OUT'" "$BENCH/plot.gp" 2>"$OUT/logs/gnuplot.log" || log "gnuplot failed (see $OUT/logs/gnuplot.log)"
 fi

@@ -35,14 +35,18 @@ func cmdBigRead(args []string) error {
 	}
 	r := c.record()
 	r.Unit = "MB/s"
-	mbps, lat, reqs, errs, note := readLoop(&c, *path, *file, false, *size, *chunk, *conns, *duration)
+	t0, _ := cpuTicks(c.pid)
+	mbps, mb, lat, reqs, errs, note := readLoop(&c, *path, *file, false, *size, *chunk, *conns, *duration)
 	r.Throughput = round(mbps, 1)
+	if t1, ok := cpuTicks(c.pid); ok {
+		r.CPUUsPerOp = cpuUsPer(t1-t0, mb)
+	}
 	r.P50Ms, r.P99Ms, r.MaxMs = lat.summary()
 	r.P50Ms, r.P99Ms, r.MaxMs = round(r.P50Ms, 3), round(r.P99Ms, 3), round(r.MaxMs, 3)
 	r.Requests, r.Errors, r.DurationS = reqs, errs, duration.Seconds()
 	r.Note = note
 	if *file && errs == 0 {
-		whole, _, _, werrs, _ := readLoop(&c, *path, true, true, *size, *chunk, *conns, min(*duration, 3*time.Second))
+		whole, _, _, _, werrs, _ := readLoop(&c, *path, true, true, *size, *chunk, *conns, min(*duration, 3*time.Second))
 		if werrs == 0 {
 			r.Extra = map[string]float64{"whole_file_mbps": round(whole, 1)}
 			r.Note = fmt.Sprintf("%.0f KiB Range requests; whole-file GETs: %.0f MB/s", float64(*chunk)/1024, whole)
@@ -54,7 +58,7 @@ func cmdBigRead(args []string) error {
 	return appendRecord(c.out, r)
 }
 
-func readLoop(c *common, path string, file, whole bool, size, chunk int64, conns int, d time.Duration) (mbps float64, lat latencies, reqs, errs int64, note string) {
+func readLoop(c *common, path string, file, whole bool, size, chunk int64, conns int, d time.Duration) (mbps, mb float64, lat latencies, reqs, errs int64, note string) {
 	client := newClient(conns, 60*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), d+60*time.Second)
 	defer cancel()
@@ -133,5 +137,6 @@ func readLoop(c *common, path string, file, whole bool, size, chunk int64, conns
 	for _, l := range per {
 		lat = append(lat, l...)
 	}
-	return float64(bytes.Load()) / elapsed.Seconds() / 1e6, lat, nreq.Load(), nerr.Load(), firstErr
+	mb = float64(bytes.Load()) / 1e6
+	return mb / elapsed.Seconds(), mb, lat, nreq.Load(), nerr.Load(), firstErr
 }

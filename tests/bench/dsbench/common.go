@@ -41,6 +41,11 @@ type Record struct {
 	DurationS float64 `json:"duration_s,omitempty"`
 
 	// Process figures of the server (from /proc), where measured.
+	// CPUUsPerOp is the server's CPU time (user+system, all threads) per
+	// request, or per MB for MB/s scenarios: a figure that stays meaningful
+	// when other work on the machine steals time from the load test.
+	CPUUsPerOp float64 `json:"cpu_us_per_op,omitempty"`
+
 	RSSKiB       float64 `json:"rss_kib,omitempty"`
 	RSSPerSubKiB float64 `json:"rss_per_sub_kib,omitempty"`
 	Threads      int     `json:"threads,omitempty"`
@@ -200,6 +205,43 @@ func procStats(pid int) (rssKiB float64, threads int, ok bool) {
 		}
 	}
 	return rssKiB, threads, true
+}
+
+// cpuTicks returns a process's user+system CPU time in clock ticks
+// (USER_HZ, 100 on Linux) from /proc/<pid>/stat.
+func cpuTicks(pid int) (int64, bool) {
+	if pid <= 0 {
+		return 0, false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	s := string(b)
+	k := strings.LastIndexByte(s, ')')
+	if k < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[k+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return u + st, true
+}
+
+const userHZ = 100
+
+// cpuUsPer converts a tick delta into microseconds per operation.
+func cpuUsPer(ticks int64, ops float64) float64 {
+	if ticks <= 0 || ops <= 0 {
+		return 0
+	}
+	return round(float64(ticks)*1e6/userHZ/ops, 1)
 }
 
 // sampler polls a process's RSS and thread count and keeps the maxima.

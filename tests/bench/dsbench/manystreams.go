@@ -91,6 +91,7 @@ func cmdManyStreams(args []string) error {
 	body := payload("", 100)
 	actx, acancel := context.WithTimeout(context.Background(), *duration+30*time.Second)
 	defer acancel()
+	ticks0, _ := cpuTicks(c.pid)
 	start = time.Now()
 	deadline := start.Add(*duration)
 	limit := min(int64(*n), next.Load())
@@ -114,6 +115,9 @@ func cmdManyStreams(args []string) error {
 	}
 	wg.Wait()
 	appendS := time.Since(start).Seconds()
+	if ticks1, ok := cpuTicks(c.pid); ok {
+		r.CPUUsPerOp = cpuUsPer(ticks1-ticks0, float64(appends.Load()+appendErrs.Load()))
+	}
 	rssAfter, threads, _ := procStats(c.pid)
 	peakRSS, peakThreads := smp.finish()
 

@@ -71,11 +71,27 @@ func (rs results) ratio(sc scenarioInfo, a, b string) (float64, bool) {
 	return ra.Throughput / rb.Throughput, true
 }
 
+// cpuRatios lists, per scenario, other's server CPU per operation divided by
+// server's: the throughput ratio both would reach if CPU-bound, which is
+// steadier than throughput on a machine shared with other work.
+func (rs results) cpuRatios(server, other string, scenarios []string) string {
+	var parts []string
+	for _, s := range scenarios {
+		a, okA := rs.get(s, server)
+		b, okB := rs.get(s, other)
+		if okA && okB && a.CPUUsPerOp > 0 && b.CPUUsPerOp > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.2f×", s, b.CPUUsPerOp/a.CPUUsPerOp))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 func cmdReport(args []string) error {
 	fs := flag.NewFlagSet("report", flag.ExitOnError)
 	in := fs.String("in", "", "results JSONL")
 	out := fs.String("out", "", "directory for results.md and chart data")
 	meta := fs.String("meta", "", "file of 'key: value' lines describing the run")
+	showTargets := fs.Bool("targets", true, "evaluate and print the targets")
 	fs.Parse(args)
 	recs, err := readRecords(*in)
 	if err != nil {
@@ -99,7 +115,7 @@ func cmdReport(args []string) error {
 		scenarios = append(scenarios, scenarioInfo{name: s, title: s})
 	}
 
-	header := []string{"scenario", "server", "status", "throughput", "p50 ms", "p99 ms", "max ms", "memory", "threads", "× ceiling", "× node", "× goplugin", "note"}
+	header := []string{"scenario", "server", "status", "throughput", "p50 ms", "p99 ms", "max ms", "srv CPU", "memory", "threads", "× ceiling", "× node", "× goplugin", "note"}
 	var rows [][]string
 	for _, sc := range scenarios {
 		for _, srv := range serverOrder {
@@ -107,36 +123,43 @@ func cmdReport(args []string) error {
 			if !present {
 				continue
 			}
-			row := []string{sc.name, srv, r.Status, "", "", "", "", "", "", "", "", "", r.Note}
+			row := []string{sc.name, srv, r.Status, "", "", "", "", "", "", "", "", "", "", r.Note}
 			if r.Status == "ok" || r.Status == "error" {
 				if r.Throughput > 0 {
 					row[3] = fmt.Sprintf("%s %s", human(r.Throughput), r.Unit)
 				}
 				row[4], row[5], row[6] = num(r.P50Ms), num(r.P99Ms), num(r.MaxMs)
+				if r.CPUUsPerOp > 0 {
+					per := "req"
+					if r.Unit == "MB/s" {
+						per = "MB"
+					}
+					row[7] = fmt.Sprintf("%s µs/%s", num(r.CPUUsPerOp), per)
+				}
 				switch {
 				case r.RSSPerSubKiB != 0:
-					row[7] = fmt.Sprintf("%.1f KiB/sub", r.RSSPerSubKiB)
+					row[8] = fmt.Sprintf("%.1f KiB/sub", r.RSSPerSubKiB)
 				case r.Extra["rss_per_stream_kib"] != 0:
-					row[7] = fmt.Sprintf("%.0f MiB, %.2f KiB/stream", r.RSSKiB/1024, r.Extra["rss_per_stream_kib"])
+					row[8] = fmt.Sprintf("%.0f MiB, %.2f KiB/stream", r.RSSKiB/1024, r.Extra["rss_per_stream_kib"])
 				case r.RSSKiB != 0:
-					row[7] = fmt.Sprintf("%.0f MiB", r.RSSKiB/1024)
+					row[8] = fmt.Sprintf("%.0f MiB", r.RSSKiB/1024)
 				}
 				if r.Threads > 0 {
-					row[8] = fmt.Sprint(r.Threads)
+					row[9] = fmt.Sprint(r.Threads)
 				}
 			}
 			if srv != "ceiling" {
 				if v, ok := rs.ratio(sc, srv, "ceiling"); ok {
-					row[9] = fmt.Sprintf("%.2f", v)
+					row[10] = fmt.Sprintf("%.2f", v)
 				}
 				if cp := counterpart(srv, "node"); cp != "" {
 					if v, ok := rs.ratio(sc, srv, cp); ok {
-						row[10] = fmt.Sprintf("%.2f", v)
+						row[11] = fmt.Sprintf("%.2f", v)
 					}
 				}
 				if cp := counterpart(srv, "goplugin"); cp != "" {
 					if v, ok := rs.ratio(sc, srv, cp); ok {
-						row[11] = fmt.Sprintf("%.2f", v)
+						row[12] = fmt.Sprintf("%.2f", v)
 					}
 				}
 			}
@@ -146,10 +169,13 @@ func cmdReport(args []string) error {
 
 	// Console table (without notes, which go to the Markdown file).
 	printTable(os.Stdout, header[:len(header)-1], rows)
-	targets := evaluateTargets(rs)
-	fmt.Println()
-	for _, t := range targets {
-		fmt.Printf("%-8s %s: %s\n", t.verdict, t.name, t.detail)
+	var targets []target
+	if *showTargets {
+		targets = evaluateTargets(rs)
+		fmt.Println()
+		for _, t := range targets {
+			fmt.Printf("%-8s %s: %s\n", t.verdict, t.name, t.detail)
+		}
 	}
 
 	if *out == "" {
@@ -257,6 +283,9 @@ func evaluateTargets(rs results) []target {
 			t.verdict = "PARTIAL"
 		}
 		t.detail = fmt.Sprintf("want ≥ %.2f×: %s", want, strings.Join(parts, ", "))
+		if cpu := rs.cpuRatios(server, other, scenarios); cpu != "" {
+			t.detail += "; server CPU per request, " + other + " ÷ " + server + ": " + cpu
+		}
 		out = append(out, t)
 	}
 	appends := []string{"append-1", "append-64", "append-producer"}
@@ -307,7 +336,9 @@ func writeMarkdown(path, metaPath string, header []string, rows [][]string, targ
 		"Ratios are how many times better the row is than the column's server in the same storage mode " +
 		"(throughput ÷ throughput; for fan-out, the other's p99 ÷ this p99). " +
 		"`ceiling` is Caddy's `respond` handler in the same binary (and `file_server` for the large read). " +
-		"`node` is `@durable-streams/server`, `goplugin` the Go Caddy plugin.\n\n")
+		"`node` is `@durable-streams/server`, `goplugin` the Go Caddy plugin. " +
+		"`srv CPU` is the server process's CPU time (all threads) per request, or per MB: " +
+		"steadier than throughput when other work shares the machine.\n\n")
 	b.WriteString("| " + strings.Join(header, " | ") + " |\n")
 	b.WriteString("|" + strings.Repeat(" --- |", len(header)) + "\n")
 	for _, r := range rows {
@@ -317,9 +348,11 @@ func writeMarkdown(path, metaPath string, header []string, rows [][]string, targ
 		}
 		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 	}
-	b.WriteString("\n## Targets\n\n| target | verdict | measured |\n| --- | --- | --- |\n")
-	for _, t := range targets {
-		fmt.Fprintf(&b, "| %s | **%s** | %s |\n", t.name, t.verdict, t.detail)
+	if len(targets) > 0 {
+		b.WriteString("\n## Targets\n\n| target | verdict | measured |\n| --- | --- | --- |\n")
+		for _, t := range targets {
+			fmt.Fprintf(&b, "| %s | **%s** | %s |\n", t.name, t.verdict, t.detail)
+		}
 	}
 	b.WriteString("\nRatios come from one run on one machine; client and servers share its cores.\n")
 	return os.WriteFile(path, []byte(b.String()), 0o644)

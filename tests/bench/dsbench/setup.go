@@ -198,6 +198,7 @@ func cmdWrkParse(args []string) error {
 	var c common
 	c.register(fs)
 	strict := fs.Bool("strict", false, "any failed request makes the record an error")
+	ticks := fs.Int64("cpu-ticks", 0, "server CPU ticks (USER_HZ) spent during the run, for CPU per request")
 	fs.Parse(args)
 	r := c.record()
 	r.Unit = "req/s"
@@ -232,6 +233,7 @@ func cmdWrkParse(args []string) error {
 	r.P99Ms = round(s.P99US/1000, 3)
 	r.MaxMs = round(s.MaxUS/1000, 3)
 	r.Errors = s.ErrConnect + s.ErrRead + s.ErrWrite + s.ErrStatus + s.ErrTimeout
+	r.CPUUsPerOp = cpuUsPer(*ticks, float64(s.Requests))
 	if s.Pipeline > 1 {
 		r.Extra = map[string]float64{"pipeline": float64(s.Pipeline)}
 		r.Note = fmt.Sprintf("latency per batch of %d pipelined requests", s.Pipeline)
