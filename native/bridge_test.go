@@ -1,0 +1,259 @@
+package native
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// These tests cover the bridge: packing, ownership, the wake path and
+// Close. What the engine answers is the engine's business and is tested
+// with GoogleTest; here only its broad shape (a status, headers) is used.
+
+func open(t *testing.T, opts Options) *Engine {
+	t.Helper()
+	e, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+func request(method, path, query string, headers map[Field]string, body string) *Request {
+	r := new(Request)
+	r.Set(FieldMethod, method)
+	r.Set(FieldPath, path)
+	if query != "" {
+		r.Set(FieldQuery, query)
+	}
+	for f, v := range headers {
+		r.Set(f, v)
+	}
+	r.Body = []byte(body)
+	return r
+}
+
+func handle(t *testing.T, e *Engine, r *Request, session uint64) *Response {
+	t.Helper()
+	resp, err := e.Handle(r, session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func header(r *Response, name string) string {
+	for n, v := range r.Header() {
+		if n == name {
+			return v
+		}
+	}
+	return ""
+}
+
+func TestRequestPacking(t *testing.T) {
+	var r Request
+	r.Set(FieldMethod, "PUT")
+	r.Set(FieldStreamClosed, "") // present but empty
+	r.Set(FieldContentType, "text/plain")
+	r.Set(FieldContentType, "application/json") // the last value wins
+
+	if v, ok := r.Get(FieldMethod); !ok || v != "PUT" {
+		t.Errorf("method %q %v", v, ok)
+	}
+	if v, ok := r.Get(FieldStreamClosed); !ok || v != "" {
+		t.Errorf("Stream-Closed %q %v, want present and empty", v, ok)
+	}
+	if _, ok := r.Get(FieldOrigin); ok {
+		t.Error("Origin present though never set")
+	}
+	if v, _ := r.Get(FieldContentType); v != "application/json" {
+		t.Errorf("Content-Type %q", v)
+	}
+	if r.present != 1<<FieldMethod|1<<FieldStreamClosed|1<<FieldContentType {
+		t.Errorf("presence bits %b", r.present)
+	}
+	if FieldCount > 32 {
+		t.Fatalf("%d fields do not fit the 32-bit presence mask", FieldCount)
+	}
+}
+
+func TestOpenRejectsNegativeOptions(t *testing.T) {
+	_, err := Open(Options{LongPollTimeout: -time.Second})
+	if !errors.Is(err, CodeInvalidArgument) {
+		t.Fatalf("got %v, want an invalid-argument error", err)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Op != "open" || e.Code != CodeInvalidArgument {
+		t.Fatalf("got %#v", err)
+	}
+}
+
+func TestCodesHaveNames(t *testing.T) {
+	for _, c := range []Code{CodeOK, CodeInvalidArgument, CodeNotSupported, CodeIO, CodeLocked, CodeNotFound, CodeInternal} {
+		if c.Error() == "" {
+			t.Errorf("code %d has no name", int(c))
+		}
+	}
+	err := error(&Error{Op: "open", Code: CodeLocked, Message: "held by pid 42"})
+	if !errors.Is(err, CodeLocked) || errors.Is(err, CodeIO) {
+		t.Error("errors.Is does not match on the code")
+	}
+	if !strings.Contains(err.Error(), "held by pid 42") {
+		t.Errorf("message lost: %v", err)
+	}
+}
+
+func TestHandleAndRelease(t *testing.T) {
+	e := open(t, Options{})
+	resp := handle(t, e, request("PUT", "/v1/stream/a", "", map[Field]string{FieldContentType: "text/plain"}, "abc"), 0)
+	if resp.Status() != 201 || resp.Live() != LiveNone {
+		t.Fatalf("create: %d live %d", resp.Status(), resp.Live())
+	}
+	if header(resp, "Stream-Next-Offset") == "" {
+		t.Error("no Stream-Next-Offset header")
+	}
+	resp.Release()
+	resp.Release() // a second Release does nothing
+
+	resp = handle(t, e, request("GET", "/v1/stream/a", "offset=-1", nil, ""), 0)
+	if string(resp.Body()) != "abc" {
+		t.Errorf("read %q", resp.Body())
+	}
+	resp.Release()
+
+	if s := e.Stats(); s.Streams != 1 || s.BytesAppended != 3 {
+		t.Errorf("stats %+v", s)
+	}
+	if Version() == "" {
+		t.Error("empty engine version")
+	}
+}
+
+// TestWakeThroughC parks a long-poll and lets an append wake it: the engine
+// calls the exported Go callback, which signals the registered channel.
+func TestWakeThroughC(t *testing.T) {
+	e := open(t, Options{LongPollTimeout: time.Minute})
+	created := handle(t, e, request("PUT", "/v1/stream/w", "", map[Field]string{FieldContentType: "text/plain"}, ""), 0)
+	tail := header(created, "Stream-Next-Offset")
+	created.Release()
+
+	session, wake := e.Register()
+	defer e.Unregister(session)
+	parked := handle(t, e, request("GET", "/v1/stream/w", "offset="+tail+"&live=long-poll", nil, ""), session)
+	if parked.Live() != LiveWait || parked.Session() != session || parked.Wait() <= 0 {
+		t.Fatalf("not parked: live %d session %d wait %v", parked.Live(), parked.Session(), parked.Wait())
+	}
+	parked.Release()
+
+	select {
+	case <-wake:
+		t.Fatal("woken before any append")
+	default:
+	}
+	handle(t, e, request("POST", "/v1/stream/w", "", map[Field]string{FieldContentType: "text/plain"}, "news"), 0).Release()
+	select {
+	case <-wake:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the append did not wake the session")
+	}
+	resp, err := e.Resume(session, ResumeWake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Release()
+	if resp.Live() != LiveNone || string(resp.Body()) != "news" {
+		t.Errorf("resume: live %d body %q", resp.Live(), resp.Body())
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	e := open(t, Options{})
+	a, wakeA := e.Register()
+	b, wakeB := e.Register()
+	if a == 0 || b == 0 || a == b {
+		t.Fatalf("session ids %d %d", a, b)
+	}
+	e.wake([]uint64{a, a, 12345}) // a repeat and an unknown id are harmless
+	select {
+	case <-wakeA:
+	default:
+		t.Error("a was not woken")
+	}
+	select {
+	case <-wakeB:
+		t.Error("b was woken")
+	default:
+	}
+	e.Unregister(a)
+	e.Unregister(a) // twice is harmless
+	e.wake([]uint64{a})
+	e.Unregister(b)
+}
+
+func TestCloseWakesWaitersAndRefusesCalls(t *testing.T) {
+	e, err := Open(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	session, wake := e.Register()
+	defer e.Unregister(session)
+	e.Close()
+	select {
+	case <-wake:
+	case <-time.After(time.Second):
+		t.Fatal("Close did not wake a registered waiter")
+	}
+	if _, err := e.Handle(request("GET", "/v1/stream/x", "", nil, ""), 0); err != ErrClosed {
+		t.Errorf("Handle after Close: %v", err)
+	}
+	if _, err := e.Resume(session, ResumeTimeout); err != ErrClosed {
+		t.Errorf("Resume after Close: %v", err)
+	}
+	e.Cancel(session)
+	if s := e.Stats(); s != (Stats{}) {
+		t.Errorf("stats after Close %+v", s)
+	}
+	e.Close() // idempotent
+}
+
+// TestConcurrentUseAndClose runs requests from many goroutines while the
+// engine closes under them (run with -race).
+func TestConcurrentUseAndClose(t *testing.T) {
+	e, err := Open(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handle(t, e, request("PUT", "/v1/stream/c", "", map[Field]string{FieldContentType: "text/plain"}, ""), 0).Release()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 8 {
+		wg.Go(func() {
+			<-start
+			for j := 0; j < 200; j++ {
+				method, body := "GET", ""
+				if (i+j)%2 == 0 {
+					method, body = "POST", "x"
+				}
+				session, _ := e.Register()
+				resp, err := e.Handle(request(method, "/v1/stream/c", "offset=-1", map[Field]string{FieldContentType: "text/plain"}, body), session)
+				e.Unregister(session)
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Release()
+			}
+		})
+	}
+	close(start)
+	time.Sleep(5 * time.Millisecond)
+	e.Close()
+	wg.Wait()
+}
