@@ -482,7 +482,7 @@ type callFrame struct {
 // (0 when the request must not park). Protocol errors (4xx) are responses;
 // an error means the engine failed or is closed.
 func (e *Engine) Handle(req *Request, session uint64) (*Response, error) {
-	if len(req.text) > math.MaxUint32 {
+	if uint64(len(req.text)) > math.MaxUint32 {
 		return nil, &Error{Op: "handle", Code: CodeInvalidArgument, Message: "request text over 4 GiB"}
 	}
 	f := new(callFrame)
