@@ -1,0 +1,96 @@
+# durable-streams-server: the one entry point.
+#
+#   make build             bin/durable-streams-server
+#   make dev               build, then run the in-memory dev server (DEV_ARGS=...)
+#   make test              test-native, test-go, test-conformance; summary at the end
+#   make test-native       GoogleTest suites in tests/native (CMake + Ninja)
+#   make test-go           gofmt check, go vet, go test (e2e tests use the built binary)
+#   make test-conformance  protocol conformance suite, in memory and with data_dir
+#   make bench             benchmarks (tests/bench/run.sh, BENCH_ARGS=...)
+#   make clean
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+GO         ?= go
+BIN        := bin/durable-streams-server
+NATIVE_DIR := build/native
+LOG_DIR    := build/test-logs
+CONF_DIR   := tests/conformance
+# npm ci runs again when the lock file or package.json is newer than this.
+CONF_STAMP := $(CONF_DIR)/node_modules/.npm-ci-stamp
+
+.PHONY: build dev test test-native test-go test-conformance bench clean
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/durable-streams-server
+
+dev: build
+	$(BIN) dev $(DEV_ARGS)
+
+test-native:
+	@if [ ! -f tests/native/CMakeLists.txt ]; then \
+	  echo "test-native: tests/native/CMakeLists.txt does not exist yet; skipping native tests"; \
+	  exit 0; \
+	fi; \
+	set -x; \
+	cmake -S tests/native -B $(NATIVE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug; \
+	cmake --build $(NATIVE_DIR); \
+	ctest --test-dir $(NATIVE_DIR) --output-on-failure --no-tests=error
+
+test-go: build
+	@echo "gofmt -l (excluding node_modules and build/)"; \
+	unformatted=$$(find . -name '*.go' -not -path '*/node_modules/*' -not -path './build/*' -print0 | xargs -0 -r gofmt -l); \
+	if [ -n "$$unformatted" ]; then echo "gofmt: these files need formatting:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	DS_BIN=$(CURDIR)/$(BIN) $(GO) test ./...
+
+$(CONF_STAMP): $(CONF_DIR)/package.json $(CONF_DIR)/package-lock.json
+	cd $(CONF_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+# Both modes run even if the first fails; each prints "N passed, N failed[, N skipped]".
+test-conformance: build $(CONF_STAMP)
+	@rc=0; \
+	$(CONF_DIR)/run.sh $(BIN) memory || rc=1; \
+	$(CONF_DIR)/run.sh $(BIN) data_dir || rc=1; \
+	exit $$rc
+
+# Builds once, runs every suite even when one fails, prints a summary, and
+# fails if anything failed. Each suite's output is also kept in build/test-logs/.
+test:
+	@mkdir -p $(LOG_DIR); rm -f $(LOG_DIR)/*.log; \
+	failed=0; summary=(); \
+	step() { \
+	  local name=$$1 start=$$SECONDS rc=0; \
+	  echo; echo "==== make $$name ===="; \
+	  $(MAKE) --no-print-directory $$name 2>&1 | tee $(LOG_DIR)/$$name.log || rc=$$?; \
+	  local took=$$((SECONDS - start)) status=ok; \
+	  if [ $$rc -ne 0 ]; then status=FAILED; failed=1; fi; \
+	  summary+=("$$(printf '  %-17s %-6s %4ds' "$$name" "$$status" "$$took")"); \
+	  return $$rc; \
+	}; \
+	if step build; then \
+	  step test-native || true; \
+	  step test-go || true; \
+	  step test-conformance || true; \
+	fi; \
+	echo; echo "==== make test summary ===="; \
+	printf '%s\n' "$${summary[@]}"; \
+	if [ -f $(LOG_DIR)/test-conformance.log ]; then \
+	  awk '/^conformance \(/ { h = $$0; sub(/:.*/, "", h) } \
+	       /^[0-9]+ passed, [0-9]+ failed/ { print "  " h ": " $$0 }' $(LOG_DIR)/test-conformance.log; \
+	fi; \
+	if [ $$failed -ne 0 ]; then echo "make test: FAILED"; exit 1; fi; \
+	echo "make test: all passed"
+
+bench:
+	@if [ -x tests/bench/run.sh ]; then \
+	  tests/bench/run.sh $(BENCH_ARGS); \
+	else \
+	  echo "bench: not yet implemented"; \
+	fi
+
+clean:
+	rm -rf bin build
