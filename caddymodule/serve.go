@@ -98,20 +98,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 // serve returns the status it wrote (0 if none) or an error for Caddy to
 // answer.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
-	req := requests.Get().(*native.Request)
-	defer func() {
-		req.Reset()
-		requests.Put(req)
-	}()
-
-	body, err := readBody(r, h.MaxAppendSize)
-	if err != nil {
-		return 0, caddyhttp.Error(http.StatusBadRequest, err)
-	}
-	defer body.release()
-	translate(req, r)
-	req.Body, req.BodyTooLarge = body.bytes(), body.tooLarge
-
 	// Only reads can park. Register before Handle so that a wake sent while
 	// the engine is still answering is not lost.
 	var session uint64
@@ -121,11 +107,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 		defer h.engine.Unregister(session)
 	}
 
-	resp, err := h.engine.Handle(req, session)
+	resp, err := h.handle(r, session)
 	if err != nil {
-		return 0, engineError(err)
+		return 0, err
 	}
-	body.release() // the engine copied what it keeps
 
 	switch resp.Live() {
 	case native.LiveWait:
@@ -142,6 +127,31 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 		defer resp.Release()
 		return writeResponse(w, r, resp), nil
 	}
+}
+
+// handle reads the body, translates the request and makes the one engine
+// call. The request and body buffers go back to their pools as soon as the
+// engine has copied what it keeps, not when a live response ends.
+func (h *Handler) handle(r *http.Request, session uint64) (response, error) {
+	body, err := readBody(r, h.MaxAppendSize)
+	if err != nil {
+		return nil, caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	defer body.release()
+
+	req := requests.Get().(*native.Request)
+	defer func() {
+		req.Reset()
+		requests.Put(req)
+	}()
+	translate(req, r)
+	req.Body, req.BodyTooLarge = body.bytes(), body.tooLarge
+
+	resp, err := h.engine.Handle(req, session)
+	if err != nil {
+		return nil, engineError(err)
+	}
+	return resp, nil
 }
 
 // translate fills req from the HTTP request: method, decoded path, raw query,
