@@ -12,7 +12,7 @@
 #   --quick       short run (about 3 minutes): 2s per load test, fewer streams
 #   --smoke       every scenario at tiny size against ours-mem only (< 60 s);
 #                 exits non-zero if a scenario fails. Part of `make test`.
-#   --duration D  load time per scenario and server (default 10s; quick 2s)
+#   --duration D  load time per scenario and server (default 8s; quick 2s)
 #   --scenario    scenarios to run (default all):
 #                   append-1 append-64 append-producer read-small read-large
 #                   fanout-sse fanout-longpoll many-streams
@@ -64,7 +64,7 @@ done
 # Sizes per mode. Every load loop is bounded by time (DURATION, timeouts) and
 # by count (subscribers, streams, bytes).
 case "$MODE" in
-  full)  : "${DURATION:=10s}"; FANOUT_SUBS=5000; FANOUT_APPENDS=10; FANOUT_BUDGET=60s; LARGE_MIB=64; MANY=100000; CREATE_TIMEOUT=90s ;;
+  full)  : "${DURATION:=8s}";  FANOUT_SUBS=5000; FANOUT_APPENDS=10; FANOUT_BUDGET=45s; LARGE_MIB=64; MANY=100000; CREATE_TIMEOUT=60s ;;
   quick) : "${DURATION:=2s}";  FANOUT_SUBS=1000; FANOUT_APPENDS=5;  FANOUT_BUDGET=10s; LARGE_MIB=16; MANY=5000;   CREATE_TIMEOUT=10s ;;
   smoke) : "${DURATION:=1s}";  FANOUT_SUBS=50;   FANOUT_APPENDS=3;  FANOUT_BUDGET=10s; LARGE_MIB=3;  MANY=300;    CREATE_TIMEOUT=20s
          : "${SERVERS:=ours-mem}" ;;
@@ -82,8 +82,9 @@ case "$DUR_S" in ''|*[!0-9]*) echo "run.sh: --duration takes whole seconds, e.g.
 [ "$DUR_S" -ge 1 ] && [ "$DUR_S" -le 600 ] || { echo "run.sh: --duration must be 1s..600s" >&2; exit 2; }
 
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+OUT_TEMP=0
 if [ -z "$OUT" ]; then
-  if [ "$MODE" = smoke ]; then OUT="$(mktemp -d /tmp/dsbench-smoke.XXXXXX)"; else OUT="$ROOT/bench/results/$STAMP"; fi
+  if [ "$MODE" = smoke ]; then OUT="$(mktemp -d /tmp/dsbench-smoke.XXXXXX)"; OUT_TEMP=1; else OUT="$ROOT/bench/results/$STAMP"; fi
 fi
 mkdir -p "$OUT/logs"
 OUT="$(cd "$OUT" && pwd)"
@@ -409,9 +410,11 @@ log "done in $(( $(date +%s) - T0 ))s: $OUT/results.md"
 if [ "$MODE" = smoke ]; then
   bad=$(grep -vc '"status":"ok"' "$RESULTS" || true)
   if [ "$bad" != 0 ]; then
-    echo "smoke: $bad scenario(s) failed:" >&2
+    echo "smoke: $bad scenario(s) failed (logs in $OUT/logs):" >&2
     grep -v '"status":"ok"' "$RESULTS" >&2
     exit 1
   fi
   echo "smoke: all $(wc -l <"$RESULTS") scenarios ok"
+  # A passing smoke run leaves nothing behind; a failing one keeps its logs.
+  [ "$OUT_TEMP" = 1 ] && rm -rf "$OUT"
 fi
