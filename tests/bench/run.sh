@@ -94,6 +94,7 @@ WORK="$(mktemp -d /tmp/dsbench-work.XXXXXX)"
 T0=$(date +%s)
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 DATE_START="$(date -u '+%Y-%m-%d %H:%M UTC')"
+COMMIT_START="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 
 log() { printf '[bench %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
 
@@ -389,7 +390,7 @@ done
 {
   echo "date: $DATE_START, $(( $(date +%s) - T0 ))s including the build"
   echo "mode: $MODE (${DUR_S}s per load test; fan-out $FANOUT_SUBS subscribers x $FANOUT_APPENDS appends within $FANOUT_BUDGET; large stream $LARGE_MIB MiB; many-streams $MANY streams)"
-  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
+  echo "commit: $COMMIT_START"
   echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r); client and servers share it; load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "load tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), dsbench (tests/bench/dsbench, $(go env GOVERSION))"
   echo "node reference: @durable-streams/server ${NODE_PKG_VERSION:-unavailable} on node $(node --version 2>/dev/null || echo none)"
