@@ -162,18 +162,36 @@ func translate(req *native.Request, r *http.Request) {
 	if r.URL.RawQuery != "" || r.URL.ForceQuery {
 		req.Set(native.FieldQuery, r.URL.RawQuery)
 	}
-	if r.Host != "" {
-		scheme := "http://"
-		if r.TLS != nil {
-			scheme = "https://"
-		}
-		req.Set(native.FieldRequestBase, scheme+r.Host)
+	if base := requestBase(r); base != "" {
+		req.Set(native.FieldRequestBase, base)
 	}
 	for _, ph := range protocolHeaders {
 		if v := r.Header[ph.name]; len(v) > 0 {
 			req.Set(ph.field, v[0])
 		}
 	}
+}
+
+// requestBase is "scheme://host[:port]" as the client used it. Behind a proxy
+// the user listed in the server's trusted_proxies, its X-Forwarded-Proto and
+// X-Forwarded-Host say that; from anyone else they are ignored.
+func requestBase(r *http.Request) string {
+	scheme, host := "http", r.Host
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+		if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+			scheme = p
+		}
+		if h := r.Header.Get("X-Forwarded-Host"); h != "" {
+			host = h
+		}
+	}
+	if host == "" {
+		return ""
+	}
+	return scheme + "://" + host
 }
 
 // ---- Request bodies -----------------------------------------------------

@@ -112,6 +112,30 @@ func TestTranslateRequestBase(t *testing.T) {
 	}
 }
 
+func TestRequestBaseBehindProxy(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted bool
+		want    string
+	}{
+		{"trusted proxy", true, "https://streams.example.com"},
+		{"untrusted client", false, "http://10.0.0.5:4437"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPut, "/v1/stream/s", nil)
+			r.Host = "10.0.0.5:4437"
+			r.Header.Set("X-Forwarded-Proto", "https")
+			r.Header.Set("X-Forwarded-Host", "streams.example.com")
+			ctx := context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{
+				caddyhttp.TrustedProxyVarKey: tc.trusted,
+			})
+			if got := requestBase(r.WithContext(ctx)); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestTranslateAbsentVersusEmpty(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
