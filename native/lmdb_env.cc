@@ -1,0 +1,174 @@
+#include "lmdb_env.h"
+
+#include <cerrno>
+
+#include "record_codec.h"
+
+namespace ds::lmdb {
+
+Status ToStatus(std::string_view what, int rc) {
+  std::string msg(what);
+  msg += ": ";
+  msg += mdb_strerror(rc);
+  switch (rc) {
+    case ENOSPC:
+    case EDQUOT:
+    case MDB_MAP_FULL:
+      return Status::NoSpace(std::move(msg));
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH:
+      return Status::Corruption(std::move(msg));
+    case MDB_BAD_VALSIZE:
+      return Status::InvalidArgument(std::move(msg));
+    default:
+      return Status::IoError(std::move(msg));
+  }
+}
+
+int OpenDbs(MDB_txn* txn, bool create, Dbs* dbs) {
+  const unsigned flags = create ? MDB_CREATE : 0;
+  int rc = mdb_dbi_open(txn, kStreamsDb, flags, &dbs->streams);
+  if (rc == 0) rc = mdb_dbi_open(txn, kProducersDb, flags, &dbs->producers);
+  if (rc == 0) rc = mdb_dbi_open(txn, kMetaDb, flags, &dbs->meta);
+  return rc;
+}
+
+int GetU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t* value, bool* found) {
+  MDB_val k = Val(key), v;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  *found = false;
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc != 0) return rc;
+  if (!DecodeU64(View(v), value)) return MDB_CORRUPTED;
+  *found = true;
+  return 0;
+}
+
+int PutU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t value) {
+  const std::string encoded = EncodeU64(value);
+  MDB_val k = Val(key), v = Val(encoded);
+  return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+int PutStream(MDB_txn* txn, const Dbs& dbs, const StreamRecord& record) {
+  const std::string key = StreamKey(record.id);
+  const std::string value = EncodeStreamRecord(record);
+  MDB_val k = Val(key), v = Val(value);
+  return mdb_put(txn, dbs.streams, &k, &v, 0);
+}
+
+int PutProducer(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, const ProducerRecord& producer) {
+  const std::string key = ProducerKey(stream_id, producer.producer_id);
+  MDB_val k = Val(key), v;
+  if (!IsProducerBucketKey(key)) {
+    const std::string value = EncodeProducerRecord(producer);
+    v = Val(value);
+    return mdb_put(txn, dbs.producers, &k, &v, 0);
+  }
+  // A long id: read-modify-write its bucket.
+  std::vector<ProducerRecord> bucket;
+  int rc = mdb_get(txn, dbs.producers, &k, &v);
+  if (rc == 0) {
+    if (!DecodeProducerBucket(View(v), &bucket).ok()) return MDB_CORRUPTED;
+  } else if (rc != MDB_NOTFOUND) {
+    return rc;
+  }
+  bool replaced = false;
+  for (ProducerRecord& p : bucket) {
+    if (p.producer_id == producer.producer_id) {
+      p = producer;
+      replaced = true;
+    }
+  }
+  if (!replaced) bucket.push_back(producer);
+  const std::string value = EncodeProducerBucket(bucket);
+  v = Val(value);
+  return mdb_put(txn, dbs.producers, &k, &v, 0);
+}
+
+int EraseStream(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id) {
+  const std::string key = StreamKey(stream_id);
+  MDB_val k = Val(key);
+  int rc = mdb_del(txn, dbs.streams, &k, nullptr);
+  if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+  // Producer keys start with the stream key: delete the whole range,
+  // seeking afresh after each delete (a stream has few producers).
+  Cursor cursor;
+  rc = cursor.Open(txn, dbs.producers);
+  if (rc != 0) return rc;
+  for (;;) {
+    MDB_val pk = Val(key), pv;
+    rc = mdb_cursor_get(cursor.get(), &pk, &pv, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc != 0) return rc;
+    if (View(pk).substr(0, key.size()) != key) return 0;
+    rc = mdb_cursor_del(cursor.get(), 0);
+    if (rc != 0) return rc;
+  }
+}
+
+Status ReadStreams(MDB_txn* txn, const Dbs& dbs, std::vector<RecoveredStream>* streams,
+                   std::vector<std::string>* orphans) {
+  streams->clear();
+  orphans->clear();
+  {
+    Cursor cursor;
+    int rc = cursor.Open(txn, dbs.streams);
+    if (rc != 0) return ToStatus("open streams cursor", rc);
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT)) {
+      uint64_t id = 0;
+      RecoveredStream s;
+      if (!ParseStreamKey(View(k), &id)) {
+        return Status::Corruption("streams.db: malformed stream key of " + std::to_string(k.mv_size) +
+                                  " bytes");
+      }
+      Status st = DecodeStreamRecord(View(v), &s.record);
+      if (!st.ok()) return Status::Corruption("stream " + std::to_string(id) + ": " + st.message());
+      if (s.record.id != id) {
+        return Status::Corruption("streams.db: record under key " + std::to_string(id) +
+                                  " names stream " + std::to_string(s.record.id));
+      }
+      streams->push_back(std::move(s));
+    }
+    if (rc != MDB_NOTFOUND) return ToStatus("read streams", rc);
+  }
+  Cursor cursor;
+  int rc = cursor.Open(txn, dbs.producers);
+  if (rc != 0) return ToStatus("open producers cursor", rc);
+  // Both databases are in id order: merge them.
+  size_t i = 0;
+  MDB_val k, v;
+  for (rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT)) {
+    uint64_t id = 0;
+    if (!ParseProducerKeyStream(View(k), &id)) {
+      orphans->emplace_back(View(k));
+      continue;
+    }
+    while (i < streams->size() && (*streams)[i].record.id < id) ++i;
+    if (i == streams->size() || (*streams)[i].record.id != id) {
+      orphans->emplace_back(View(k));
+      continue;
+    }
+    std::vector<ProducerRecord>& out = (*streams)[i].producers;
+    Status st;
+    if (IsProducerBucketKey(View(k))) {
+      std::vector<ProducerRecord> bucket;
+      st = DecodeProducerBucket(View(v), &bucket);
+      for (ProducerRecord& p : bucket) out.push_back(std::move(p));
+    } else {
+      ProducerRecord p;
+      st = DecodeProducerRecord(View(v), &p);
+      out.push_back(std::move(p));
+    }
+    if (!st.ok()) return Status::Corruption("stream " + std::to_string(id) + " producer: " + st.message());
+  }
+  if (rc != MDB_NOTFOUND) return ToStatus("read producers", rc);
+  return Status::OK();
+}
+
+}  // namespace ds::lmdb

@@ -1,0 +1,121 @@
+// LMDB plumbing shared by LmdbStore and the backup: RAII for environments,
+// transactions and cursors, and the store's schema (three named databases,
+// see STORAGE_FORMAT.md) as operations inside a transaction.
+//
+// Schema operations return LMDB's int codes rather than Status so the
+// caller can tell MDB_MAP_FULL (grow the map, retry) from real failures.
+#pragma once
+
+#include <lmdb.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "status.h"
+#include "store.h"
+
+namespace ds::lmdb {
+
+struct EnvDeleter {
+  void operator()(MDB_env* env) const { mdb_env_close(env); }
+};
+// Closing an environment requires that none of its transactions is open;
+// every Txn lives inside one call, so that holds.
+using Env = std::unique_ptr<MDB_env, EnvDeleter>;
+
+// A Status for LMDB code `rc` (ENOSPC -> NoSpace, MDB_CORRUPTED and
+// friends -> Corruption, MDB_BAD_VALSIZE -> InvalidArgument, else IoError).
+Status ToStatus(std::string_view what, int rc);
+
+// A transaction that aborts unless committed. Never outlives the call that
+// began it (the environment is opened MDB_NOTLS, and the goroutine behind
+// the call may move between OS threads, but one C++ call stays on one).
+class Txn {
+ public:
+  Txn() = default;
+  ~Txn() { Abort(); }
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+
+  int Begin(MDB_env* env, unsigned flags) {
+    Abort();
+    return mdb_txn_begin(env, nullptr, flags, &txn_);
+  }
+  // LMDB frees the transaction whether or not the commit succeeds.
+  int Commit() {
+    MDB_txn* t = txn_;
+    txn_ = nullptr;
+    return mdb_txn_commit(t);
+  }
+  void Abort() {
+    if (txn_ != nullptr) mdb_txn_abort(txn_);
+    txn_ = nullptr;
+  }
+  MDB_txn* get() const { return txn_; }
+
+ private:
+  MDB_txn* txn_ = nullptr;
+};
+
+// A cursor closed on destruction. Declare it after its Txn (so it is
+// destroyed first), and let it go out of scope before committing: LMDB
+// frees a write transaction's cursors itself at commit.
+class Cursor {
+ public:
+  Cursor() = default;
+  ~Cursor() {
+    if (cursor_ != nullptr) mdb_cursor_close(cursor_);
+  }
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+
+  int Open(MDB_txn* txn, MDB_dbi dbi) { return mdb_cursor_open(txn, dbi, &cursor_); }
+  MDB_cursor* get() const { return cursor_; }
+
+ private:
+  MDB_cursor* cursor_ = nullptr;
+};
+
+inline MDB_val Val(std::string_view s) {
+  return MDB_val{s.size(), const_cast<char*>(s.data())};
+}
+inline std::string_view View(const MDB_val& v) {
+  return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
+}
+
+// The named databases. Handles stay valid for the environment's lifetime.
+struct Dbs {
+  MDB_dbi streams = 0;
+  MDB_dbi producers = 0;
+  MDB_dbi meta = 0;
+};
+inline constexpr unsigned kMaxDbs = 4;  // three, and room for one more
+inline constexpr const char* kStreamsDb = "streams";
+inline constexpr const char* kProducersDb = "producers";
+inline constexpr const char* kMetaDb = "meta";
+inline constexpr std::string_view kFormatVersionKey = "format_version";
+inline constexpr std::string_view kNextStreamIdKey = "next_stream_id";
+// The layout version this code writes and reads (STORAGE_FORMAT.md).
+inline constexpr uint64_t kFormatVersion = 1;
+
+// Opens the databases; with `create`, in a write transaction, makes them.
+int OpenDbs(MDB_txn* txn, bool create, Dbs* dbs);
+
+int GetU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t* value, bool* found);
+int PutU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t value);
+
+int PutStream(MDB_txn* txn, const Dbs& dbs, const StreamRecord& record);
+// Inserts or replaces one producer's state (bucketed for long ids).
+int PutProducer(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, const ProducerRecord& producer);
+// Deletes a stream's record and all its producers. A missing record is fine.
+int EraseStream(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id);
+
+// Every stream record with its producers, in id order (log left null).
+// Producer keys whose stream has no record are returned in `orphans`.
+Status ReadStreams(MDB_txn* txn, const Dbs& dbs, std::vector<RecoveredStream>* streams,
+                   std::vector<std::string>* orphans);
+
+}  // namespace ds::lmdb
