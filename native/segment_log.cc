@@ -1,0 +1,504 @@
+#include "segment_log.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <limits>
+#include <utility>
+
+namespace ds {
+namespace {
+
+constexpr std::string_view kSegmentSuffix = ".seg";
+constexpr std::string_view kLostSuffix = ".lost";
+
+// Storage warnings go to stderr: the server's log collects it, and nothing
+// here may fail an operation just because it could not report.
+void Warn(const std::string& message) {
+  std::fprintf(stderr, "durable-streams storage: %s\n", message.c_str());
+}
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+std::string SegmentFileName(uint64_t base) {
+  std::string name = ZeroPadded(base);
+  name += kSegmentSuffix;
+  return name;
+}
+
+bool ParseSegmentFileName(std::string_view name, uint64_t* base) {
+  if (!EndsWith(name, kSegmentSuffix)) return false;
+  return ParseZeroPadded(name.substr(0, name.size() - kSegmentSuffix.size()), base);
+}
+
+// ---- SegmentFdCache ------------------------------------------------------
+
+SegmentFdCache::Handle SegmentFdCache::InsertLocked(const SegmentKey& key, Handle fd,
+                                                    std::vector<Handle>* evicted) {
+  auto it = index_.find(key);
+  if (it != index_.end()) {
+    // Only Put gets here (Get checks first): a file was just created under
+    // this name, so its descriptor replaces the cached one.
+    lru_.splice(lru_.begin(), lru_, it->second);
+    evicted->push_back(std::move(it->second->fd));
+    it->second->fd = std::move(fd);
+    return it->second->fd;
+  }
+  lru_.push_front(Entry{key, std::move(fd)});
+  index_.emplace(key, lru_.begin());
+  while (lru_.size() > capacity_) {
+    Entry& victim = lru_.back();
+    index_.erase(victim.key);
+    evicted->push_back(std::move(victim.fd));
+    lru_.pop_back();
+  }
+  return lru_.front().fd;
+}
+
+Status SegmentFdCache::Get(const SegmentKey& key, const std::string& path, Handle* out) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = index_.find(key);
+    if (it != index_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second);
+      *out = it->second->fd;
+      return Status::OK();
+    }
+  }
+  // Open outside the lock: a slow open must not stall every other stream.
+  UniqueFd fd;
+  Status s = OpenFile(path, O_RDWR, 0, &fd);
+  if (!s.ok()) return s;
+  auto opened = std::make_shared<const UniqueFd>(std::move(fd));
+  std::vector<Handle> evicted;  // closed after the lock is released
+  std::lock_guard lock(mu_);
+  auto it = index_.find(key);
+  if (it != index_.end()) {
+    // Another thread opened it first; use theirs, ours closes on return.
+    lru_.splice(lru_.begin(), lru_, it->second);
+    *out = it->second->fd;
+    return Status::OK();
+  }
+  *out = InsertLocked(key, std::move(opened), &evicted);
+  return Status::OK();
+}
+
+SegmentFdCache::Handle SegmentFdCache::Put(const SegmentKey& key, UniqueFd fd) {
+  auto handle = std::make_shared<const UniqueFd>(std::move(fd));
+  std::vector<Handle> evicted;
+  std::lock_guard lock(mu_);
+  return InsertLocked(key, std::move(handle), &evicted);
+}
+
+void SegmentFdCache::Forget(const SegmentKey& key) {
+  Handle dropped;
+  std::lock_guard lock(mu_);
+  auto it = index_.find(key);
+  if (it == index_.end()) return;
+  dropped = std::move(it->second->fd);
+  lru_.erase(it->second);
+  index_.erase(it);
+}
+
+size_t SegmentFdCache::size() const {
+  std::lock_guard lock(mu_);
+  return lru_.size();
+}
+
+// ---- SegmentFiles --------------------------------------------------------
+
+std::string SegmentFiles::StreamDir(uint64_t stream_id) const {
+  return JoinPath(options_.segments_dir, ZeroPadded(stream_id));
+}
+
+std::string SegmentFiles::FilePath(const SegmentKey& key) const {
+  return JoinPath(StreamDir(key.stream_id), SegmentFileName(key.base));
+}
+
+void SegmentFiles::NoteUnsyncedFile(const SegmentKey& key) {
+  std::lock_guard lock(unsynced_mu_);
+  unsynced_files_.insert(key);
+}
+
+void SegmentFiles::NoteUnsyncedStreamDir(uint64_t stream_id) {
+  std::lock_guard lock(unsynced_mu_);
+  unsynced_stream_dirs_.insert(stream_id);
+}
+
+void SegmentFiles::NoteUnsyncedSegmentsDir() {
+  std::lock_guard lock(unsynced_mu_);
+  unsynced_segments_dir_ = true;
+}
+
+size_t SegmentFiles::unsynced_files() const {
+  std::lock_guard lock(unsynced_mu_);
+  return unsynced_files_.size();
+}
+
+Status SegmentFiles::SyncUnsynced() {
+  std::unordered_set<SegmentKey, SegmentKeyHash> files;
+  std::unordered_set<uint64_t> dirs;
+  bool segments_dir = false;
+  {
+    std::lock_guard lock(unsynced_mu_);
+    files.swap(unsynced_files_);
+    dirs.swap(unsynced_stream_dirs_);
+    std::swap(segments_dir, unsynced_segments_dir_);
+  }
+  if (files.size() > kSyncfsThreshold) {
+    // One journal commit for everything (names included) instead of one
+    // per file.
+    return SyncFileSystem(options_.segments_dir);
+  }
+  for (const SegmentKey& key : files) {
+    const std::string path = FilePath(key);
+    SegmentFdCache::Handle fd;
+    Status s = fds_.Get(key, path, &fd);
+    if (!s.ok()) {
+      if (!PathExists(path)) continue;  // deleted since (erase, rollback)
+      return s;
+    }
+    s = SyncData(fd->get(), path);
+    if (!s.ok()) return s;
+  }
+  for (uint64_t id : dirs) {
+    const std::string path = StreamDir(id);
+    Status s = SyncDir(path);
+    if (!s.ok() && PathExists(path)) return s;
+  }
+  if (segments_dir) return SyncDir(options_.segments_dir);
+  return Status::OK();
+}
+
+Status SegmentFiles::RemoveStream(uint64_t stream_id) {
+  const std::string dir = StreamDir(stream_id);
+  std::vector<std::string> names;
+  bool missing = false;
+  Status s = ListDir(dir, &names, &missing);
+  if (!s.ok() || missing) return s;
+  for (const std::string& name : names) {
+    uint64_t base;
+    // Cached descriptors would keep the deleted files' space allocated.
+    if (ParseSegmentFileName(name, &base)) fds_.Forget(SegmentKey{stream_id, base});
+  }
+  s = RemoveTree(dir);
+  if (!s.ok()) return s;
+  return SyncDir(options_.segments_dir);
+}
+
+// ---- SegmentLog ----------------------------------------------------------
+
+SegmentLog::SegmentLog(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, uint64_t base)
+    : files_(std::move(files)), stream_id_(stream_id), base_(base), tail_(base), synced_(base) {}
+
+size_t SegmentLog::segment_count() const {
+  std::shared_lock lock(table_mu_);
+  return bases_.size();
+}
+
+size_t SegmentLog::memory_bytes() const {
+  std::shared_lock lock(table_mu_);
+  return bases_.capacity() * sizeof(uint64_t);
+}
+
+bool SegmentLog::Locate(uint64_t pos, uint64_t* seg_base, uint64_t* seg_end) const {
+  std::shared_lock lock(table_mu_);
+  auto it = std::upper_bound(bases_.begin(), bases_.end(), pos);
+  if (it == bases_.begin()) return false;
+  *seg_end = it == bases_.end() ? std::numeric_limits<uint64_t>::max() : *it;
+  *seg_base = *(it - 1);
+  return true;
+}
+
+Status SegmentLog::Read(uint64_t from, size_t len, std::string* out) const {
+  if (len == 0) return Status::OK();
+  const uint64_t tail = tail_.load(std::memory_order_acquire);
+  if (from < base_ || from > tail || len > tail - from) {
+    return Status::InvalidArgument("read of [" + std::to_string(from) + ", +" +
+                                   std::to_string(len) + ") outside stream " +
+                                   std::to_string(stream_id_) + "'s log [" +
+                                   std::to_string(base_) + ", " + std::to_string(tail) + ")");
+  }
+  const size_t old_size = out->size();
+  out->resize(old_size + len);
+  char* dst = out->data() + old_size;
+  uint64_t pos = from;
+  size_t left = len;
+  while (left > 0) {
+    uint64_t seg_base = 0, seg_end = 0;
+    if (!Locate(pos, &seg_base, &seg_end)) {
+      out->resize(old_size);
+      return Status::Corruption("stream " + std::to_string(stream_id_) + " has no segment for position " +
+                                std::to_string(pos));
+    }
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(left, seg_end - pos));
+    const SegmentKey key = Key(seg_base);
+    const std::string path = files_->FilePath(key);
+    SegmentFdCache::Handle fd;
+    Status s = files_->fds().Get(key, path, &fd);
+    size_t got = 0;
+    if (s.ok()) s = ReadAt(fd->get(), dst, n, pos - seg_base, path, &got);
+    if (s.ok() && got < n) {
+      s = Status::Corruption(path + " ends at " + std::to_string(seg_base + got) +
+                             " but the stream's tail is " + std::to_string(tail));
+    }
+    if (!s.ok()) {
+      out->resize(old_size);
+      return s;
+    }
+    dst += n;
+    pos += n;
+    left -= n;
+  }
+  return Status::OK();
+}
+
+Status SegmentLog::StartSegment(uint64_t seg_base) {
+  if (!dir_exists_) {
+    bool created = false;
+    Status s = CreateDir(files_->StreamDir(stream_id_), &created);
+    if (!s.ok()) return s;
+    dir_exists_ = true;
+    if (created) {
+      stream_dir_unsynced_.store(true, std::memory_order_relaxed);
+      if (files_->tracks_unsynced()) files_->NoteUnsyncedSegmentsDir();
+    }
+  }
+  const SegmentKey key = Key(seg_base);
+  UniqueFd fd;
+  // O_TRUNC: a leftover file of a rolled-back append must not contribute
+  // stale bytes.
+  Status s = OpenFile(files_->FilePath(key), O_RDWR | O_CREAT | O_TRUNC, 0644, &fd);
+  if (!s.ok()) return s;
+  segment_name_unsynced_.store(true, std::memory_order_relaxed);
+  if (files_->tracks_unsynced()) files_->NoteUnsyncedStreamDir(stream_id_);
+  files_->fds().Put(key, std::move(fd));
+  std::unique_lock lock(table_mu_);
+  bases_.push_back(seg_base);
+  return Status::OK();
+}
+
+void SegmentLog::RollBack(uint64_t old_tail, size_t old_count) {
+  // bases_ only changes under append_mu_, which we hold, so reading it
+  // without table_mu_ is race-free.
+  std::vector<uint64_t> added(bases_.begin() + static_cast<ptrdiff_t>(old_count), bases_.end());
+  {
+    std::unique_lock lock(table_mu_);
+    bases_.resize(old_count);
+  }
+  for (uint64_t seg_base : added) {
+    files_->fds().Forget(Key(seg_base));
+    RemoveFile(files_->FilePath(Key(seg_base)));  // best effort, see below
+  }
+  // Best effort: tail() is unchanged whatever happens here, the next append
+  // overwrites these positions, and Recover cuts past the recorded tail.
+  if (old_count > 0) {
+    const uint64_t active = bases_[old_count - 1];
+    const std::string path = files_->FilePath(Key(active));
+    SegmentFdCache::Handle fd;
+    if (files_->fds().Get(Key(active), path, &fd).ok()) Truncate(fd->get(), old_tail - active, path);
+  }
+}
+
+Status SegmentLog::Append(std::string_view bytes) {
+  if (bytes.empty()) return Status::OK();
+  std::lock_guard append_lock(append_mu_);
+  const uint64_t old_tail = tail_.load(std::memory_order_relaxed);
+  if (bytes.size() > std::numeric_limits<uint64_t>::max() - old_tail) {
+    return Status::InvalidArgument("append would overflow stream positions");
+  }
+  const size_t old_count = bases_.size();  // only this thread writes bases_
+  const uint64_t segment_bytes = files_->segment_bytes();
+  uint64_t pos = old_tail;
+  Status s;
+  while (!bytes.empty()) {
+    if (bases_.empty() || pos - bases_.back() >= segment_bytes) {
+      s = StartSegment(pos);
+      if (!s.ok()) break;
+    }
+    const uint64_t seg_base = bases_.back();
+    const size_t n = static_cast<size_t>(
+        std::min<uint64_t>(bytes.size(), segment_bytes - (pos - seg_base)));
+    const SegmentKey key = Key(seg_base);
+    const std::string path = files_->FilePath(key);
+    SegmentFdCache::Handle fd;
+    s = files_->fds().Get(key, path, &fd);
+    if (s.ok()) s = WriteAt(fd->get(), bytes.substr(0, n), pos - seg_base, path);
+    if (!s.ok()) break;
+    if (files_->tracks_unsynced()) files_->NoteUnsyncedFile(key);
+    pos += n;
+    bytes.remove_prefix(n);
+  }
+  if (!s.ok()) {
+    RollBack(old_tail, old_count);
+    return s;
+  }
+  // Publish the whole append at once (release: a reader that sees the new
+  // tail sees the bytes, the file table entry and the unsynced flags).
+  tail_.store(pos, std::memory_order_release);
+  return Status::OK();
+}
+
+Status SegmentLog::Sync() {
+  std::lock_guard lock(sync_mu_);
+  if (!sync_error_.ok()) return sync_error_;
+  // Load the tail before taking the flags: the appender sets a flag before
+  // publishing any tail that depends on the new name.
+  const uint64_t tail = tail_.load(std::memory_order_acquire);
+  const bool stream_dir = stream_dir_unsynced_.exchange(false);
+  const bool segment_name = segment_name_unsynced_.exchange(false);
+  Status s;
+  uint64_t pos = synced_;
+  while (s.ok() && pos < tail) {
+    uint64_t seg_base = 0, seg_end = 0;
+    if (!Locate(pos, &seg_base, &seg_end)) {
+      s = Status::Corruption("stream " + std::to_string(stream_id_) + " has no segment for position " +
+                             std::to_string(pos));
+      break;
+    }
+    const SegmentKey key = Key(seg_base);
+    const std::string path = files_->FilePath(key);
+    SegmentFdCache::Handle fd;
+    s = files_->fds().Get(key, path, &fd);
+    if (s.ok()) s = SyncData(fd->get(), path);
+    pos = seg_end;
+  }
+  if (s.ok() && segment_name) s = SyncDir(files_->StreamDir(stream_id_));
+  if (s.ok() && stream_dir) s = SyncDir(files_->dir());
+  if (!s.ok()) {
+    sync_error_ = s;
+    return s;
+  }
+  synced_ = tail;
+  return Status::OK();
+}
+
+// ---- Recovery ------------------------------------------------------------
+
+namespace {
+
+struct FoundSegment {
+  uint64_t base = 0;
+  uint64_t size = 0;
+  std::string name;
+};
+
+// Renames an unusable file out of the way (kept for inspection) without
+// clobbering an earlier one.
+Status SetAside(const std::string& dir, const std::string& name) {
+  const std::string from = JoinPath(dir, name);
+  std::string to = from + std::string(kLostSuffix);
+  for (int i = 1; PathExists(to) && i < 1000; ++i) {
+    to = from + std::string(kLostSuffix) + "." + std::to_string(i);
+  }
+  if (::rename(from.c_str(), to.c_str()) != 0) return ErrnoStatus("rename", from, errno);
+  return Status::OK();
+}
+
+Status CutFile(const std::string& path, uint64_t size) {
+  UniqueFd fd;
+  Status s = OpenFile(path, O_RDWR, 0, &fd);
+  if (s.ok()) s = Truncate(fd.get(), size, path);
+  if (s.ok()) s = SyncFile(fd.get(), path);
+  return s;
+}
+
+}  // namespace
+
+Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, uint64_t base,
+                           uint64_t* tail, std::unique_ptr<SegmentLog>* out) {
+  const std::string dir = files->StreamDir(stream_id);
+  const uint64_t recorded = std::max(*tail, base);
+  const std::string who = "stream " + std::to_string(stream_id) + " (" + dir + ")";
+
+  std::vector<std::string> names;
+  bool missing = false;
+  Status s = ListDir(dir, &names, &missing);
+  if (!s.ok()) return s;
+
+  std::vector<FoundSegment> found;
+  for (std::string& name : names) {
+    uint64_t seg_base;
+    if (!ParseSegmentFileName(name, &seg_base)) {
+      if (name.find(kLostSuffix) == std::string::npos) {
+        Warn(who + ": ignoring unexpected file " + name);
+      }
+      continue;
+    }
+    struct stat st;
+    const std::string path = JoinPath(dir, name);
+    if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat", path, errno);
+    found.push_back(FoundSegment{seg_base, static_cast<uint64_t>(st.st_size), std::move(name)});
+  }
+  std::sort(found.begin(), found.end(),
+            [](const FoundSegment& a, const FoundSegment& b) { return a.base < b.base; });
+
+  auto log = std::make_unique<SegmentLog>(files, stream_id, base);
+  uint64_t contiguous = base;  // bytes [base, contiguous) are present
+  bool gap = false;            // bytes are missing at `contiguous`
+  bool names_changed = false;
+  for (size_t i = 0; i < found.size(); ++i) {
+    const FoundSegment& f = found[i];
+    const std::string path = JoinPath(dir, f.name);
+    if (f.base >= recorded || f.base < base) {
+      // Past the recorded tail: a roll that was never committed. Below the
+      // log's base: unreadable by construction. Either way no record needs it.
+      if (f.base < base) Warn(who + ": deleting " + f.name + ", below the log's base " + std::to_string(base));
+      files->fds().Forget(SegmentKey{stream_id, f.base});
+      s = RemoveFile(path);
+      if (!s.ok()) return s;
+      names_changed = true;
+      continue;
+    }
+    if (gap || f.base != contiguous) {
+      // Bytes before this file are missing, so its bytes can never be part
+      // of the log again; new appends will reuse its positions.
+      gap = true;
+      Warn(who + ": setting aside " + f.name + " (bytes before it are missing)");
+      s = SetAside(dir, f.name);
+      if (!s.ok()) return s;
+      names_changed = true;
+      continue;
+    }
+    const uint64_t next_base = i + 1 < found.size() ? found[i + 1].base : UINT64_MAX;
+    const uint64_t span_end = std::min(next_base, recorded);
+    const uint64_t end = f.base + f.size;
+    if (end > span_end) {
+      // The torn tail of an unacknowledged append (the normal case after a
+      // crash), or bytes shadowed by the next file (not normal).
+      if (span_end != recorded) Warn(who + ": " + f.name + " overlaps the next segment; cutting it");
+      s = CutFile(path, span_end - f.base);
+      if (!s.ok()) return s;
+    }
+    log->bases_.push_back(f.base);
+    contiguous = std::min(end, span_end);
+    if (end < span_end) gap = true;
+  }
+  if (contiguous < recorded) {
+    Warn(who + ": recorded tail is " + std::to_string(recorded) + " but only bytes [" +
+         std::to_string(base) + ", " + std::to_string(contiguous) +
+         ") are present; lowering the tail to " + std::to_string(contiguous) +
+         " (acknowledged bytes were lost: was the disk written without fsync, or were files removed?)");
+  }
+  if (names_changed) {
+    s = SyncDir(dir);
+    if (!s.ok()) return s;
+  }
+  log->dir_exists_ = !missing;
+  log->tail_.store(contiguous, std::memory_order_relaxed);
+  log->synced_ = contiguous;
+  *tail = contiguous;
+  *out = std::move(log);
+  return Status::OK();
+}
+
+}  // namespace ds

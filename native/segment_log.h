@@ -1,0 +1,214 @@
+// A stream's own bytes on disk: data_dir/segments/<stream id>/<base>.seg,
+// each file holding the raw bytes of positions [base, next file's base)
+// with no framing, so a read is a pread straight from the page cache.
+//
+// The log never decides what is durable: bytes past the stream's recorded
+// tail (in LMDB) are unacknowledged and Recover cuts them off. That is why a
+// segment needs no checksums or record framing of its own: the LMDB commit
+// is the only commit point, and a torn write can only affect bytes past it.
+//
+// Open files are a shared, capped resource: 100,000 streams cannot each keep
+// a descriptor. Every log of a store draws descriptors from one LRU
+// (SegmentFdCache); a log's active file may be closed and reopened at will.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "file_util.h"
+#include "status.h"
+#include "stream_log.h"
+
+namespace ds {
+
+// Names one segment file: stream ids are never reused, so (stream, base) is
+// unique for the life of the data directory.
+struct SegmentKey {
+  uint64_t stream_id = 0;
+  uint64_t base = 0;
+  bool operator==(const SegmentKey&) const = default;
+};
+
+struct SegmentKeyHash {
+  size_t operator()(const SegmentKey& k) const {
+    return std::hash<uint64_t>()(k.stream_id * 0x9e3779b97f4a7c15ull ^ k.base);
+  }
+};
+
+// An LRU of open segment files, shared by every log of a store. Handles are
+// shared_ptrs: evicting an entry only drops the cache's reference, so a
+// pread in flight keeps its descriptor until it finishes. The cap is
+// therefore exceeded by at most the number of I/O calls in flight.
+class SegmentFdCache {
+ public:
+  using Handle = std::shared_ptr<const UniqueFd>;
+
+  explicit SegmentFdCache(size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
+  SegmentFdCache(const SegmentFdCache&) = delete;
+  SegmentFdCache& operator=(const SegmentFdCache&) = delete;
+
+  // The open file of `key`, opening `path` read-write on a miss.
+  Status Get(const SegmentKey& key, const std::string& path, Handle* out);
+  // Adopts the descriptor of a file just created.
+  Handle Put(const SegmentKey& key, UniqueFd fd);
+  // Drops `key` (its file is being deleted or truncated away).
+  void Forget(const SegmentKey& key);
+
+  size_t size() const;
+  size_t capacity() const { return capacity_; }
+
+ private:
+  struct Entry {
+    SegmentKey key;
+    Handle fd;
+  };
+  // Inserts under mu_; returns the handle now cached for `key` and moves
+  // evicted handles to `evicted` so they are closed outside the lock.
+  Handle InsertLocked(const SegmentKey& key, Handle fd, std::vector<Handle>* evicted);
+
+  const size_t capacity_;
+  mutable std::mutex mu_;
+  std::list<Entry> lru_;  // guarded by mu_; front = most recently used
+  std::unordered_map<SegmentKey, std::list<Entry>::iterator, SegmentKeyHash> index_;  // mu_
+};
+
+struct SegmentFilesOptions {
+  std::string segments_dir;  // data_dir/segments
+  uint64_t segment_bytes = 64ull << 20;
+  size_t max_open_files = 4096;
+  // Remember every file and directory with unsynced changes, for
+  // SyncUnsynced (the INTERVAL and OFF policies). With ALWAYS the commit
+  // path syncs each log itself and nothing is tracked.
+  bool track_unsynced = false;
+};
+
+// What every log of a store shares: the segments directory, the roll size,
+// the descriptor cache and the set of unsynced files. Logs hold it by
+// shared_ptr, so a log outliving its store stays safe.
+class SegmentFiles {
+ public:
+  explicit SegmentFiles(SegmentFilesOptions options)
+      : options_(std::move(options)), fds_(options_.max_open_files) {}
+  SegmentFiles(const SegmentFiles&) = delete;
+  SegmentFiles& operator=(const SegmentFiles&) = delete;
+
+  const std::string& dir() const { return options_.segments_dir; }
+  uint64_t segment_bytes() const { return options_.segment_bytes; }
+  SegmentFdCache& fds() { return fds_; }
+
+  std::string StreamDir(uint64_t stream_id) const;
+  std::string FilePath(const SegmentKey& key) const;
+
+  bool tracks_unsynced() const { return options_.track_unsynced; }
+  void NoteUnsyncedFile(const SegmentKey& key);
+  void NoteUnsyncedStreamDir(uint64_t stream_id);
+  void NoteUnsyncedSegmentsDir();
+  size_t unsynced_files() const;
+  // Makes every noted change durable: fdatasync of each file, fsync of each
+  // directory. Above kSyncfsThreshold files one syncfs(2) replaces the
+  // per-file calls. Files deleted in the meantime are skipped.
+  Status SyncUnsynced();
+  static constexpr size_t kSyncfsThreshold = 256;
+
+  // Deletes a stream's directory and every file in it, then syncs segments/
+  // so the deletion is durable. Used after an erase commits, and for
+  // orphans found by Recover.
+  Status RemoveStream(uint64_t stream_id);
+
+ private:
+  const SegmentFilesOptions options_;
+  SegmentFdCache fds_;
+
+  mutable std::mutex unsynced_mu_;
+  std::unordered_set<SegmentKey, SegmentKeyHash> unsynced_files_;  // unsynced_mu_
+  std::unordered_set<uint64_t> unsynced_stream_dirs_;              // unsynced_mu_
+  bool unsynced_segments_dir_ = false;                             // unsynced_mu_
+};
+
+// One stream's own bytes, [base, tail), in segment files named by their
+// first position. The active (last) file grows until it holds
+// segment_bytes, then the next append starts `<tail>.seg`; an append may
+// span files.
+//
+// Thread safety (StreamLog's contract): one appender, any number of
+// readers, and Sync from any thread (the commit path or the INTERVAL
+// syncer). The file table is guarded by a shared_mutex that Append takes
+// exclusively only to add or drop a file; reads hold it shared only to find
+// their file, never across I/O, and never wait for an fsync.
+class SegmentLog final : public StreamLog {
+ public:
+  // A new, empty log; its directory is made on the first append.
+  SegmentLog(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, uint64_t base);
+  SegmentLog(const SegmentLog&) = delete;
+  SegmentLog& operator=(const SegmentLog&) = delete;
+
+  // Opens a stream's existing files and cuts them to `*tail` (its recorded
+  // tail): the file holding the tail is truncated, files starting at or past
+  // it are deleted. If bytes below the tail are missing (a missing or short
+  // file), a warning goes to stderr and `*tail` is lowered to the end of the
+  // contiguous bytes from `base`; unusable files after the gap are renamed
+  // to `<name>.lost` for inspection. Every change is synced before return.
+  static Status Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, uint64_t base,
+                        uint64_t* tail, std::unique_ptr<SegmentLog>* out);
+
+  uint64_t base() const override { return base_; }
+  uint64_t tail() const override { return tail_.load(std::memory_order_acquire); }
+  Status Read(uint64_t from, size_t len, std::string* out) const override;
+  Status Append(std::string_view bytes) override;
+  // fdatasync of every file that got bytes since the last Sync, and fsync
+  // of the directories that got new names. Once an fsync fails the log
+  // stays failed: the kernel may have dropped the dirty pages, so a later
+  // "successful" fsync would prove nothing.
+  Status Sync() override;
+  size_t memory_bytes() const override;
+
+  uint64_t stream_id() const { return stream_id_; }
+  size_t segment_count() const;
+
+ private:
+  // Where position `pos` lives: the file's base and the end of its range
+  // (the next file's base, or UINT64_MAX for the active file).
+  bool Locate(uint64_t pos, uint64_t* seg_base, uint64_t* seg_end) const;
+  Status StartSegment(uint64_t base);
+  void RollBack(uint64_t old_tail, size_t old_count);
+  SegmentKey Key(uint64_t seg_base) const { return SegmentKey{stream_id_, seg_base}; }
+
+  const std::shared_ptr<SegmentFiles> files_;
+  const uint64_t stream_id_;
+  const uint64_t base_;
+  std::atomic<uint64_t> tail_;
+
+  // Bases of the files, ascending; bases_[0] == base_ once there is one.
+  // Written only by the appender, under the exclusive lock.
+  mutable std::shared_mutex table_mu_;
+  std::vector<uint64_t> bases_;  // guarded by table_mu_
+
+  // Serialises appenders (the engine promises one; this makes a second one
+  // safe rather than corrupting).
+  std::mutex append_mu_;
+  bool dir_exists_ = false;  // guarded by append_mu_
+
+  // New names not yet made durable by a directory fsync. Set by the
+  // appender before it publishes the tail that depends on them.
+  std::atomic<bool> stream_dir_unsynced_{false};    // our directory, in segments/
+  std::atomic<bool> segment_name_unsynced_{false};  // a new file, in our directory
+
+  std::mutex sync_mu_;
+  uint64_t synced_;     // guarded by sync_mu_: bytes below are durable
+  Status sync_error_;   // guarded by sync_mu_: sticky
+};
+
+// `<base>.seg` for a segment's first position.
+std::string SegmentFileName(uint64_t base);
+// Parses `<16+ digits>.seg`.
+bool ParseSegmentFileName(std::string_view name, uint64_t* base);
+
+}  // namespace ds

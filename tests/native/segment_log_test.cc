@@ -1,0 +1,315 @@
+// SegmentLog: stream bytes in segment files. Hermetic: each test works in
+// its own mkdtemp directory.
+#include "segment_log.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "file_util.h"
+
+namespace ds {
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/segment_log_test.XXXXXX";
+    char* p = ::mkdtemp(tmpl);
+    EXPECT_NE(p, nullptr);
+    path_ = p;
+  }
+  ~TempDir() { RemoveTree(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Deterministic test bytes: position p holds Pattern(p).
+char Pattern(uint64_t p) { return static_cast<char>('a' + (p * 7 + p / 13) % 26); }
+std::string Bytes(uint64_t from, uint64_t to) {
+  std::string s;
+  for (uint64_t p = from; p < to; ++p) s.push_back(Pattern(p));
+  return s;
+}
+
+uint64_t SizeOf(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return UINT64_MAX;
+  return static_cast<uint64_t>(st.st_size);
+}
+
+class SegmentLogTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<SegmentFiles> Files(uint64_t segment_bytes, size_t max_open = 64,
+                                      bool track = false) {
+    SegmentFilesOptions o;
+    o.segments_dir = dir_.path();
+    o.segment_bytes = segment_bytes;
+    o.max_open_files = max_open;
+    o.track_unsynced = track;
+    return std::make_shared<SegmentFiles>(o);
+  }
+  std::string Read(const StreamLog& log, uint64_t from, uint64_t len) {
+    std::string out;
+    Status s = log.Read(from, static_cast<size_t>(len), &out);
+    EXPECT_TRUE(s.ok()) << s.message();
+    return out;
+  }
+  std::string FilePath(uint64_t id, uint64_t base) const {
+    return JoinPath(JoinPath(dir_.path(), ZeroPadded(id)), SegmentFileName(base));
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(SegmentLogTest, NamesAreZeroPaddedDigits) {
+  EXPECT_EQ(ZeroPadded(42), "0000000000000042");
+  EXPECT_EQ(SegmentFileName(1024), "0000000000001024.seg");
+  uint64_t v = 0;
+  EXPECT_TRUE(ParseSegmentFileName("0000000000001024.seg", &v));
+  EXPECT_EQ(v, 1024u);
+  EXPECT_FALSE(ParseSegmentFileName("1024.seg", &v));
+  EXPECT_FALSE(ParseSegmentFileName("0000000000001024.seg.lost", &v));
+  EXPECT_FALSE(ParseZeroPadded("000000000000002x", &v));
+}
+
+TEST_F(SegmentLogTest, AppendThenReadFromOneFile) {
+  SegmentLog log(Files(1 << 20), 7, 0);
+  EXPECT_EQ(log.tail(), 0u);
+  ASSERT_TRUE(log.Append(Bytes(0, 5)).ok());
+  ASSERT_TRUE(log.Append(Bytes(5, 12)).ok());
+  EXPECT_EQ(log.tail(), 12u);
+  EXPECT_EQ(Read(log, 0, 12), Bytes(0, 12));
+  EXPECT_EQ(Read(log, 3, 4), Bytes(3, 7));
+  ASSERT_TRUE(log.Sync().ok());
+  // Raw bytes, no framing: the file is exactly the stream.
+  EXPECT_EQ(SizeOf(FilePath(7, 0)), 12u);
+  EXPECT_LE(log.memory_bytes(), 64u);
+}
+
+TEST_F(SegmentLogTest, RollsToNewFilesAndReadsAcrossThem) {
+  SegmentLog log(Files(10), 1, 0);
+  ASSERT_TRUE(log.Append(Bytes(0, 4)).ok());
+  ASSERT_TRUE(log.Append(Bytes(4, 27)).ok());  // spans three files
+  ASSERT_TRUE(log.Append(Bytes(27, 30)).ok());  // fills the third exactly
+  ASSERT_TRUE(log.Append(Bytes(30, 31)).ok());  // starts a fourth
+  EXPECT_EQ(log.segment_count(), 4u);
+  EXPECT_EQ(SizeOf(FilePath(1, 0)), 10u);
+  EXPECT_EQ(SizeOf(FilePath(1, 10)), 10u);
+  EXPECT_EQ(SizeOf(FilePath(1, 20)), 10u);
+  EXPECT_EQ(SizeOf(FilePath(1, 30)), 1u);
+  EXPECT_EQ(Read(log, 0, 31), Bytes(0, 31));
+  EXPECT_EQ(Read(log, 8, 15), Bytes(8, 23));
+  EXPECT_EQ(Read(log, 29, 2), Bytes(29, 31));
+  ASSERT_TRUE(log.Sync().ok());
+}
+
+TEST_F(SegmentLogTest, ForkLogStartsAtItsBase) {
+  SegmentLog log(Files(10), 3, 100);
+  EXPECT_EQ(log.base(), 100u);
+  EXPECT_EQ(log.tail(), 100u);
+  ASSERT_TRUE(log.Append(Bytes(100, 115)).ok());
+  EXPECT_EQ(SizeOf(FilePath(3, 100)), 10u);
+  EXPECT_EQ(SizeOf(FilePath(3, 110)), 5u);
+  EXPECT_EQ(Read(log, 105, 10), Bytes(105, 115));
+}
+
+TEST_F(SegmentLogTest, ReadOutsideTheLogIsRefused) {
+  SegmentLog log(Files(10), 3, 100);
+  ASSERT_TRUE(log.Append(Bytes(100, 110)).ok());
+  std::string out = "keep";
+  EXPECT_EQ(log.Read(99, 2, &out).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(log.Read(105, 6, &out).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(out, "keep");
+  EXPECT_TRUE(log.Read(110, 0, &out).ok());
+}
+
+TEST_F(SegmentLogTest, OpenFilesAreCappedAcrossLogs) {
+  auto files = Files(8, /*max_open=*/4);
+  std::vector<std::unique_ptr<SegmentLog>> logs;
+  for (uint64_t id = 1; id <= 20; ++id) {
+    logs.push_back(std::make_unique<SegmentLog>(files, id, 0));
+    ASSERT_TRUE(logs.back()->Append(Bytes(0, 20)).ok());  // 3 files each
+    EXPECT_LE(files->fds().size(), 4u);
+  }
+  // Every log still reads and appends: closed files reopen on demand.
+  for (auto& log : logs) {
+    EXPECT_EQ(Read(*log, 0, 20), Bytes(0, 20));
+    ASSERT_TRUE(log->Append(Bytes(20, 30)).ok());
+    ASSERT_TRUE(log->Sync().ok());
+    EXPECT_EQ(Read(*log, 15, 15), Bytes(15, 30));
+  }
+  EXPECT_LE(files->fds().size(), 4u);
+}
+
+TEST_F(SegmentLogTest, FailedRollLeavesTailAndFilesUnchanged) {
+  SegmentLog log(Files(10), 5, 0);
+  ASSERT_TRUE(log.Append(Bytes(0, 5)).ok());
+  // Something in the way of the next segment file: creating it fails.
+  ASSERT_EQ(::mkdir(FilePath(5, 10).c_str(), 0755), 0);
+  Status s = log.Append(Bytes(5, 15));
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Status::Code::kIoError) << s.message();
+  EXPECT_EQ(log.tail(), 5u);
+  EXPECT_EQ(SizeOf(FilePath(5, 0)), 5u);  // the partial write was cut back
+  EXPECT_EQ(log.segment_count(), 1u);
+  // Cleared, the same append goes through.
+  ASSERT_EQ(::rmdir(FilePath(5, 10).c_str()), 0);
+  ASSERT_TRUE(log.Append(Bytes(5, 15)).ok());
+  EXPECT_EQ(Read(log, 0, 15), Bytes(0, 15));
+}
+
+TEST_F(SegmentLogTest, DiskFullIsNoSpace) {
+  UniqueFd full;
+  ASSERT_TRUE(OpenFile("/dev/full", O_WRONLY, 0, &full).ok());
+  Status s = WriteAt(full.get(), "bytes", 0, "/dev/full");
+  EXPECT_EQ(s.code(), Status::Code::kNoSpace) << s.message();
+}
+
+TEST_F(SegmentLogTest, ReadersRunConcurrentlyWithOneAppenderAndSyncs) {
+  auto files = Files(64, /*max_open=*/2);
+  SegmentLog log(files, 9, 0);
+  constexpr uint64_t kTotal = 20000;
+  std::atomic<bool> done{false};
+  std::thread appender([&] {
+    std::mt19937 rng(1);
+    uint64_t pos = 0;
+    while (pos < kTotal) {
+      uint64_t n = std::min<uint64_t>(1 + rng() % 100, kTotal - pos);
+      if (!log.Append(Bytes(pos, pos + n)).ok()) {
+        ADD_FAILURE() << "append failed at " << pos;
+        break;
+      }
+      pos += n;
+    }
+    done = true;  // even on failure, so the other threads stop
+  });
+  std::thread syncer([&] {
+    while (!done) ASSERT_TRUE(log.Sync().ok());
+  });
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r) {
+    readers.emplace_back([&, r] {
+      std::mt19937 rng(100 + r);
+      while (!done) {
+        uint64_t tail = log.tail();
+        if (tail == 0) continue;
+        uint64_t from = rng() % tail;
+        uint64_t len = std::min<uint64_t>(rng() % 300, tail - from);
+        std::string out;
+        ASSERT_TRUE(log.Read(from, len, &out).ok());
+        ASSERT_EQ(out, Bytes(from, from + len));
+      }
+    });
+  }
+  appender.join();
+  syncer.join();
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(Read(log, 0, kTotal), Bytes(0, kTotal));
+}
+
+TEST_F(SegmentLogTest, UnsyncedFilesAreTrackedAndSynced) {
+  auto files = Files(10, 64, /*track=*/true);
+  SegmentLog log(files, 2, 0);
+  ASSERT_TRUE(log.Append(Bytes(0, 25)).ok());
+  EXPECT_EQ(files->unsynced_files(), 3u);
+  ASSERT_TRUE(files->SyncUnsynced().ok());
+  EXPECT_EQ(files->unsynced_files(), 0u);
+}
+
+// ---- Recovery -------------------------------------------------------------
+
+class SegmentRecoverTest : public SegmentLogTest {
+ protected:
+  // Writes [0, n) for stream `id` in files of 10 bytes.
+  void Write(uint64_t id, uint64_t n) {
+    SegmentLog log(Files(10), id, 0);
+    ASSERT_TRUE(log.Append(Bytes(0, n)).ok());
+  }
+  std::unique_ptr<SegmentLog> Recover(uint64_t id, uint64_t* tail) {
+    std::unique_ptr<SegmentLog> log;
+    Status s = SegmentLog::Recover(Files(10), id, 0, tail, &log);
+    EXPECT_TRUE(s.ok()) << s.message();
+    return log;
+  }
+};
+
+TEST_F(SegmentRecoverTest, CutsBytesPastTheRecordedTail) {
+  Write(1, 30);
+  uint64_t tail = 15;
+  auto log = Recover(1, &tail);
+  EXPECT_EQ(tail, 15u);
+  EXPECT_EQ(log->tail(), 15u);
+  EXPECT_EQ(SizeOf(FilePath(1, 10)), 5u);
+  EXPECT_FALSE(PathExists(FilePath(1, 20)));
+  // Appends continue at the recorded tail, overwriting nothing stale.
+  ASSERT_TRUE(log->Append("XYZ").ok());
+  EXPECT_EQ(Read(*log, 0, 18), Bytes(0, 15) + "XYZ");
+}
+
+TEST_F(SegmentRecoverTest, TailOnAFileBoundaryDropsTheNextFile) {
+  Write(1, 25);
+  uint64_t tail = 20;
+  auto log = Recover(1, &tail);
+  EXPECT_EQ(tail, 20u);
+  EXPECT_FALSE(PathExists(FilePath(1, 20)));
+  ASSERT_TRUE(log->Append(Bytes(20, 22)).ok());
+  EXPECT_EQ(SizeOf(FilePath(1, 20)), 2u);
+  EXPECT_EQ(Read(*log, 0, 22), Bytes(0, 22));
+}
+
+TEST_F(SegmentRecoverTest, MissingMiddleFileLowersTheTail) {
+  Write(1, 30);
+  ASSERT_TRUE(RemoveFile(FilePath(1, 10)).ok());
+  uint64_t tail = 30;
+  auto log = Recover(1, &tail);
+  EXPECT_EQ(tail, 10u);
+  EXPECT_EQ(log->tail(), 10u);
+  EXPECT_FALSE(PathExists(FilePath(1, 20)));
+  EXPECT_TRUE(PathExists(FilePath(1, 20) + ".lost"));  // kept for inspection
+  ASSERT_TRUE(log->Append(Bytes(10, 22)).ok());
+  EXPECT_EQ(Read(*log, 0, 22), Bytes(0, 22));
+}
+
+TEST_F(SegmentRecoverTest, ShortFileLowersTheTail) {
+  Write(1, 30);
+  UniqueFd fd;
+  ASSERT_TRUE(OpenFile(FilePath(1, 20), O_RDWR, 0, &fd).ok());
+  ASSERT_TRUE(Truncate(fd.get(), 4, FilePath(1, 20)).ok());
+  uint64_t tail = 30;
+  auto log = Recover(1, &tail);
+  EXPECT_EQ(tail, 24u);
+  EXPECT_EQ(Read(*log, 0, 24), Bytes(0, 24));
+}
+
+TEST_F(SegmentRecoverTest, MissingDirectoryMeansNoBytes) {
+  uint64_t tail = 5;
+  auto log = Recover(77, &tail);
+  EXPECT_EQ(tail, 0u);
+  ASSERT_TRUE(log->Append("abc").ok());
+  EXPECT_EQ(Read(*log, 0, 3), "abc");
+}
+
+TEST_F(SegmentRecoverTest, EmptyRecordedLogDeletesUncommittedFiles) {
+  Write(1, 12);
+  uint64_t tail = 0;
+  auto log = Recover(1, &tail);
+  EXPECT_EQ(tail, 0u);
+  EXPECT_FALSE(PathExists(FilePath(1, 0)));
+  EXPECT_FALSE(PathExists(FilePath(1, 10)));
+}
+
+}  // namespace
+}  // namespace ds
