@@ -1,0 +1,621 @@
+#include "lmdb_store.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <unordered_map>
+#include <system_error>
+#include <unordered_set>
+
+#include "record_codec.h"
+
+namespace ds {
+namespace {
+
+constexpr const char* kLockFile = "LOCK";
+constexpr const char* kEnvDir = "streams.db";
+constexpr const char* kSegmentsDir = "segments";
+// Far beyond any disk we expect, far below the 128 TiB of x86-64 user
+// address space the map must fit in.
+constexpr uint64_t kMaxMapBytes = 1ull << 44;
+
+void Warn(const std::string& message) {
+  std::fprintf(stderr, "durable-streams storage: %s\n", message.c_str());
+}
+
+// Stores open in this process, by realpath(data_dir). The flock on LOCK
+// already refuses a second open; the registry lets a backup find the open
+// environment instead of opening it twice (which LMDB forbids), and its
+// mutex orders backups against opens and closes.
+std::mutex& RegistryMutex() {
+  static std::mutex mu;
+  return mu;
+}
+std::unordered_map<std::string, LmdbStore*>& Registry() {
+  // Never destroyed: stores closed by static destructors may still look.
+  static auto* registry = new std::unordered_map<std::string, LmdbStore*>();
+  return *registry;
+}
+
+Status CanonicalPath(const std::string& path, std::string* out) {
+  char buf[PATH_MAX];
+  if (::realpath(path.c_str(), buf) == nullptr) return ErrnoStatus("realpath", path, errno);
+  *out = buf;
+  return Status::OK();
+}
+
+// Threads that sync a commit's logs at once, and that recover logs at
+// startup. fdatasync waits on the disk, not the CPU, so the count does not
+// follow the core count.
+constexpr size_t kSyncThreads = 8;
+
+}  // namespace
+
+// Runs StreamLog::Sync on many logs at once: ext4 and XFS fold concurrent
+// fsyncs into one journal commit, so a batch touching 64 streams costs a
+// few fsyncs, not 64 (STORAGE_FORMAT.md has the measurements). The
+// committing thread works too. Not reentrant: Commit is serialised.
+class LogSyncPool {
+ public:
+  explicit LogSyncPool(size_t workers) {
+    for (size_t i = 0; i < workers; ++i) threads_.emplace_back([this] { WorkerLoop(); });
+  }
+  ~LogSyncPool() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    work_cv_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+  LogSyncPool(const LogSyncPool&) = delete;
+  LogSyncPool& operator=(const LogSyncPool&) = delete;
+
+  // Syncs every log; returns the first failure (all are attempted).
+  Status SyncAll(const std::vector<StreamLog*>& logs) {
+    if (logs.size() == 1 || threads_.empty()) {
+      Status first;
+      for (StreamLog* log : logs) {
+        Status s = log->Sync();
+        if (first.ok()) first = s;
+      }
+      return first;
+    }
+    {
+      std::lock_guard lock(mu_);
+      job_ = &logs;
+      next_.store(0);
+      error_ = Status::OK();
+      busy_ = threads_.size();
+      ++generation_;
+    }
+    work_cv_.notify_all();
+    Run(logs);
+    std::unique_lock lock(mu_);
+    done_cv_.wait(lock, [this] { return busy_ == 0; });
+    job_ = nullptr;
+    return error_;
+  }
+
+ private:
+  void Run(const std::vector<StreamLog*>& logs) {
+    for (size_t i = next_.fetch_add(1); i < logs.size(); i = next_.fetch_add(1)) {
+      Status s = logs[i]->Sync();
+      if (!s.ok()) {
+        std::lock_guard lock(mu_);
+        if (error_.ok()) error_ = s;
+      }
+    }
+  }
+
+  void WorkerLoop() {
+    uint64_t seen = 0;
+    std::unique_lock lock(mu_);
+    for (;;) {
+      work_cv_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      if (stopping_) return;
+      seen = generation_;
+      const std::vector<StreamLog*>* job = job_;
+      lock.unlock();
+      Run(*job);
+      lock.lock();
+      if (--busy_ == 0) done_cv_.notify_one();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable done_cv_;
+  const std::vector<StreamLog*>* job_ = nullptr;  // guarded by mu_
+  uint64_t generation_ = 0;                       // guarded by mu_
+  size_t busy_ = 0;                               // guarded by mu_: workers in this job
+  bool stopping_ = false;                         // guarded by mu_
+  Status error_;                                  // guarded by mu_
+  std::atomic<size_t> next_{0};                   // next log to claim
+  std::vector<std::thread> threads_;
+};
+
+LmdbStore::LmdbStore(const LmdbStoreOptions& options) : options_(options) {}
+
+Status LmdbStore::Open(const LmdbStoreOptions& options, std::unique_ptr<LmdbStore>* out) {
+  if (options.data_dir.empty()) return Status::InvalidArgument("data_dir is empty");
+  if (options.segment_bytes == 0) return Status::InvalidArgument("segment_bytes must be positive");
+  if (options.max_open_files == 0) return Status::InvalidArgument("max_open_files must be positive");
+  if (options.fsync == DS_FSYNC_INTERVAL && options.fsync_interval_ms <= 0) {
+    return Status::InvalidArgument("fsync_interval_ms must be positive");
+  }
+  if (options.fsync != DS_FSYNC_ALWAYS && options.fsync != DS_FSYNC_INTERVAL &&
+      options.fsync != DS_FSYNC_OFF) {
+    return Status::InvalidArgument("unknown fsync policy");
+  }
+  Status s = CreateDirsDurably(options.data_dir);
+  if (!s.ok()) return s;
+
+  std::unique_ptr<LmdbStore> store(new LmdbStore(options));
+  s = CanonicalPath(options.data_dir, &store->canonical_dir_);
+  if (!s.ok()) return s;
+  {
+    std::lock_guard lock(RegistryMutex());
+    s = store->AcquireLock();
+    if (s.ok()) s = CreateDirsDurably(JoinPath(options.data_dir, kEnvDir));
+    if (s.ok()) s = CreateDirsDurably(JoinPath(options.data_dir, kSegmentsDir));
+    if (s.ok()) s = store->OpenEnvironment();
+    if (!s.ok()) return s;  // ~LmdbStore closes what was opened
+    Registry()[store->canonical_dir_] = store.get();
+    store->registered_ = true;
+  }
+  SegmentFilesOptions files;
+  files.segments_dir = JoinPath(options.data_dir, kSegmentsDir);
+  files.segment_bytes = options.segment_bytes;
+  files.max_open_files = options.max_open_files;
+  files.track_unsynced = options.fsync != DS_FSYNC_ALWAYS;
+  store->files_ = std::make_shared<SegmentFiles>(std::move(files));
+  try {
+    if (options.fsync == DS_FSYNC_ALWAYS) store->sync_pool_ = std::make_unique<LogSyncPool>(kSyncThreads - 1);
+    if (options.fsync == DS_FSYNC_INTERVAL) {
+      store->syncer_ = std::thread([s = store.get()] { s->SyncerLoop(); });
+    }
+  } catch (const std::system_error& e) {
+    return Status::IoError(std::string("cannot start storage threads: ") + e.what());
+  }
+  *out = std::move(store);
+  return Status::OK();
+}
+
+LmdbStore::~LmdbStore() {
+  if (syncer_.joinable()) {
+    {
+      std::lock_guard lock(syncer_mu_);
+      stopping_ = true;
+    }
+    syncer_cv_.notify_all();
+    syncer_.join();
+  }
+  if (env_ != nullptr && files_ != nullptr && options_.fsync != DS_FSYNC_ALWAYS &&
+      !failed_.load()) {
+    Status s = Flush();
+    if (!s.ok()) Warn("final sync of " + options_.data_dir + " failed: " + s.message());
+  }
+  if (registered_) {
+    // Waits for a backup copying our environment to finish.
+    std::lock_guard lock(RegistryMutex());
+    Registry().erase(canonical_dir_);
+  }
+  env_.reset();
+  lock_fd_.Reset();
+}
+
+Status LmdbStore::AcquireLock() {
+  const std::string path = JoinPath(options_.data_dir, kLockFile);
+  const bool existed = PathExists(path);
+  Status s = OpenFile(path, O_RDWR | O_CREAT, 0644, &lock_fd_);
+  if (!s.ok()) return s;
+  if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err != EWOULDBLOCK) return ErrnoStatus("flock", path, err);
+    char holder[32] = {0};
+    ssize_t n = ::pread(lock_fd_.get(), holder, sizeof holder - 1, 0);
+    std::string who = n > 0 ? std::string(holder, static_cast<size_t>(n)) : std::string();
+    while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) who.pop_back();
+    lock_fd_.Reset();
+    return Status::Locked("data_dir " + options_.data_dir + " is in use: another server (" +
+                          (who.empty() ? std::string("unknown pid") : who) +
+                          ") holds the lock on " + path +
+                          "; stop it or give this server its own data_dir");
+  }
+  // Diagnostics only (named in the Locked message above), so not synced.
+  const std::string pid = "pid " + std::to_string(::getpid()) + "\n";
+  if (Truncate(lock_fd_.get(), 0, path).ok()) WriteAt(lock_fd_.get(), pid, 0, path);
+  if (!existed) return SyncDir(options_.data_dir);
+  return Status::OK();
+}
+
+Status LmdbStore::OpenEnvironment() {
+  MDB_env* raw = nullptr;
+  int rc = mdb_env_create(&raw);
+  if (rc != 0) return lmdb::ToStatus("mdb_env_create", rc);
+  env_.reset(raw);
+  rc = mdb_env_set_maxdbs(raw, lmdb::kMaxDbs);
+  if (rc == 0) rc = mdb_env_set_mapsize(raw, options_.initial_map_bytes);
+  if (rc != 0) return lmdb::ToStatus("configure " + options_.data_dir + "/streams.db", rc);
+  // MDB_NOTLS: read transactions are not tied to an OS thread's TLS slot
+  // (cgo moves goroutines between threads). MDB_NOSYNC: INTERVAL and OFF
+  // sync the environment themselves, after the segments.
+  unsigned flags = MDB_NOTLS;
+  if (options_.fsync != DS_FSYNC_ALWAYS) flags |= MDB_NOSYNC;
+  const std::string path = JoinPath(options_.data_dir, kEnvDir);
+  rc = mdb_env_open(raw, path.c_str(), flags, 0644);
+  if (rc != 0) return lmdb::ToStatus("open LMDB environment " + path, rc);
+  MDB_envinfo info;
+  mdb_env_info(raw, &info);
+  map_bytes_ = info.me_mapsize;  // at least what the file already uses
+
+  uint64_t next = 1;
+  uint64_t found_version = 0;
+  bool unknown_format = false;
+  Status s = Write("initialise streams.db", [&](MDB_txn* txn) -> int {
+    int err = lmdb::OpenDbs(txn, /*create=*/true, &dbs_);
+    if (err != 0) return err;
+    bool found = false;
+    err = lmdb::GetU64(txn, dbs_.meta, lmdb::kFormatVersionKey, &found_version, &found);
+    if (err != 0) return err;
+    if (!found) {
+      found_version = lmdb::kFormatVersion;
+      err = lmdb::PutU64(txn, dbs_.meta, lmdb::kFormatVersionKey, lmdb::kFormatVersion);
+      if (err != 0) return err;
+    }
+    if (found_version != lmdb::kFormatVersion) {
+      unknown_format = true;
+      return MDB_INCOMPATIBLE;  // aborts the transaction
+    }
+    err = lmdb::GetU64(txn, dbs_.meta, lmdb::kNextStreamIdKey, &next, &found);
+    if (!found) next = 1;
+    return err;
+  });
+  if (unknown_format) {
+    return Status::NotSupported(path + " has storage format version " + std::to_string(found_version) +
+                                "; this server reads version " + std::to_string(lmdb::kFormatVersion) +
+                                " (was it written by a newer server?)");
+  }
+  if (!s.ok()) return s;
+  next_stream_id_ = next;
+  return Status::OK();
+}
+
+uint64_t LmdbStore::map_bytes() const {
+  std::shared_lock lock(env_mu_);
+  return map_bytes_;
+}
+
+Status LmdbStore::GrowMap() {
+  std::unique_lock lock(env_mu_);
+  if (map_bytes_ >= kMaxMapBytes) {
+    return Status::NoSpace("streams.db has reached the largest map this server allows (" +
+                           std::to_string(kMaxMapBytes) + " bytes)");
+  }
+  const uint64_t target = std::min(map_bytes_ * 2, kMaxMapBytes);
+  int rc = mdb_env_set_mapsize(env_.get(), target);
+  if (rc != 0) {
+    return Status::NoSpace("cannot grow the streams.db map to " + std::to_string(target) +
+                           " bytes: " + mdb_strerror(rc));
+  }
+  MDB_envinfo info;
+  mdb_env_info(env_.get(), &info);
+  map_bytes_ = info.me_mapsize;
+  return Status::OK();
+}
+
+Status LmdbStore::Write(const char* what, const std::function<int(MDB_txn*)>& body) {
+  for (;;) {
+    lmdb::Txn txn;
+    int rc = txn.Begin(env_.get(), 0);
+    if (rc == MDB_MAP_RESIZED) {
+      // Another process grew the map (we are the only writer, so this is
+      // not expected); adopt its size and retry.
+      std::unique_lock lock(env_mu_);
+      rc = mdb_env_set_mapsize(env_.get(), 0);
+      if (rc != 0) return lmdb::ToStatus(what, rc);
+      MDB_envinfo info;
+      mdb_env_info(env_.get(), &info);
+      map_bytes_ = info.me_mapsize;
+      continue;
+    }
+    if (rc == 0) rc = body(txn.get());
+    if (rc == 0) rc = txn.Commit();
+    if (rc == MDB_MAP_FULL) {
+      txn.Abort();  // no transaction may be open while the map is resized
+      Status s = GrowMap();
+      if (!s.ok()) return s;
+      continue;
+    }
+    if (rc != 0) return lmdb::ToStatus(what, rc);
+    return Status::OK();
+  }
+}
+
+void LmdbStore::Fail(const Status& s) {
+  std::lock_guard lock(failure_mu_);
+  if (failure_.ok()) failure_ = s;
+  failed_.store(true);
+}
+
+Status LmdbStore::failure() const {
+  std::lock_guard lock(failure_mu_);
+  return failure_;
+}
+
+Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_stream_id) {
+  streams->clear();
+  std::vector<RecoveredStream> loaded;
+  std::vector<std::string> orphan_producers;
+  uint64_t stored_next = 1;
+  {
+    std::shared_lock lock(env_mu_);
+    lmdb::Txn txn;
+    int rc = txn.Begin(env_.get(), MDB_RDONLY);
+    if (rc != 0) return lmdb::ToStatus("begin recovery read", rc);
+    Status s = lmdb::ReadStreams(txn.get(), dbs_, &loaded, &orphan_producers);
+    if (!s.ok()) return s;
+    bool found = false;
+    rc = lmdb::GetU64(txn.get(), dbs_.meta, lmdb::kNextStreamIdKey, &stored_next, &found);
+    if (rc != 0) return lmdb::ToStatus("read next_stream_id", rc);
+    if (!found) stored_next = 1;
+  }
+
+  // Segment directories without a record: a crash between an erase's
+  // commit and its file deletion, or a stream created and never committed.
+  std::vector<std::string> names;
+  Status s = ListDir(files_->dir(), &names);
+  if (!s.ok()) return s;
+  bool removed_orphans = false;
+  for (const std::string& name : names) {
+    uint64_t id = 0;
+    if (!ParseZeroPadded(name, &id)) {
+      Warn("ignoring unexpected entry " + JoinPath(files_->dir(), name));
+      continue;
+    }
+    auto it = std::lower_bound(loaded.begin(), loaded.end(), id,
+                               [](const RecoveredStream& r, uint64_t v) { return r.record.id < v; });
+    if (it != loaded.end() && it->record.id == id) continue;
+    s = RemoveTree(JoinPath(files_->dir(), name));
+    if (!s.ok()) return s;
+    removed_orphans = true;
+  }
+  if (removed_orphans) {
+    s = SyncDir(files_->dir());
+    if (!s.ok()) return s;
+  }
+
+  // Open every log, cutting it to its recorded tail. Streams are
+  // independent (one directory each), so this runs on several threads: at
+  // 100,000 streams it is a few hundred thousand directory syscalls.
+  std::vector<Status> results(loaded.size());
+  auto recover_range = [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      StreamRecord& rec = loaded[i].record;
+      const uint64_t base = rec.fork_offset;
+      uint64_t tail = rec.tail;
+      if (tail < base) {
+        Warn("stream " + std::to_string(rec.id) + ": recorded tail " + std::to_string(tail) +
+             " is below its fork offset " + std::to_string(base) + "; treating it as empty");
+        tail = base;
+      }
+      std::unique_ptr<SegmentLog> log;
+      results[i] = SegmentLog::Recover(files_, rec.id, base, &tail, &log);
+      if (!results[i].ok()) return;
+      rec.tail = tail;  // lowered if bytes were missing
+      loaded[i].log = std::move(log);
+    }
+  };
+  std::vector<uint64_t> recorded_tails(loaded.size());
+  for (size_t i = 0; i < loaded.size(); ++i) recorded_tails[i] = loaded[i].record.tail;
+  const size_t threads = loaded.size() < 1024 ? 1 : kSyncThreads;
+  const size_t chunk = (loaded.size() + threads - 1) / threads;
+  {
+    std::vector<std::thread> workers;
+    try {
+      for (size_t t = 1; t < threads; ++t) {
+        const size_t begin = std::min(loaded.size(), t * chunk);
+        workers.emplace_back(recover_range, begin, std::min(loaded.size(), begin + chunk));
+      }
+    } catch (const std::system_error&) {
+      // No thread to spare: the ranges not started are done below.
+    }
+    recover_range(0, std::min(loaded.size(), chunk));
+    for (std::thread& w : workers) w.join();
+    for (size_t t = 1 + workers.size(); t < threads; ++t) {
+      const size_t begin = std::min(loaded.size(), t * chunk);
+      recover_range(begin, std::min(loaded.size(), begin + chunk));
+    }
+  }
+  std::vector<StreamRecord> lowered;
+  uint64_t max_id = 0;
+  for (size_t i = 0; i < loaded.size(); ++i) {
+    if (!results[i].ok()) return results[i];
+    max_id = std::max(max_id, loaded[i].record.id);
+    if (loaded[i].record.tail != recorded_tails[i]) lowered.push_back(loaded[i].record);
+  }
+
+  // Record what recovery found, so the next start does not warn again.
+  if (!lowered.empty() || !orphan_producers.empty()) {
+    std::lock_guard lock(commit_mu_);
+    s = Write("record recovery repairs", [&](MDB_txn* txn) -> int {
+      for (const StreamRecord& record : lowered) {
+        int rc = lmdb::PutStream(txn, dbs_, record);
+        if (rc != 0) return rc;
+      }
+      for (const std::string& key : orphan_producers) {
+        MDB_val k = lmdb::Val(key);
+        int rc = mdb_del(txn, dbs_.producers, &k, nullptr);
+        if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+      }
+      return 0;
+    });
+    if (!s.ok()) return s;
+  }
+
+  // A previous run under OFF (or a crash under INTERVAL) may have left
+  // recovered bytes only in the page cache. New commits will point past
+  // them, so make them durable now: one syncfs instead of a sync per file.
+  if (options_.fsync != DS_FSYNC_OFF) {
+    s = SyncFileSystem(files_->dir());
+    if (s.ok()) s = SyncEnvironment();
+    if (!s.ok()) return s;
+  }
+
+  {
+    std::lock_guard lock(commit_mu_);
+    next_stream_id_ = std::max({stored_next, max_id + 1, next_stream_id_});
+    *next_stream_id = next_stream_id_;
+  }
+  *streams = std::move(loaded);
+  return Status::OK();
+}
+
+Status LmdbStore::CreateLog(uint64_t stream_id, uint64_t base, std::unique_ptr<StreamLog>* log) {
+  if (stream_id == 0) return Status::InvalidArgument("stream id 0 is reserved");
+  *log = std::make_unique<SegmentLog>(files_, stream_id, base);
+  return Status::OK();
+}
+
+Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
+  if (failed_.load()) return failure();
+  if (batch.empty()) return Status::OK();
+
+  for (const StreamMutation& m : batch) {
+    if (m.record.id == 0) return Status::InvalidArgument("commit of stream id 0");
+    if (m.kind == StreamMutation::Kind::kUpsert && m.log != nullptr && m.record.tail > m.log->tail()) {
+      // Recording a tail past the bytes would lose data at the next start.
+      return Status::InvalidArgument("stream " + std::to_string(m.record.id) + ": record tail " +
+                                     std::to_string(m.record.tail) + " is past its log's tail " +
+                                     std::to_string(m.log->tail()));
+    }
+  }
+
+  // (a) The bytes the new tails point at, durable before the records.
+  if (options_.fsync == DS_FSYNC_ALWAYS) {
+    std::vector<StreamLog*> logs;
+    logs.reserve(batch.size());
+    for (const StreamMutation& m : batch) {
+      if (m.log != nullptr) logs.push_back(m.log);
+    }
+    std::sort(logs.begin(), logs.end());
+    logs.erase(std::unique(logs.begin(), logs.end()), logs.end());
+    Status s = sync_pool_->SyncAll(logs);
+    if (!s.ok()) {
+      Fail(s);
+      return s;
+    }
+  }
+
+  // (b, c) One transaction for the whole batch.
+  std::vector<uint64_t> erased;
+  {
+    std::lock_guard lock(commit_mu_);
+    uint64_t next = next_stream_id_;
+    for (const StreamMutation& m : batch) next = std::max(next, m.record.id + 1);
+    Status s = Write("commit", [&](MDB_txn* txn) -> int {
+      for (const StreamMutation& m : batch) {
+        int rc = 0;
+        if (m.kind == StreamMutation::Kind::kErase) {
+          rc = lmdb::EraseStream(txn, dbs_, m.record.id);
+        } else {
+          rc = lmdb::PutStream(txn, dbs_, m.record);
+          for (size_t i = 0; rc == 0 && i < m.producers.size(); ++i) {
+            rc = lmdb::PutProducer(txn, dbs_, m.record.id, m.producers[i]);
+          }
+        }
+        if (rc != 0) return rc;
+      }
+      if (next != next_stream_id_) return lmdb::PutU64(txn, dbs_.meta, lmdb::kNextStreamIdKey, next);
+      return 0;
+    });
+    if (!s.ok()) {
+      // An I/O failure inside the commit (LMDB's fsync, most likely) may
+      // have lost pages the kernel will not write again; refuse from now on.
+      if (s.code() == Status::Code::kIoError || s.code() == Status::Code::kCorruption) Fail(s);
+      return s;
+    }
+    next_stream_id_ = next;
+  }
+
+  // (d) Erased streams' bytes, now that no record points at them. A
+  // failure leaves an orphan directory that the next Recover removes.
+  for (const StreamMutation& m : batch) {
+    if (m.kind == StreamMutation::Kind::kErase) erased.push_back(m.record.id);
+  }
+  for (uint64_t id : erased) {
+    // Ids are never reused, but an erase followed by an upsert of the same
+    // id in one batch would leave a live record: keep its files then.
+    bool live = false;
+    for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+      if (it->record.id != id) continue;
+      live = it->kind == StreamMutation::Kind::kUpsert;
+      break;
+    }
+    if (live) continue;
+    Status s = files_->RemoveStream(id);
+    if (!s.ok()) Warn("stream " + std::to_string(id) + " is erased but its files remain: " + s.message());
+  }
+  return Status::OK();
+}
+
+Status LmdbStore::SyncEnvironment() {
+  std::shared_lock lock(env_mu_);
+  int rc = mdb_env_sync(env_.get(), 1);
+  if (rc != 0) return lmdb::ToStatus("sync " + options_.data_dir + "/streams.db", rc);
+  return Status::OK();
+}
+
+Status LmdbStore::Flush() {
+  if (failed_.load()) return failure();
+  // Phase 1, commits still flowing: write back the bulk of the dirty data.
+  Status s = files_->SyncUnsynced();
+  if (s.ok()) s = SyncEnvironment();
+  // Phase 2, commits held: only what arrived during phase 1 is left, so
+  // this is short. Holding commit_mu_ guarantees every tail the env sync
+  // makes durable points at bytes already synced.
+  if (s.ok()) {
+    std::lock_guard lock(commit_mu_);
+    s = files_->SyncUnsynced();
+    if (s.ok()) s = SyncEnvironment();
+  }
+  if (!s.ok()) Fail(s);
+  return s;
+}
+
+void LmdbStore::SyncerLoop() {
+  const auto period = std::chrono::milliseconds(options_.fsync_interval_ms);
+  std::unique_lock lock(syncer_mu_);
+  while (!stopping_) {
+    if (syncer_cv_.wait_for(lock, period, [this] { return stopping_; })) break;
+    lock.unlock();
+    if (!failed_.load()) {
+      Status s = Flush();
+      if (!s.ok()) Warn("periodic sync of " + options_.data_dir + " failed; refusing writes: " + s.message());
+    }
+    lock.lock();
+  }
+}
+
+Status LmdbStore::WithEnvironment(const std::string& data_dir,
+                                  const std::function<Status(MDB_env* open_env)>& copy) {
+  std::string canonical;
+  Status s = CanonicalPath(data_dir, &canonical);
+  if (!s.ok()) return s;
+  std::lock_guard lock(RegistryMutex());
+  auto it = Registry().find(canonical);
+  if (it == Registry().end()) return copy(nullptr);
+  LmdbStore* store = it->second;
+  std::shared_lock env_lock(store->env_mu_);
+  return copy(store->env_.get());
+}
+
+}  // namespace ds

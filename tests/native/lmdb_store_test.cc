@@ -1,0 +1,761 @@
+// LmdbStore: the durable Store for data_dir, its record codec and its
+// backup. Hermetic: each test works in its own mkdtemp directory; no sleeps.
+#include "lmdb_store.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "durable_streams.h"
+#include "file_util.h"
+#include "lmdb_env.h"
+#include "record_codec.h"
+#include "segment_log.h"
+
+namespace ds {
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/lmdb_store_test.XXXXXX";
+    char* p = ::mkdtemp(tmpl);
+    EXPECT_NE(p, nullptr);
+    path_ = p;
+  }
+  ~TempDir() { RemoveTree(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+char Pattern(uint64_t id, uint64_t p) { return static_cast<char>('a' + (p * 7 + id * 3 + p / 11) % 26); }
+std::string Bytes(uint64_t id, uint64_t from, uint64_t to) {
+  std::string s;
+  for (uint64_t p = from; p < to; ++p) s.push_back(Pattern(id, p));
+  return s;
+}
+
+StreamRecord Record(uint64_t id, uint64_t tail = 0) {
+  StreamRecord r;
+  r.id = id;
+  r.path = "/v1/stream/s" + std::to_string(id);
+  r.content_type = "application/octet-stream";
+  r.last_access_ms = 1767225600000;
+  r.tail = tail;
+  return r;
+}
+
+double Millis(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+double Percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+}
+
+// ---- Record codec --------------------------------------------------------
+
+TEST(LmdbRecordCodecTest, StreamRecordRoundTrips) {
+  StreamRecord r;
+  r.id = 0x0102030405060708ull;
+  r.path = std::string("/v1/stream/\0binary\xff", 19);
+  r.content_type = "application/json; charset=utf-8";
+  r.ttl_seconds = 3600;
+  r.expires_at_ms = -5;  // before the epoch: signed survives
+  r.last_access_ms = 1767225600123;
+  r.tail = 1ull << 40;
+  r.closed = true;
+  r.soft_deleted = true;
+  r.last_stream_seq = "seq-0009";
+  r.source_id = 3;
+  r.fork_offset = 77;
+  const std::string encoded = EncodeStreamRecord(r);
+  EXPECT_EQ(static_cast<uint8_t>(encoded[0]), kRecordVersion);
+  StreamRecord back;
+  ASSERT_TRUE(DecodeStreamRecord(encoded, &back).ok());
+  EXPECT_EQ(back.id, r.id);
+  EXPECT_EQ(back.path, r.path);
+  EXPECT_EQ(back.content_type, r.content_type);
+  EXPECT_EQ(back.ttl_seconds, r.ttl_seconds);
+  EXPECT_EQ(back.expires_at_ms, r.expires_at_ms);
+  EXPECT_EQ(back.last_access_ms, r.last_access_ms);
+  EXPECT_EQ(back.tail, r.tail);
+  EXPECT_EQ(back.closed, r.closed);
+  EXPECT_EQ(back.soft_deleted, r.soft_deleted);
+  EXPECT_EQ(back.last_stream_seq, r.last_stream_seq);
+  EXPECT_EQ(back.source_id, r.source_id);
+  EXPECT_EQ(back.fork_offset, r.fork_offset);
+
+  StreamRecord plain = Record(9);
+  ASSERT_TRUE(DecodeStreamRecord(EncodeStreamRecord(plain), &back).ok());
+  EXPECT_FALSE(back.ttl_seconds.has_value());
+  EXPECT_FALSE(back.expires_at_ms.has_value());
+  EXPECT_FALSE(back.closed);
+}
+
+TEST(LmdbRecordCodecTest, RejectsTruncatedTrailingAndNewerValues) {
+  const std::string encoded = EncodeStreamRecord(Record(1, 5));
+  StreamRecord r;
+  for (size_t n = 0; n < encoded.size(); ++n) {
+    EXPECT_EQ(DecodeStreamRecord(encoded.substr(0, n), &r).code(), Status::Code::kCorruption) << n;
+  }
+  EXPECT_EQ(DecodeStreamRecord(encoded + "x", &r).code(), Status::Code::kCorruption);
+  std::string newer = encoded;
+  newer[0] = static_cast<char>(kRecordVersion + 1);
+  Status s = DecodeStreamRecord(newer, &r);
+  EXPECT_EQ(s.code(), Status::Code::kCorruption);
+  EXPECT_NE(s.message().find("newer"), std::string::npos) << s.message();
+}
+
+TEST(LmdbRecordCodecTest, ProducersRoundTrip) {
+  ProducerRecord p{"writer-1", 7, 123456789012ull};
+  ProducerRecord back;
+  ASSERT_TRUE(DecodeProducerRecord(EncodeProducerRecord(p), &back).ok());
+  EXPECT_EQ(back.producer_id, p.producer_id);
+  EXPECT_EQ(back.epoch, p.epoch);
+  EXPECT_EQ(back.last_seq, p.last_seq);
+
+  std::vector<ProducerRecord> bucket{{std::string(600, 'a'), 1, 2}, {std::string(700, 'b'), 3, 4}};
+  std::vector<ProducerRecord> bucket_back;
+  ASSERT_TRUE(DecodeProducerBucket(EncodeProducerBucket(bucket), &bucket_back).ok());
+  ASSERT_EQ(bucket_back.size(), 2u);
+  EXPECT_EQ(bucket_back[1].producer_id, bucket[1].producer_id);
+  EXPECT_EQ(bucket_back[1].last_seq, 4u);
+}
+
+TEST(LmdbRecordCodecTest, KeysSortByStreamIdAndFitLmdb) {
+  EXPECT_LT(StreamKey(255), StreamKey(256));
+  EXPECT_LT(StreamKey(1), StreamKey(1ull << 56));
+  uint64_t id = 0;
+  ASSERT_TRUE(ParseStreamKey(StreamKey(123456), &id));
+  EXPECT_EQ(id, 123456u);
+  // A producer key starts with its stream key, so a stream's producers are
+  // one range.
+  EXPECT_EQ(ProducerKey(5, "p").substr(0, 8), StreamKey(5));
+  const std::string long_key = ProducerKey(5, std::string(5000, 'x'));
+  EXPECT_TRUE(IsProducerBucketKey(long_key));
+  EXPECT_LE(long_key.size(), 511u);  // LMDB's default key limit
+  EXPECT_FALSE(IsProducerBucketKey(ProducerKey(5, std::string(kMaxInlineProducerId, 'x'))));
+  EXPECT_NE(ProducerKey(5, std::string(500, 'x') + "1"), ProducerKey(5, std::string(500, 'x') + "2"));
+}
+
+// ---- The store -----------------------------------------------------------
+
+class LmdbStoreTest : public ::testing::Test {
+ protected:
+  LmdbStoreOptions Options() const {
+    LmdbStoreOptions o;
+    o.data_dir = data_dir();
+    o.segment_bytes = 1 << 20;
+    o.initial_map_bytes = 1 << 20;
+    return o;
+  }
+  std::string data_dir() const { return JoinPath(tmp_.path(), "data"); }
+
+  std::unique_ptr<LmdbStore> Open(const LmdbStoreOptions& o) {
+    std::unique_ptr<LmdbStore> store;
+    Status s = LmdbStore::Open(o, &store);
+    EXPECT_TRUE(s.ok()) << s.message();
+    return store;
+  }
+  std::unique_ptr<LmdbStore> Open() { return Open(Options()); }
+
+  std::vector<RecoveredStream> Recover(LmdbStore* store, uint64_t* next_id = nullptr) {
+    std::vector<RecoveredStream> streams;
+    uint64_t next = 0;
+    Status s = store->Recover(&streams, &next);
+    EXPECT_TRUE(s.ok()) << s.message();
+    if (next_id != nullptr) *next_id = next;
+    return streams;
+  }
+
+  std::unique_ptr<StreamLog> NewLog(LmdbStore* store, uint64_t id, uint64_t base = 0) {
+    std::unique_ptr<StreamLog> log;
+    EXPECT_TRUE(store->CreateLog(id, base, &log).ok());
+    return log;
+  }
+
+  // Appends bytes and commits the record pointing past them.
+  Status AppendAndCommit(LmdbStore* store, StreamLog* log, StreamRecord* record, const std::string& bytes,
+                         std::vector<ProducerRecord> producers = {}) {
+    Status s = log->Append(bytes);
+    if (!s.ok()) return s;
+    record->tail = log->tail();
+    return store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, *record, std::move(producers), log}});
+  }
+
+  std::string ReadAll(const StreamLog& log) {
+    std::string out;
+    Status s = log.Read(log.base(), static_cast<size_t>(log.tail() - log.base()), &out);
+    EXPECT_TRUE(s.ok()) << s.message();
+    return out;
+  }
+
+  std::string StreamDir(uint64_t id) const {
+    return JoinPath(JoinPath(data_dir(), "segments"), ZeroPadded(id));
+  }
+
+  TempDir tmp_;
+};
+
+TEST_F(LmdbStoreTest, OpenCreatesTheDocumentedLayout) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(PathExists(data_dir() + "/LOCK"));
+  EXPECT_TRUE(PathExists(data_dir() + "/streams.db/data.mdb"));
+  EXPECT_TRUE(PathExists(data_dir() + "/streams.db/lock.mdb"));
+  EXPECT_TRUE(PathExists(data_dir() + "/segments"));
+  uint64_t next = 0;
+  EXPECT_TRUE(Recover(store.get(), &next).empty());
+  EXPECT_EQ(next, 1u);
+  EXPECT_TRUE(store->durable());
+}
+
+TEST_F(LmdbStoreTest, CommitThenReopenRecoversRecordsProducersAndBytes) {
+  const std::string long_a = std::string(450, 'p') + "A";
+  const std::string long_b = std::string(450, 'p') + "B";
+  {
+    auto store = Open();
+    Recover(store.get());
+    auto log1 = NewLog(store.get(), 1);
+    StreamRecord r1 = Record(1);
+    r1.ttl_seconds = 60;
+    r1.last_stream_seq = "0007";
+    ASSERT_TRUE(AppendAndCommit(store.get(), log1.get(), &r1, Bytes(1, 0, 100),
+                                {{"short", 1, 5}, {long_a, 2, 6}, {long_b, 3, 7}})
+                    .ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log1.get(), &r1, Bytes(1, 100, 150), {{long_a, 2, 8}}).ok());
+    // A fork of stream 1 at offset 120: its own log starts there.
+    auto log2 = NewLog(store.get(), 2, 120);
+    StreamRecord r2 = Record(2, 120);
+    r2.source_id = 1;
+    r2.fork_offset = 120;
+    ASSERT_TRUE(AppendAndCommit(store.get(), log2.get(), &r2, Bytes(2, 120, 130)).ok());
+  }
+  auto store = Open();
+  uint64_t next = 0;
+  auto streams = Recover(store.get(), &next);
+  EXPECT_EQ(next, 3u);
+  ASSERT_EQ(streams.size(), 2u);
+  const RecoveredStream& s1 = streams[0];
+  EXPECT_EQ(s1.record.id, 1u);
+  EXPECT_EQ(s1.record.path, "/v1/stream/s1");
+  EXPECT_EQ(s1.record.ttl_seconds, std::optional<uint64_t>(60));
+  EXPECT_EQ(s1.record.last_stream_seq, "0007");
+  EXPECT_EQ(s1.record.tail, 150u);
+  EXPECT_EQ(ReadAll(*s1.log), Bytes(1, 0, 150));
+  std::map<std::string, ProducerRecord> producers;
+  for (const ProducerRecord& p : s1.producers) producers[p.producer_id] = p;
+  ASSERT_EQ(producers.size(), 3u);
+  EXPECT_EQ(producers["short"].last_seq, 5u);
+  EXPECT_EQ(producers[long_a].last_seq, 8u);
+  EXPECT_EQ(producers[long_a].epoch, 2u);
+  EXPECT_EQ(producers[long_b].last_seq, 7u);
+  const RecoveredStream& s2 = streams[1];
+  EXPECT_EQ(s2.record.source_id, 1u);
+  EXPECT_EQ(s2.log->base(), 120u);
+  EXPECT_EQ(s2.log->tail(), 130u);
+  EXPECT_EQ(ReadAll(*s2.log), Bytes(2, 120, 130));
+}
+
+TEST_F(LmdbStoreTest, TornTailIsCutAndAppendsContinueAtTheRecordedTail) {
+  {
+    auto store = Open();
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 40)).ok());
+    // Appended, never committed: not acknowledged.
+    ASSERT_TRUE(log->Append("UNACKNOWLEDGED").ok());
+    ASSERT_TRUE(log->Sync().ok());
+  }
+  {
+    auto store = Open();
+    auto streams = Recover(store.get());
+    ASSERT_EQ(streams.size(), 1u);
+    EXPECT_EQ(streams[0].log->tail(), 40u);
+    EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 40));
+    StreamRecord r = streams[0].record;
+    ASSERT_TRUE(AppendAndCommit(store.get(), streams[0].log.get(), &r, "next").ok());
+  }
+  auto store = Open();
+  auto streams = Recover(store.get());
+  EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 40) + "next");
+}
+
+TEST_F(LmdbStoreTest, ProducerStateAndTailCommitAtomically) {
+  {
+    auto store = Open();
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, "first", {{"w", 1, 1}}).ok());
+    // The second append's bytes reach the segment, its batch never commits.
+    ASSERT_TRUE(log->Append("second").ok());
+  }
+  auto store = Open();
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(ReadAll(*streams[0].log), "first");
+  ASSERT_EQ(streams[0].producers.size(), 1u);
+  EXPECT_EQ(streams[0].producers[0].last_seq, 1u);
+}
+
+TEST_F(LmdbStoreTest, RefusedCommitLeavesNothingRecorded) {
+  {
+    auto store = Open();
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, "abc").ok());
+    // A batch whose second record points past its log's bytes is refused
+    // whole: the first mutation is not applied either.
+    auto log2 = NewLog(store.get(), 2);
+    StreamRecord r2 = Record(2, 10);
+    r.last_stream_seq = "changed";
+    Status s = store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r, {}, log.get()},
+                              StreamMutation{StreamMutation::Kind::kUpsert, r2, {}, log2.get()}});
+    EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  }
+  auto store = Open();
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(streams[0].record.last_stream_seq, "");
+}
+
+TEST_F(LmdbStoreTest, SegmentsRollAndReadAcrossFilesAfterReopen) {
+  LmdbStoreOptions o = Options();
+  o.segment_bytes = 16;
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    for (uint64_t p = 0; p < 200; p += 13) {
+      ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, p, std::min<uint64_t>(p + 13, 200))).ok());
+    }
+  }
+  std::vector<std::string> names;
+  ASSERT_TRUE(ListDir(StreamDir(1), &names).ok());
+  EXPECT_EQ(names.size(), 13u);  // ceil(200 / 16)
+  auto store = Open(o);
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  const StreamLog& log = *streams[0].log;
+  EXPECT_EQ(ReadAll(log), Bytes(1, 0, 200));
+  std::string out;
+  ASSERT_TRUE(log.Read(15, 50, &out).ok());
+  EXPECT_EQ(out, Bytes(1, 15, 65));
+}
+
+TEST_F(LmdbStoreTest, EraseRemovesRecordProducersAndDirectory) {
+  auto store = Open();
+  Recover(store.get());
+  auto log = NewLog(store.get(), 1);
+  StreamRecord r = Record(1);
+  ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, "bytes", {{"w", 1, 1}, {std::string(600, 'L'), 1, 1}}).ok());
+  auto log2 = NewLog(store.get(), 2);
+  StreamRecord r2 = Record(2);
+  ASSERT_TRUE(AppendAndCommit(store.get(), log2.get(), &r2, "keep", {{"w", 1, 9}}).ok());
+  ASSERT_TRUE(PathExists(StreamDir(1)));
+  ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kErase, Record(1), {}, nullptr}}).ok());
+  EXPECT_FALSE(PathExists(StreamDir(1)));
+  EXPECT_TRUE(PathExists(StreamDir(2)));
+  store.reset();
+  store = Open();
+  uint64_t next = 0;
+  auto streams = Recover(store.get(), &next);
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(streams[0].record.id, 2u);
+  ASSERT_EQ(streams[0].producers.size(), 1u);
+  EXPECT_EQ(streams[0].producers[0].last_seq, 9u);
+  EXPECT_EQ(next, 3u);  // ids are never reused
+}
+
+TEST_F(LmdbStoreTest, OrphanDirectoryIsRemovedOnRecover) {
+  {
+    auto store = Open();
+    Recover(store.get());
+    auto log = NewLog(store.get(), 5);
+    ASSERT_TRUE(log->Append("never committed").ok());
+  }
+  ASSERT_TRUE(PathExists(StreamDir(5)));
+  auto store = Open();
+  EXPECT_TRUE(Recover(store.get()).empty());
+  EXPECT_FALSE(PathExists(StreamDir(5)));
+}
+
+TEST_F(LmdbStoreTest, MissingSegmentLowersTheTailWithoutCrashing) {
+  LmdbStoreOptions o = Options();
+  o.segment_bytes = 10;
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 35)).ok());
+  }
+  ASSERT_TRUE(RemoveFile(JoinPath(StreamDir(1), SegmentFileName(20))).ok());
+  {
+    auto store = Open(o);
+    auto streams = Recover(store.get());
+    ASSERT_EQ(streams.size(), 1u);
+    EXPECT_EQ(streams[0].record.tail, 20u);
+    EXPECT_EQ(streams[0].log->tail(), 20u);
+    EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 20));
+  }
+  // The lowered tail was recorded: the next start agrees without repairs.
+  auto store = Open(o);
+  auto streams = Recover(store.get());
+  EXPECT_EQ(streams[0].record.tail, 20u);
+}
+
+TEST_F(LmdbStoreTest, MapGrowsFromATinyInitialMap) {
+  LmdbStoreOptions o = Options();
+  o.initial_map_bytes = 64 << 10;
+  o.fsync = DS_FSYNC_OFF;  // growth does not depend on the policy; keep it quick
+  constexpr uint64_t kStreams = 5000;
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    const uint64_t initial = store->map_bytes();
+    std::vector<StreamMutation> batch;
+    for (uint64_t id = 1; id <= kStreams; ++id) {
+      StreamRecord r = Record(id);
+      r.path += std::string(100, 'x');  // fatter records fill the map faster
+      batch.push_back(StreamMutation{StreamMutation::Kind::kUpsert, r, {{"writer", 1, id}}, nullptr});
+      if (batch.size() == (id < 2500 ? 1 : 250) || id == kStreams) {
+        Status s = store->Commit(batch);
+        ASSERT_TRUE(s.ok()) << s.message();
+        batch.clear();
+      }
+    }
+    ASSERT_TRUE(batch.empty());
+    EXPECT_GT(store->map_bytes(), initial);
+    std::printf("[ map ] grew from %llu to %llu bytes for %llu records\n",
+                static_cast<unsigned long long>(initial),
+                static_cast<unsigned long long>(store->map_bytes()),
+                static_cast<unsigned long long>(kStreams));
+  }
+  auto store = Open(o);
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), kStreams);
+  EXPECT_EQ(streams.back().producers[0].last_seq, kStreams);
+}
+
+TEST_F(LmdbStoreTest, SecondOpenOfTheSameDataDirIsLocked) {
+  auto first = Open();
+  ASSERT_NE(first, nullptr);
+  std::unique_ptr<LmdbStore> second;
+  Status s = LmdbStore::Open(Options(), &second);
+  EXPECT_EQ(s.code(), Status::Code::kLocked);
+  EXPECT_NE(s.message().find(data_dir() + "/LOCK"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("another server"), std::string::npos) << s.message();
+  EXPECT_EQ(second, nullptr);
+  // The first store is unharmed, and the lock goes with it.
+  Recover(first.get());
+  auto log = NewLog(first.get(), 1);
+  StreamRecord r = Record(1);
+  EXPECT_TRUE(AppendAndCommit(first.get(), log.get(), &r, "x").ok());
+  first.reset();
+  EXPECT_NE(Open(), nullptr);
+}
+
+TEST_F(LmdbStoreTest, IntervalAndOffPoliciesCommitAndSurviveACleanClose) {
+  for (ds_fsync policy : {DS_FSYNC_INTERVAL, DS_FSYNC_OFF}) {
+    SCOPED_TRACE(policy);
+    TempDir tmp;
+    LmdbStoreOptions o = Options();
+    o.data_dir = JoinPath(tmp.path(), "data");
+    o.fsync = policy;
+    o.fsync_interval_ms = 1;  // the syncer runs constantly alongside commits
+    o.segment_bytes = 64;
+    {
+      auto store = Open(o);
+      EXPECT_TRUE(store->durable());  // it keeps data, whatever the policy
+      Recover(store.get());
+      std::vector<std::unique_ptr<StreamLog>> logs;
+      std::vector<StreamRecord> records;
+      for (uint64_t id = 1; id <= 10; ++id) {
+        logs.push_back(NewLog(store.get(), id));
+        records.push_back(Record(id));
+      }
+      for (int round = 0; round < 30; ++round) {
+        for (uint64_t id = 1; id <= 10; ++id) {
+          StreamRecord& r = records[id - 1];
+          ASSERT_TRUE(AppendAndCommit(store.get(), logs[id - 1].get(), &r,
+                                      Bytes(id, r.tail, r.tail + 7))
+                          .ok());
+        }
+      }
+      ASSERT_TRUE(store->Flush().ok());
+    }
+    o.fsync = DS_FSYNC_ALWAYS;
+    auto store = Open(o);
+    auto streams = Recover(store.get());
+    ASSERT_EQ(streams.size(), 10u);
+    for (const RecoveredStream& s : streams) {
+      EXPECT_EQ(ReadAll(*s.log), Bytes(s.record.id, 0, 210));
+    }
+  }
+}
+
+TEST_F(LmdbStoreTest, RefusesANewerStorageFormat) {
+  { auto store = Open(); }
+  {
+    // What a future server would leave behind.
+    MDB_env* raw = nullptr;
+    ASSERT_EQ(mdb_env_create(&raw), 0);
+    lmdb::Env env(raw);
+    ASSERT_EQ(mdb_env_set_maxdbs(raw, lmdb::kMaxDbs), 0);
+    ASSERT_EQ(mdb_env_open(raw, (data_dir() + "/streams.db").c_str(), MDB_NOTLS, 0644), 0);
+    lmdb::Txn txn;
+    ASSERT_EQ(txn.Begin(raw, 0), 0);
+    lmdb::Dbs dbs;
+    ASSERT_EQ(lmdb::OpenDbs(txn.get(), false, &dbs), 0);
+    ASSERT_EQ(lmdb::PutU64(txn.get(), dbs.meta, lmdb::kFormatVersionKey, lmdb::kFormatVersion + 1), 0);
+    ASSERT_EQ(txn.Commit(), 0);
+  }
+  std::unique_ptr<LmdbStore> store;
+  Status s = LmdbStore::Open(Options(), &store);
+  EXPECT_EQ(s.code(), Status::Code::kNotSupported) << s.message();
+  EXPECT_NE(s.message().find("newer server"), std::string::npos) << s.message();
+}
+
+TEST_F(LmdbStoreTest, RejectsBadOptions) {
+  std::unique_ptr<LmdbStore> store;
+  LmdbStoreOptions o = Options();
+  o.data_dir.clear();
+  EXPECT_EQ(LmdbStore::Open(o, &store).code(), Status::Code::kInvalidArgument);
+  o = Options();
+  o.segment_bytes = 0;
+  EXPECT_EQ(LmdbStore::Open(o, &store).code(), Status::Code::kInvalidArgument);
+  o = Options();
+  o.fsync = DS_FSYNC_INTERVAL;
+  o.fsync_interval_ms = 0;
+  EXPECT_EQ(LmdbStore::Open(o, &store).code(), Status::Code::kInvalidArgument);
+}
+
+// Commit latency with fsync ALWAYS on this machine's disk. Prints, never
+// asserts on time.
+TEST_F(LmdbStoreTest, CommitLatencyWithFsyncAlways) {
+  auto store = Open();
+  Recover(store.get());
+  constexpr uint64_t kStreams = 64;
+  std::vector<std::unique_ptr<StreamLog>> logs;
+  std::vector<StreamRecord> records;
+  for (uint64_t id = 1; id <= kStreams; ++id) {
+    logs.push_back(NewLog(store.get(), id));
+    records.push_back(Record(id));
+    ASSERT_TRUE(AppendAndCommit(store.get(), logs.back().get(), &records.back(), "warm").ok());
+  }
+  const std::string payload(100, 'x');
+  std::vector<double> single, batch64;
+  for (int i = 0; i < 40; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(AppendAndCommit(store.get(), logs[0].get(), &records[0], payload, {{"w", 1, static_cast<uint64_t>(i)}}).ok());
+    single.push_back(Millis(std::chrono::steady_clock::now() - start));
+  }
+  for (int i = 0; i < 15; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    std::vector<StreamMutation> batch;
+    for (uint64_t k = 0; k < kStreams; ++k) {
+      ASSERT_TRUE(logs[k]->Append(payload).ok());
+      records[k].tail = logs[k]->tail();
+      batch.push_back(StreamMutation{StreamMutation::Kind::kUpsert, records[k], {{"w", 1, static_cast<uint64_t>(i)}}, logs[k].get()});
+    }
+    ASSERT_TRUE(store->Commit(batch).ok());
+    batch64.push_back(Millis(std::chrono::steady_clock::now() - start));
+  }
+  std::printf("[ latency ] fsync=always commit of 1 append: median %.2f ms, p90 %.2f ms\n",
+              Percentile(single, 0.5), Percentile(single, 0.9));
+  std::printf("[ latency ] fsync=always commit of 64 appends to 64 streams: median %.2f ms, p90 %.2f ms\n",
+              Percentile(batch64, 0.5), Percentile(batch64, 0.9));
+}
+
+// Recover of 100,000 streams. Prints the time, never asserts on it. Most of
+// the test's own run time is building the fixture (100,000 directories and
+// files); DS_RECOVER_BENCH_STREAMS scales it down where that is too slow.
+TEST_F(LmdbStoreTest, RecoverHundredThousandStreams) {
+  uint64_t kStreams = 100000;
+  if (const char* env = std::getenv("DS_RECOVER_BENCH_STREAMS")) kStreams = std::max(1000ull, std::strtoull(env, nullptr, 10));
+  LmdbStoreOptions o = Options();
+  o.fsync = DS_FSYNC_OFF;  // building the fixture fast; the close syncs it
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    std::vector<std::unique_ptr<StreamLog>> logs;
+    std::vector<StreamMutation> batch;
+    for (uint64_t id = 1; id <= kStreams; ++id) {
+      logs.push_back(NewLog(store.get(), id));
+      StreamRecord r = Record(id);
+      ASSERT_TRUE(logs.back()->Append(Bytes(id, 0, 16)).ok());
+      r.tail = 16;
+      batch.push_back(StreamMutation{StreamMutation::Kind::kUpsert, r, {{"w", 1, id}}, logs.back().get()});
+      if (batch.size() == 1000 || id == kStreams) {
+        ASSERT_TRUE(store->Commit(batch).ok());
+        batch.clear();
+        logs.clear();
+      }
+    }
+    EXPECT_LE(store->open_segment_files(), o.max_open_files);
+  }
+  o.fsync = DS_FSYNC_ALWAYS;
+  auto store = Open(o);
+  auto start = std::chrono::steady_clock::now();
+  uint64_t next = 0;
+  auto streams = Recover(store.get(), &next);
+  const double ms = Millis(std::chrono::steady_clock::now() - start);
+  ASSERT_EQ(streams.size(), kStreams);
+  EXPECT_EQ(next, kStreams + 1);
+  EXPECT_EQ(ReadAll(*streams[kStreams / 2].log), Bytes(kStreams / 2 + 1, 0, 16));
+  std::printf("[ recover ] %llu streams recovered in %.0f ms\n",
+              static_cast<unsigned long long>(kStreams), ms);
+}
+
+// ---- Backup --------------------------------------------------------------
+
+class LmdbBackupTest : public LmdbStoreTest {
+ protected:
+  std::string dest() const { return JoinPath(tmp_.path(), "backup"); }
+};
+
+TEST_F(LmdbBackupTest, BackupOfAClosedDataDirRecoversEverything) {
+  LmdbStoreOptions o = Options();
+  o.segment_bytes = 32;
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    for (uint64_t id = 1; id <= 5; ++id) {
+      auto log = NewLog(store.get(), id);
+      StreamRecord r = Record(id);
+      ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(id, 0, id * 40), {{"w", id, id}}).ok());
+      ASSERT_TRUE(log->Append("uncommitted").ok());  // not in the backup
+    }
+  }
+  ds_error err;
+  ASSERT_EQ(ds_backup(data_dir().c_str(), dest().c_str(), &err), DS_OK) << err.message;
+  EXPECT_FALSE(PathExists(dest() + "/streams.db/lock.mdb"));  // none needed yet
+  o.data_dir = dest();
+  auto store = Open(o);
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 5u);
+  for (const RecoveredStream& s : streams) {
+    EXPECT_EQ(ReadAll(*s.log), Bytes(s.record.id, 0, s.record.id * 40));
+    ASSERT_EQ(s.producers.size(), 1u);
+    EXPECT_EQ(s.producers[0].epoch, s.record.id);
+  }
+}
+
+TEST_F(LmdbBackupTest, RefusesANonEmptyDestinationAndAMissingSource) {
+  { auto store = Open(); }
+  ASSERT_TRUE(CreateDirsDurably(dest() + "/something").ok());
+  ds_error err;
+  EXPECT_EQ(ds_backup(data_dir().c_str(), dest().c_str(), &err), DS_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(err.message).find("not empty"), std::string::npos) << err.message;
+  const std::string nowhere = JoinPath(tmp_.path(), "nowhere");
+  EXPECT_EQ(ds_backup(nowhere.c_str(), JoinPath(tmp_.path(), "b2").c_str(), &err), DS_ERR_INVALID_ARGUMENT);
+  EXPECT_FALSE(PathExists(JoinPath(tmp_.path(), "b2")));  // nothing made for a bad source
+  EXPECT_EQ(ds_backup(nullptr, dest().c_str(), &err), DS_ERR_INVALID_ARGUMENT);
+}
+
+TEST_F(LmdbBackupTest, BackupWhileAppendingKeepsEveryStreamCommittedBeforeIt) {
+  LmdbStoreOptions o = Options();
+  o.segment_bytes = 256;
+  o.initial_map_bytes = 64 << 10;  // the writer grows the map during the copy
+  auto store = Open(o);
+  Recover(store.get());
+
+  // Committed content per stream, as the writer knows it.
+  std::mutex mu;
+  std::map<uint64_t, std::string> committed;
+  std::map<uint64_t, std::unique_ptr<StreamLog>> logs;
+  std::map<uint64_t, StreamRecord> records;
+  auto append = [&](uint64_t id, size_t n) -> Status {
+    StreamRecord& r = records[id];
+    const std::string bytes = Bytes(id, r.tail, r.tail + n);
+    Status s = AppendAndCommit(store.get(), logs[id].get(), &r, bytes, {{"w", 1, r.tail}});
+    if (s.ok()) {
+      std::lock_guard lock(mu);
+      committed[id] += bytes;
+    }
+    return s;
+  };
+  uint64_t next_id = 1;
+  for (; next_id <= 40; ++next_id) {
+    logs[next_id] = NewLog(store.get(), next_id);
+    records[next_id] = Record(next_id);
+    ASSERT_TRUE(append(next_id, 300).ok());
+  }
+  const std::map<uint64_t, std::string> before = committed;  // the promise
+
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    std::mt19937 rng(7);
+    while (!stop) {
+      uint64_t id = 1 + rng() % (next_id - 1);
+      if (records.count(id) == 0) continue;
+      if (!append(id, 1 + rng() % 200).ok()) {
+        ADD_FAILURE() << "append failed";
+        break;
+      }
+      if (rng() % 10 == 0) {  // new streams come and go meanwhile
+        uint64_t id2 = next_id++;
+        logs[id2] = NewLog(store.get(), id2);
+        records[id2] = Record(id2);
+        if (!append(id2, 50).ok()) break;
+        if (rng() % 2 == 0) {
+          StreamRecord gone = records[id2];
+          records.erase(id2);
+          if (!store->Commit({StreamMutation{StreamMutation::Kind::kErase, gone, {}, nullptr}}).ok()) break;
+          std::lock_guard lock(mu);
+          committed.erase(id2);
+        }
+      }
+    }
+  });
+  Status s = BackupDataDir(data_dir(), dest());
+  stop = true;
+  writer.join();
+  ASSERT_TRUE(s.ok()) << s.message();
+
+  LmdbStoreOptions bo = o;
+  bo.data_dir = dest();
+  auto backup = Open(bo);
+  auto streams = Recover(backup.get());
+  std::map<uint64_t, const RecoveredStream*> by_id;
+  for (const RecoveredStream& r : streams) by_id[r.record.id] = &r;
+  for (const auto& [id, bytes] : before) {
+    ASSERT_TRUE(by_id.count(id)) << "stream " << id << " missing from the backup";
+    const std::string got = ReadAll(*by_id[id]->log);
+    ASSERT_GE(got.size(), bytes.size()) << "stream " << id;
+    EXPECT_EQ(got.substr(0, bytes.size()), bytes) << "stream " << id;
+    EXPECT_EQ(got, committed[id].substr(0, got.size())) << "stream " << id;
+  }
+  for (const RecoveredStream& r : streams) {  // nothing invented either
+    ASSERT_TRUE(committed.count(r.record.id) || r.record.id >= 41) << r.record.id;
+    if (committed.count(r.record.id)) {
+      EXPECT_EQ(ReadAll(*r.log), committed[r.record.id].substr(0, r.log->tail()));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ds
