@@ -8,6 +8,7 @@
 
 #include "durable_streams.h"
 #include "engine.h"
+#include "lmdb_store.h"
 #include "version.h"
 
 struct ds_engine {
@@ -93,11 +94,22 @@ ds_code ds_engine_open(const ds_options* options, ds_engine** out, ds_error* err
       return DS_ERR_INVALID_ARGUMENT;
     }
     *out = nullptr;
+    std::unique_ptr<ds::Store> store;
     if (options->data_dir != nullptr && options->data_dir[0] != '\0') {
-      SetError(err, DS_ERR_NOT_SUPPORTED,
-               "data_dir is not supported yet: durable storage is in development; "
-               "remove data_dir to run in memory");
-      return DS_ERR_NOT_SUPPORTED;
+      ds::LmdbStoreOptions store_options;
+      store_options.data_dir = options->data_dir;
+      store_options.fsync = options->fsync;
+      if (options->fsync_interval_ms) {
+        store_options.fsync_interval_ms = static_cast<int64_t>(options->fsync_interval_ms);
+      }
+      std::unique_ptr<ds::LmdbStore> lmdb;
+      ds::Status s = ds::LmdbStore::Open(store_options, &lmdb);
+      if (!s.ok()) {
+        ds_code code = s.code() == ds::Status::Code::kLocked ? DS_ERR_LOCKED : DS_ERR_IO;
+        SetError(err, code, s.message().c_str());
+        return code;
+      }
+      store = std::move(lmdb);
     }
     ds::EngineOptions opts;
     if (options->stream_root != nullptr && options->stream_root[0] != '\0') {
@@ -121,7 +133,13 @@ ds_code ds_engine_open(const ds_options* options, ds_engine** out, ds_error* err
     };
     auto engine = std::make_unique<ds_engine>();
     engine->engine = std::make_unique<ds::Engine>(
-        std::move(opts), std::make_shared<ds::SystemClock>(), std::move(wake));
+        std::move(opts), std::make_shared<ds::SystemClock>(), std::move(wake), std::move(store));
+    ds::Status s = engine->engine->Recover();
+    if (!s.ok()) {
+      std::string message = "recovering " + std::string(options->data_dir) + ": " + s.message();
+      SetError(err, DS_ERR_IO, message.c_str());
+      return DS_ERR_IO;
+    }
     *out = engine.release();
     return DS_OK;
   });

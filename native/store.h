@@ -87,7 +87,8 @@ class Store {
   // failure nothing of the batch is recorded; the engine then refuses writes.
   virtual Status Commit(const std::vector<StreamMutation>& batch) = 0;
 
-  // Whether Commit costs an fsync (the engine batches harder if so).
+  // Whether the store keeps anything: false means Commit would be a no-op,
+  // and the engine skips the commit queue altogether (MemoryStore).
   virtual bool durable() const = 0;
 };
 
