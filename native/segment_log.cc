@@ -92,6 +92,22 @@ Status SegmentFdCache::Get(const SegmentKey& key, const std::string& path, Handl
   return Status::OK();
 }
 
+Status SegmentFdCache::Peek(const SegmentKey& key, const std::string& path, Handle* out) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = index_.find(key);
+    if (it != index_.end()) {
+      *out = it->second->fd;
+      return Status::OK();
+    }
+  }
+  UniqueFd fd;
+  Status s = OpenFile(path, O_RDWR, 0, &fd);
+  if (!s.ok()) return s;
+  *out = std::make_shared<const UniqueFd>(std::move(fd));
+  return Status::OK();
+}
+
 SegmentFdCache::Handle SegmentFdCache::Put(const SegmentKey& key, UniqueFd fd) {
   auto handle = std::make_shared<const UniqueFd>(std::move(fd));
   std::vector<Handle> evicted;
@@ -162,7 +178,7 @@ Status SegmentFiles::SyncUnsynced() {
   for (const SegmentKey& key : files) {
     const std::string path = FilePath(key);
     SegmentFdCache::Handle fd;
-    Status s = fds_.Get(key, path, &fd);
+    Status s = fds_.Peek(key, path, &fd);
     if (!s.ok()) {
       if (!PathExists(path)) continue;  // deleted since (erase, rollback)
       return s;

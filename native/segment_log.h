@@ -57,6 +57,9 @@ class SegmentFdCache {
 
   // The open file of `key`, opening `path` read-write on a miss.
   Status Get(const SegmentKey& key, const std::string& path, Handle* out);
+  // Like Get, but a miss opens a descriptor that is not cached: for the
+  // background syncer, which must not re-cache files being deleted.
+  Status Peek(const SegmentKey& key, const std::string& path, Handle* out);
   // Adopts the descriptor of a file just created.
   Handle Put(const SegmentKey& key, UniqueFd fd);
   // Drops `key` (its file is being deleted or truncated away).
