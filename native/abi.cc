@@ -55,6 +55,20 @@ ds_response* Export(ds::Response&& response) {
   return &holder->view;
 }
 
+// The one table from storage outcomes to ABI codes.
+ds_code CodeOf(const ds::Status& s) {
+  switch (s.code()) {
+    case ds::Status::Code::kOk: return DS_OK;
+    case ds::Status::Code::kLocked: return DS_ERR_LOCKED;
+    case ds::Status::Code::kNotSupported: return DS_ERR_NOT_SUPPORTED;
+    case ds::Status::Code::kInvalidArgument: return DS_ERR_INVALID_ARGUMENT;
+    case ds::Status::Code::kIoError:
+    case ds::Status::Code::kNoSpace:
+    case ds::Status::Code::kCorruption: return DS_ERR_IO;
+  }
+  return DS_ERR_INTERNAL;
+}
+
 template <typename Fn>
 ds_code Guard(ds_error* err, Fn fn) {
   try {
@@ -105,7 +119,7 @@ ds_code ds_engine_open(const ds_options* options, ds_engine** out, ds_error* err
       std::unique_ptr<ds::LmdbStore> lmdb;
       ds::Status s = ds::LmdbStore::Open(store_options, &lmdb);
       if (!s.ok()) {
-        ds_code code = s.code() == ds::Status::Code::kLocked ? DS_ERR_LOCKED : DS_ERR_IO;
+        ds_code code = CodeOf(s);
         SetError(err, code, s.message().c_str());
         return code;
       }
@@ -137,8 +151,8 @@ ds_code ds_engine_open(const ds_options* options, ds_engine** out, ds_error* err
     ds::Status s = engine->engine->Recover();
     if (!s.ok()) {
       std::string message = "recovering " + std::string(options->data_dir) + ": " + s.message();
-      SetError(err, DS_ERR_IO, message.c_str());
-      return DS_ERR_IO;
+      SetError(err, CodeOf(s), message.c_str());
+      return CodeOf(s);
     }
     *out = engine.release();
     return DS_OK;
