@@ -57,7 +57,7 @@ func (c Code) Error() string { return C.GoString(C.ds_code_name(C.ds_code(c))) }
 // Error is a failed engine call: the operation, the engine's code and its
 // message. It unwraps to its Code.
 type Error struct {
-	Op      string // "open", "handle", "resume"
+	Op      string // "open", "handle", "resume", "backup"
 	Code    Code
 	Message string // may be empty
 }
@@ -194,6 +194,21 @@ func (e *Engine) Close() {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// Backup copies dataDir to dest (which must not exist or be empty)
+// consistently, even while a server is writing to dataDir: a server started
+// on dest serves every stream acknowledged before the call began. It blocks
+// for the whole copy.
+func Backup(dataDir, dest string) error {
+	cdir, cdest := C.CString(dataDir), C.CString(dest)
+	defer C.free(unsafe.Pointer(cdir))
+	defer C.free(unsafe.Pointer(cdest))
+	var cerr C.ds_error
+	if code := C.ds_backup(cdir, cdest, &cerr); code != C.DS_OK {
+		return newError("backup", code, &cerr)
+	}
+	return nil
 }
 
 // Version is the engine's version string (ds_version).

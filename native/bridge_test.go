@@ -257,3 +257,28 @@ func TestConcurrentUseAndClose(t *testing.T) {
 	e.Close()
 	wg.Wait()
 }
+
+func TestBackup(t *testing.T) {
+	dir := t.TempDir()
+	e, err := Open(Options{DataDir: dir + "/live"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handle(t, e, request("PUT", "/v1/stream/b", "", map[Field]string{FieldContentType: "text/plain"}, "kept"), 0).Release()
+
+	// While the engine is open: the backup does not need it stopped.
+	if err := Backup(dir+"/live", dir+"/copy"); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	if err := Backup(dir+"/live", dir+"/copy"); !errors.Is(err, CodeInvalidArgument) {
+		t.Errorf("backup into a non-empty destination: %v", err)
+	}
+
+	restored := open(t, Options{DataDir: dir + "/copy"})
+	resp := handle(t, restored, request("GET", "/v1/stream/b", "offset=-1", nil, ""), 0)
+	defer resp.Release()
+	if string(resp.Body()) != "kept" {
+		t.Errorf("restored stream holds %q", resp.Body())
+	}
+}
