@@ -13,7 +13,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "backup",
-		Usage: "--data-dir <path> --dest <path>",
+		Usage: "--data-dir <path> --to <path>",
 		Short: "Copies a data directory consistently, even while a server uses it",
 		Long: `
 Copies data_dir to dest (which must not exist or be empty) without stopping
@@ -22,20 +22,24 @@ before the backup began. Streams deleted while the copy runs are left out,
 as if deleted before it.
 
 	$ durable-streams-server backup --data-dir /var/lib/durable-streams \
-	    --dest /backups/durable-streams-$(date +%Y%m%d-%H%M%S)
+	    --to /backups/durable-streams-$(date +%Y%m%d-%H%M%S)
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("data-dir", "", "The data directory to copy (required)")
-			cmd.Flags().String("dest", "", "Where to write the copy; must not exist or be empty (required)")
+			cmd.Flags().String("to", "", "Where to write the copy; must not exist or be empty (required)")
+			cmd.Flags().String("dest", "", "Same as --to")
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdBackup)
 		},
 	})
 }
 
 func cmdBackup(fl caddycmd.Flags) (int, error) {
-	dataDir, dest := fl.String("data-dir"), fl.String("dest")
+	dataDir, dest := fl.String("data-dir"), fl.String("to")
+	if dest == "" {
+		dest = fl.String("dest")
+	}
 	if dataDir == "" || dest == "" {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("--data-dir and --dest are required")
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("--data-dir and --to are required")
 	}
 	if err := native.Backup(dataDir, dest); err != nil {
 		return caddy.ExitCodeFailedQuit, err
