@@ -40,6 +40,19 @@ bool SameConfig(const StreamConfig& a, const StreamConfig& b) {
          a.expires_at_ms == b.expires_at_ms;
 }
 
+// A PUT body in storage form: JSON streams validate and frame it (an empty
+// array creates an empty stream, §9.1.3); others keep its bytes.
+std::optional<Response> InitialContent(const Request& request, bool json, std::string* out) {
+  if (!json || request.body.empty()) {
+    out->assign(request.body);
+    return std::nullopt;
+  }
+  size_t messages;
+  std::string error = EncodeJsonMessages(request.body, JsonAppendKind::kCreate, out, &messages);
+  if (!error.empty()) return ErrorResponse(400, error);
+  return std::nullopt;
+}
+
 // The headers of a successful create or confirm.
 Response CreatedResponse(const Request& request, int status, const Stream& stream,
                          uint64_t tail, bool closed) {
@@ -75,13 +88,8 @@ Response Engine::Create(const Request& request) {
                             : std::string(kDefaultContentType);
 
   std::string initial;
-  if (IsJsonMediaType(config.content_type) && !request.body.empty()) {
-    size_t messages;
-    std::string error =
-        EncodeJsonMessages(request.body, JsonAppendKind::kCreate, &initial, &messages);
-    if (!error.empty()) return ErrorResponse(400, error);
-  } else {
-    initial.assign(request.body);
+  if (auto error = InitialContent(request, IsJsonMediaType(config.content_type), &initial)) {
+    return *error;
   }
 
   if (auto refused = RefuseWrites()) return *refused;
@@ -232,14 +240,7 @@ Response Engine::CreateFork(const Request& request, StreamConfig config, bool cl
     }
 
     std::string initial;
-    if (source->json && !request.body.empty()) {
-      size_t messages;
-      std::string error =
-          EncodeJsonMessages(request.body, JsonAppendKind::kCreate, &initial, &messages);
-      if (!error.empty()) return ErrorResponse(400, error);
-    } else {
-      initial.assign(request.body);
-    }
+    if (auto error = InitialContent(request, source->json, &initial)) return *error;
 
     if (auto it = streams_.find(path); it != streams_.end()) {
       Stream& existing = *it->second;

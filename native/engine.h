@@ -105,6 +105,8 @@ class Engine {
   Response Preflight(const Request& request);
 
   // Live reads (live.cc).
+  static std::unique_ptr<Session> NewSession(bool sse, const StreamPtr& stream, uint64_t offset,
+                                             std::string cursor, uint64_t session_id);
   Response StartLongPoll(const StreamPtr& stream, uint64_t offset,
                          std::string cursor, uint64_t session_id);
   Response StartSse(const StreamPtr& stream, uint64_t offset,

@@ -23,6 +23,18 @@ uint64_t Remaining(int64_t deadline_ms, int64_t now_ms) {
 
 }  // namespace
 
+std::unique_ptr<Engine::Session> Engine::NewSession(bool sse, const StreamPtr& stream,
+                                                    uint64_t offset, std::string cursor,
+                                                    uint64_t session_id) {
+  auto session = std::make_unique<Session>();
+  session->id = session_id;
+  session->mode = sse ? Session::Mode::kSse : Session::Mode::kLongPoll;
+  session->stream = stream;
+  session->offset = offset;
+  session->client_cursor = std::move(cursor);
+  return session;
+}
+
 // ---- long-poll ------------------------------------------------------------
 
 namespace {
@@ -45,12 +57,8 @@ Response LongPollTimeout(uint64_t tail, bool closed, std::string cursor) {
 
 Response Engine::StartLongPoll(const StreamPtr& stream, uint64_t offset, std::string cursor,
                                uint64_t session_id) {
-  auto session = std::make_unique<Session>();
-  session->id = session_id;
-  session->mode = Session::Mode::kLongPoll;
-  session->stream = stream;
-  session->offset = offset;
-  session->client_cursor = std::move(cursor);
+  auto session = NewSession(/*sse=*/false, stream, offset, std::move(cursor),
+                            session_id);
   session->deadline_ms = clock_->NowMs() + options_.long_poll_timeout_ms;
   Response r = ResumeLongPoll(*session, DS_RESUME_WAKE);
   if (r.live == DS_LIVE_WAIT) {
@@ -98,12 +106,7 @@ Response Engine::ResumeLongPoll(Session& session, ds_resume_reason reason) {
 
 Response Engine::StartSse(const StreamPtr& stream, uint64_t offset, std::string cursor,
                           uint64_t session_id) {
-  auto session = std::make_unique<Session>();
-  session->id = session_id;
-  session->mode = Session::Mode::kSse;
-  session->stream = stream;
-  session->offset = offset;
-  session->client_cursor = std::move(cursor);
+  auto session = NewSession(/*sse=*/true, stream, offset, std::move(cursor), session_id);
   int64_t now = clock_->NowMs();
   session->deadline_ms = now + options_.sse_reconnect_interval_ms;
   session->next_keepalive_ms = now + options_.sse_keepalive_interval_ms;
