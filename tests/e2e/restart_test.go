@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -89,6 +90,25 @@ func TestRestartKeepsEverything(t *testing.T) {
 	if got := readStream(t, c, prod).data; string(got) != want {
 		t.Errorf("producer stream after the retries: %q; want %q", got, want)
 	}
+	// Every producer id shape kept its state.
+	long := n.url("producers-long")
+	wantLong := string(readStream(t, c, long).data)
+	for _, lp := range longProducers() {
+		r = mustSend(t, c, http.MethodPost, long, producerHeaders("text/plain", lp.id, lp.epoch, lp.last), []byte("dup\n"))
+		if r.status != http.StatusNoContent {
+			t.Errorf("producer %s: retry of its last seq %d after restart: %d %q; want 204", lp.label, lp.last, r.status, r.body)
+		}
+		line := fmt.Sprintf("%s %d\n", lp.label, lp.last+1)
+		r = mustSend(t, c, http.MethodPost, long, producerHeaders("text/plain", lp.id, lp.epoch, lp.last+1), []byte(line))
+		if r.status != http.StatusOK {
+			t.Errorf("producer %s: seq %d after restart: %d %q; want 200", lp.label, lp.last+1, r.status, r.body)
+		}
+		wantLong += line
+	}
+	if got := readStream(t, c, long).data; string(got) != wantLong {
+		t.Errorf("producers-long after the retries: %q; want %q", got, wantLong)
+	}
+
 	// ... and once more across a kill.
 	n.kill()
 	n.start()
@@ -98,6 +118,23 @@ func TestRestartKeepsEverything(t *testing.T) {
 	r = mustSend(t, c, http.MethodPost, prod, producerHeaders("text/plain", "prod-1", 3, 5), []byte("p5\n"))
 	if r.status != http.StatusNoContent {
 		t.Errorf("producer retry of seq 5 after another SIGKILL: %d %q; want 204", r.status, r.body)
+	}
+}
+
+type longProducer struct {
+	label string
+	id    string
+	epoch int
+	last  int // last seq acknowledged before the restarts
+}
+
+func longProducers() []longProducer {
+	prefix := strings.Repeat("L", 400)
+	return []longProducer{
+		{"short", "s", 0, 1},
+		{"exactly-400", strings.Repeat("E", 400), 2, 0},
+		{"long-a", prefix + "A" + strings.Repeat("a", 99), 1, 2},
+		{"long-b", prefix + "B" + strings.Repeat("b", 599), 5, 1},
 	}
 }
 
@@ -190,6 +227,20 @@ func buildRestartFixture(t *testing.T, n *node) *restartFixture {
 		prodData.WriteString(line)
 	}
 	fx.want["producer"] = prodData.Bytes()
+
+	// Producer ids of every key shape (STORAGE_FORMAT.md, Producer keys):
+	// short, exactly 400 bytes (inline), and two longer ones sharing their
+	// first 400 bytes (hashed keys).
+	create("producers-long", text, nil)
+	var longData bytes.Buffer
+	for _, lp := range longProducers() {
+		for seq := 0; seq <= lp.last; seq++ {
+			line := fmt.Sprintf("%s %d\n", lp.label, seq)
+			appendTo("producers-long", producerHeaders("text/plain", lp.id, lp.epoch, seq), []byte(line), http.StatusOK)
+			longData.WriteString(line)
+		}
+	}
+	fx.want["producers-long"] = longData.Bytes()
 
 	// A fork of "text" at the offset after "line 2\n" plus a sub-offset of 3
 	// bytes ("lin"), with its own data.
