@@ -73,8 +73,20 @@ func TestBackupWhileWriting(t *testing.T) {
 			bw.run(ctx, c, n.url(fmt.Sprintf("bk-%d", bw.index)), &stop)
 		}()
 	}
-	// Let every writer get appends acknowledged before the backup starts.
+	// Meanwhile streams and forks are created and deleted (the copy must
+	// cope with streams that vanish under it).
+	ch := &churner{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ch.run(ctx, c, n, &stop)
+	}()
+	// Let every writer get appends acknowledged, and the churn run a few
+	// cycles, before the backup starts.
 	if !eventually(ctx, 5*time.Millisecond, func() bool {
+		if ch.cycles.Load() < 6 && !ch.done.Load() {
+			return false
+		}
 		for _, bw := range writers {
 			if bw.count() < backupPrefill/backupRecordSize+20 && bw.error() == nil {
 				return false
@@ -90,6 +102,7 @@ func TestBackupWhileWriting(t *testing.T) {
 	for i, bw := range writers {
 		before[i] = bw.count() // acknowledged before the command starts
 	}
+	churnBefore := int(ch.cycles.Load())
 	cmd := exec.CommandContext(ctx, bin, "backup", "--data-dir", src, flag, dest)
 	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -119,6 +132,9 @@ func TestBackupWhileWriting(t *testing.T) {
 		if err := bw.error(); err != nil {
 			t.Errorf("writer %d: %v", bw.index, err)
 		}
+	}
+	if ch.err != nil {
+		t.Errorf("churn: %v", ch.err)
 	}
 	if err != nil {
 		t.Fatalf("backup --data-dir %s %s %s: %v\n%s", src, flag, dest, err, out.String())
@@ -154,6 +170,8 @@ func TestBackupWhileWriting(t *testing.T) {
 			t.Logf("backup bk-0: %d records (%d acknowledged before the backup, %d at the end)", got, before[i], bw.count())
 		}
 	}
+	ch.check(t, bn, churnBefore)
+
 	// The copy is a working data_dir.
 	r := mustSend(t, bn.client, http.MethodPost, bn.url("bk-0"), map[string]string{"Content-Type": "application/octet-stream"}, []byte("written to the copy"))
 	if r.status != http.StatusNoContent {
@@ -291,6 +309,99 @@ func (bw *backupWriter) run(ctx context.Context, c *http.Client, url string, sto
 		}
 		bw.ack(seq+k, r.header.Get("Stream-Next-Offset"))
 	}
+}
+
+// churner runs cycles of: create src-i with two appends, fork it, then
+// (two cycles in three) delete the source (soft: it has a fork) and the
+// fork (which collects the source).
+type churner struct {
+	cycles atomic.Int64 // cycles completed (acknowledged)
+	done   atomic.Bool
+	err    error // read after run returns
+}
+
+func churnKeeps(i int) bool { return i%3 == 0 }
+
+func (ch *churner) run(ctx context.Context, c *http.Client, n *node, stop *atomic.Bool) {
+	defer ch.done.Store(true)
+	text := map[string]string{"Content-Type": "text/plain"}
+	step := func(method, name string, hdr map[string]string, body string, want int) bool {
+		r, err := send(c, method, n.url(name), hdr, []byte(body))
+		if err == nil && r.status != want {
+			err = fmt.Errorf("%s %s: %d %q; want %d", method, name, r.status, r.body, want)
+		}
+		if err != nil {
+			ch.err = err
+			return false
+		}
+		return true
+	}
+	for i := 0; !stop.Load() && ctx.Err() == nil; i++ {
+		src, fork := fmt.Sprintf("churn-%d-src", i), fmt.Sprintf("churn-%d-fork", i)
+		ok := step(http.MethodPut, src, text, fmt.Sprintf("src %d\n", i), http.StatusCreated) &&
+			step(http.MethodPost, src, text, fmt.Sprintf("src %d more\n", i), http.StatusNoContent) &&
+			step(http.MethodPut, fork, map[string]string{"Content-Type": "text/plain", "Stream-Forked-From": "/v1/stream/" + src}, fmt.Sprintf("fork %d\n", i), http.StatusCreated)
+		if ok && !churnKeeps(i) {
+			ok = step(http.MethodDelete, src, nil, "", http.StatusNoContent) &&
+				step(http.MethodDelete, fork, nil, "", http.StatusNoContent)
+		}
+		if !ok {
+			return
+		}
+		ch.cycles.Store(int64(i + 1))
+	}
+}
+
+// check verifies the churn streams on a server started on the backup: each
+// is in a state it really had, with exactly its bytes.
+// Cycles completed before the backup started must be there exactly as they
+// ended: kept ones present, deleted ones absent.
+func (ch *churner) check(t *testing.T, bn *node, before int) {
+	t.Helper()
+	present := 0
+	for i := 0; i < int(ch.cycles.Load()); i++ {
+		src, fork := fmt.Sprintf("churn-%d-src", i), fmt.Sprintf("churn-%d-fork", i)
+		srcStatus := mustSend(t, bn.client, http.MethodHead, bn.url(src), nil, nil).status
+		forkStatus := mustSend(t, bn.client, http.MethodHead, bn.url(fork), nil, nil).status
+		full := fmt.Sprintf("src %d\nsrc %d more\n", i, i)
+		switch srcStatus {
+		case http.StatusOK:
+			present++
+			got := string(readStream(t, bn.client, bn.url(src)).data)
+			if got != full && got != fmt.Sprintf("src %d\n", i) {
+				t.Errorf("backup: %s reads %q", src, got)
+			}
+		case http.StatusGone:
+			if forkStatus != http.StatusOK {
+				t.Errorf("backup: %s is soft-deleted (410) but its fork answers %d", src, forkStatus)
+			}
+		case http.StatusNotFound:
+			if forkStatus != http.StatusNotFound {
+				t.Errorf("backup: %s is absent but its fork answers %d", src, forkStatus)
+			}
+		default:
+			t.Errorf("backup: HEAD %s: %d", src, srcStatus)
+		}
+		switch forkStatus {
+		case http.StatusOK:
+			if got, want := string(readStream(t, bn.client, bn.url(fork)).data), full+fmt.Sprintf("fork %d\n", i); got != want {
+				t.Errorf("backup: %s reads %q; want %q", fork, got, want)
+			}
+		case http.StatusNotFound:
+		default:
+			t.Errorf("backup: HEAD %s: %d", fork, forkStatus)
+		}
+		if i < before {
+			want := http.StatusNotFound
+			if churnKeeps(i) {
+				want = http.StatusOK
+			}
+			if srcStatus != want || forkStatus != want {
+				t.Errorf("backup: cycle %d ended before the backup began, but %s answers %d and %s %d; want %d", i, src, srcStatus, fork, forkStatus, want)
+			}
+		}
+	}
+	t.Logf("churn: %d create/fork/delete cycles, %d of them before the backup began; %d sources are in the backup", ch.cycles.Load(), before, present)
 }
 
 func lastLine(s string) string {
