@@ -67,6 +67,21 @@ func TestRestartKeepsEverything(t *testing.T) {
 		t.Errorf("POST to the closed stream after restart: %d %q; want 409", r.status, r.body)
 	}
 
+	// The retry of the producer's closing append is a duplicate, not a
+	// conflict with the closure; anything after it is refused.
+	cbp := n.url("closed-by-producer")
+	r = mustSend(t, c, http.MethodPost, cbp, closingHeaders("closer", 0, 1), []byte("z\n"))
+	if r.status != http.StatusNoContent || r.header.Get("Stream-Closed") != "true" {
+		t.Errorf("retry of the closing append after restart: %d Stream-Closed %q %q; want 204 with Stream-Closed: true", r.status, r.header.Get("Stream-Closed"), r.body)
+	}
+	r = mustSend(t, c, http.MethodPost, cbp, producerHeaders("text/plain", "closer", 0, 2), []byte("late\n"))
+	if r.status == http.StatusOK || r.status == http.StatusNoContent {
+		t.Errorf("an append after the producer closed the stream, after restart: %d; want it refused", r.status)
+	}
+	if got := readStream(t, c, cbp).data; string(got) != "a\nz\n" {
+		t.Errorf("closed-by-producer after the retries: %q", got)
+	}
+
 	// Producer state survived: the last acknowledged seq is a duplicate, the
 	// next one is new, a gap names the expected seq.
 	prod := n.url("producer")
@@ -206,6 +221,13 @@ func buildRestartFixture(t *testing.T, n *node) *restartFixture {
 	appendTo("closed", text, []byte("b"), http.StatusNoContent)
 	appendTo("closed", map[string]string{"Content-Type": "text/plain", "Stream-Closed": "true"}, []byte("c"), http.StatusNoContent)
 	fx.want["closed"] = []byte("abc")
+
+	// Closed by a producer's last append (closure and producer state are
+	// committed together).
+	create("closed-by-producer", text, nil)
+	appendTo("closed-by-producer", producerHeaders("text/plain", "closer", 0, 0), []byte("a\n"), http.StatusOK)
+	appendTo("closed-by-producer", closingHeaders("closer", 0, 1), []byte("z\n"), http.StatusOK)
+	fx.want["closed-by-producer"] = []byte("a\nz\n")
 
 	// Lifetimes.
 	create("ttl", map[string]string{"Content-Type": "text/plain", "Stream-TTL": "3600"}, []byte("ttl"))
@@ -534,6 +556,12 @@ func producerHeaders(contentType, id string, epoch, seq int) map[string]string {
 		"Producer-Epoch": strconv.Itoa(epoch),
 		"Producer-Seq":   strconv.Itoa(seq),
 	}
+}
+
+func closingHeaders(id string, epoch, seq int) map[string]string {
+	h := producerHeaders("text/plain", id, epoch, seq)
+	h["Stream-Closed"] = "true"
+	return h
 }
 
 // page is one GET of a catch-up read.
