@@ -10,6 +10,7 @@
 #   make bench-quick       short benchmark run (about 3 minutes)
 #   make test-bench-smoke  every benchmark scenario at tiny size (< 60 s)
 #   make dist              release tarball in dist/
+#   make fuzz              libFuzzer on the engine's request parsing (clang; FUZZ_SECONDS=60)
 #   make clean
 
 SHELL := /bin/bash
@@ -30,7 +31,7 @@ VERSION    := $(shell sed -n 's/.*kVersion\[\] = "\(.*\)";/\1/p' native/version.
 GOOS       := $(shell $(GO) env GOOS)
 GOARCH     := $(shell $(GO) env GOARCH)
 
-.PHONY: build dev test test-native test-go test-conformance test-bench-smoke bench bench-quick dist clean
+.PHONY: build dev test test-native test-go test-conformance test-bench-smoke bench bench-quick dist fuzz clean
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/durable-streams-server
@@ -113,6 +114,14 @@ dist: build
 	tar -C dist -czf dist/$$name.tar.gz $$name; \
 	rm -rf dist/$$name; \
 	echo "dist/$$name.tar.gz"
+
+FUZZ_CXX     ?= clang++-14
+FUZZ_SECONDS ?= 60
+fuzz:
+	cmake -S tests/fuzz -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=$(FUZZ_CXX)
+	cmake --build build/fuzz
+	mkdir -p build/fuzz/corpus
+	build/fuzz/engine_request_fuzzer -max_total_time=$(FUZZ_SECONDS) -timeout=10 build/fuzz/corpus tests/fuzz/seeds
 
 clean:
 	rm -rf bin build dist
