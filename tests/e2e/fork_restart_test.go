@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -165,4 +168,86 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// A fork's bytes never change. STORAGE_FORMAT.md (Recovery, step 3; fsync
+// interval and off) says that after a power loss a stream can come back
+// with a recorded tail past its bytes, and recovery then lowers its tail.
+// If that stream is a fork source and its tail drops below a fork's
+// fork_offset, the fork must not start serving the source's later appends
+// as its own history: reading it may fail, but a 200 must carry the bytes
+// it had.
+//
+// The power loss is simulated by truncating the source's segment file while
+// the server is stopped, the state the kernel can leave when it wrote LMDB's
+// pages back before the segment's.
+func TestForkKeepsItsBytesWhenRecoveryLowersTheSource(t *testing.T) {
+	binary(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	n := newNode(t, dataDir, "fsync always")
+	n.start()
+	c := n.client
+	text := map[string]string{"Content-Type": "text/plain"}
+	source := strings.Repeat("s", 1000)
+	if r := mustSend(t, c, http.MethodPut, n.url("src"), text, []byte(source)); r.status != http.StatusCreated {
+		t.Fatalf("PUT src: %d %q", r.status, r.body)
+	}
+	dirs := segmentDirs(t, dataDir)
+	if len(dirs) != 1 {
+		t.Fatalf("segments/ holds %v; want src's directory only", dirs)
+	}
+	srcSegment := filepath.Join(dataDir, "segments", dirs[0], fmt.Sprintf("%016d.seg", 0))
+	if r := mustSend(t, c, http.MethodPut, n.url("fork"), map[string]string{"Content-Type": "text/plain", "Stream-Forked-From": "/v1/stream/src"},
+		[]byte("fork's own\n")); r.status != http.StatusCreated {
+		t.Fatalf("PUT fork: %d %q", r.status, r.body)
+	}
+	forkData := source + "fork's own\n"
+	if got := readStream(t, c, n.url("fork")).data; string(got) != forkData {
+		t.Fatalf("fork reads %q; want %q", clip(got), clip([]byte(forkData)))
+	}
+	n.terminate()
+
+	if err := os.Truncate(srcSegment, 10); err != nil {
+		t.Fatal(err)
+	}
+	n.start()
+	if !strings.Contains(n.srv.output.String(), "lowering the tail") {
+		t.Logf("no 'lowering the tail' warning on stderr:\n%s", tail(n.srv.output.String(), 20))
+	}
+	// The source takes new appends past the fork point.
+	r := mustSend(t, c, http.MethodPost, n.url("src"), text, []byte(strings.Repeat("N", 1200)))
+	t.Logf("append to the lowered source: %d %q", r.status, r.body)
+
+	for _, when := range []string{"after the source was lowered and appended to", "after another restart"} {
+		got, status, body := readAllPages(t, c, n.url("fork"))
+		switch {
+		case status != http.StatusOK:
+			t.Logf("%s: reading the fork fails with %d %q (acceptable: its history was lost)", when, status, body)
+		case string(got) != forkData:
+			t.Errorf("%s: the fork answers 200 with %d bytes %q; it had %q: it serves its source's new appends as its own history",
+				when, len(got), clip(got), clip([]byte(forkData)))
+		}
+		n.kill()
+		n.start()
+	}
+}
+
+// readAllPages reads url from the start like readStream, but returns the
+// first non-200 status instead of failing.
+func readAllPages(t *testing.T, c *http.Client, url string) (data []byte, status int, body string) {
+	t.Helper()
+	offset := "-1"
+	for i := 0; i < 10_000; i++ {
+		r := mustSend(t, c, http.MethodGet, url+"?offset="+offset, nil, nil)
+		if r.status != http.StatusOK {
+			return data, r.status, string(r.body)
+		}
+		data = append(data, r.body...)
+		if r.header.Get("Stream-Up-To-Date") == "true" {
+			return data, http.StatusOK, ""
+		}
+		offset = r.header.Get("Stream-Next-Offset")
+	}
+	t.Fatalf("GET %s: more than 10,000 pages", url)
+	return nil, 0, ""
 }
