@@ -88,6 +88,10 @@ Response Engine::Append(const Request& request) {
     std::lock_guard lock(stream->mu);
     if (stream->deleted) return ErrorResponse(404, "stream not found");
     if (stream->soft_deleted) return ErrorResponse(410, "stream was deleted");
+    if (stream->lost_forked_bytes) {
+      return ErrorResponse(500, "storage lost bytes of this stream that its forks inherit; "
+                                "it accepts no more appends");
+    }
     // Decide on the pending state: appends still in a group commit count.
     tail = stream->log->tail();
     stream->last_access_ms = clock_->NowMs();

@@ -56,7 +56,16 @@ Status Engine::Recover() {
       for (const ProducerRecord& p : r.producers) {
         stream->producers[p.producer_id] = ProducerState{p.epoch, p.last_seq};
       }
-      if (source) ++source->fork_refs;
+      if (source) {
+        ++source->fork_refs;
+        if (rec.fork_offset > source->log->tail()) {
+          std::fprintf(stderr,
+                       "durable-streams: stream %s lost bytes that fork %s inherits; it will "
+                       "refuse appends so that their positions are never reused\n",
+                       source->path.c_str(), rec.path.c_str());
+          source->lost_forked_bytes = true;
+        }
+      }
       by_id[rec.id] = stream;
       streams_[rec.path] = stream;
     }

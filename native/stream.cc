@@ -30,6 +30,13 @@ bool Stream::ExpiredAt(int64_t now_ms) const {
 
 Status Stream::ReadRange(uint64_t from, uint64_t to, std::string* out) const {
   if (from >= to) return Status::OK();
+  // Only a store that lost bytes (a power loss under fsync interval/off, or
+  // damaged files) leaves a committed range past a log's end. Say so rather
+  // than serve other bytes at those positions.
+  if (to > log->tail() && to > fork_offset) {
+    return Status::Corruption("bytes [" + std::to_string(std::max(from, log->tail())) + ", " +
+                              std::to_string(to) + ") of " + path + " were lost");
+  }
   if (from < fork_offset) {
     uint64_t inherited_end = std::min(to, fork_offset);
     Status s = source->ReadRange(from, inherited_end, out);

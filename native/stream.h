@@ -56,6 +56,10 @@ struct Stream {
   bool access_dirty = false;   // last_access_ms moved since it was stored
   bool deleted = false;        // gone from the registry: parked readers end
   bool soft_deleted = false;   // deleted by its owner, kept for its forks
+  // Set when recovery found fewer bytes than a fork inherits from this
+  // stream: the missing positions are part of the fork's history, so they
+  // must never be handed out again for new bytes.
+  bool lost_forked_bytes = false;
   uint32_t fork_refs = 0;      // forks whose `source` is this stream
   std::vector<uint64_t> waiters;  // parked sessions to wake on change
   // Bumped each time `waiters` is handed to the wake callback, so a session

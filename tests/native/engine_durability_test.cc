@@ -113,6 +113,27 @@ TEST_F(DurabilityTest, ConcurrentAppendsShareCommits) {
   EXPECT_EQ(Get("/s").body, std::string(kThreads * kEach, 'x'));
 }
 
+// A store that comes back with fewer bytes than were committed (a power
+// loss under fsync interval/off) must never let a source reuse positions a
+// fork inherits: the fork would present new bytes as its history.
+TEST_F(DurabilityTest, LostSourceBytesAreNeverReusedUnderAFork) {
+  ASSERT_EQ(Put("/src", Text(), std::string(1000, 's')).status, 201);
+  ASSERT_EQ(Put("/fork", {{DS_FIELD_STREAM_FORKED_FROM, "/src"}}, "own").status, 201);
+  uint64_t src_id = 0;
+  for (auto& [id, rec] : state_->records) {
+    if (rec.path == "/src") src_id = id;
+  }
+  ASSERT_NE(src_id, 0u);
+  state_->records[src_id].tail = 10;  // what a damaged store recovers
+  Restart();
+  EXPECT_EQ(Post("/src", Text(), std::string(1200, 'N')).status, 500);
+  Response fork = Get("/fork");
+  EXPECT_EQ(fork.status, 500);
+  EXPECT_EQ(fork.body.find('N'), std::string::npos);
+  // What survived is still readable where it is whole.
+  EXPECT_EQ(Get("/src").body, std::string(10, 's'));
+}
+
 TEST(CommitQueue, OneLeaderCommitsEverythingQueued) {
   auto state = std::make_shared<FakeDurableStore::State>();
   FakeDurableStore store(state);
