@@ -162,6 +162,11 @@ func (h *Handler) openEngine() error {
 		if err != nil {
 			return fmt.Errorf("data_dir %q: %w", h.DataDir, err)
 		}
+		// One directory reached through a symlink is still one engine: a
+		// reload that names it differently must share, not lock itself out.
+		if resolved, err := filepath.EvalSymlinks(dir); err == nil {
+			dir = resolved
+		}
 		opts.DataDir = dir
 	}
 	key := poolKey(opts)
