@@ -20,6 +20,7 @@
 
 #include "durable_streams.h"
 #include "file_util.h"
+#include "temp_dir.h"
 #include "lmdb_env.h"
 #include "record_codec.h"
 #include "segment_log.h"
@@ -27,22 +28,7 @@
 namespace ds {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/lmdb_store_test.XXXXXX";
-    char* p = ::mkdtemp(tmpl);
-    EXPECT_NE(p, nullptr);
-    path_ = p;
-  }
-  ~TempDir() { RemoveTree(path_); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 char Pattern(uint64_t id, uint64_t p) { return static_cast<char>('a' + (p * 7 + id * 3 + p / 11) % 26); }
 std::string Bytes(uint64_t id, uint64_t from, uint64_t to) {

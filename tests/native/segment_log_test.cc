@@ -15,26 +15,12 @@
 #include <vector>
 
 #include "file_util.h"
+#include "temp_dir.h"
 
 namespace ds {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/segment_log_test.XXXXXX";
-    char* p = ::mkdtemp(tmpl);
-    EXPECT_NE(p, nullptr);
-    path_ = p;
-  }
-  ~TempDir() { RemoveTree(path_); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 // Deterministic test bytes: position p holds Pattern(p).
 char Pattern(uint64_t p) { return static_cast<char>('a' + (p * 7 + p / 13) % 26); }
