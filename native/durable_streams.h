@@ -44,7 +44,8 @@ typedef enum ds_code {
   DS_ERR_NOT_SUPPORTED = 2,    /* a configured feature this build lacks */
   DS_ERR_IO = 3,               /* the storage failed (open, read, write) */
   DS_ERR_LOCKED = 4,           /* data_dir is held by another process */
-  DS_ERR_NOT_FOUND = 5,        /* an unknown session id */
+  DS_ERR_NOT_FOUND = 5,        /* reserved; an unknown session is answered
+                                  by ds_session_resume as a done response */
   DS_ERR_INTERNAL = 6          /* a bug: an invariant broke or C++ threw */
 } ds_code;
 
@@ -95,8 +96,9 @@ typedef struct ds_options {
 ds_code ds_engine_open(const ds_options* options, ds_engine** out,
                        ds_error* err);
 
-/* Ends every parked session (their next resume reports them done), stops
- * background work and frees the engine. Must not race with other calls. */
+/* Stops background work, frees every parked session and the engine. It must
+ * be the last call on the engine: the caller first ends its live requests
+ * (the Go side answers them and refuses new calls). */
 void ds_engine_close(ds_engine* engine);
 
 /* ---- Requests ---------------------------------------------------------- */
@@ -186,7 +188,8 @@ ds_code ds_engine_handle(ds_engine* engine, const ds_request* req,
 /* Continues a parked session after a wake or its timeout. Returns a response
  * with live == DS_LIVE_NONE (long-poll finished: write it), DS_LIVE_WAIT (a
  * spurious wake: keep waiting), or DS_LIVE_STREAM (SSE: write body, flush,
- * and stop when done). A session that is done is forgotten by the engine. */
+ * and stop when done). A session that is done is forgotten by the engine;
+ * resuming an unknown or finished session returns a done 404 response. */
 ds_code ds_session_resume(ds_engine* engine, uint64_t session,
                           ds_resume_reason reason, ds_response** out,
                           ds_error* err);
