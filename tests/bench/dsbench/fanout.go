@@ -310,13 +310,8 @@ func (f *fanout) sse(ctx context.Context, s int, offset string) {
 		req.Header.Set("Accept", "text/event-stream")
 		resp, err := f.client.Do(req)
 		if err != nil {
-			if ctx.Err() == nil {
-				f.noteErr(err.Error())
-				if !isReady {
-					f.failed.Add(1)
-					return
-				}
-				time.Sleep(100 * time.Millisecond)
+			if !f.retryAfter(ctx, err, isReady) {
+				return
 			}
 			continue
 		}
@@ -367,13 +362,8 @@ func (f *fanout) longPoll(ctx context.Context, s int, offset string) {
 		req, _ := http.NewRequestWithContext(rctx, "GET", u, nil)
 		resp, err := f.client.Do(req)
 		if err != nil {
-			if ctx.Err() == nil {
-				f.noteErr(err.Error())
-				if !isReady {
-					f.failed.Add(1)
-					return
-				}
-				time.Sleep(100 * time.Millisecond)
+			if !f.retryAfter(ctx, err, isReady) {
+				return
 			}
 			continue
 		}
@@ -401,4 +391,20 @@ func (f *fanout) longPoll(ctx context.Context, s int, offset string) {
 			cursor = c
 		}
 	}
+}
+
+// retryAfter records a failed request of a subscriber. Before the
+// subscriber is ready a failure is final (it counts as failed and the
+// caller gives up); after that the caller reconnects after a short pause.
+func (f *fanout) retryAfter(ctx context.Context, err error, isReady bool) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	f.noteErr(err.Error())
+	if !isReady {
+		f.failed.Add(1)
+		return false
+	}
+	time.Sleep(100 * time.Millisecond)
+	return true
 }
