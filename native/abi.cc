@@ -1,14 +1,17 @@
 // The C ABI (durable_streams.h): converts between C structs and the engine's
 // C++ types. Every entry point catches everything: an exception that reached
 // Go would kill the server.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <new>
 
 #include "durable_streams.h"
 #include "engine.h"
 #include "lmdb_store.h"
+#include "status_code.h"
 #include "version.h"
 
 struct ds_engine {
@@ -55,19 +58,7 @@ ds_response* Export(ds::Response&& response) {
   return &holder->view;
 }
 
-// The one table from storage outcomes to ABI codes.
-ds_code CodeOf(const ds::Status& s) {
-  switch (s.code()) {
-    case ds::Status::Code::kOk: return DS_OK;
-    case ds::Status::Code::kLocked: return DS_ERR_LOCKED;
-    case ds::Status::Code::kNotSupported: return DS_ERR_NOT_SUPPORTED;
-    case ds::Status::Code::kInvalidArgument: return DS_ERR_INVALID_ARGUMENT;
-    case ds::Status::Code::kIoError:
-    case ds::Status::Code::kNoSpace:
-    case ds::Status::Code::kCorruption: return DS_ERR_IO;
-  }
-  return DS_ERR_INTERNAL;
-}
+using ds::CodeOf;
 
 template <typename Fn>
 ds_code Guard(ds_error* err, Fn fn) {

@@ -167,7 +167,7 @@ Response Engine::Append(const Request& request) {
 
     // Bytes first; nothing else changes if they cannot be written.
     if (!bytes.empty()) {
-      Status s = stream->log->Append(bytes);
+      Status s = stream->log->Append(bytes, clock_->NowMs());
       if (!s.ok()) return StorageFailure(s);
       tail = stream->log->tail();
       appends_.fetch_add(1, std::memory_order_relaxed);

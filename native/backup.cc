@@ -24,6 +24,7 @@
 #include "lmdb_store.h"
 #include "record_codec.h"
 #include "segment_log.h"
+#include "status_code.h"
 
 namespace ds {
 namespace {
@@ -91,7 +92,9 @@ Status CopyEnvironment(const std::string& data_dir, const std::string& dest) {
 struct SnapshotStream {
   uint64_t id = 0;
   uint64_t base = 0;
+  uint64_t start = 0;  // first retained position (retention), >= base
   uint64_t tail = 0;
+  bool start_raised = false;  // retention moved on during the backup
 };
 
 Status ReadSnapshot(const std::string& env_dir, std::vector<SnapshotStream>* out) {
@@ -114,14 +117,18 @@ Status ReadSnapshot(const std::string& env_dir, std::vector<SnapshotStream>* out
   if (!s.ok()) return s;
   out->clear();
   for (const RecoveredStream& r : streams) {
+    const uint64_t tail = std::max(r.record.tail, r.record.fork_offset);
     out->push_back(SnapshotStream{r.record.id, r.record.fork_offset,
-                                  std::max(r.record.tail, r.record.fork_offset)});
+                                  std::clamp(r.record.start, r.record.fork_offset, tail), tail});
   }
   return Status::OK();
 }
 
-// Drops streams erased while the backup ran from the copied environment.
-Status EraseFromSnapshot(const std::string& env_dir, const std::vector<uint64_t>& ids) {
+// Brings the copied environment in line with the copied files: drops
+// streams erased while the backup ran, and raises the start of streams that
+// retention trimmed meanwhile (their older files were gone).
+Status FixSnapshot(const std::string& env_dir, const std::vector<uint64_t>& ids,
+                   const std::vector<SnapshotStream>& raised) {
   MDB_env* raw = nullptr;
   int rc = mdb_env_create(&raw);
   if (rc != 0) return lmdb::ToStatus("mdb_env_create", rc);
@@ -133,15 +140,28 @@ Status EraseFromSnapshot(const std::string& env_dir, const std::vector<uint64_t>
   lmdb::Dbs dbs;
   if (rc == 0) rc = lmdb::OpenDbs(txn.get(), /*create=*/false, &dbs);
   for (size_t i = 0; rc == 0 && i < ids.size(); ++i) rc = lmdb::EraseStream(txn.get(), dbs, ids[i]);
+  for (size_t i = 0; rc == 0 && i < raised.size(); ++i) {
+    const std::string key = StreamKey(raised[i].id);
+    MDB_val k = lmdb::Val(key), v;
+    rc = mdb_get(txn.get(), dbs.streams, &k, &v);
+    if (rc != 0) break;
+    StreamRecord record;
+    Status s = DecodeStreamRecord(
+        std::string_view(static_cast<const char*>(v.mv_data), v.mv_size), &record);
+    if (!s.ok()) return s;
+    record.start = raised[i].start;
+    rc = lmdb::PutStream(txn.get(), dbs, record);
+  }
   if (rc == 0) rc = txn.Commit();  // synced: the environment has MDB_NOSYNC off
-  if (rc != 0) return lmdb::ToStatus("drop erased streams from " + env_dir, rc);
+  if (rc != 0) return lmdb::ToStatus("update the copied environment " + env_dir, rc);
   return Status::OK();
 }
 
-// Whether the live data_dir still has a record for stream `id`: tells a
-// stream erased during the backup (its files go after its record) from
-// damaged source files (record present, bytes missing).
-Status StillRecorded(const std::string& data_dir, uint64_t id, bool* recorded) {
+// Whether the live data_dir still has a record for stream `id`, and its
+// retained start if so: tells a stream erased during the backup (its files
+// go after its record), or trimmed by retention (its old files go after its
+// new start is recorded), from damaged source files.
+Status LiveRecord(const std::string& data_dir, uint64_t id, bool* recorded, uint64_t* start) {
   const std::string src_env = JoinPath(data_dir, kEnvDir);
   return LmdbStore::WithEnvironment(data_dir, [&](MDB_env* open_env) -> Status {
     lmdb::Env own;
@@ -171,6 +191,12 @@ Status StillRecorded(const std::string& data_dir, uint64_t id, bool* recorded) {
       rc = mdb_get(txn.get(), dbs.streams, &k, &v);
       if (rc != 0 && rc != MDB_NOTFOUND) return lmdb::ToStatus("read " + src_env, rc);
       *recorded = rc == 0;
+      if (rc != 0) return Status::OK();
+      StreamRecord record;
+      Status s = DecodeStreamRecord(
+          std::string_view(static_cast<const char*>(v.mv_data), v.mv_size), &record);
+      if (!s.ok()) return s;
+      *start = std::max(record.start, record.fork_offset);
       return Status::OK();
     }
   });
@@ -183,10 +209,11 @@ struct SourceSegment {
   std::string name;
 };
 
-// Copies stream `s`'s bytes [base, tail) from src_dir into dst_dir.
-Status CopyStream(const std::string& data_dir, const SnapshotStream& s, const std::string& src_dir,
-                  const std::string& dst_dir, CopyResult* result) {
-  *result = CopyResult::kCopied;
+// Copies the files holding stream `s`'s bytes [start, tail) from src_dir
+// into dst_dir; *copied_to is where the contiguous copy from start ends.
+Status CopyRange(const SnapshotStream& s, const std::string& src_dir, const std::string& dst_dir,
+                 uint64_t* copied_to) {
+  *copied_to = s.start;
   std::vector<std::string> names;
   bool missing = false;
   Status st = ListDir(src_dir, &names, &missing);
@@ -200,42 +227,66 @@ Status CopyStream(const std::string& data_dir, const SnapshotStream& s, const st
   }
   std::sort(segments.begin(), segments.end(),
             [](const SourceSegment& a, const SourceSegment& b) { return a.base < b.base; });
-  bool created = false;
-  st = CreateDir(dst_dir, &created);
-  if (!st.ok()) return st;
-
-  uint64_t copied_to = s.base;
-  for (size_t i = 0; i < segments.size() && copied_to < s.tail; ++i) {
+  size_t i = 0;  // skip files wholly below start (trim leftovers)
+  while (i + 1 < segments.size() && segments[i + 1].base <= s.start) ++i;
+  for (; i < segments.size() && *copied_to < s.tail; ++i) {
     const SourceSegment& seg = segments[i];
-    if (seg.base != copied_to) break;  // a gap: handled below
+    // The first file may begin below start; every later one where the
+    // previous one ended. Anything else is a gap: handled by the caller.
+    if (seg.base > *copied_to) break;
     const uint64_t end = i + 1 < segments.size() ? std::min(segments[i + 1].base, s.tail) : s.tail;
     const std::string src = JoinPath(src_dir, seg.name);
     const std::string dst = JoinPath(dst_dir, seg.name);
     UniqueFd in, out;
     st = OpenFile(src, O_RDONLY, 0, &in);
     if (!st.ok() && PathExists(src)) return st;
-    if (!st.ok()) break;  // gone: handled below
+    if (!st.ok()) break;  // gone: handled by the caller
     st = OpenFile(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644, &out);
     uint64_t copied = 0;
     if (st.ok()) st = CopyFileBytes(in.get(), out.get(), end - seg.base, src, dst, &copied);
     if (st.ok()) st = SyncData(out.get(), dst);
     if (!st.ok()) return st;
-    copied_to = seg.base + copied;
+    *copied_to = seg.base + copied;
     if (copied < end - seg.base) break;
   }
-  if (copied_to < s.tail) {
-    // Bytes below a committed tail only disappear when the stream is
-    // erased; otherwise the source is damaged and we keep what there is.
+  return Status::OK();
+}
+
+// Copies stream `s`'s bytes [start, tail) from src_dir into dst_dir,
+// following retention if it trims the stream while we copy (s.start is then
+// raised to the live start, at most to the snapshot's tail).
+Status CopyStream(const std::string& data_dir, SnapshotStream& s, const std::string& src_dir,
+                  const std::string& dst_dir, CopyResult* result) {
+  *result = CopyResult::kCopied;
+  bool created = false;
+  Status st = CreateDir(dst_dir, &created);
+  if (!st.ok()) return st;
+  for (;;) {
+    uint64_t copied_to = s.start;
+    st = CopyRange(s, src_dir, dst_dir, &copied_to);
+    if (!st.ok()) return st;
+    if (copied_to >= s.tail) break;
+    // Bytes below a committed tail disappear when the stream is erased, or
+    // below a newly committed start when retention trims it; otherwise the
+    // source is damaged and we keep what there is.
     bool recorded = true;
-    st = StillRecorded(data_dir, s.id, &recorded);
+    uint64_t live_start = s.start;
+    st = LiveRecord(data_dir, s.id, &recorded, &live_start);
     if (!st.ok()) return st;
     if (!recorded) {
       *result = CopyResult::kVanished;
       return Status::OK();
     }
-    Note("stream " + std::to_string(s.id) + ": the source holds only bytes [" + std::to_string(s.base) +
-         ", " + std::to_string(copied_to) + ") of its recorded [" + std::to_string(s.base) + ", " +
+    if (live_start > s.start) {
+      // A start only grows, so this loop ends (at the tail at the latest).
+      s.start = std::min(live_start, s.tail);
+      s.start_raised = true;
+      continue;
+    }
+    Note("stream " + std::to_string(s.id) + ": the source holds only bytes [" + std::to_string(s.start) +
+         ", " + std::to_string(copied_to) + ") of its recorded [" + std::to_string(s.start) + ", " +
          std::to_string(s.tail) + "); a server started on the backup will lower its tail");
+    break;
   }
   return SyncDir(dst_dir);
 }
@@ -262,7 +313,8 @@ Status BackupDataDir(const std::string& data_dir, const std::string& dest) {
   const std::string src_segments = JoinPath(data_dir, kSegmentsDir);
   const std::string dst_segments = JoinPath(dest, kSegmentsDir);
   std::vector<uint64_t> vanished;
-  for (const SnapshotStream& stream : streams) {  // id order: sources first
+  std::vector<SnapshotStream> raised;
+  for (SnapshotStream& stream : streams) {  // id order: sources first
     if (stream.tail == stream.base) continue;  // no bytes of its own
     const std::string name = ZeroPadded(stream.id);
     const std::string dst_dir = JoinPath(dst_segments, name);
@@ -274,10 +326,14 @@ Status BackupDataDir(const std::string& data_dir, const std::string& dest) {
       vanished.push_back(stream.id);
       s = RemoveTree(dst_dir);
       if (!s.ok()) return s;
+    } else if (stream.start_raised) {
+      Note("stream " + std::to_string(stream.id) + " was trimmed by retention during the backup; it starts at " +
+           std::to_string(stream.start) + " in the copy");
+      raised.push_back(stream);
     }
   }
-  if (!vanished.empty()) {
-    s = EraseFromSnapshot(dest_env, vanished);
+  if (!vanished.empty() || !raised.empty()) {
+    s = FixSnapshot(dest_env, vanished, raised);
     if (!s.ok()) return s;
   }
   s = SyncDir(dst_segments);
@@ -291,18 +347,6 @@ Status BackupDataDir(const std::string& data_dir, const std::string& dest) {
 
 namespace {
 
-ds_code ToCode(const ds::Status& s) {
-  switch (s.code()) {
-    case ds::Status::Code::kOk: return DS_OK;
-    case ds::Status::Code::kInvalidArgument: return DS_ERR_INVALID_ARGUMENT;
-    case ds::Status::Code::kLocked: return DS_ERR_LOCKED;
-    case ds::Status::Code::kNotSupported: return DS_ERR_NOT_SUPPORTED;
-    case ds::Status::Code::kIoError:
-    case ds::Status::Code::kNoSpace:
-    case ds::Status::Code::kCorruption: return DS_ERR_IO;
-  }
-  return DS_ERR_INTERNAL;
-}
 
 void Report(ds_error* err, ds_code code, const char* message) {
   if (err == nullptr) return;
@@ -321,7 +365,7 @@ extern "C" ds_code ds_backup(const char* data_dir, const char* dest, ds_error* e
       return DS_ERR_INVALID_ARGUMENT;
     }
     ds::Status s = ds::BackupDataDir(data_dir, dest);
-    ds_code code = ToCode(s);
+    ds_code code = ds::CodeOf(s);
     Report(err, code, s.message().c_str());
     return code;
   } catch (const std::bad_alloc&) {

@@ -126,7 +126,7 @@ std::optional<Response> Engine::BeginCreate(const std::string& path, StreamConfi
   uint64_t id = next_stream_id_++;
   std::unique_ptr<StreamLog> log;
   Status s = store_->CreateLog(id, fork_offset, &log);
-  if (s.ok() && !initial.empty()) s = log->Append(initial);
+  if (s.ok() && !initial.empty()) s = log->Append(initial, clock_->NowMs());
   if (!s.ok()) return StorageFailure(s);
   auto stream = std::make_shared<Stream>(path, id, std::move(config), source, fork_offset,
                                          std::move(log));
@@ -215,6 +215,9 @@ Response Engine::CreateFork(const Request& request, StreamConfig config, bool cl
     uint64_t fork_offset = requested_offset.value_or(source_tail);
     if (fork_offset > source_tail) {
       return ErrorResponse(400, "Stream-Fork-Offset is beyond the source's tail");
+    }
+    if (fork_offset < source->EarliestOffset()) {
+      return ErrorResponse(410, "Stream-Fork-Offset is before the source's earliest retained offset");
     }
     if (sub_offset > 0) {
       if (source->json) {

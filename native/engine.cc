@@ -207,6 +207,10 @@ std::optional<Response> Engine::RefuseWrites() const {
 }
 
 Response Engine::StorageFailure(const Status& status) {
+  if (status.code() == Status::Code::kGone) {
+    // Retention dropped the bytes while the request was on its way (§5.6).
+    return ErrorResponse(410, "offset is before the earliest retained offset");
+  }
   if (status.code() == Status::Code::kNoSpace) {
     return ErrorResponse(507, "insufficient storage: " + status.message());
   }
@@ -332,6 +336,7 @@ void Engine::SweeperLoop() {
     if (stopping_) break;
     lock.unlock();
     SweepExpired();
+    ApplyRetention();
     FlushAccessTimes();
     lock.lock();
   }

@@ -36,9 +36,16 @@ struct EngineOptions {
   int64_t sse_keepalive_interval_ms = 15000;
   uint64_t max_append_bytes = 64ull << 20;
   uint64_t max_read_bytes = 1ull << 20;
-  // How often the background sweeper looks for expired streams; 0 turns the
-  // sweeper off (tests drive SweepExpired themselves).
+  // How often the background sweeper looks for expired streams and applies
+  // retention; 0 turns the sweeper off (tests drive SweepExpired and
+  // ApplyRetention themselves).
   int64_t sweep_interval_ms = 1000;
+  // Retention (0 = off): whole old segments of a stream are dropped once
+  // their newest byte is older than retention_age_ms, or while the bytes
+  // after them still number at least retention_bytes. The active segment
+  // and streams that forks read from are never trimmed.
+  int64_t retention_age_ms = 0;
+  uint64_t retention_bytes = 0;
 };
 
 using WakeFn = std::function<void(const std::vector<uint64_t>& sessions)>;
@@ -73,6 +80,10 @@ class Engine {
   // Removes every stream whose TTL or Expires-At has passed and wakes its
   // readers. Runs on the sweeper thread; public for tests.
   void SweepExpired();
+  // Drops the segments retention no longer keeps, for every stream; the new
+  // first offset is recorded before any file goes. Runs on the sweeper
+  // thread; public for tests.
+  void ApplyRetention();
 
   EngineStats Stats() const;
   const EngineOptions& options() const { return options_; }
@@ -149,6 +160,11 @@ class Engine {
   void FlushAccessTimes();
 
   void SweeperLoop();
+
+  // Retention (retention.cc). The first offset `stream` should keep at
+  // `now_ms` (its current one if nothing is due). Requires stream.mu.
+  uint64_t RetentionStart(const Stream& stream, int64_t now_ms) const;
+  Status Trim(const StreamPtr& stream, int64_t now_ms);
 
   const EngineOptions options_;
   const std::shared_ptr<const Clock> clock_;

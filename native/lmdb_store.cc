@@ -408,9 +408,10 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
         tail = base;
       }
       std::unique_ptr<SegmentLog> log;
-      results[i] = SegmentLog::Recover(files_, rec.id, base, &tail, &log);
+      results[i] = SegmentLog::Recover(files_, rec.id, base, rec.start, &tail, &log);
       if (!results[i].ok()) return;
       rec.tail = tail;  // lowered if bytes were missing
+      rec.start = log->start();
       loaded[i].log = std::move(log);
     }
   };

@@ -41,7 +41,10 @@ Response Engine::Read(const Request& request, uint64_t session_id) {
     stream->access_dirty = true;
   }
 
-  uint64_t offset = 0;
+  // Retention may have dropped the oldest bytes: "-1" (the start) is then
+  // the earliest retained offset, and an offset below it is gone (§5.6).
+  const uint64_t earliest = stream->EarliestOffset();
+  uint64_t offset = earliest;
   bool at_now = false;
   if (params.offset && *params.offset != "-1") {
     if (*params.offset == "now") {
@@ -51,6 +54,9 @@ Response Engine::Read(const Request& request, uint64_t session_id) {
       auto decoded = DecodeOffset(*params.offset);
       if (!decoded) return ErrorResponse(400, "malformed offset");
       if (*decoded > tail) return ErrorResponse(400, "offset is beyond the stream's tail");
+      if (*decoded < earliest) {
+        return ErrorResponse(410, "offset is before the earliest retained offset");
+      }
       offset = *decoded;
     }
   }

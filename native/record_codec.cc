@@ -76,12 +76,12 @@ Status BadValue(const char* what) {
   return Status::Corruption(std::string("malformed ") + what + " value in streams.db");
 }
 
-Status CheckVersion(uint8_t version, const char* what) {
+Status CheckVersion(uint8_t version, const char* what, uint8_t known = kRecordVersion) {
   if (version == 0) return BadValue(what);
-  if (version > kRecordVersion) {
+  if (version > known) {
     return Status::Corruption(std::string(what) + " value has format version " +
                               std::to_string(version) + ", newer than this server (" +
-                              std::to_string(kRecordVersion) + "); upgrade the server");
+                              std::to_string(known) + "); upgrade the server");
   }
   return Status::OK();
 }
@@ -121,9 +121,9 @@ uint64_t ReadBigEndian64(std::string_view in) {
 
 std::string EncodeStreamRecord(const StreamRecord& r) {
   std::string out;
-  out.reserve(1 + 8 + 1 + 7 * 8 + 12 + r.path.size() + r.content_type.size() +
+  out.reserve(1 + 8 + 1 + 8 * 8 + 12 + r.path.size() + r.content_type.size() +
               r.last_stream_seq.size());
-  PutU8(&out, kRecordVersion);
+  PutU8(&out, kStreamRecordVersion);
   PutU64(&out, r.id);
   uint8_t flags = 0;
   if (r.ttl_seconds) flags |= kHasTtl;
@@ -140,6 +140,7 @@ std::string EncodeStreamRecord(const StreamRecord& r) {
   PutString(&out, r.path);
   PutString(&out, r.content_type);
   PutString(&out, r.last_stream_seq);
+  PutU64(&out, r.start);  // version 2
   return out;
 }
 
@@ -147,7 +148,7 @@ Status DecodeStreamRecord(std::string_view value, StreamRecord* r) {
   Reader in(value);
   uint8_t version = 0, flags = 0;
   if (!in.U8(&version)) return BadValue("stream");
-  Status s = CheckVersion(version, "stream");
+  Status s = CheckVersion(version, "stream", kStreamRecordVersion);
   if (!s.ok()) return s;
   StreamRecord out;
   uint64_t ttl = 0;
@@ -155,9 +156,11 @@ Status DecodeStreamRecord(std::string_view value, StreamRecord* r) {
   if (!in.U64(&out.id) || !in.U8(&flags) || !in.U64(&ttl) || !in.I64(&expires) ||
       !in.I64(&out.last_access_ms) || !in.U64(&out.tail) || !in.U64(&out.source_id) ||
       !in.U64(&out.fork_offset) || !in.String(&out.path) || !in.String(&out.content_type) ||
-      !in.String(&out.last_stream_seq) || !in.done() || (flags & ~kKnownFlags) != 0) {
+      !in.String(&out.last_stream_seq) || (flags & ~kKnownFlags) != 0) {
     return BadValue("stream");
   }
+  out.start = out.fork_offset;  // version 1 had no retention
+  if ((version >= 2 && !in.U64(&out.start)) || !in.done()) return BadValue("stream");
   if (flags & kHasTtl) out.ttl_seconds = ttl;
   if (flags & kHasExpiresAt) out.expires_at_ms = expires;
   out.closed = (flags & kClosed) != 0;

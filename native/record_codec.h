@@ -23,7 +23,9 @@
 
 namespace ds {
 
-// Version byte of StreamRecord, ProducerRecord and producer-bucket values.
+// Version bytes. StreamRecord version 2 appended `start` (retention);
+// ProducerRecord and producer-bucket values are still at version 1.
+inline constexpr uint8_t kStreamRecordVersion = 2;
 inline constexpr uint8_t kRecordVersion = 1;
 
 std::string EncodeStreamRecord(const StreamRecord& record);

@@ -23,6 +23,11 @@ void Warn(const std::string& message) {
   std::fprintf(stderr, "durable-streams storage: %s\n", message.c_str());
 }
 
+Status Dropped(uint64_t stream_id, uint64_t pos) {
+  return Status::Gone("position " + std::to_string(pos) + " of stream " + std::to_string(stream_id) +
+                      " was dropped by retention");
+}
+
 bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
@@ -214,11 +219,64 @@ Status SegmentFiles::RemoveStream(uint64_t stream_id) {
 // ---- SegmentLog ----------------------------------------------------------
 
 SegmentLog::SegmentLog(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, uint64_t base)
-    : files_(std::move(files)), stream_id_(stream_id), base_(base), tail_(base), synced_(base) {}
+    : files_(std::move(files)),
+      stream_id_(stream_id),
+      base_(base),
+      start_(base),
+      tail_(base),
+      synced_(base) {}
 
 size_t SegmentLog::segment_count() const {
   std::shared_lock lock(table_mu_);
   return bases_.size();
+}
+
+std::vector<LogSegment> SegmentLog::Segments() const {
+  const uint64_t tail = tail_.load(std::memory_order_acquire);
+  const uint64_t start = start_.load(std::memory_order_acquire);
+  std::shared_lock lock(table_mu_);
+  std::vector<LogSegment> out;
+  out.reserve(bases_.size());
+  for (size_t i = 0; i < bases_.size(); ++i) {
+    const bool active = i + 1 == bases_.size();
+    // An append in flight may have added a file past the tail we loaded;
+    // it holds nothing readable yet.
+    if (bases_[i] >= tail && i > 0) break;
+    out.push_back(LogSegment{std::max(bases_[i], start), active ? tail : bases_[i + 1],
+                             active ? active_write_ms_.load(std::memory_order_relaxed)
+                                    : write_ms_[i]});
+  }
+  return out;
+}
+
+Status SegmentLog::Trim(uint64_t new_start) {
+  std::lock_guard append_lock(append_mu_);  // bases_ only changes under it
+  if (new_start <= start_.load(std::memory_order_relaxed)) return Status::OK();
+  if (new_start > tail_.load(std::memory_order_relaxed)) {
+    return Status::InvalidArgument("trim of stream " + std::to_string(stream_id_) +
+                                   " past its tail");
+  }
+  // Readers check start_ before they look for a file, so once it is raised
+  // no new read reaches the files deleted below.
+  start_.store(new_start, std::memory_order_release);
+  size_t drop = 0;  // never the active (last) file: appends continue in it
+  while (drop + 1 < bases_.size() && bases_[drop + 1] <= new_start) ++drop;
+  if (drop == 0) return Status::OK();
+  std::vector<uint64_t> dropped(bases_.begin(), bases_.begin() + static_cast<ptrdiff_t>(drop));
+  {
+    std::unique_lock lock(table_mu_);
+    bases_.erase(bases_.begin(), bases_.begin() + static_cast<ptrdiff_t>(drop));
+    write_ms_.erase(write_ms_.begin(), write_ms_.begin() + static_cast<ptrdiff_t>(drop));
+  }
+  Status result;
+  for (uint64_t seg_base : dropped) {
+    // A read in flight keeps its descriptor (and so the file's blocks)
+    // until it finishes; the space is freed after that.
+    files_->fds().Forget(Key(seg_base));
+    Status s = RemoveFile(files_->FilePath(Key(seg_base)));
+    if (!s.ok() && result.ok()) result = s;
+  }
+  return result;
 }
 
 size_t SegmentLog::memory_bytes() const {
@@ -238,6 +296,9 @@ bool SegmentLog::Locate(uint64_t pos, uint64_t* seg_base, uint64_t* seg_end) con
 Status SegmentLog::Read(uint64_t from, size_t len, std::string* out) const {
   if (len == 0) return Status::OK();
   const uint64_t tail = tail_.load(std::memory_order_acquire);
+  if (from >= base_ && from < start_.load(std::memory_order_acquire)) {
+    return Dropped(stream_id_, from);
+  }
   if (from < base_ || from > tail || len > tail - from) {
     return Status::InvalidArgument("read of [" + std::to_string(from) + ", +" +
                                    std::to_string(len) + ") outside stream " +
@@ -253,6 +314,7 @@ Status SegmentLog::Read(uint64_t from, size_t len, std::string* out) const {
     uint64_t seg_base = 0, seg_end = 0;
     if (!Locate(pos, &seg_base, &seg_end)) {
       out->resize(old_size);
+      if (from < start_.load(std::memory_order_acquire)) return Dropped(stream_id_, from);
       return Status::Corruption("stream " + std::to_string(stream_id_) + " has no segment for position " +
                                 std::to_string(pos));
     }
@@ -269,6 +331,8 @@ Status SegmentLog::Read(uint64_t from, size_t len, std::string* out) const {
     }
     if (!s.ok()) {
       out->resize(old_size);
+      // Trim deleted the file between our check and our open.
+      if (from < start_.load(std::memory_order_acquire)) return Dropped(stream_id_, from);
       return s;
     }
     dst += n;
@@ -299,7 +363,10 @@ Status SegmentLog::StartSegment(uint64_t seg_base) {
   if (files_->tracks_unsynced()) files_->NoteUnsyncedStreamDir(stream_id_);
   files_->fds().Put(key, std::move(fd));
   std::unique_lock lock(table_mu_);
+  // The file being sealed got its newest byte at the active time.
+  if (!write_ms_.empty()) write_ms_.back() = active_write_ms_.load(std::memory_order_relaxed);
   bases_.push_back(seg_base);
+  write_ms_.push_back(0);
   return Status::OK();
 }
 
@@ -310,6 +377,7 @@ void SegmentLog::RollBack(uint64_t old_tail, size_t old_count) {
   {
     std::unique_lock lock(table_mu_);
     bases_.resize(old_count);
+    write_ms_.resize(old_count);
   }
   for (uint64_t seg_base : added) {
     files_->fds().Forget(Key(seg_base));
@@ -325,10 +393,11 @@ void SegmentLog::RollBack(uint64_t old_tail, size_t old_count) {
   }
 }
 
-Status SegmentLog::Append(std::string_view bytes) {
+Status SegmentLog::Append(std::string_view bytes, int64_t now_ms) {
   if (bytes.empty()) return Status::OK();
   std::lock_guard append_lock(append_mu_);
   const uint64_t old_tail = tail_.load(std::memory_order_relaxed);
+  const int64_t old_write_ms = active_write_ms_.load(std::memory_order_relaxed);
   if (bytes.size() > std::numeric_limits<uint64_t>::max() - old_tail) {
     return Status::InvalidArgument("append would overflow stream positions");
   }
@@ -350,12 +419,14 @@ Status SegmentLog::Append(std::string_view bytes) {
     s = files_->fds().Get(key, path, &fd);
     if (s.ok()) s = WriteAt(fd->get(), bytes.substr(0, n), pos - seg_base, path);
     if (!s.ok()) break;
+    active_write_ms_.store(now_ms, std::memory_order_relaxed);
     if (files_->tracks_unsynced()) files_->NoteUnsyncedFile(key);
     pos += n;
     bytes.remove_prefix(n);
   }
   if (!s.ok()) {
     RollBack(old_tail, old_count);
+    active_write_ms_.store(old_write_ms, std::memory_order_relaxed);
     return s;
   }
   // Publish the whole append at once (release: a reader that sees the new
@@ -373,19 +444,30 @@ Status SegmentLog::Sync() {
   const bool stream_dir = stream_dir_unsynced_.exchange(false);
   const bool segment_name = segment_name_unsynced_.exchange(false);
   Status s;
-  uint64_t pos = synced_;
+  // Bytes below start_ may already be deleted; nobody needs them durable.
+  uint64_t pos = std::max(synced_, start_.load(std::memory_order_acquire));
   while (s.ok() && pos < tail) {
     uint64_t seg_base = 0, seg_end = 0;
-    if (!Locate(pos, &seg_base, &seg_end)) {
-      s = Status::Corruption("stream " + std::to_string(stream_id_) + " has no segment for position " +
-                             std::to_string(pos));
+    bool found = Locate(pos, &seg_base, &seg_end);
+    if (found) {
+      const SegmentKey key = Key(seg_base);
+      const std::string path = files_->FilePath(key);
+      SegmentFdCache::Handle fd;
+      s = files_->fds().Get(key, path, &fd);
+      if (s.ok()) s = SyncData(fd->get(), path);
+    }
+    const uint64_t start = start_.load(std::memory_order_acquire);
+    if ((!found || !s.ok()) && pos < start) {
+      // Trim dropped this file while we synced: skip to what is left.
+      s = Status::OK();
+      pos = start;
+      continue;
+    }
+    if (!found) {
+      s = Status::Corruption("stream " + std::to_string(stream_id_) +
+                             " has no segment for position " + std::to_string(pos));
       break;
     }
-    const SegmentKey key = Key(seg_base);
-    const std::string path = files_->FilePath(key);
-    SegmentFdCache::Handle fd;
-    s = files_->fds().Get(key, path, &fd);
-    if (s.ok()) s = SyncData(fd->get(), path);
     pos = seg_end;
   }
   if (s.ok() && segment_name) s = SyncDir(files_->StreamDir(stream_id_));
@@ -405,6 +487,7 @@ namespace {
 struct FoundSegment {
   uint64_t base = 0;
   uint64_t size = 0;
+  int64_t mtime_ms = 0;
   std::string name;
 };
 
@@ -431,9 +514,10 @@ Status CutFile(const std::string& path, uint64_t size) {
 }  // namespace
 
 Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, uint64_t base,
-                           uint64_t* tail, std::unique_ptr<SegmentLog>* out) {
+                           uint64_t start, uint64_t* tail, std::unique_ptr<SegmentLog>* out) {
   const std::string dir = files->StreamDir(stream_id);
   const uint64_t recorded = std::max(*tail, base);
+  start = std::clamp(start, base, recorded);
   const std::string who = "stream " + std::to_string(stream_id) + " (" + dir + ")";
 
   std::vector<std::string> names;
@@ -453,14 +537,17 @@ Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_
     struct stat st;
     const std::string path = JoinPath(dir, name);
     if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat", path, errno);
-    found.push_back(FoundSegment{seg_base, static_cast<uint64_t>(st.st_size), std::move(name)});
+    const int64_t mtime_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 +
+                             st.st_mtim.tv_nsec / 1000000;
+    found.push_back(
+        FoundSegment{seg_base, static_cast<uint64_t>(st.st_size), mtime_ms, std::move(name)});
   }
   std::sort(found.begin(), found.end(),
             [](const FoundSegment& a, const FoundSegment& b) { return a.base < b.base; });
 
   auto log = std::make_unique<SegmentLog>(files, stream_id, base);
-  uint64_t contiguous = base;  // bytes [base, contiguous) are present
-  bool gap = false;            // bytes are missing at `contiguous`
+  uint64_t contiguous = start;  // bytes [start, contiguous) are present
+  bool gap = false;             // bytes are missing at `contiguous`
   bool names_changed = false;
   for (size_t i = 0; i < found.size(); ++i) {
     const FoundSegment& f = found[i];
@@ -475,7 +562,18 @@ Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_
       names_changed = true;
       continue;
     }
-    if (gap || f.base != contiguous) {
+    const uint64_t next_base = i + 1 < found.size() ? found[i + 1].base : UINT64_MAX;
+    if (next_base <= start) {
+      // Wholly below the retained start: a trim committed, and then the
+      // process stopped before (or a power loss undid) the unlink. Like
+      // Trim's own unlinks, this one needs no directory sync.
+      files->fds().Forget(SegmentKey{stream_id, f.base});
+      s = RemoveFile(path);
+      if (!s.ok()) return s;
+      continue;
+    }
+    const bool first = log->bases_.empty();
+    if (gap || (first ? f.base > contiguous : f.base != contiguous) || f.base + f.size < start) {
       // Bytes before this file are missing, so its bytes can never be part
       // of the log again; new appends will reuse its positions.
       gap = true;
@@ -485,7 +583,6 @@ Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_
       names_changed = true;
       continue;
     }
-    const uint64_t next_base = i + 1 < found.size() ? found[i + 1].base : UINT64_MAX;
     const uint64_t span_end = std::min(next_base, recorded);
     const uint64_t end = f.base + f.size;
     if (end > span_end) {
@@ -496,12 +593,14 @@ Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_
       if (!s.ok()) return s;
     }
     log->bases_.push_back(f.base);
+    log->write_ms_.push_back(f.mtime_ms);
+    log->active_write_ms_.store(f.mtime_ms, std::memory_order_relaxed);
     contiguous = std::min(end, span_end);
     if (end < span_end) gap = true;
   }
   if (contiguous < recorded) {
     Warn(who + ": recorded tail is " + std::to_string(recorded) + " but only bytes [" +
-         std::to_string(base) + ", " + std::to_string(contiguous) +
+         std::to_string(start) + ", " + std::to_string(contiguous) +
          ") are present; lowering the tail to " + std::to_string(contiguous) +
          " (acknowledged bytes were lost: was the disk written without fsync, or were files removed?)");
   }
@@ -510,6 +609,7 @@ Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_
     if (!s.ok()) return s;
   }
   log->dir_exists_ = !missing;
+  log->start_.store(start, std::memory_order_relaxed);
   log->tail_.store(contiguous, std::memory_order_relaxed);
   log->synced_ = contiguous;
   *tail = contiguous;

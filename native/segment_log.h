@@ -155,26 +155,35 @@ class SegmentLog final : public StreamLog {
 
   // Opens a stream's existing files and cuts them to `*tail` (its recorded
   // tail): the file holding the tail is truncated, files starting at or past
-  // it are deleted. If bytes below the tail are missing (a missing or short
-  // file), a warning goes to stderr and `*tail` is lowered to the end of the
-  // contiguous bytes from `base`; unusable files after the gap are renamed
-  // to `<name>.lost` for inspection. Every change is synced before return.
+  // it are deleted. `start` is the recorded first retained position (base
+  // unless retention trimmed the log): files wholly below it are deleted (a
+  // crash came between the trim's commit and its unlinks). If bytes in
+  // [start, tail) are missing (a missing or short file), a warning goes to
+  // stderr and `*tail` is lowered to the end of the contiguous bytes from
+  // `start`; unusable files after the gap are renamed to `<name>.lost` for
+  // inspection. Every change but the deletion of trimmed files is synced
+  // before return.
   static Status Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, uint64_t base,
-                        uint64_t* tail, std::unique_ptr<SegmentLog>* out);
+                        uint64_t start, uint64_t* tail, std::unique_ptr<SegmentLog>* out);
 
   uint64_t base() const override { return base_; }
+  uint64_t start() const override { return start_.load(std::memory_order_acquire); }
   uint64_t tail() const override { return tail_.load(std::memory_order_acquire); }
   Status Read(uint64_t from, size_t len, std::string* out) const override;
-  Status Append(std::string_view bytes) override;
+  Status Append(std::string_view bytes, int64_t now_ms) override;
   // fdatasync of every file that got bytes since the last Sync, and fsync
   // of the directories that got new names. Once an fsync fails the log
   // stays failed: the kernel may have dropped the dirty pages, so a later
   // "successful" fsync would prove nothing.
   Status Sync() override;
   size_t memory_bytes() const override;
+  std::vector<LogSegment> Segments() const override;
+  size_t segment_count() const override;
+  // Deletes the files wholly below `new_start`. Their unlinks are not
+  // synced: if a power loss brings one back, Recover deletes it again.
+  Status Trim(uint64_t new_start) override;
 
   uint64_t stream_id() const { return stream_id_; }
-  size_t segment_count() const;
 
  private:
   // Where position `pos` lives: the file's base and the end of its range
@@ -187,12 +196,18 @@ class SegmentLog final : public StreamLog {
   const std::shared_ptr<SegmentFiles> files_;
   const uint64_t stream_id_;
   const uint64_t base_;
+  std::atomic<uint64_t> start_;  // first readable position (Trim raises it)
   std::atomic<uint64_t> tail_;
 
-  // Bases of the files, ascending; bases_[0] == base_ once there is one.
-  // Written only by the appender, under the exclusive lock.
+  // Bases of the files, ascending; bases_[0] <= start_ once there is one.
+  // Written only by the appender and Trim (both under append_mu_), under
+  // the exclusive lock.
   mutable std::shared_mutex table_mu_;
   std::vector<uint64_t> bases_;  // guarded by table_mu_
+  // When each file's newest byte was written, parallel to bases_; the
+  // active (last) file's entry is stale: active_write_ms_ holds its time.
+  std::vector<int64_t> write_ms_;  // guarded by table_mu_
+  std::atomic<int64_t> active_write_ms_{0};
 
   // Serialises appenders (the engine promises one; this makes a second one
   // safe rather than corrupting).

@@ -17,6 +17,7 @@ class Status {
     kInvalidArgument,  // a bad option or call
     kLocked,           // another process holds the data directory
     kNotSupported,
+    kGone,             // positions dropped by retention (read them: 410)
   };
 
   Status() = default;
@@ -31,6 +32,8 @@ class Status {
   static Status NotSupported(std::string msg) {
     return Status(Code::kNotSupported, std::move(msg));
   }
+
+  static Status Gone(std::string msg) { return Status(Code::kGone, std::move(msg)); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

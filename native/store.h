@@ -39,6 +39,9 @@ struct StreamRecord {
   std::string last_stream_seq;
   uint64_t source_id = 0;      // 0 unless a fork: the source stream's id
   uint64_t fork_offset = 0;    // a fork's own log starts here
+  // The first position of the stream's own log still held: fork_offset
+  // until retention drops old segments (reads below it answer 410).
+  uint64_t start = 0;
 };
 
 struct ProducerRecord {
@@ -50,7 +53,8 @@ struct ProducerRecord {
 struct RecoveredStream {
   StreamRecord record;
   std::vector<ProducerRecord> producers;
-  // Open, holding exactly [record.fork_offset, record.tail).
+  // Open, holding exactly [record.start, record.tail) (record.start is
+  // raised to record.fork_offset if below it).
   std::unique_ptr<StreamLog> log;
 };
 

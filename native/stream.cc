@@ -17,7 +17,14 @@ Stream::Stream(std::string path_in, uint64_t id_in, StreamConfig config_in,
       source(std::move(source_in)),
       fork_offset(fork_offset_in),
       log(std::move(log_in)),
-      tail(log->tail()) {}
+      tail(log->tail()),
+      retained_start(log->start()) {}
+
+uint64_t Stream::EarliestOffset() const {
+  const uint64_t own = log->start();
+  if (source && own <= fork_offset) return std::min(source->EarliestOffset(), fork_offset);
+  return own;
+}
 
 bool Stream::ExpiredAt(int64_t now_ms) const {
   if (config.expires_at_ms && now_ms >= *config.expires_at_ms) return true;
@@ -30,6 +37,10 @@ bool Stream::ExpiredAt(int64_t now_ms) const {
 
 Status Stream::ReadRange(uint64_t from, uint64_t to, std::string* out) const {
   if (from >= to) return Status::OK();
+  if (from < EarliestOffset()) {
+    return Status::Gone("offset " + std::to_string(from) + " of " + path +
+                        " is before the earliest retained offset");
+  }
   // Only a store that lost bytes (a power loss under fsync interval/off, or
   // damaged files) leaves a committed range past a log's end. Say so rather
   // than serve other bytes at those positions.
@@ -61,6 +72,7 @@ StreamRecord Stream::Record() const {
   r.last_stream_seq = last_stream_seq;
   r.source_id = source ? source->id : 0;
   r.fork_offset = fork_offset;
+  r.start = retained_start;
   return r;
 }
 

@@ -61,6 +61,9 @@ struct Stream {
   // must never be handed out again for new bytes.
   bool lost_forked_bytes = false;
   uint32_t fork_refs = 0;      // forks whose `source` is this stream
+  // Pending first retained position of the own log: raised (and recorded)
+  // by retention before log->Trim makes it visible to readers.
+  uint64_t retained_start = 0;
   std::vector<uint64_t> waiters;  // parked sessions to wake on change
   // Bumped each time `waiters` is handed to the wake callback, so a session
   // knows whether its registration is still in the list.
@@ -82,7 +85,13 @@ struct Stream {
 
   // Appends the logical bytes [from, to) to `out`, stitching the source's
   // bytes below fork_offset. Requires to <= tail. Takes no metadata lock.
+  // A range starting below EarliestOffset() fails with Gone.
   Status ReadRange(uint64_t from, uint64_t to, std::string* out) const;
+
+  // The first readable position: 0 for a stream retention never touched.
+  // A fork whose own log is untrimmed reads below fork_offset from its
+  // source, so it can read as far back as the source can. Takes no lock.
+  uint64_t EarliestOffset() const;
 };
 
 }  // namespace ds

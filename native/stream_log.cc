@@ -7,7 +7,11 @@ namespace ds {
 
 Status MemoryStreamLog::Read(uint64_t from, size_t len, std::string* out) const {
   std::shared_lock lock(mu_);
-  uint64_t rel = from - base_;
+  // Checked under the lock: Trim frees blocks holding it exclusively.
+  if (from < start_.load(std::memory_order_relaxed)) {
+    return Status::Gone("position " + std::to_string(from) + " was dropped by retention");
+  }
+  uint64_t rel = from - base_ - dropped_blocks_ * kBlockBytes;
   out->reserve(out->size() + len);
   while (len > 0) {
     size_t block = static_cast<size_t>(rel / kBlockBytes);
@@ -21,16 +25,18 @@ Status MemoryStreamLog::Read(uint64_t from, size_t len, std::string* out) const 
   return Status::OK();
 }
 
-Status MemoryStreamLog::Append(std::string_view bytes) {
+Status MemoryStreamLog::Append(std::string_view bytes, int64_t now_ms) {
   std::unique_lock lock(mu_);
   const uint64_t total = bytes.size();
   while (!bytes.empty()) {
     if (blocks_.empty() || blocks_.back().size() == kBlockBytes) {
       blocks_.emplace_back();
+      block_write_ms_.push_back(now_ms);
     }
     std::string& last = blocks_.back();
     size_t n = std::min(bytes.size(), kBlockBytes - last.size());
     last.append(bytes.data(), n);
+    block_write_ms_.back() = now_ms;
     bytes.remove_prefix(n);
   }
   // Publish the whole append at once: no reader sees half of it.
@@ -43,6 +49,44 @@ size_t MemoryStreamLog::memory_bytes() const {
   size_t total = 0;
   for (const auto& b : blocks_) total += b.capacity();
   return total;
+}
+
+std::vector<LogSegment> MemoryStreamLog::Segments() const {
+  std::shared_lock lock(mu_);
+  std::vector<LogSegment> out;
+  out.reserve(blocks_.size());
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const uint64_t block_base = base_ + (dropped_blocks_ + i) * kBlockBytes;
+    out.push_back(LogSegment{std::max(block_base, start_.load(std::memory_order_relaxed)),
+                             block_base + blocks_[i].size(), block_write_ms_[i]});
+  }
+  return out;
+}
+
+size_t MemoryStreamLog::segment_count() const {
+  std::shared_lock lock(mu_);
+  return blocks_.size();
+}
+
+Status MemoryStreamLog::Trim(uint64_t new_start) {
+  std::unique_lock lock(mu_);
+  if (new_start <= start_.load(std::memory_order_relaxed)) return Status::OK();
+  if (new_start > tail_.load(std::memory_order_relaxed)) {
+    return Status::InvalidArgument("trim past the tail");
+  }
+  start_.store(new_start, std::memory_order_release);
+  // Free every block wholly below the new start, but never the last one:
+  // appends continue in it.
+  size_t drop = 0;
+  while (drop + 1 < blocks_.size() &&
+         base_ + (dropped_blocks_ + drop + 1) * kBlockBytes <= new_start) {
+    ++drop;
+  }
+  blocks_.erase(blocks_.begin(), blocks_.begin() + static_cast<ptrdiff_t>(drop));
+  block_write_ms_.erase(block_write_ms_.begin(),
+                        block_write_ms_.begin() + static_cast<ptrdiff_t>(drop));
+  dropped_blocks_ += drop;
+  return Status::OK();
 }
 
 }  // namespace ds

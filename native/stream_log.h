@@ -19,22 +19,45 @@
 
 namespace ds {
 
+// One segment of a log, for retention: whole segments are what it drops.
+struct LogSegment {
+  uint64_t base = 0;           // first position in the segment
+  uint64_t end = 0;            // one past its last byte (so far, if active)
+  int64_t last_write_ms = 0;   // when its newest byte was appended
+};
+
 class StreamLog {
  public:
   virtual ~StreamLog() = default;
+  // The first position the log was created with; it never changes.
   virtual uint64_t base() const = 0;
+  // The first position still held: base() until Trim drops old bytes.
+  virtual uint64_t start() const = 0;
   // Position after the last appended byte (durable or not).
   virtual uint64_t tail() const = 0;
-  // Appends bytes [from, from + len) to `out`. Requires base <= from and
-  // from + len <= tail.
+  // Appends bytes [from, from + len) to `out`. Requires start <= from and
+  // from + len <= tail; a range Trim dropped meanwhile fails with Gone.
   virtual Status Read(uint64_t from, size_t len, std::string* out) const = 0;
-  // Writes `bytes` at tail(). They are not durable until Sync returns OK; a
-  // failed Append leaves tail() unchanged.
-  virtual Status Append(std::string_view bytes) = 0;
+  // Writes `bytes` at tail(), at wall-clock time `now_ms` (retention by age
+  // counts from it). They are not durable until Sync returns OK; a failed
+  // Append leaves tail() unchanged.
+  virtual Status Append(std::string_view bytes, int64_t now_ms) = 0;
   // Makes every appended byte durable (a no-op in memory).
   virtual Status Sync() = 0;
   // Bytes held in memory by this log (for stats and limits).
   virtual size_t memory_bytes() const = 0;
+
+  // Segments holding [start, tail), oldest first; the last is the active
+  // one, which Trim never drops.
+  virtual std::vector<LogSegment> Segments() const = 0;
+  // How many segments Segments() would list, without building the list.
+  virtual size_t segment_count() const = 0;
+  // Makes positions below `new_start` unreadable and frees every segment
+  // wholly below it. The caller records `new_start` durably first (a crash
+  // after that finishes the job in recovery). Requires
+  // start() <= new_start <= tail(). Safe against concurrent reads and
+  // appends.
+  virtual Status Trim(uint64_t new_start) = 0;
 };
 
 // In-memory log: fixed-size blocks, so a position maps to its block by
@@ -42,26 +65,35 @@ class StreamLog {
 // stream, no long copy under the lock).
 class MemoryStreamLog final : public StreamLog {
  public:
-  explicit MemoryStreamLog(uint64_t base) : base_(base), tail_(base) {}
+  explicit MemoryStreamLog(uint64_t base) : base_(base), start_(base), tail_(base) {}
   MemoryStreamLog(const MemoryStreamLog&) = delete;
   MemoryStreamLog& operator=(const MemoryStreamLog&) = delete;
 
   uint64_t base() const override { return base_; }
+  uint64_t start() const override { return start_.load(std::memory_order_acquire); }
   uint64_t tail() const override { return tail_.load(std::memory_order_acquire); }
   Status Read(uint64_t from, size_t len, std::string* out) const override;
-  Status Append(std::string_view bytes) override;
+  Status Append(std::string_view bytes, int64_t now_ms) override;
   Status Sync() override { return Status::OK(); }
   size_t memory_bytes() const override;
+  std::vector<LogSegment> Segments() const override;
+  size_t segment_count() const override;
+  Status Trim(uint64_t new_start) override;
 
   static constexpr size_t kBlockBytes = 1 << 20;
 
  private:
   const uint64_t base_;
+  std::atomic<uint64_t> start_;
   std::atomic<uint64_t> tail_;
   mutable std::shared_mutex mu_;
-  // Every block but the last holds exactly kBlockBytes. The last grows by
-  // doubling, so small streams stay small.
-  std::vector<std::string> blocks_;
+  // blocks_[i] holds positions from base + (dropped_blocks_ + i) *
+  // kBlockBytes. Every block but the last holds exactly kBlockBytes; the
+  // last grows by doubling, so small streams stay small. Trim erases blocks
+  // from the front.
+  std::vector<std::string> blocks_;      // guarded by mu_
+  std::vector<int64_t> block_write_ms_;  // guarded by mu_; parallel to blocks_
+  uint64_t dropped_blocks_ = 0;          // guarded by mu_
 };
 
 }  // namespace ds

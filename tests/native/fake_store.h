@@ -4,6 +4,7 @@
 // handing back exactly the committed state.
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,6 +24,7 @@ class FakeDurableStore final : public Store {
     uint64_t next_id = 1;
     Status fail_next;  // the next Commit returns this if not OK
     size_t commits = 0;
+    int64_t written_ms = 0;  // the write time recovered logs report
   };
 
   explicit FakeDurableStore(std::shared_ptr<State> state) : state_(std::move(state)) {}
@@ -33,14 +35,19 @@ class FakeDurableStore final : public Store {
     for (const auto& [id, rec] : state_->records) {
       RecoveredStream r;
       r.record = rec;
+      const int64_t written_ms = state_->written_ms;
       for (const auto& [pid, p] : state_->producers[id]) r.producers.push_back(p);
       // Bytes past the committed tail were never acknowledged: drop them.
+      // Positions below the recorded start were trimmed: stand-in zeros,
+      // trimmed again, keep the log's positions right.
       auto log = std::make_unique<MemoryStreamLog>(rec.fork_offset);
-      std::string bytes;
-      if (auto it = state_->logs.find(id); it != state_->logs.end() && rec.tail > rec.fork_offset) {
-        it->second->Read(rec.fork_offset, rec.tail - rec.fork_offset, &bytes);
+      const uint64_t start = std::max(rec.start, rec.fork_offset);
+      std::string bytes(start - rec.fork_offset, '\0');
+      if (auto it = state_->logs.find(id); it != state_->logs.end() && rec.tail > start) {
+        it->second->Read(start, rec.tail - start, &bytes);
       }
-      log->Append(bytes);
+      log->Append(bytes, written_ms);
+      log->Trim(start);
       r.log = std::move(log);
       streams->push_back(std::move(r));
     }
@@ -89,13 +96,19 @@ class FakeDurableStore final : public Store {
    public:
     explicit SharedLog(std::shared_ptr<MemoryStreamLog> log) : log_(std::move(log)) {}
     uint64_t base() const override { return log_->base(); }
+    uint64_t start() const override { return log_->start(); }
     uint64_t tail() const override { return log_->tail(); }
     Status Read(uint64_t from, size_t len, std::string* out) const override {
       return log_->Read(from, len, out);
     }
-    Status Append(std::string_view bytes) override { return log_->Append(bytes); }
+    Status Append(std::string_view bytes, int64_t now_ms) override {
+      return log_->Append(bytes, now_ms);
+    }
     Status Sync() override { return Status::OK(); }
     size_t memory_bytes() const override { return log_->memory_bytes(); }
+    std::vector<LogSegment> Segments() const override { return log_->Segments(); }
+    size_t segment_count() const override { return log_->segment_count(); }
+    Status Trim(uint64_t new_start) override { return log_->Trim(new_start); }
 
    private:
     std::shared_ptr<MemoryStreamLog> log_;

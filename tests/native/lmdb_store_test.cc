@@ -72,8 +72,9 @@ TEST(LmdbRecordCodecTest, StreamRecordRoundTrips) {
   r.last_stream_seq = "seq-0009";
   r.source_id = 3;
   r.fork_offset = 77;
+  r.start = 1ull << 30;
   const std::string encoded = EncodeStreamRecord(r);
-  EXPECT_EQ(static_cast<uint8_t>(encoded[0]), kRecordVersion);
+  EXPECT_EQ(static_cast<uint8_t>(encoded[0]), kStreamRecordVersion);
   StreamRecord back;
   ASSERT_TRUE(DecodeStreamRecord(encoded, &back).ok());
   EXPECT_EQ(back.id, r.id);
@@ -88,6 +89,7 @@ TEST(LmdbRecordCodecTest, StreamRecordRoundTrips) {
   EXPECT_EQ(back.last_stream_seq, r.last_stream_seq);
   EXPECT_EQ(back.source_id, r.source_id);
   EXPECT_EQ(back.fork_offset, r.fork_offset);
+  EXPECT_EQ(back.start, r.start);
 
   StreamRecord plain = Record(9);
   ASSERT_TRUE(DecodeStreamRecord(EncodeStreamRecord(plain), &back).ok());
@@ -104,10 +106,26 @@ TEST(LmdbRecordCodecTest, RejectsTruncatedTrailingAndNewerValues) {
   }
   EXPECT_EQ(DecodeStreamRecord(encoded + "x", &r).code(), Status::Code::kCorruption);
   std::string newer = encoded;
-  newer[0] = static_cast<char>(kRecordVersion + 1);
+  newer[0] = static_cast<char>(kStreamRecordVersion + 1);
   Status s = DecodeStreamRecord(newer, &r);
   EXPECT_EQ(s.code(), Status::Code::kCorruption);
   EXPECT_NE(s.message().find("newer"), std::string::npos) << s.message();
+}
+
+TEST(LmdbRecordCodecTest, Version1StreamRecordsStartAtTheirForkOffset) {
+  // Version 1 is version 2 without the trailing u64 `start` (retention).
+  StreamRecord r = Record(4, 500);
+  r.fork_offset = 40;
+  r.start = 300;
+  std::string v1 = EncodeStreamRecord(r);
+  v1.resize(v1.size() - 8);
+  v1[0] = 1;
+  StreamRecord back;
+  ASSERT_TRUE(DecodeStreamRecord(v1, &back).ok());
+  EXPECT_EQ(back.tail, 500u);
+  EXPECT_EQ(back.start, 40u);
+  v1[0] = 2;  // a version 2 value must carry the field
+  EXPECT_EQ(DecodeStreamRecord(v1, &back).code(), Status::Code::kCorruption);
 }
 
 TEST(LmdbRecordCodecTest, ProducersRoundTrip) {
@@ -181,7 +199,7 @@ class LmdbStoreTest : public ::testing::Test {
   // Appends bytes and commits the record pointing past them.
   Status AppendAndCommit(LmdbStore* store, StreamLog* log, StreamRecord* record, const std::string& bytes,
                          std::vector<ProducerRecord> producers = {}) {
-    Status s = log->Append(bytes);
+    Status s = log->Append(bytes, 0);
     if (!s.ok()) return s;
     record->tail = log->tail();
     return store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, *record, std::move(producers), log}});
@@ -269,7 +287,7 @@ TEST_F(LmdbStoreTest, TornTailIsCutAndAppendsContinueAtTheRecordedTail) {
     StreamRecord r = Record(1);
     ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 40)).ok());
     // Appended, never committed: not acknowledged.
-    ASSERT_TRUE(log->Append("UNACKNOWLEDGED").ok());
+    ASSERT_TRUE(log->Append("UNACKNOWLEDGED", 0).ok());
     ASSERT_TRUE(log->Sync().ok());
   }
   {
@@ -286,6 +304,49 @@ TEST_F(LmdbStoreTest, TornTailIsCutAndAppendsContinueAtTheRecordedTail) {
   EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 40) + "next");
 }
 
+TEST_F(LmdbStoreTest, TrimmedStartSurvivesReopenAndLeftoverFilesGo) {
+  const uint64_t kSeg = 1 << 20;  // Options() rolls segments at 1 MiB
+  const std::string dir = JoinPath(JoinPath(data_dir(), "segments"), ZeroPadded(1));
+  {
+    auto store = Open();
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 3 * kSeg + 10)).ok());
+    // The engine's order: record the new start, then trim. Stop between the
+    // two (a crash): the files below the start are still there.
+    r.start = 2 * kSeg + 3;
+    ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r, {}, nullptr}}).ok());
+    EXPECT_TRUE(PathExists(JoinPath(dir, SegmentFileName(0))));
+  }
+  {
+    auto store = Open();
+    auto streams = Recover(store.get());
+    ASSERT_EQ(streams.size(), 1u);
+    EXPECT_EQ(streams[0].record.start, 2 * kSeg + 3);
+    EXPECT_EQ(streams[0].log->start(), 2 * kSeg + 3);
+    EXPECT_EQ(streams[0].log->tail(), 3 * kSeg + 10);
+    EXPECT_FALSE(PathExists(JoinPath(dir, SegmentFileName(0))));
+    EXPECT_FALSE(PathExists(JoinPath(dir, SegmentFileName(kSeg))));
+    EXPECT_TRUE(PathExists(JoinPath(dir, SegmentFileName(2 * kSeg))));
+    std::string out;
+    ASSERT_TRUE(streams[0].log->Read(2 * kSeg + 3, kSeg + 7, &out).ok());
+    EXPECT_EQ(out, Bytes(1, 2 * kSeg + 3, 3 * kSeg + 10));
+    // Trim through the log, as the engine does after the next commit.
+    StreamRecord r = streams[0].record;
+    r.start = 3 * kSeg;
+    ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r, {}, nullptr}}).ok());
+    ASSERT_TRUE(streams[0].log->Trim(3 * kSeg).ok());
+    EXPECT_FALSE(PathExists(JoinPath(dir, SegmentFileName(2 * kSeg))));
+  }
+  auto store = Open();
+  auto streams = Recover(store.get());
+  EXPECT_EQ(streams[0].log->start(), 3 * kSeg);
+  std::string out;
+  ASSERT_TRUE(streams[0].log->Read(3 * kSeg, 10, &out).ok());
+  EXPECT_EQ(out, Bytes(1, 3 * kSeg, 3 * kSeg + 10));
+}
+
 TEST_F(LmdbStoreTest, ProducerStateAndTailCommitAtomically) {
   {
     auto store = Open();
@@ -294,7 +355,7 @@ TEST_F(LmdbStoreTest, ProducerStateAndTailCommitAtomically) {
     StreamRecord r = Record(1);
     ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, "first", {{"w", 1, 1}}).ok());
     // The second append's bytes reach the segment, its batch never commits.
-    ASSERT_TRUE(log->Append("second").ok());
+    ASSERT_TRUE(log->Append("second", 0).ok());
   }
   auto store = Open();
   auto streams = Recover(store.get());
@@ -380,7 +441,7 @@ TEST_F(LmdbStoreTest, OrphanDirectoryIsRemovedOnRecover) {
     auto store = Open();
     Recover(store.get());
     auto log = NewLog(store.get(), 5);
-    ASSERT_TRUE(log->Append("never committed").ok());
+    ASSERT_TRUE(log->Append("never committed", 0).ok());
   }
   ASSERT_TRUE(PathExists(StreamDir(5)));
   auto store = Open();
@@ -563,7 +624,7 @@ TEST_F(LmdbStoreTest, CommitLatencyWithFsyncAlways) {
     auto start = std::chrono::steady_clock::now();
     std::vector<StreamMutation> batch;
     for (uint64_t k = 0; k < kStreams; ++k) {
-      ASSERT_TRUE(logs[k]->Append(payload).ok());
+      ASSERT_TRUE(logs[k]->Append(payload, 0).ok());
       records[k].tail = logs[k]->tail();
       batch.push_back(StreamMutation{StreamMutation::Kind::kUpsert, records[k], {{"w", 1, static_cast<uint64_t>(i)}}, logs[k].get()});
     }
@@ -593,7 +654,7 @@ TEST_F(LmdbStoreTest, RecoverManyStreams) {
     for (uint64_t id = 1; id <= kStreams; ++id) {
       logs.push_back(NewLog(store.get(), id));
       StreamRecord r = Record(id);
-      ASSERT_TRUE(logs.back()->Append(Bytes(id, 0, 16)).ok());
+      ASSERT_TRUE(logs.back()->Append(Bytes(id, 0, 16), 0).ok());
       r.tail = 16;
       batch.push_back(StreamMutation{StreamMutation::Kind::kUpsert, r, {{"w", 1, id}}, logs.back().get()});
       if (batch.size() == 1000 || id == kStreams) {
@@ -634,7 +695,7 @@ TEST_F(LmdbBackupTest, BackupOfAClosedDataDirRecoversEverything) {
       auto log = NewLog(store.get(), id);
       StreamRecord r = Record(id);
       ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(id, 0, id * 40), {{"w", id, id}}).ok());
-      ASSERT_TRUE(log->Append("uncommitted").ok());  // not in the backup
+      ASSERT_TRUE(log->Append("uncommitted", 0).ok());  // not in the backup
     }
   }
   ds_error err;
@@ -649,6 +710,44 @@ TEST_F(LmdbBackupTest, BackupOfAClosedDataDirRecoversEverything) {
     ASSERT_EQ(s.producers.size(), 1u);
     EXPECT_EQ(s.producers[0].epoch, s.record.id);
   }
+}
+
+TEST_F(LmdbBackupTest, BackupOfATrimmedStreamKeepsItsStart) {
+  LmdbStoreOptions o = Options();
+  o.segment_bytes = 32;
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 200)).ok());
+    r.start = 100;  // files 0..96 wholly below: 0, 32 and 64 go
+    ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r, {}, nullptr}}).ok());
+    ASSERT_TRUE(log->Trim(100).ok());
+    // A stream whose trim was recorded but not carried out (a crash): its
+    // leftovers below the start must not make the backup fail.
+    auto log2 = NewLog(store.get(), 2);
+    StreamRecord r2 = Record(2);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log2.get(), &r2, Bytes(2, 0, 100)).ok());
+    r2.start = 70;
+    ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r2, {}, nullptr}}).ok());
+  }
+  ds_error err;
+  ASSERT_EQ(ds_backup(data_dir().c_str(), dest().c_str(), &err), DS_OK) << err.message;
+  o.data_dir = dest();
+  auto store = Open(o);
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 2u);
+  const uint64_t starts[] = {100, 70}, tails[] = {200, 100};
+  for (size_t i = 0; i < 2; ++i) {
+    const RecoveredStream& s = streams[i];
+    EXPECT_EQ(s.record.start, starts[i]);
+    EXPECT_EQ(s.log->tail(), tails[i]) << "the copy lost bytes of stream " << s.record.id;
+    std::string out;
+    ASSERT_TRUE(s.log->Read(starts[i], tails[i] - starts[i], &out).ok());
+    EXPECT_EQ(out, Bytes(s.record.id, starts[i], tails[i]));
+  }
+  EXPECT_FALSE(PathExists(JoinPath(dest(), "segments/0000000000000001/" + SegmentFileName(64))));
 }
 
 TEST_F(LmdbBackupTest, RefusesANonEmptyDestinationAndAMissingSource) {

@@ -74,8 +74,8 @@ TEST_F(SegmentLogTest, NamesAreZeroPaddedDigits) {
 TEST_F(SegmentLogTest, AppendThenReadFromOneFile) {
   SegmentLog log(Files(1 << 20), 7, 0);
   EXPECT_EQ(log.tail(), 0u);
-  ASSERT_TRUE(log.Append(Bytes(0, 5)).ok());
-  ASSERT_TRUE(log.Append(Bytes(5, 12)).ok());
+  ASSERT_TRUE(log.Append(Bytes(0, 5), 0).ok());
+  ASSERT_TRUE(log.Append(Bytes(5, 12), 0).ok());
   EXPECT_EQ(log.tail(), 12u);
   EXPECT_EQ(Read(log, 0, 12), Bytes(0, 12));
   EXPECT_EQ(Read(log, 3, 4), Bytes(3, 7));
@@ -87,10 +87,10 @@ TEST_F(SegmentLogTest, AppendThenReadFromOneFile) {
 
 TEST_F(SegmentLogTest, RollsToNewFilesAndReadsAcrossThem) {
   SegmentLog log(Files(10), 1, 0);
-  ASSERT_TRUE(log.Append(Bytes(0, 4)).ok());
-  ASSERT_TRUE(log.Append(Bytes(4, 27)).ok());  // spans three files
-  ASSERT_TRUE(log.Append(Bytes(27, 30)).ok());  // fills the third exactly
-  ASSERT_TRUE(log.Append(Bytes(30, 31)).ok());  // starts a fourth
+  ASSERT_TRUE(log.Append(Bytes(0, 4), 0).ok());
+  ASSERT_TRUE(log.Append(Bytes(4, 27), 0).ok());  // spans three files
+  ASSERT_TRUE(log.Append(Bytes(27, 30), 0).ok());  // fills the third exactly
+  ASSERT_TRUE(log.Append(Bytes(30, 31), 0).ok());  // starts a fourth
   EXPECT_EQ(log.segment_count(), 4u);
   EXPECT_EQ(SizeOf(FilePath(1, 0)), 10u);
   EXPECT_EQ(SizeOf(FilePath(1, 10)), 10u);
@@ -106,7 +106,7 @@ TEST_F(SegmentLogTest, ForkLogStartsAtItsBase) {
   SegmentLog log(Files(10), 3, 100);
   EXPECT_EQ(log.base(), 100u);
   EXPECT_EQ(log.tail(), 100u);
-  ASSERT_TRUE(log.Append(Bytes(100, 115)).ok());
+  ASSERT_TRUE(log.Append(Bytes(100, 115), 0).ok());
   EXPECT_EQ(SizeOf(FilePath(3, 100)), 10u);
   EXPECT_EQ(SizeOf(FilePath(3, 110)), 5u);
   EXPECT_EQ(Read(log, 105, 10), Bytes(105, 115));
@@ -114,7 +114,7 @@ TEST_F(SegmentLogTest, ForkLogStartsAtItsBase) {
 
 TEST_F(SegmentLogTest, ReadOutsideTheLogIsRefused) {
   SegmentLog log(Files(10), 3, 100);
-  ASSERT_TRUE(log.Append(Bytes(100, 110)).ok());
+  ASSERT_TRUE(log.Append(Bytes(100, 110), 0).ok());
   std::string out = "keep";
   EXPECT_EQ(log.Read(99, 2, &out).code(), Status::Code::kInvalidArgument);
   EXPECT_EQ(log.Read(105, 6, &out).code(), Status::Code::kInvalidArgument);
@@ -127,13 +127,13 @@ TEST_F(SegmentLogTest, OpenFilesAreCappedAcrossLogs) {
   std::vector<std::unique_ptr<SegmentLog>> logs;
   for (uint64_t id = 1; id <= 20; ++id) {
     logs.push_back(std::make_unique<SegmentLog>(files, id, 0));
-    ASSERT_TRUE(logs.back()->Append(Bytes(0, 20)).ok());  // 3 files each
+    ASSERT_TRUE(logs.back()->Append(Bytes(0, 20), 0).ok());  // 3 files each
     EXPECT_LE(files->fds().size(), 4u);
   }
   // Every log still reads and appends: closed files reopen on demand.
   for (auto& log : logs) {
     EXPECT_EQ(Read(*log, 0, 20), Bytes(0, 20));
-    ASSERT_TRUE(log->Append(Bytes(20, 30)).ok());
+    ASSERT_TRUE(log->Append(Bytes(20, 30), 0).ok());
     ASSERT_TRUE(log->Sync().ok());
     EXPECT_EQ(Read(*log, 15, 15), Bytes(15, 30));
   }
@@ -142,10 +142,10 @@ TEST_F(SegmentLogTest, OpenFilesAreCappedAcrossLogs) {
 
 TEST_F(SegmentLogTest, FailedRollLeavesTailAndFilesUnchanged) {
   SegmentLog log(Files(10), 5, 0);
-  ASSERT_TRUE(log.Append(Bytes(0, 5)).ok());
+  ASSERT_TRUE(log.Append(Bytes(0, 5), 0).ok());
   // Something in the way of the next segment file: creating it fails.
   ASSERT_EQ(::mkdir(FilePath(5, 10).c_str(), 0755), 0);
-  Status s = log.Append(Bytes(5, 15));
+  Status s = log.Append(Bytes(5, 15), 0);
   EXPECT_FALSE(s.ok());
   EXPECT_EQ(s.code(), Status::Code::kIoError) << s.message();
   EXPECT_EQ(log.tail(), 5u);
@@ -153,7 +153,7 @@ TEST_F(SegmentLogTest, FailedRollLeavesTailAndFilesUnchanged) {
   EXPECT_EQ(log.segment_count(), 1u);
   // Cleared, the same append goes through.
   ASSERT_EQ(::rmdir(FilePath(5, 10).c_str()), 0);
-  ASSERT_TRUE(log.Append(Bytes(5, 15)).ok());
+  ASSERT_TRUE(log.Append(Bytes(5, 15), 0).ok());
   EXPECT_EQ(Read(log, 0, 15), Bytes(0, 15));
 }
 
@@ -174,7 +174,7 @@ TEST_F(SegmentLogTest, ReadersRunConcurrentlyWithOneAppenderAndSyncs) {
     uint64_t pos = 0;
     while (pos < kTotal) {
       uint64_t n = std::min<uint64_t>(1 + rng() % 100, kTotal - pos);
-      if (!log.Append(Bytes(pos, pos + n)).ok()) {
+      if (!log.Append(Bytes(pos, pos + n), 0).ok()) {
         ADD_FAILURE() << "append failed at " << pos;
         break;
       }
@@ -209,7 +209,7 @@ TEST_F(SegmentLogTest, ReadersRunConcurrentlyWithOneAppenderAndSyncs) {
 TEST_F(SegmentLogTest, UnsyncedFilesAreTrackedAndSynced) {
   auto files = Files(10, 64, /*track=*/true);
   SegmentLog log(files, 2, 0);
-  ASSERT_TRUE(log.Append(Bytes(0, 25)).ok());
+  ASSERT_TRUE(log.Append(Bytes(0, 25), 0).ok());
   EXPECT_EQ(files->unsynced_files(), 3u);
   ASSERT_TRUE(files->SyncUnsynced().ok());
   EXPECT_EQ(files->unsynced_files(), 0u);
@@ -222,11 +222,11 @@ class SegmentRecoverTest : public SegmentLogTest {
   // Writes [0, n) for stream `id` in files of 10 bytes.
   void Write(uint64_t id, uint64_t n) {
     SegmentLog log(Files(10), id, 0);
-    ASSERT_TRUE(log.Append(Bytes(0, n)).ok());
+    ASSERT_TRUE(log.Append(Bytes(0, n), 0).ok());
   }
   std::unique_ptr<SegmentLog> Recover(uint64_t id, uint64_t* tail) {
     std::unique_ptr<SegmentLog> log;
-    Status s = SegmentLog::Recover(Files(10), id, 0, tail, &log);
+    Status s = SegmentLog::Recover(Files(10), id, 0, 0, tail, &log);
     EXPECT_TRUE(s.ok()) << s.message();
     return log;
   }
@@ -241,7 +241,7 @@ TEST_F(SegmentRecoverTest, CutsBytesPastTheRecordedTail) {
   EXPECT_EQ(SizeOf(FilePath(1, 10)), 5u);
   EXPECT_FALSE(PathExists(FilePath(1, 20)));
   // Appends continue at the recorded tail, overwriting nothing stale.
-  ASSERT_TRUE(log->Append("XYZ").ok());
+  ASSERT_TRUE(log->Append("XYZ", 0).ok());
   EXPECT_EQ(Read(*log, 0, 18), Bytes(0, 15) + "XYZ");
 }
 
@@ -251,7 +251,7 @@ TEST_F(SegmentRecoverTest, TailOnAFileBoundaryDropsTheNextFile) {
   auto log = Recover(1, &tail);
   EXPECT_EQ(tail, 20u);
   EXPECT_FALSE(PathExists(FilePath(1, 20)));
-  ASSERT_TRUE(log->Append(Bytes(20, 22)).ok());
+  ASSERT_TRUE(log->Append(Bytes(20, 22), 0).ok());
   EXPECT_EQ(SizeOf(FilePath(1, 20)), 2u);
   EXPECT_EQ(Read(*log, 0, 22), Bytes(0, 22));
 }
@@ -265,7 +265,7 @@ TEST_F(SegmentRecoverTest, MissingMiddleFileLowersTheTail) {
   EXPECT_EQ(log->tail(), 10u);
   EXPECT_FALSE(PathExists(FilePath(1, 20)));
   EXPECT_TRUE(PathExists(FilePath(1, 20) + ".lost"));  // kept for inspection
-  ASSERT_TRUE(log->Append(Bytes(10, 22)).ok());
+  ASSERT_TRUE(log->Append(Bytes(10, 22), 0).ok());
   EXPECT_EQ(Read(*log, 0, 22), Bytes(0, 22));
 }
 
@@ -284,7 +284,7 @@ TEST_F(SegmentRecoverTest, MissingDirectoryMeansNoBytes) {
   uint64_t tail = 5;
   auto log = Recover(77, &tail);
   EXPECT_EQ(tail, 0u);
-  ASSERT_TRUE(log->Append("abc").ok());
+  ASSERT_TRUE(log->Append("abc", 0).ok());
   EXPECT_EQ(Read(*log, 0, 3), "abc");
 }
 
@@ -295,6 +295,89 @@ TEST_F(SegmentRecoverTest, EmptyRecordedLogDeletesUncommittedFiles) {
   EXPECT_EQ(tail, 0u);
   EXPECT_FALSE(PathExists(FilePath(1, 0)));
   EXPECT_FALSE(PathExists(FilePath(1, 10)));
+}
+
+// ---- Retention ------------------------------------------------------------
+
+TEST_F(SegmentLogTest, TrimDeletesWholeFilesBelowTheNewStart) {
+  SegmentLog log(Files(10), 5, 0);
+  ASSERT_TRUE(log.Append(Bytes(0, 12), 1000).ok());
+  ASSERT_TRUE(log.Append(Bytes(12, 35), 2000).ok());  // files 0, 10, 20, 30
+  std::vector<LogSegment> segments = log.Segments();
+  ASSERT_EQ(segments.size(), 4u);
+  EXPECT_EQ(segments[0].base, 0u);
+  EXPECT_EQ(segments[0].end, 10u);
+  EXPECT_EQ(segments[0].last_write_ms, 1000);
+  EXPECT_EQ(segments[1].last_write_ms, 2000);  // got bytes 10..12 at 1000, then more
+  EXPECT_EQ(segments[3].end, 35u);
+
+  ASSERT_TRUE(log.Trim(23).ok());  // mid-file: files 0 and 10 go, 20 stays
+  EXPECT_EQ(log.start(), 23u);
+  EXPECT_FALSE(PathExists(FilePath(5, 0)));
+  EXPECT_FALSE(PathExists(FilePath(5, 10)));
+  EXPECT_TRUE(PathExists(FilePath(5, 20)));
+  EXPECT_EQ(log.segment_count(), 2u);
+  EXPECT_EQ(log.Segments().front().base, 23u);  // readable part only
+
+  std::string out;
+  Status s = log.Read(22, 2, &out);
+  EXPECT_EQ(s.code(), Status::Code::kGone) << s.message();
+  EXPECT_EQ(Read(log, 23, 12), Bytes(23, 35));
+  ASSERT_TRUE(log.Append(Bytes(35, 41), 3000).ok());
+  ASSERT_TRUE(log.Sync().ok());
+  EXPECT_EQ(Read(log, 23, 18), Bytes(23, 41));
+}
+
+TEST_F(SegmentLogTest, TrimNeverDropsTheActiveFile) {
+  SegmentLog log(Files(10), 5, 0);
+  ASSERT_TRUE(log.Append(Bytes(0, 20), 1).ok());  // files 0 and 10, both full
+  ASSERT_TRUE(log.Trim(20).ok());
+  EXPECT_FALSE(PathExists(FilePath(5, 0)));
+  EXPECT_TRUE(PathExists(FilePath(5, 10)));
+  EXPECT_EQ(log.start(), 20u);
+  ASSERT_TRUE(log.Append(Bytes(20, 25), 2).ok());
+  EXPECT_EQ(Read(log, 20, 5), Bytes(20, 25));
+  EXPECT_EQ(log.Trim(26).code(), Status::Code::kInvalidArgument);  // past the tail
+}
+
+TEST_F(SegmentRecoverTest, RecoverFromARecordedStartDeletesTrimmedLeftovers) {
+  Write(1, 35);
+  // The record says [23, 35) is kept; the process stopped before unlinking.
+  uint64_t tail = 35;
+  std::unique_ptr<SegmentLog> log;
+  ASSERT_TRUE(SegmentLog::Recover(Files(10), 1, 0, 23, &tail, &log).ok());
+  EXPECT_EQ(tail, 35u);
+  EXPECT_EQ(log->start(), 23u);
+  EXPECT_FALSE(PathExists(FilePath(1, 0)));
+  EXPECT_FALSE(PathExists(FilePath(1, 10)));
+  EXPECT_FALSE(PathExists(FilePath(1, 0) + ".lost"));  // not damage: no set-aside
+  EXPECT_TRUE(PathExists(FilePath(1, 20)));
+  EXPECT_EQ(Read(*log, 23, 12), Bytes(23, 35));
+  std::string out;
+  EXPECT_EQ(log->Read(5, 1, &out).code(), Status::Code::kGone);
+}
+
+TEST_F(SegmentRecoverTest, RecoverAcceptsTheLeadingGapATrimLeaves) {
+  Write(1, 35);
+  ASSERT_TRUE(RemoveFile(FilePath(1, 0)).ok());
+  ASSERT_TRUE(RemoveFile(FilePath(1, 10)).ok());
+  uint64_t tail = 35;
+  std::unique_ptr<SegmentLog> log;
+  ASSERT_TRUE(SegmentLog::Recover(Files(10), 1, 0, 20, &tail, &log).ok());
+  EXPECT_EQ(tail, 35u);  // nothing the record keeps is missing
+  EXPECT_EQ(Read(*log, 20, 15), Bytes(20, 35));
+}
+
+TEST_F(SegmentRecoverTest, MissingBytesAfterTheStartStillLowerTheTail) {
+  Write(1, 35);
+  ASSERT_TRUE(RemoveFile(FilePath(1, 0)).ok());
+  ASSERT_TRUE(RemoveFile(FilePath(1, 10)).ok());
+  uint64_t tail = 35;
+  std::unique_ptr<SegmentLog> log;
+  // The record keeps [15, 35) but the file holding 15..20 is gone.
+  ASSERT_TRUE(SegmentLog::Recover(Files(10), 1, 0, 15, &tail, &log).ok());
+  EXPECT_EQ(tail, 15u);
+  EXPECT_TRUE(PathExists(FilePath(1, 20) + ".lost"));
 }
 
 }  // namespace

@@ -1,0 +1,114 @@
+// Retention (PROTOCOL.md §4: servers MAY drop data older than a certain age
+// while the stream continues; §5.6: reads before the earliest retained
+// offset answer 410). The unit is the whole segment: dropping one is an
+// unlink (or freeing a memory block), never a rewrite, and the stream's
+// offsets never move.
+//
+// Order of a trim: decide the new first offset under the stream's lock,
+// commit it with the stream's record, and only then make it visible and
+// delete files. A crash in between leaves files below the recorded start,
+// which recovery deletes; it never leaves a record pointing at missing bytes.
+#include <algorithm>
+#include <cstdio>
+
+#include "engine.h"
+
+namespace ds {
+namespace {
+
+constexpr size_t kBoundaryScanBytes = 64 << 10;
+
+// The first JSON message boundary at or after `pos` in the stream's own
+// log, or 0 if none is committed yet. Messages are stored one per line
+// (json_mode.h), so a boundary is the position after a '\n'.
+uint64_t NextMessageBoundary(const Stream& stream, uint64_t pos, uint64_t tail) {
+  std::string window;
+  if (!stream.log->Read(pos - 1, 1, &window).ok()) return 0;
+  if (window == "\n") return pos;
+  while (pos < tail) {
+    const uint64_t end = std::min<uint64_t>(tail, pos + kBoundaryScanBytes);
+    window.clear();
+    if (!stream.log->Read(pos, static_cast<size_t>(end - pos), &window).ok()) return 0;
+    const size_t nl = window.find('\n');
+    if (nl != std::string::npos) return pos + nl + 1;
+    pos = end;
+  }
+  return 0;
+}
+
+}  // namespace
+
+uint64_t Engine::RetentionStart(const Stream& stream, int64_t now_ms) const {
+  const uint64_t current = stream.retained_start;
+  // Only committed bytes count, so a trim never outruns what readers see.
+  const uint64_t tail = stream.tail.load(std::memory_order_acquire);
+  const std::vector<LogSegment> segments = stream.log->Segments();
+  uint64_t cut = current;
+  // The last segment is the active one: appends continue in it.
+  for (size_t i = 0; i + 1 < segments.size(); ++i) {
+    const LogSegment& segment = segments[i];
+    if (segment.end <= cut) continue;
+    if (segment.end > tail) break;
+    const bool too_old = options_.retention_age_ms > 0 &&
+                         segment.last_write_ms <= now_ms - options_.retention_age_ms;
+    const bool over_size =
+        options_.retention_bytes > 0 && tail - segment.end >= options_.retention_bytes;
+    if (!too_old && !over_size) break;
+    cut = segment.end;
+  }
+  if (cut <= current) return current;
+  if (stream.json) {
+    // A JSON stream's offsets are message boundaries: start at the first
+    // whole message of what is kept.
+    const uint64_t boundary = NextMessageBoundary(stream, cut, tail);
+    if (boundary == 0) return current;
+    cut = boundary;
+  }
+  return cut;
+}
+
+Status Engine::Trim(const StreamPtr& stream, int64_t now_ms) {
+  uint64_t new_start;
+  CommitQueue::Ticket ticket;
+  {
+    std::lock_guard lock(stream->mu);
+    // Forks read their source's bytes below their fork offsets: a stream
+    // with forks keeps its whole history (as a soft-deleted one does).
+    if (stream->deleted || stream->soft_deleted || stream->fork_refs > 0) return Status::OK();
+    if (stream->lost_forked_bytes) return Status::OK();
+    new_start = RetentionStart(*stream, now_ms);
+    if (new_start <= stream->retained_start) return Status::OK();
+    stream->retained_start = new_start;
+    if (durable_) {
+      ticket = Submit({{StreamMutation::Kind::kUpsert, stream->Record(), {}, nullptr}});
+    }
+  }
+  if (ticket) {
+    Status s = Await(ticket);
+    if (!s.ok()) return s;
+  }
+  return stream->log->Trim(new_start);
+}
+
+void Engine::ApplyRetention() {
+  if (options_.retention_age_ms <= 0 && options_.retention_bytes == 0) return;
+  std::vector<StreamPtr> candidates;
+  {
+    std::shared_lock lock(registry_mu_);
+    for (const auto& [path, stream] : streams_) {
+      // A single segment is the active one: nothing to drop. This check
+      // keeps the sweep cheap with many small streams.
+      if (stream->log->segment_count() > 1) candidates.push_back(stream);
+    }
+  }
+  const int64_t now = clock_->NowMs();
+  for (const StreamPtr& stream : candidates) {
+    Status s = Trim(stream, now);
+    if (!s.ok() && s.code() != Status::Code::kGone) {
+      std::fprintf(stderr, "durable-streams: retention of %s: %s\n", stream->path.c_str(),
+                   s.message().c_str());
+    }
+  }
+}
+
+}  // namespace ds
