@@ -32,6 +32,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    sse_reconnect_interval <duration>
 //	    max_append_size        <size>
 //	    stream_root            <path>
+//	    retention_age          <duration>
+//	    retention_bytes        <size>
+//	    segment_size           <size>
 //	}
 //
 // Every option is optional; without a block, streams live in memory. Sizes
@@ -64,18 +67,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "max_append_size":
-			var s string
-			if !d.AllArgs(&s) {
-				return d.ArgErr()
+			if err := parseSize(d, &h.MaxAppendSize); err != nil {
+				return err
 			}
-			size, err := humanize.ParseBytes(s)
-			if err != nil {
-				return d.Errf("parsing max_append_size: %v", err)
+		case "retention_age":
+			if err := parseDuration(d, &h.RetentionAge); err != nil {
+				return err
 			}
-			if size == 0 || size > math.MaxInt64-1 {
-				return d.Errf("max_append_size out of range: %s", s)
+		case "retention_bytes":
+			if err := parseSize(d, &h.RetentionBytes); err != nil {
+				return err
 			}
-			h.MaxAppendSize = int64(size)
+		case "segment_size":
+			if err := parseSize(d, &h.SegmentSize); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized durable_streams option '%s'", option)
 		}
@@ -126,6 +132,25 @@ func parseDuration(d *caddyfile.Dispenser, out *caddy.Duration) error {
 		return d.Errf("%s must be positive: %s", option, s)
 	}
 	*out = caddy.Duration(dur)
+	return nil
+}
+
+// parseSize reads the option's one argument as a positive humanized size
+// (e.g. 10MB, 64MiB, 1GB).
+func parseSize(d *caddyfile.Dispenser, out *int64) error {
+	option := d.Val()
+	var s string
+	if !d.AllArgs(&s) {
+		return d.ArgErr()
+	}
+	size, err := humanize.ParseBytes(s)
+	if err != nil {
+		return d.Errf("parsing %s: %v", option, err)
+	}
+	if size == 0 || size > math.MaxInt64-1 {
+		return d.Errf("%s out of range: %s", option, s)
+	}
+	*out = int64(size)
 	return nil
 }
 

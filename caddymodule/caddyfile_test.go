@@ -35,6 +35,9 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				sse_reconnect_interval 2m
 				max_append_size 10MB
 				stream_root /streams
+				retention_age 7d
+				retention_bytes 10GiB
+				segment_size 16MiB
 			}`,
 			want: Handler{
 				DataDir:              "/var/lib/durable-streams",
@@ -44,7 +47,15 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				SSEReconnectInterval: caddy.Duration(2 * time.Minute),
 				MaxAppendSize:        10_000_000,
 				StreamRoot:           "/streams",
+				RetentionAge:         caddy.Duration(7 * 24 * time.Hour),
+				RetentionBytes:       10 << 30,
+				SegmentSize:          16 << 20,
 			},
+		},
+		{
+			name:  "retention by age alone",
+			input: "durable_streams {\n retention_age 36h\n}",
+			want:  Handler{RetentionAge: caddy.Duration(36 * time.Hour)},
 		},
 		{
 			name:  "relative data_dir kept as written",
@@ -221,6 +232,30 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 			line:     2,
 			contains: "wrong argument count",
 		},
+		{
+			name:     "bad retention_age",
+			input:    "durable_streams {\n retention_age a-week\n}",
+			line:     2,
+			contains: "parsing retention_age",
+		},
+		{
+			name:     "zero retention_age",
+			input:    "durable_streams {\n retention_age 0s\n}",
+			line:     2,
+			contains: "retention_age must be positive",
+		},
+		{
+			name:     "bad retention_bytes",
+			input:    "durable_streams {\n data_dir /x\n retention_bytes plenty\n}",
+			line:     3,
+			contains: "parsing retention_bytes",
+		},
+		{
+			name:     "zero segment_size",
+			input:    "durable_streams {\n segment_size 0\n}",
+			line:     2,
+			contains: "segment_size out of range",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var h Handler
@@ -247,10 +282,14 @@ type config struct {
 	SSEReconnectInterval caddy.Duration
 	MaxAppendSize        int64
 	StreamRoot           string
+	RetentionAge         caddy.Duration
+	RetentionBytes       int64
+	SegmentSize          int64
 }
 
 func configOf(h Handler) config {
-	return config{h.DataDir, h.Fsync, h.FsyncInterval, h.LongPollTimeout, h.SSEReconnectInterval, h.MaxAppendSize, h.StreamRoot}
+	return config{h.DataDir, h.Fsync, h.FsyncInterval, h.LongPollTimeout, h.SSEReconnectInterval,
+		h.MaxAppendSize, h.StreamRoot, h.RetentionAge, h.RetentionBytes, h.SegmentSize}
 }
 
 func sameConfig(a, b Handler) bool { return configOf(a) == configOf(b) }

@@ -30,6 +30,8 @@ const (
 	DefaultSSEReconnectInterval = 60 * time.Second
 	DefaultMaxAppendSize        = 64 << 20
 	DefaultStreamRoot           = "/v1/stream"
+	// MinSegmentSize keeps segment files from becoming one file per append.
+	MinSegmentSize = 64 << 10
 )
 
 func init() {
@@ -79,6 +81,21 @@ type Handler struct {
 	// carry; larger bodies are answered 413 without being read. Default:
 	// 64 MiB.
 	MaxAppendSize int64 `json:"max_append_size,omitempty"`
+
+	// Retention: drop a stream's oldest data once it is older than
+	// retention_age, or while the data after it still amounts to at least
+	// retention_bytes (either or both; zero means no limit, the default).
+	// Whole segments are dropped (see segment_size), never the one being
+	// appended to, so a stream keeps up to one segment more than the limit.
+	// Reads before the earliest kept offset answer 410 Gone; offset=-1 reads
+	// from it. A stream that forks read from keeps its whole history.
+	RetentionAge   caddy.Duration `json:"retention_age,omitempty"`
+	RetentionBytes int64          `json:"retention_bytes,omitempty"`
+
+	// With data_dir: the size at which a stream's segment file is closed
+	// and the next one started; the unit of retention. Default: 64 MiB. In
+	// memory, streams are kept in 1 MiB blocks whatever this says.
+	SegmentSize int64 `json:"segment_size,omitempty"`
 
 	// The URL path prefix under which streams live, as clients see it after
 	// any rewrite. The protocol's reserved `__ds` namespace is below it.
@@ -156,6 +173,9 @@ func (h *Handler) openEngine() error {
 		LongPollTimeout:      time.Duration(h.LongPollTimeout),
 		SSEReconnectInterval: time.Duration(h.SSEReconnectInterval),
 		MaxAppendBytes:       h.MaxAppendSize,
+		RetentionAge:         time.Duration(h.RetentionAge),
+		RetentionBytes:       h.RetentionBytes,
+		SegmentBytes:         h.SegmentSize,
 	}
 	if h.DataDir != "" {
 		dir, err := filepath.Abs(h.DataDir)
@@ -213,6 +233,15 @@ func (h *Handler) Validate() error {
 	}
 	if h.FsyncInterval < 0 {
 		return fmt.Errorf("fsync_interval must not be negative: %v", time.Duration(h.FsyncInterval))
+	}
+	if h.RetentionAge < 0 {
+		return fmt.Errorf("retention_age must not be negative: %v", time.Duration(h.RetentionAge))
+	}
+	if h.RetentionBytes < 0 {
+		return fmt.Errorf("retention_bytes must not be negative: %d", h.RetentionBytes)
+	}
+	if h.SegmentSize != 0 && h.SegmentSize < MinSegmentSize {
+		return fmt.Errorf("segment_size must be at least %d bytes: %d", MinSegmentSize, h.SegmentSize)
 	}
 	if !strings.HasPrefix(h.StreamRoot, "/") {
 		return fmt.Errorf("stream_root must start with '/': %q", h.StreamRoot)

@@ -107,6 +107,7 @@ ds_code ds_engine_open(const ds_options* options, ds_engine** out, ds_error* err
       if (options->fsync_interval_ms) {
         store_options.fsync_interval_ms = static_cast<int64_t>(options->fsync_interval_ms);
       }
+      if (options->segment_bytes) store_options.segment_bytes = options->segment_bytes;
       std::unique_ptr<ds::LmdbStore> lmdb;
       ds::Status s = ds::LmdbStore::Open(store_options, &lmdb);
       if (!s.ok()) {
@@ -131,6 +132,9 @@ ds_code ds_engine_open(const ds_options* options, ds_engine** out, ds_error* err
     }
     if (options->max_append_bytes) opts.max_append_bytes = options->max_append_bytes;
     if (options->max_read_bytes) opts.max_read_bytes = options->max_read_bytes;
+    opts.retention_age_ms = static_cast<int64_t>(
+        std::min<uint64_t>(options->retention_age_ms, std::numeric_limits<int64_t>::max()));
+    opts.retention_bytes = options->retention_bytes;
     ds_wake_fn wake_fn = options->wake_fn;
     uintptr_t wake_ctx = options->wake_ctx;
     auto wake = [wake_fn, wake_ctx](const std::vector<uint64_t>& ids) {

@@ -106,6 +106,9 @@ type Options struct {
 	SSEKeepaliveInterval time.Duration
 	MaxAppendBytes       int64
 	MaxReadBytes         int64
+	RetentionAge         time.Duration // zero: no age limit
+	RetentionBytes       int64         // zero: no size limit
+	SegmentBytes         int64         // with DataDir; zero: 64 MiB
 }
 
 // Engine is an open C++ engine. It is safe for concurrent use.
@@ -134,7 +137,8 @@ type waiterShard struct {
 // Open opens an engine with opts.
 func Open(opts Options) (*Engine, error) {
 	if opts.LongPollTimeout < 0 || opts.SSEReconnectInterval < 0 || opts.SSEKeepaliveInterval < 0 ||
-		opts.FsyncInterval < 0 || opts.MaxAppendBytes < 0 || opts.MaxReadBytes < 0 {
+		opts.FsyncInterval < 0 || opts.MaxAppendBytes < 0 || opts.MaxReadBytes < 0 ||
+		opts.RetentionAge < 0 || opts.RetentionBytes < 0 || opts.SegmentBytes < 0 {
 		return nil, &Error{Op: "open", Code: CodeInvalidArgument, Message: "negative option"}
 	}
 	e := &Engine{}
@@ -159,6 +163,9 @@ func Open(opts Options) (*Engine, error) {
 	copts.sse_keepalive_interval_ms = C.uint64_t(opts.SSEKeepaliveInterval.Milliseconds())
 	copts.max_append_bytes = C.uint64_t(opts.MaxAppendBytes)
 	copts.max_read_bytes = C.uint64_t(opts.MaxReadBytes)
+	copts.retention_age_ms = C.uint64_t(opts.RetentionAge.Milliseconds())
+	copts.retention_bytes = C.uint64_t(opts.RetentionBytes)
+	copts.segment_bytes = C.uint64_t(opts.SegmentBytes)
 	copts.wake_fn = C.ds_wake_fn(C.dsGoWake)
 	copts.wake_ctx = C.uintptr_t(e.handle)
 

@@ -88,6 +88,15 @@ typedef struct ds_options {
   uint64_t sse_keepalive_interval_ms; /* 0 means 15,000 */
   uint64_t max_append_bytes;          /* 0 means 64 MiB; larger gets 413 */
   uint64_t max_read_bytes;            /* response chunk cap; 0 means 1 MiB */
+  /* Retention (0 = off): a stream's oldest segments are dropped once their
+   * newest byte is older than retention_age_ms, or while the bytes after
+   * them number at least retention_bytes; reads before the earliest kept
+   * offset answer 410. Streams that forks read from are kept whole. */
+  uint64_t retention_age_ms;
+  uint64_t retention_bytes;
+  uint64_t segment_bytes;             /* with data_dir: segment file size,
+                                         the unit retention drops; 0 means
+                                         64 MiB. In memory it is 1 MiB. */
   ds_wake_fn wake_fn;                 /* required */
   uintptr_t wake_ctx;                 /* passed back to wake_fn */
 } ds_options;
