@@ -130,7 +130,9 @@ class LmdbStore final : public Store {
   mutable std::mutex failure_mu_;
   Status failure_;  // guarded by failure_mu_
 
-  // DS_FSYNC_ALWAYS: syncs a batch's logs concurrently.
+  // DS_FSYNC_ALWAYS: makes a batch's logs durable, by one syncfs(2) for
+  // many logs, or by their own fdatasyncs, concurrently, for a few.
+  Status SyncLogs(const std::vector<StreamLog*>& logs);
   std::unique_ptr<LogSyncPool> sync_pool_;
 
   std::mutex syncer_mu_;

@@ -480,6 +480,25 @@ Status SegmentLog::Sync() {
   return Status::OK();
 }
 
+Status SegmentLog::BeginFilesystemSync(uint64_t* tail) {
+  std::lock_guard lock(sync_mu_);
+  if (!sync_error_.ok()) return sync_error_;
+  // As in Sync: the tail first, then the flags (a syncfs covers names too).
+  *tail = tail_.load(std::memory_order_acquire);
+  stream_dir_unsynced_.store(false);
+  segment_name_unsynced_.store(false);
+  return Status::OK();
+}
+
+void SegmentLog::EndFilesystemSync(uint64_t tail, const Status& synced) {
+  std::lock_guard lock(sync_mu_);
+  if (!synced.ok()) {
+    if (sync_error_.ok()) sync_error_ = synced;
+    return;
+  }
+  synced_ = std::max(synced_, tail);
+}
+
 // ---- Recovery ------------------------------------------------------------
 
 namespace {

@@ -176,6 +176,11 @@ class SegmentLog final : public StreamLog {
   // stays failed: the kernel may have dropped the dirty pages, so a later
   // "successful" fsync would prove nothing.
   Status Sync() override;
+  // The same guarantee through one syncfs(2) for a whole batch of logs:
+  // BeginFilesystemSync (before the syncfs) returns the tail it will cover,
+  // EndFilesystemSync records the outcome (a failure is sticky, as in Sync).
+  Status BeginFilesystemSync(uint64_t* tail);
+  void EndFilesystemSync(uint64_t tail, const Status& synced);
   size_t memory_bytes() const override;
   std::vector<LogSegment> Segments() const override;
   size_t segment_count() const override;
