@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"iter"
 	"net/http"
 	"strconv"
 	"strings"
@@ -30,7 +29,7 @@ type engine interface {
 // response is what ServeHTTP reads from a native.Response.
 type response interface {
 	Status() int
-	Header() iter.Seq2[string, string]
+	HeaderBlock() string // see native.Response.HeaderBlock
 	Body() []byte
 	Live() native.Live
 	Session() uint64
@@ -162,8 +161,10 @@ func translate(req *native.Request, r *http.Request) {
 	if r.URL.RawQuery != "" || r.URL.ForceQuery {
 		req.Set(native.FieldQuery, r.URL.RawQuery)
 	}
-	if base := requestBase(r); base != "" {
-		req.Set(native.FieldRequestBase, base)
+	if r.Method == http.MethodPut { // only a create answers with Location
+		if base := requestBase(r); base != "" {
+			req.Set(native.FieldRequestBase, base)
+		}
 	}
 	for _, ph := range protocolHeaders {
 		if v := r.Header[ph.name]; len(v) > 0 {
@@ -230,8 +231,8 @@ var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // bodies without a Content-Length. A body known or found to exceed limit is
 // reported too large and not kept (the engine answers 413); so is one cut
 // short by Caddy's request_body max_size.
-func readBody(r *http.Request, limit int64) (*requestBody, error) {
-	b := &requestBody{}
+func readBody(r *http.Request, limit int64) (requestBody, error) {
+	var b requestBody
 	if r.Body == nil || r.Body == http.NoBody {
 		return b, nil
 	}
@@ -252,7 +253,7 @@ func readBody(r *http.Request, limit int64) (*requestBody, error) {
 	}
 	if err != nil {
 		b.release()
-		return nil, err
+		return requestBody{}, err
 	}
 	return b, nil
 }
@@ -266,7 +267,12 @@ func writeHeader(w http.ResponseWriter, resp response) {
 	hdr := w.Header()
 	var set [16]string // names this response set, so a repeated name appends
 	n := 0
-	for name, value := range resp.Header() {
+	// One backing array for the one-value slices of every header, instead of
+	// an allocation per header (a read answers with about a dozen).
+	values := make([]string, 0, len(set))
+	for block := resp.HeaderBlock(); block != ""; {
+		var name, value string
+		name, value, block = native.CutHeader(block)
 		if seen(set[:n], name) {
 			hdr[name] = append(hdr[name], value)
 			continue
@@ -274,7 +280,8 @@ func writeHeader(w http.ResponseWriter, resp response) {
 		if strings.HasPrefix(name, "Access-Control-") && len(hdr[name]) > 0 {
 			continue
 		}
-		hdr[name] = []string{value}
+		values = append(values, value)
+		hdr[name] = values[len(values)-1 : len(values) : len(values)]
 		if n < len(set) {
 			set[n] = name
 			n++

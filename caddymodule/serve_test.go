@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"iter"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -22,7 +21,8 @@ import (
 // ---- request translation ------------------------------------------------
 
 func TestTranslateEveryField(t *testing.T) {
-	r := httptest.NewRequest(http.MethodPost, "/v1/stream/a%20b/c?offset=-1&live=sse", nil)
+	// A PUT: the only method whose answer (Location) needs the request base.
+	r := httptest.NewRequest(http.MethodPut, "/v1/stream/a%20b/c?offset=-1&live=sse", nil)
 	values := map[native.Field]string{}
 	for _, ph := range protocolHeaders {
 		v := "value-" + ph.name
@@ -34,7 +34,7 @@ func TestTranslateEveryField(t *testing.T) {
 	translate(&req, r)
 
 	want := map[native.Field]string{
-		native.FieldMethod:      "POST",
+		native.FieldMethod:      "PUT",
 		native.FieldPath:        "/v1/stream/a b/c", // decoded
 		native.FieldQuery:       "offset=-1&live=sse",
 		native.FieldRequestBase: "http://example.com", // httptest's default Host
@@ -49,6 +49,18 @@ func TestTranslateEveryField(t *testing.T) {
 		got, ok := req.Get(f)
 		if !ok || got != want[f] {
 			t.Errorf("field %d = %q (present %v), want %q", f, got, ok, want[f])
+		}
+	}
+}
+
+// Only a create answers with Location, so other methods do not pay for
+// building the request base.
+func TestTranslateSendsTheBaseOnlyForPut(t *testing.T) {
+	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodHead, http.MethodDelete} {
+		var req native.Request
+		translate(&req, httptest.NewRequest(method, "/v1/stream/s", nil))
+		if v, ok := req.Get(native.FieldRequestBase); ok {
+			t.Errorf("%s carries request base %q", method, v)
 		}
 	}
 }
@@ -266,14 +278,12 @@ func (r *fakeResponse) Release() {
 	r.engine.released++
 	r.engine.mu.Unlock()
 }
-func (r *fakeResponse) Header() iter.Seq2[string, string] {
-	return func(yield func(string, string) bool) {
-		for _, h := range r.headers {
-			if !yield(h[0], h[1]) {
-				return
-			}
-		}
+func (r *fakeResponse) HeaderBlock() string {
+	var b strings.Builder
+	for _, h := range r.headers {
+		b.WriteString(h[0] + "\x00" + h[1] + "\x00")
 	}
+	return b.String()
 }
 
 // fakeEngine answers Handle with first and each Resume with the next of
