@@ -18,7 +18,10 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn
       wake_(std::move(wake)),
       store_(store ? std::move(store) : std::make_unique<MemoryStore>()),
       durable_(store_->durable()),
-      commit_queue_(store_.get()) {
+      commit_queue_(store_.get()),
+      fanout_(std::make_unique<SseFanout>(
+          static_cast<SseSource*>(this), clock_,
+          SseFanout::Options{options_.sse_keepalive_interval_ms, options_.sse_fanout_thread})) {
   if (options_.sweep_interval_ms > 0) {
     sweeper_ = std::thread([this] { SweeperLoop(); });
   }
@@ -88,6 +91,7 @@ Status Engine::Recover() {
 }
 
 Engine::~Engine() {
+  fanout_.reset();  // its thread calls back into the engine
   {
     std::lock_guard lock(sweeper_mu_);
     stopping_ = true;
@@ -145,7 +149,7 @@ void Engine::AddCommonHeaders(const Request& request, Response* response) const 
                 "Location, Content-Type");
 }
 
-std::string Engine::Cursor(const std::string& client_cursor) const {
+std::string Engine::Cursor(std::string_view client_cursor) const {
   return NextCursor(clock_->NowMs(), client_cursor, RandomCursorJitterSeconds());
 }
 
@@ -301,6 +305,14 @@ Status Engine::Remove(const StreamPtr& stream) {
 }
 
 void Engine::Wake(std::vector<uint64_t> sessions) {
+  // The fan-out parks one waiter per stream for all its subscribers; the
+  // HTTP layer's sessions go to the wake callback.
+  auto adopted = std::partition(sessions.begin(), sessions.end(),
+                                [](uint64_t id) { return !SseFanout::IsWaiter(id); });
+  if (adopted != sessions.end()) {
+    fanout_->Wake(std::vector<uint64_t>(adopted, sessions.end()));
+    sessions.erase(adopted, sessions.end());
+  }
   if (!sessions.empty() && wake_) wake_(sessions);
 }
 
@@ -347,6 +359,8 @@ EngineStats Engine::Stats() const {
     std::lock_guard lock(sessions_mu_);
     stats.parked_sessions = sessions_.size();
   }
+  stats.adopted_sessions = fanout_->subscribers();
+  stats.parked_sessions += stats.adopted_sessions;
   stats.appends = appends_.load();
   stats.bytes_appended = bytes_appended_.load();
   return stats;

@@ -5,7 +5,9 @@
 // registry is guarded by a reader/writer lock, each stream by its own mutex
 // (appends and producer checks are serialised per stream), sessions by
 // their own mutex. Lock order: registry -> stream -> source stream ->
-// sessions; the wake callback runs with no lock held.
+// sessions; the wake callback runs with no lock held. Adopted SSE sessions
+// belong to the fan-out (sse_fanout.h), which calls back into the engine
+// with no lock held.
 #pragma once
 
 #include <condition_variable>
@@ -24,6 +26,7 @@
 #include "commit_queue.h"
 #include "request.h"
 #include "response.h"
+#include "sse_fanout.h"
 #include "store.h"
 #include "stream.h"
 
@@ -39,18 +42,22 @@ struct EngineOptions {
   // How often the background sweeper looks for expired streams; 0 turns the
   // sweeper off (tests drive SweepExpired themselves).
   int64_t sweep_interval_ms = 1000;
+  // Whether the SSE fan-out runs its own writer thread (started at the
+  // first adoption); tests turn it off and call RunSseFanoutOnce.
+  bool sse_fanout_thread = true;
 };
 
 using WakeFn = std::function<void(const std::vector<uint64_t>& sessions)>;
 
 struct EngineStats {
   uint64_t streams = 0;
-  uint64_t parked_sessions = 0;
+  uint64_t parked_sessions = 0;   // including adopted ones
+  uint64_t adopted_sessions = 0;  // SSE sessions the fan-out writes itself
   uint64_t appends = 0;
   uint64_t bytes_appended = 0;
 };
 
-class Engine {
+class Engine : private SseSource {
  public:
   // An engine over `store` (MemoryStore when null). Call Recover before use
   // when the store may hold streams.
@@ -69,6 +76,23 @@ class Engine {
   Response Handle(const Request& request, uint64_t session_id);
   Response Resume(uint64_t session_id, ds_resume_reason reason);
   void Cancel(uint64_t session_id);
+
+  // Takes over a parked SSE session together with its connection: the
+  // fan-out writes the rest of the response to `socket` (sse_fanout.h).
+  // The socket is the engine's whatever the outcome.
+  enum class Adoption {
+    kAdopted,
+    kNoSession,  // not a live SSE session (unknown, finished, long-poll)
+    kBadSocket,  // not a connected stream socket
+    kFailed,     // the fan-out could not start; see the message
+  };
+  Adoption AdoptSse(uint64_t session_id, UniqueFd socket, uint64_t owner,
+                    std::string* message);
+  // Ends every adopted session tagged `owner` as its reconnect interval
+  // would. Returns at once; the fan-out's thread does the writing.
+  void EndAdopted(uint64_t owner);
+  // One turn of the fan-out's loop, for tests that turned its thread off.
+  void RunSseFanoutOnce(int max_wait_ms) { fanout_->RunOnce(max_wait_ms); }
 
   // Removes every stream whose TTL or Expires-At has passed and wakes its
   // readers. Runs on the sweeper thread; public for tests.
@@ -113,9 +137,19 @@ class Engine {
                     std::string cursor, uint64_t session_id);
   Response ResumeLongPoll(Session& session, ds_resume_reason reason);
   Response ResumeSse(Session& session, ds_resume_reason reason);
-  // Parks `session` on its stream unless there is news; returns whether it
-  // parked. Requires no lock.
-  bool Park(Session& session);
+  // Takes a session out of the map and off its stream's waiter list.
+  std::unique_ptr<Session> TakeSession(uint64_t session_id);
+
+  // SseSource, shared by ResumeSse and the fan-out (live.cc).
+  SseStep NextSseEvents(Stream& stream, uint64_t offset, std::string_view client_cursor,
+                        std::string* out) override;
+  bool ParkSseWaiter(Stream& stream, uint64_t waiter, uint64_t offset,
+                     WaiterRegistration* registration) override;
+  void UnparkSseWaiter(Stream& stream, uint64_t waiter,
+                       const WaiterRegistration& registration) override;
+  // Removes `waiter` from the stream's list if `registration` is current.
+  // Requires stream.mu.
+  static void Unpark(Stream& stream, uint64_t waiter, const WaiterRegistration& registration);
 
   // Registry access. Lookup returns the stream at `path` unless it is absent
   // or expired (an expired stream is removed on the way).
@@ -137,7 +171,7 @@ class Engine {
 
   // Shared response pieces.
   void AddCommonHeaders(const Request& request, Response* response) const;
-  std::string Cursor(const std::string& client_cursor) const;
+  std::string Cursor(std::string_view client_cursor) const;
   bool IsReservedPath(std::string_view path) const;
   // Bytes [from, end) for a read response starting at `from` (at most
   // max_read_bytes, cut on a message boundary in JSON mode).
@@ -173,6 +207,10 @@ class Engine {
   std::condition_variable sweeper_cv_;
   bool stopping_ = false;
   std::thread sweeper_;
+
+  // Adopted SSE sessions. ~Engine destroys it first: its thread calls back
+  // into the engine.
+  std::unique_ptr<SseFanout> fanout_;
 };
 
 }  // namespace ds
