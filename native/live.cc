@@ -120,7 +120,10 @@ Response Engine::StartSse(const StreamPtr& stream, uint64_t offset, std::string 
   Response r = ResumeSse(*session, DS_RESUME_WAKE);
   r.status = 200;
   r.Set(header::kContentType, "text/event-stream");
-  r.Set(header::kCacheControl, "no-cache");
+  // no-transform: nothing between us and the client may re-encode the
+  // events (compression would hold them back; and once the fan-out has
+  // taken the connection over, it writes them past any such middleware).
+  r.Set(header::kCacheControl, "no-cache, no-transform");
   if (!stream->sse_text) r.Set(header::kSseDataEncoding, "base64");
   if (!r.done) {
     std::lock_guard lock(sessions_mu_);
