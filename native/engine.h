@@ -42,8 +42,11 @@ struct EngineOptions {
   // How often the background sweeper looks for expired streams; 0 turns the
   // sweeper off (tests drive SweepExpired themselves).
   int64_t sweep_interval_ms = 1000;
-  // Whether the SSE fan-out runs its own writer thread (started at the
-  // first adoption); tests turn it off and call RunSseFanoutOnce.
+  // How many fan-out loops share the adopted SSE sessions, each with its
+  // own writer thread (started at its first adoption), so that writing to
+  // many sockets can use every core; 0: one per CPU, at most 4. Tests turn
+  // the threads off and call RunSseFanoutOnce.
+  int sse_fanout_loops = 0;
   bool sse_fanout_thread = true;
 };
 
@@ -91,8 +94,8 @@ class Engine : private SseSource {
   // Ends every adopted session tagged `owner` as its reconnect interval
   // would. Returns at once; the fan-out's thread does the writing.
   void EndAdopted(uint64_t owner);
-  // One turn of the fan-out's loop, for tests that turned its thread off.
-  void RunSseFanoutOnce(int max_wait_ms) { fanout_->RunOnce(max_wait_ms); }
+  // One turn of every fan-out loop, for tests that turned the threads off.
+  void RunSseFanoutOnce(int max_wait_ms);
 
   // Removes every stream whose TTL or Expires-At has passed and wakes its
   // readers. Runs on the sweeper thread; public for tests.
@@ -137,8 +140,9 @@ class Engine : private SseSource {
                     std::string cursor, uint64_t session_id);
   Response ResumeLongPoll(Session& session, ds_resume_reason reason);
   Response ResumeSse(Session& session, ds_resume_reason reason);
-  // Takes a session out of the map and off its stream's waiter list.
-  std::unique_ptr<Session> TakeSession(uint64_t session_id);
+  // Takes a session out of the map and off its stream's waiter list; null
+  // if there is none (or, with sse_only, it is a long-poll).
+  std::unique_ptr<Session> TakeSession(uint64_t session_id, bool sse_only);
 
   // SseSource, shared by ResumeSse and the fan-out (live.cc).
   SseStep NextSseEvents(Stream& stream, uint64_t offset, std::string_view client_cursor,
@@ -208,9 +212,10 @@ class Engine : private SseSource {
   bool stopping_ = false;
   std::thread sweeper_;
 
-  // Adopted SSE sessions. ~Engine destroys it first: its thread calls back
-  // into the engine.
-  std::unique_ptr<SseFanout> fanout_;
+  // Adopted SSE sessions, spread over the loops round-robin. ~Engine
+  // destroys them first: their threads call back into the engine.
+  std::vector<std::unique_ptr<SseFanout>> fanouts_;
+  std::atomic<uint64_t> next_fanout_{0};
 };
 
 }  // namespace ds

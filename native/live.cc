@@ -277,14 +277,15 @@ Response Engine::Resume(uint64_t session_id, ds_resume_reason reason) {
   return r;
 }
 
-void Engine::Cancel(uint64_t session_id) { TakeSession(session_id); }
+void Engine::Cancel(uint64_t session_id) { TakeSession(session_id, /*sse_only=*/false); }
 
-std::unique_ptr<Engine::Session> Engine::TakeSession(uint64_t session_id) {
+std::unique_ptr<Engine::Session> Engine::TakeSession(uint64_t session_id, bool sse_only) {
   std::unique_ptr<Session> session;
   {
     std::lock_guard lock(sessions_mu_);
     auto it = sessions_.find(session_id);
     if (it == sessions_.end()) return nullptr;
+    if (sse_only && it->second->mode != Session::Mode::kSse) return nullptr;
     session = std::move(it->second);
     sessions_.erase(it);
   }
@@ -301,14 +302,7 @@ Engine::Adoption Engine::AdoptSse(uint64_t session_id, UniqueFd socket, uint64_t
   if (::getsockopt(socket.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
     return Adoption::kBadSocket;
   }
-  {
-    std::lock_guard lock(sessions_mu_);
-    auto it = sessions_.find(session_id);
-    if (it == sessions_.end() || it->second->mode != Session::Mode::kSse) {
-      return Adoption::kNoSession;
-    }
-  }
-  std::unique_ptr<Session> session = TakeSession(session_id);
+  std::unique_ptr<Session> session = TakeSession(session_id, /*sse_only=*/true);
   if (session == nullptr) return Adoption::kNoSession;
   // The HTTP layer set its socket non-blocking, but say so: one blocking
   // write would stall every subscriber.
@@ -324,7 +318,8 @@ Engine::Adoption Engine::AdoptSse(uint64_t session_id, UniqueFd socket, uint64_t
   adoption.owner = owner;
   adoption.deadline_ms = session->deadline_ms;
   adoption.next_keepalive_ms = session->next_keepalive_ms;
-  Status s = fanout_->Adopt(std::move(adoption));
+  size_t loop = next_fanout_.fetch_add(1, std::memory_order_relaxed) % fanouts_.size();
+  Status s = fanouts_[loop]->Adopt(std::move(adoption));
   if (!s.ok()) {
     *message = s.message();
     return Adoption::kFailed;
@@ -332,6 +327,12 @@ Engine::Adoption Engine::AdoptSse(uint64_t session_id, UniqueFd socket, uint64_t
   return Adoption::kAdopted;
 }
 
-void Engine::EndAdopted(uint64_t owner) { fanout_->EndOwner(owner); }
+void Engine::EndAdopted(uint64_t owner) {
+  for (const auto& fanout : fanouts_) fanout->EndOwner(owner);
+}
+
+void Engine::RunSseFanoutOnce(int max_wait_ms) {
+  for (const auto& fanout : fanouts_) fanout->RunOnce(max_wait_ms);
+}
 
 }  // namespace ds

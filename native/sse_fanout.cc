@@ -1,5 +1,6 @@
 #include "sse_fanout.h"
 
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -113,8 +114,8 @@ SseFanout::~SseFanout() {
   {
     std::lock_guard lock(inbox_mu_);
     stopping_ = true;
-    if (thread_started_) Signal();
   }
+  Signal();
   if (thread_.joinable()) thread_.join();
   // The engine is going away: a clean end where the socket takes it at
   // once, then close. Sockets still queued close with their UniqueFd.
@@ -131,15 +132,19 @@ SseFanout::~SseFanout() {
 
 Status SseFanout::Adopt(SseAdoption adoption) {
   if (!init_.ok()) return init_;
-  std::lock_guard lock(inbox_mu_);
-  if (stopping_) return Status::IoError("the engine is closing");
-  if (options_.run_thread && !thread_started_) {
-    Status s = StartThread();
-    if (!s.ok()) return s;
+  bool signal;
+  {
+    std::lock_guard lock(inbox_mu_);
+    if (stopping_) return Status::IoError("the engine is closing");
+    if (options_.run_thread && !thread_started_) {
+      Status s = StartThread();
+      if (!s.ok()) return s;
+    }
+    count_.fetch_add(1, std::memory_order_relaxed);
+    adopted_.push_back(std::move(adoption));
+    signal = NeedsSignal();
   }
-  count_.fetch_add(1, std::memory_order_relaxed);
-  adopted_.push_back(std::move(adoption));
-  Signal();
+  if (signal) Signal();
   return Status::OK();
 }
 
@@ -154,27 +159,45 @@ Status SseFanout::StartThread() {
 }
 
 void SseFanout::Wake(const std::vector<uint64_t>& waiters) {
-  std::lock_guard lock(inbox_mu_);
-  woken_.insert(woken_.end(), waiters.begin(), waiters.end());
-  Signal();
+  bool signal;
+  {
+    std::lock_guard lock(inbox_mu_);
+    woken_.insert(woken_.end(), waiters.begin(), waiters.end());
+    signal = NeedsSignal();
+  }
+  if (signal) Signal();
 }
 
 void SseFanout::EndOwner(uint64_t owner) {
-  std::lock_guard lock(inbox_mu_);
-  ended_owners_.push_back(owner);
-  Signal();
+  bool signal;
+  {
+    std::lock_guard lock(inbox_mu_);
+    ended_owners_.push_back(owner);
+    signal = NeedsSignal();
+  }
+  if (signal) Signal();
+}
+
+bool SseFanout::NeedsSignal() {
+  // One write per batch: the loop clears signalled_ when it takes the
+  // inbox, so whatever is queued after that signals again.
+  if (signalled_) return false;
+  signalled_ = true;
+  return true;
 }
 
 void SseFanout::Signal() {
-  // One write per batch: the loop clears signalled_ when it takes the
-  // inbox, so anything queued after that writes again.
-  if (signalled_ || !event_.valid()) return;
-  signalled_ = true;
+  // Outside inbox_mu_: the write wakes the loop, which takes that mutex
+  // first thing, and callers are often cgo calls that the Go runtime
+  // replaces with a new thread when they block.
+  if (!event_.valid()) return;
   uint64_t one = 1;
   (void)::write(event_.get(), &one, sizeof one);
 }
 
 void SseFanout::Loop() {
+  // Named for top -H and the like (at most 15 characters).
+  pthread_setname_np(pthread_self(), "ds-sse-fanout");
   for (;;) {
     {
       std::lock_guard lock(inbox_mu_);
@@ -203,11 +226,21 @@ void SseFanout::RunOnce(int max_wait_ms) {
     OnSocketEvent(events[i].data.u64, events[i].events);
   }
   now = clock_->NowMs();
-  TakeInbox(now);
+  std::vector<uint64_t> ended_owners = TakeInbox();
   FireTimers(now);
   std::vector<Group*> queued;
   queued.swap(queued_);
   for (Group* group : queued) ServiceGroup(*group, now);
+  // After the writes: what was appended before the end still goes out.
+  if (!ended_owners.empty()) {
+    std::vector<Subscriber*> ending;
+    for (auto& [id, s] : subscribers_) {
+      if (std::find(ended_owners.begin(), ended_owners.end(), s->owner) != ended_owners.end()) {
+        ending.push_back(s.get());
+      }
+    }
+    for (Subscriber* s : ending) End(*s, now);
+  }
   RemoveEmptyGroups();
 }
 
@@ -216,7 +249,7 @@ int64_t SseFanout::NextTimerDelay(int64_t now) const {
   return std::max<int64_t>(timers_.top().due_ms - now, 0);
 }
 
-void SseFanout::TakeInbox(int64_t now) {
+std::vector<uint64_t> SseFanout::TakeInbox() {
   std::vector<SseAdoption> adopted;
   std::vector<uint64_t> woken, ended;
   {
@@ -233,13 +266,7 @@ void SseFanout::TakeInbox(int64_t now) {
     it->second->all_due = true;
     Queue(*it->second);
   }
-  if (!ended.empty()) {
-    std::vector<Subscriber*> ending;
-    for (auto& [id, s] : subscribers_) {
-      if (std::find(ended.begin(), ended.end(), s->owner) != ended.end()) ending.push_back(s.get());
-    }
-    for (Subscriber* s : ending) End(*s, now);
-  }
+  return ended;
 }
 
 void SseFanout::Join(SseAdoption a) {
@@ -267,7 +294,7 @@ void SseFanout::Join(SseAdoption a) {
   if (!group) {
     group = std::make_unique<Group>();
     group->stream = std::move(a.stream);
-    group->waiter = kWaiterBit | next_waiter_++;
+    group->waiter = kWaiterBit | (uint64_t{options_.loop} << 48) | next_waiter_++;
     groups_by_waiter_[group->waiter] = group.get();
   }
   s.group = group.get();

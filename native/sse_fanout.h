@@ -2,14 +2,19 @@
 //
 // Once the HTTP layer has written an SSE response's status line, headers
 // (Transfer-Encoding: chunked) and first piece, it may hand the connection's
-// socket to the engine (ds_session_adopt). From then on this class serves it,
-// together with every other adopted subscriber, from one thread with epoll:
-// when a stream changes, the next SSE events are built ONCE per distinct
-// (offset, client cursor) among the stream's subscribers and written,
-// chunk-framed, to each socket without blocking. Per subscriber that costs a
-// small record here instead of a goroutine, its buffers and an engine call
-// per wake, and one write(2) per delivery instead of a trip through
-// net/http.
+// socket to the engine (ds_session_adopt). From then on a fan-out loop
+// serves it, together with every other subscriber adopted by that loop,
+// from one thread with epoll: when a stream changes, the next SSE events are
+// built ONCE per distinct (offset, client cursor) among the loop's
+// subscribers of the stream and written, chunk-framed, to each socket
+// without blocking. Per subscriber that costs a small record here instead of
+// a goroutine, its buffers and an engine call per wake, and one send(2) per
+// delivery instead of a trip through net/http.
+//
+// The engine runs one loop per CPU (at most four) and deals adopted
+// sessions out round-robin: the kernel's work for a send on loopback or a
+// LAN (most of a delivery's cost) then spreads over every core, and a
+// thread competing for CPU with busy clients gets its fair share per loop.
 //
 // Flow control: a subscriber gets its next piece only once the previous one
 // is fully written, so what it holds unsent is at most one piece, shared
@@ -29,8 +34,9 @@
 //
 // Threading: Adopt, Wake, EndOwner and subscribers() may be called from any
 // thread; they only queue work and signal an eventfd. Sockets, subscribers,
-// groups and timers belong to the thread that runs RunOnce: the fan-out's
-// own thread, or (Options::run_thread false) the test that drives it.
+// groups and timers belong to the thread that runs RunOnce: the loop's own
+// thread ("ds-sse-fanout"), or (Options::run_thread false) the test that
+// drives it.
 #pragma once
 
 #include <atomic>
@@ -106,12 +112,16 @@ class SseFanout {
     int64_t keepalive_interval_ms = 15000;
     // false: no thread; the caller drives RunOnce (tests).
     bool run_thread = true;
+    // Which of the engine's loops this is; it is part of every waiter id.
+    uint32_t loop = 0;
   };
 
   // Waiter ids the fan-out registers on streams carry this bit, so the
-  // engine can tell them from the HTTP layer's session ids, which never do.
+  // engine can tell them from the HTTP layer's session ids, which never do,
+  // and the loop's number in the next 15 bits.
   static constexpr uint64_t kWaiterBit = uint64_t{1} << 63;
   static bool IsWaiter(uint64_t id) { return (id & kWaiterBit) != 0; }
+  static uint32_t LoopOf(uint64_t waiter) { return (waiter >> 48) & 0x7fff; }
 
   SseFanout(SseSource* source, std::shared_ptr<const Clock> clock, Options options);
   // Stops the thread, ends every subscriber (the terminating chunk if it
@@ -149,8 +159,10 @@ class SseFanout {
 
   Status StartThread();  // requires inbox_mu_
   void Loop();
-  void Signal();  // requires inbox_mu_
-  void TakeInbox(int64_t now);
+  bool NeedsSignal();  // requires inbox_mu_
+  void Signal();
+  // Joins the adopted, queues the woken; returns the owners to end.
+  std::vector<uint64_t> TakeInbox();
   void Join(SseAdoption adoption);
   void ServiceGroup(Group& group, int64_t now);
   void OnSocketEvent(uint64_t id, uint32_t events);

@@ -65,9 +65,10 @@ class SseFanoutTest : public EngineTest {
  protected:
   void SetUp() override { OpenWith(1 << 20); }
 
-  void OpenWith(uint64_t max_read_bytes) {
+  void OpenWith(uint64_t max_read_bytes, int loops = 1) {
     EngineOptions options;
     options.max_read_bytes = max_read_bytes;
+    options.sse_fanout_loops = loops;
     options.sse_reconnect_interval_ms = kReconnectMs;
     options.sse_keepalive_interval_ms = kKeepaliveMs;
     options.sse_fanout_thread = false;  // the test turns the loop
@@ -140,6 +141,28 @@ TEST_F(SseFanoutTest, OneAppendReachesEverySubscriberByteExact) {
   Turn();
   want = Chunk("event: data\ndata:x\ndata:y\n\n" + Control(10, true));
   for (Peer& p : peers) EXPECT_EQ(p.Read(), want);
+}
+
+TEST_F(SseFanoutTest, SubscribersSpreadOverLoopsAreAllWoken) {
+  OpenWith(1 << 20, /*loops=*/3);
+  ASSERT_EQ(Put("/a", Text()).status, 201);
+  ASSERT_EQ(Put("/b", Text()).status, 201);
+  std::vector<Peer> a, b;
+  for (int i = 0; i < 7; ++i) {  // dealt round-robin: every loop gets some
+    a.push_back(Subscribe("/a", EncodeOffset(0)));
+    b.push_back(Subscribe("/b", EncodeOffset(0)));
+  }
+  Turn();
+  EXPECT_EQ(engine_->Stats().adopted_sessions, 14u);
+  ASSERT_EQ(Post("/a", Text(), "A").status, 204);
+  Turn();
+  for (Peer& p : a) EXPECT_EQ(p.Read(), Chunk(Data("A") + Control(1, true)));
+  for (Peer& p : b) EXPECT_EQ(p.Read(), "");
+  ASSERT_EQ(Post("/b", Text(), "B").status, 204);
+  engine_->EndAdopted(1);  // every loop ends its share
+  Turn();
+  for (Peer& p : b) EXPECT_EQ(p.Read(), Chunk(Data("B") + Control(1, true)) + kTerminator);
+  EXPECT_EQ(engine_->Stats().adopted_sessions, 0u);
 }
 
 TEST_F(SseFanoutTest, SubscribersBehindCatchUpInCappedChunks) {
