@@ -1,6 +1,7 @@
 // The SSE fan-out (sse_fanout.h): adopted sessions served over socketpairs,
 // driven turn by turn with the fan-out's thread off and a manual clock.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -50,6 +51,17 @@ class Peer {
     }
     return out;
   }
+  // Reads until `marker` or EOF arrives, waiting for each read at most
+  // `timeout_ms` (for a loop on its own thread).
+  std::string Await(const std::string& marker, int timeout_ms) {
+    std::string out;
+    while (out.find(marker) == std::string::npos && !eof_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, timeout_ms) <= 0) break;
+      out += Read();
+    }
+    return out;
+  }
   bool eof() const { return eof_; }
   void Close() {
     if (fd_ >= 0) ::close(fd_);
@@ -65,13 +77,13 @@ class SseFanoutTest : public EngineTest {
  protected:
   void SetUp() override { OpenWith(1 << 20); }
 
-  void OpenWith(uint64_t max_read_bytes, int loops = 1) {
+  void OpenWith(uint64_t max_read_bytes, int loops = 1, bool threads = false) {
     EngineOptions options;
     options.max_read_bytes = max_read_bytes;
     options.sse_fanout_loops = loops;
     options.sse_reconnect_interval_ms = kReconnectMs;
     options.sse_keepalive_interval_ms = kKeepaliveMs;
-    options.sse_fanout_thread = false;  // the test turns the loop
+    options.sse_fanout_thread = threads;  // without: the test turns the loops
     Open(options);
   }
 
@@ -163,6 +175,29 @@ TEST_F(SseFanoutTest, SubscribersSpreadOverLoopsAreAllWoken) {
   Turn();
   for (Peer& p : b) EXPECT_EQ(p.Read(), Chunk(Data("B") + Control(1, true)) + kTerminator);
   EXPECT_EQ(engine_->Stats().adopted_sessions, 0u);
+}
+
+TEST_F(SseFanoutTest, LoopsOnTheirOwnThreadsDeliverAndStopWithTheEngine) {
+  OpenWith(1 << 20, /*loops=*/2, /*threads=*/true);
+  ASSERT_EQ(Put("/s", Text()).status, 201);
+  std::vector<Peer> peers;
+  for (int i = 0; i < 16; ++i) peers.push_back(Subscribe("/s", EncodeOffset(0)));
+  // Appends race the loops' joining the subscribers: none may be lost.
+  ASSERT_EQ(Post("/s", Text(), "a").status, 204);
+  ASSERT_EQ(Post("/s", Text(), "b").status, 204);
+  for (Peer& p : peers) {
+    // One event or two, depending on whether the loop saw both appends.
+    std::string got = p.Await("\"" + EncodeOffset(2) + "\"", 10000);
+    bool both = got.find("data:ab\n") != std::string::npos ||
+                (got.find("data:a\n") != std::string::npos &&
+                 got.find("data:b\n") != std::string::npos);
+    EXPECT_TRUE(both) << got;
+  }
+  engine_.reset();  // joins the threads, ends every connection
+  for (Peer& p : peers) {
+    EXPECT_EQ(p.Await(kTerminator, 10000), kTerminator);
+    EXPECT_TRUE(p.eof());
+  }
 }
 
 TEST_F(SseFanoutTest, SubscribersBehindCatchUpInCappedChunks) {
