@@ -77,9 +77,9 @@ type Handler struct {
 	SSEReconnectInterval caddy.Duration `json:"sse_reconnect_interval,omitempty"`
 
 	// Whether an SSE response over plain HTTP/1.1 is handed, connection and
-	// all, to the engine once its headers and first piece are out: one
-	// engine thread then writes every event to every such connection,
-	// instead of a goroutine per connection. Bytes after the first piece
+	// all, to the engine once its headers and first piece are out: a few
+	// engine threads (one per CPU, at most four) then write every event to
+	// every such connection, instead of a goroutine per connection. Bytes after the first piece
 	// bypass response-writer middleware, and access logs see only the first
 	// piece. TLS, HTTP/2 and HTTP/3 responses always stream from Go.
 	// Default: true.

@@ -25,8 +25,8 @@
  *   holding an OS thread, then calls ds_session_resume. Calls may block on
  *   disk I/O (fsync) when the engine is durable.
  * - Takeover: the caller may instead hand a live SSE session's connection to
- *   the engine (ds_session_adopt); one engine thread then writes the rest of
- *   every such response itself.
+ *   the engine (ds_session_adopt); a few engine threads (one per CPU, at
+ *   most four) then write the rest of every such response themselves.
  * - Session ids are chosen by the caller, non-zero and below 2^63: ids with
  *   the top bit set are the engine's own.
  */
@@ -209,14 +209,15 @@ void ds_session_cancel(ds_engine* engine, uint64_t session);
  * has written, to the connected stream socket `socket_fd`, the status line,
  * headers announcing `Transfer-Encoding: chunked` and the body so far as
  * complete chunks (every piece returned for `session`, the last one not
- * done). From now on the engine's writer thread writes the rest of the
+ * done). From now on an engine writer thread writes the rest of the
  * response to it as chunks and ends it as ds_session_resume would have (at
  * the reconnect interval, after the closing control event, at once on
  * deletion) with the terminating chunk "0\r\n\r\n"; then it closes the
- * socket. A peer that hangs up or stops reading is dropped. The socket is
- * the engine's from this call on, whatever it returns; it is made
- * non-blocking. `owner` tags the session for ds_engine_end_adopted. The
- * session is forgotten as a parked session: do not resume or cancel it.
+ * socket. A peer that hangs up is dropped at once; one that stops reading,
+ * a keepalive interval after the response's end. The socket is the
+ * engine's from this call on, whatever it returns; it is made non-blocking.
+ * `owner` tags the session for ds_engine_end_adopted. The session is the
+ * engine's too: do not resume or cancel it.
  *
  * Returns DS_OK; DS_ERR_NOT_FOUND when `session` is not a live SSE session;
  * DS_ERR_INVALID_ARGUMENT when the descriptor is not a stream socket;
