@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -98,6 +99,14 @@ func innermostWriter(w http.ResponseWriter) http.ResponseWriter {
 
 var errNoSocket = errors.New("not a connection whose socket may be written directly")
 
+// dupMu lets one goroutine at a time allocate a descriptor. While the
+// kernel grows a process's descriptor table (as connections pile up), every
+// allocation sleeps for an RCU grace period, and each goroutine sleeping in
+// a system call ties up an OS thread: thousands of connections arriving at
+// once would otherwise add dozens of threads. Waiting on a mutex ties up
+// none.
+var dupMu sync.Mutex
+
 // socketOf returns a close-on-exec duplicate of the connection's socket when
 // writing to it directly is the same as writing to the connection: a plain
 // TCP or Unix connection, or a PROXY-protocol connection over TCP (Caddy's
@@ -124,6 +133,8 @@ func socketOf(c net.Conn) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	dupMu.Lock()
+	defer dupMu.Unlock()
 	fd, dupErr := -1, error(nil)
 	err = raw.Control(func(s uintptr) {
 		r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
