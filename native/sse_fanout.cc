@@ -20,8 +20,8 @@
 namespace ds {
 namespace {
 
-// The loop never sleeps longer than this, so a wall-clock jump delays a
-// keepalive or a reconnect by at most this much.
+// The loop looks at the (wall) clock at least this often, so timers follow
+// a clock that jumps forward within a second.
 constexpr int kMaxWaitMs = 1000;
 constexpr int kMaxEvents = 256;
 constexpr uint64_t kInboxToken = 0;  // epoll data of the eventfd
