@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -176,4 +177,91 @@ func freeLoopbackAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// TestCaddyTakeoverBehindMiddleware runs an SSE response through Caddy with
+// the middleware production configs have in front of it (access log,
+// metrics, a CORS header): the engine still takes the connection over, the
+// headers are there, and a reload ends it cleanly so the client reconnects.
+func TestCaddyTakeoverBehindMiddleware(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	addr := freeLoopbackAddr(t)
+	base := "http://" + addr
+	load := func() {
+		t.Helper()
+		cfg := adapt(t, fmt.Sprintf(`{
+	admin off
+	metrics
+}
+
+http://%s {
+	log {
+		output discard
+	}
+	header Access-Control-Allow-Origin https://app.example
+	route /v1/stream/* {
+		durable_streams
+	}
+}
+`, addr))
+		if err := caddy.Load([]byte(cfg), true); err != nil {
+			t.Fatalf("load: %v", err)
+		}
+	}
+	load()
+	t.Cleanup(func() { _ = caddy.Stop() })
+
+	mustDo(t, http.MethodPut, base+"/v1/stream/mw", "first")
+	res, err := http.Get(base + "/v1/stream/mw?offset=-1&live=sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if got := res.Header.Get("Access-Control-Allow-Origin"); got != "https://app.example" {
+		t.Errorf("Access-Control-Allow-Origin %q, want the header directive's", got)
+	}
+	lines := make(chan string, 100)
+	ended := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		ended <- sc.Err()
+	}()
+	waitLine(t, lines, "data:first")
+	waitPooledAdopted(t, "memory:/v1/stream", 1)
+	mustDo(t, http.MethodPost, base+"/v1/stream/mw", "second")
+	waitLine(t, lines, "data:second")
+
+	load() // the old config's adopted session ends; its client reconnects
+	for range lines {
+	}
+	if err := <-ended; err != nil {
+		t.Errorf("the SSE body ended with %v, want its terminating chunk", err)
+	}
+	waitPooledAdopted(t, "memory:/v1/stream", 0)
+}
+
+func waitPooledAdopted(t *testing.T, key string, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var adopted uint64
+		rangeEngines(func(k string, e *native.Engine) {
+			if k == key {
+				adopted = e.Stats().AdoptedSessions
+			}
+		})
+		if adopted == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d adopted sessions, want %d", key, adopted, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -30,6 +30,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    fsync                  always|off|interval [<duration>]
 //	    long_poll_timeout      <duration>
 //	    sse_reconnect_interval <duration>
+//	    sse_takeover           on|off
 //	    max_append_size        <size>
 //	    stream_root            <path>
 //	    retention_age          <duration>
@@ -65,6 +66,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "sse_reconnect_interval":
 			if err := parseDuration(d, &h.SSEReconnectInterval); err != nil {
 				return err
+			}
+		case "sse_takeover":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			switch v {
+			case "on", "off":
+				on := v == "on"
+				h.SSETakeover = &on
+			default:
+				return d.Errf("sse_takeover must be on or off, not '%s'", v)
 			}
 		case "max_append_size":
 			if err := parseSize(d, &h.MaxAppendSize); err != nil {

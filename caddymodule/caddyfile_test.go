@@ -33,6 +33,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				fsync interval 250ms
 				long_poll_timeout 45s
 				sse_reconnect_interval 2m
+				sse_takeover off
 				max_append_size 10MB
 				stream_root /streams
 				retention_age 7d
@@ -45,6 +46,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				FsyncInterval:        caddy.Duration(250 * time.Millisecond),
 				LongPollTimeout:      caddy.Duration(45 * time.Second),
 				SSEReconnectInterval: caddy.Duration(2 * time.Minute),
+				SSETakeover:          new(false),
 				MaxAppendSize:        10_000_000,
 				StreamRoot:           "/streams",
 				RetentionAge:         caddy.Duration(7 * 24 * time.Hour),
@@ -56,6 +58,11 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			name:  "retention by age alone",
 			input: "durable_streams {\n retention_age 36h\n}",
 			want:  Handler{RetentionAge: caddy.Duration(36 * time.Hour)},
+		},
+		{
+			name:  "sse_takeover on, said explicitly",
+			input: "durable_streams {\n sse_takeover on\n}",
+			want:  Handler{SSETakeover: new(true)},
 		},
 		{
 			name:  "relative data_dir kept as written",
@@ -215,6 +222,18 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 			contains: "wrong argument count",
 		},
 		{
+			name:     "sse_takeover without a value",
+			input:    "durable_streams {\n sse_takeover\n}",
+			line:     2,
+			contains: "wrong argument count",
+		},
+		{
+			name:     "sse_takeover neither on nor off",
+			input:    "durable_streams {\n sse_takeover maybe\n}",
+			line:     2,
+			contains: "sse_takeover must be on or off",
+		},
+		{
 			name:     "bad size",
 			input:    "durable_streams {\n max_append_size lots\n}",
 			line:     2,
@@ -280,6 +299,7 @@ type config struct {
 	FsyncInterval        caddy.Duration
 	LongPollTimeout      caddy.Duration
 	SSEReconnectInterval caddy.Duration
+	SSETakeover          string // "" (default), "on" or "off"
 	MaxAppendSize        int64
 	StreamRoot           string
 	RetentionAge         caddy.Duration
@@ -288,7 +308,11 @@ type config struct {
 }
 
 func configOf(h Handler) config {
-	return config{h.DataDir, h.Fsync, h.FsyncInterval, h.LongPollTimeout, h.SSEReconnectInterval,
+	takeover := ""
+	if h.SSETakeover != nil {
+		takeover = map[bool]string{true: "on", false: "off"}[*h.SSETakeover]
+	}
+	return config{h.DataDir, h.Fsync, h.FsyncInterval, h.LongPollTimeout, h.SSEReconnectInterval, takeover,
 		h.MaxAppendSize, h.StreamRoot, h.RetentionAge, h.RetentionBytes, h.SegmentSize}
 }
 

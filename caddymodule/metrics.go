@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -20,18 +21,20 @@ var (
 		Help:      `Requests handled, by method and the status written (code "0": the client went away before a status was written).`,
 	}, []string{"method", "code"})
 
-	liveSessions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "caddy",
-		Subsystem: "durable_streams",
-		Name:      "live_sessions",
-		Help:      "Live reads in progress (long-poll waits and SSE connections).",
-	}, []string{"mode"})
+	// Live reads a goroutine serves; SSE sessions an engine took over are
+	// added at scrape time (liveCollector).
+	liveLongPolls, liveStreams atomic.Int64
+	liveSessions               = liveCollector{prometheus.NewDesc("caddy_durable_streams_live_sessions",
+		"Live reads in progress (long-poll waits and SSE connections, including those the engine took over).",
+		[]string{"mode"}, nil)}
 
 	engineStats = engineCollector{
 		streams: prometheus.NewDesc("caddy_durable_streams_streams",
 			"Live streams (not expired, not deleted), by storage.", []string{"storage"}, nil),
 		parked: prometheus.NewDesc("caddy_durable_streams_parked_sessions",
-			"Sessions the engine has parked (long-poll and SSE), by storage.", []string{"storage"}, nil),
+			"Sessions the engine has parked (long-poll and SSE, adopted ones included), by storage.", []string{"storage"}, nil),
+		adopted: prometheus.NewDesc("caddy_durable_streams_adopted_sessions",
+			"SSE sessions whose connection the engine took over (sse_takeover), by storage.", []string{"storage"}, nil),
 		appends: prometheus.NewDesc("caddy_durable_streams_appends_total",
 			"Successful appends since the engine opened, by storage.", []string{"storage"}, nil),
 		appendedBytes: prometheus.NewDesc("caddy_durable_streams_appended_bytes_total",
@@ -90,12 +93,13 @@ var statusLabels = func() []string {
 
 // engineCollector reports every open engine's counters at scrape time.
 type engineCollector struct {
-	streams, parked, appends, appendedBytes *prometheus.Desc
+	streams, parked, adopted, appends, appendedBytes *prometheus.Desc
 }
 
 func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.streams
 	ch <- c.parked
+	ch <- c.adopted
 	ch <- c.appends
 	ch <- c.appendedBytes
 }
@@ -105,7 +109,23 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 		s := e.Stats()
 		ch <- prometheus.MustNewConstMetric(c.streams, prometheus.GaugeValue, float64(s.Streams), key)
 		ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(s.ParkedSessions), key)
+		ch <- prometheus.MustNewConstMetric(c.adopted, prometheus.GaugeValue, float64(s.AdoptedSessions), key)
 		ch <- prometheus.MustNewConstMetric(c.appends, prometheus.CounterValue, float64(s.Appends), key)
 		ch <- prometheus.MustNewConstMetric(c.appendedBytes, prometheus.CounterValue, float64(s.BytesAppended), key)
 	})
+}
+
+// liveCollector reports live_sessions: the goroutines' counts, plus, for
+// SSE, the sessions every open engine took over.
+type liveCollector struct{ desc *prometheus.Desc }
+
+func (c liveCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c liveCollector) Collect(ch chan<- prometheus.Metric) {
+	sse := liveStreams.Load()
+	rangeEngines(func(_ string, e *native.Engine) {
+		sse += int64(e.Stats().AdoptedSessions)
+	})
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(liveLongPolls.Load()), modeLongPoll)
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(sse), modeSSE)
 }

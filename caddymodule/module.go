@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -77,6 +78,15 @@ type Handler struct {
 	// the client reconnects (which lets CDNs collapse requests). Default: 60s.
 	SSEReconnectInterval caddy.Duration `json:"sse_reconnect_interval,omitempty"`
 
+	// Whether an SSE response over plain HTTP/1.1 is handed, connection and
+	// all, to the engine once its headers and first piece are out: a few
+	// engine threads (one per CPU, at most four) then write every event to
+	// every such connection, instead of a goroutine per connection. Bytes after the first piece
+	// bypass response-writer middleware, and access logs see only the first
+	// piece. TLS, HTTP/2 and HTTP/3 responses always stream from Go.
+	// Default: true.
+	SSETakeover *bool `json:"sse_takeover,omitempty"`
+
 	// The largest request body, in bytes, that an append or create may
 	// carry; larger bodies are answered 413 without being read. Default:
 	// 64 MiB.
@@ -105,8 +115,12 @@ type Handler struct {
 	engine   engine
 	poolKey  string      // set once the pool handed us an engine
 	stopping *stopSignal // closed when this config stops
+	owner    uint64      // tags the SSE sessions this handler handed to the engine
 	logger   *zap.Logger
 }
+
+// handlerOwners numbers handlers, so each ends only its own adopted sessions.
+var handlerOwners atomic.Uint64
 
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
@@ -121,6 +135,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.stopping = newStopSignal()
+	h.owner = handlerOwners.Add(1)
 	h.applyDefaults()
 	if err := h.Validate(); err != nil {
 		return err
@@ -162,7 +177,17 @@ func (h *Handler) endLiveRequestsOnStop(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	return app.(*caddyevents.App).On("stopping", stoppingHandler(h.stopping.stop))
+	return app.(*caddyevents.App).On("stopping", stoppingHandler(h.stop))
+}
+
+// stop ends this handler's live requests: those a goroutine serves, and the
+// SSE sessions it handed to the engine (which end as at their reconnect
+// interval, so their clients reconnect to whatever config comes next).
+func (h *Handler) stop() {
+	h.stopping.stop()
+	if h.engine != nil {
+		h.engine.EndAdopted(h.owner)
+	}
 }
 
 func (h *Handler) openEngine() error {
@@ -252,7 +277,7 @@ func (h *Handler) Validate() error {
 // Cleanup ends this handler's open live requests and releases its share of
 // the engine; the last handler to let go closes it.
 func (h *Handler) Cleanup() error {
-	h.stopping.stop()
+	h.stop()
 	if h.poolKey == "" {
 		return nil // Provision failed before the pool handed us an engine
 	}

@@ -24,6 +24,8 @@ type engine interface {
 	Handle(req *native.Request, session uint64) (response, error)
 	Resume(session uint64, reason native.ResumeReason) (response, error)
 	Cancel(session uint64)
+	Adopt(session uint64, fd int, owner uint64) error
+	EndAdopted(owner uint64)
 }
 
 // response is what ServeHTTP reads from a native.Response.
@@ -381,8 +383,8 @@ func (h *Handler) await(ctx context.Context, wake <-chan struct{}, timer *time.T
 // is cancelled. When the config stops, the session is resumed as timed out so
 // the client gets the engine's ordinary timeout answer and polls again.
 func (h *Handler) longPoll(w http.ResponseWriter, r *http.Request, resp response, wake <-chan struct{}) (int, error) {
-	liveSessions.WithLabelValues(modeLongPoll).Inc()
-	defer liveSessions.WithLabelValues(modeLongPoll).Dec()
+	liveLongPolls.Add(1)
+	defer liveLongPolls.Add(-1)
 
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -423,42 +425,65 @@ func (h *Handler) longPoll(w http.ResponseWriter, r *http.Request, resp response
 	}
 }
 
-// stream writes an SSE response: the first piece now, then every resumed
-// piece as it comes, each flushed, until the engine says done. A client that
+// stream writes an SSE response: the status line, headers and first piece
+// now, flushed; then, over plain HTTP/1.1, it hands the connection to the
+// engine (takeover.go) and returns. Otherwise it writes every resumed piece
+// as it comes, each flushed, until the engine says done. A client that
 // leaves, a failed write or a stopping config cancels the session and ends
 // the response.
 func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, wake <-chan struct{}) (int, error) {
-	liveSessions.WithLabelValues(modeSSE).Inc()
-	defer liveSessions.WithLabelValues(modeSSE).Dec()
+	liveStreams.Add(1)
+	defer liveStreams.Add(-1)
 
 	rc := http.NewResponseController(w)
 	status := resp.Status()
+	takeover := h.mayTakeOver(r, resp)
 	writeHeader(w, resp)
+	if takeover {
+		// The engine closes the connection when the response ends, so the
+		// client must not count on reusing it.
+		w.Header().Set("Connection", "close")
+	}
 	w.WriteHeader(status)
+
+	session := resp.Session()
+	if err := writeFlush(w, rc, resp.Body()); err != nil {
+		resp.Release()
+		h.engine.Cancel(session)
+		return status, nil
+	}
+	if resp.Done() || resp.Live() == native.LiveNone {
+		resp.Release()
+		return status, nil
+	}
+	if takeover && h.takeOver(w, resp, wake) {
+		return status, nil
+	}
+	h.follow(r.Context(), resp, wake, func(p []byte) error { return writeFlush(w, rc, p) })
+	return status, nil
+}
+
+// follow waits for, resumes and sends the pieces of a streamed response
+// after resp, which has been sent, until the engine says done. It returns
+// false when the client is gone (it left or a write failed): the response
+// cannot be completed.
+func (h *Handler) follow(ctx context.Context, resp response, wake <-chan struct{}, send func([]byte) error) bool {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-
 	for {
-		session := resp.Session()
-		if err := writeFlush(w, rc, resp.Body()); err != nil {
-			resp.Release()
-			h.engine.Cancel(session)
-			return status, nil
-		}
-		if resp.Done() || resp.Live() == native.LiveNone {
-			resp.Release()
-			return status, nil
-		}
-		wait := resp.Wait()
+		session, wait := resp.Session(), resp.Wait()
 		resp.Release()
 
 		reason := native.ResumeTimeout
-		switch h.await(r.Context(), wake, timer, wait) {
+		switch h.await(ctx, wake, timer, wait) {
 		case woken:
 			reason = native.ResumeWake
-		case clientGone, shuttingDown:
+		case clientGone:
 			h.engine.Cancel(session)
-			return status, nil
+			return false
+		case shuttingDown:
+			h.engine.Cancel(session)
+			return true
 		}
 
 		var err error
@@ -467,7 +492,16 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, 
 			// The status line is out; all that is left is to end the body.
 			h.logger.Error("resuming SSE session", zap.Uint64("session", session), zap.Error(err))
 			h.engine.Cancel(session)
-			return status, nil
+			return true
+		}
+		if err := send(resp.Body()); err != nil {
+			resp.Release()
+			h.engine.Cancel(session)
+			return false
+		}
+		if resp.Done() || resp.Live() == native.LiveNone {
+			resp.Release()
+			return true
 		}
 	}
 }

@@ -361,6 +361,12 @@ func (e *fakeEngine) Cancel(session uint64) {
 	e.cancels = append(e.cancels, session)
 }
 
+func (e *fakeEngine) Adopt(session uint64, fd int, owner uint64) error {
+	return errors.New("the fake engine adopts nothing")
+}
+
+func (e *fakeEngine) EndAdopted(owner uint64) {}
+
 // wake plays the engine's wake callback.
 func (e *fakeEngine) wake(session uint64) {
 	e.mu.Lock()

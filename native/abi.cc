@@ -211,6 +211,41 @@ void ds_session_cancel(ds_engine* engine, uint64_t session) {
   }
 }
 
+ds_code ds_session_adopt(ds_engine* engine, uint64_t session, int socket_fd, uint64_t owner,
+                         ds_error* err) {
+  // Owned from here on, so that every return below closes it.
+  ds::UniqueFd socket(socket_fd);
+  return Guard(err, [&]() -> ds_code {
+    if (engine == nullptr || socket_fd < 0) {
+      SetError(err, DS_ERR_INVALID_ARGUMENT, "engine and a socket are required");
+      return DS_ERR_INVALID_ARGUMENT;
+    }
+    std::string message;
+    switch (engine->engine->AdoptSse(session, std::move(socket), owner, &message)) {
+      case ds::Engine::Adoption::kAdopted:
+        return DS_OK;
+      case ds::Engine::Adoption::kNoSession:
+        SetError(err, DS_ERR_NOT_FOUND, "no such live SSE session");
+        return DS_ERR_NOT_FOUND;
+      case ds::Engine::Adoption::kBadSocket:
+        SetError(err, DS_ERR_INVALID_ARGUMENT, "not a connected stream socket");
+        return DS_ERR_INVALID_ARGUMENT;
+      case ds::Engine::Adoption::kFailed:
+        SetError(err, DS_ERR_IO, message.c_str());
+        return DS_ERR_IO;
+    }
+    return DS_ERR_INTERNAL;
+  });
+}
+
+void ds_engine_end_adopted(ds_engine* engine, uint64_t owner) {
+  try {
+    if (engine != nullptr) engine->engine->EndAdopted(owner);
+  } catch (...) {
+    // Only queues work; a failure leaves the sessions to their own end.
+  }
+}
+
 void ds_response_free(ds_response* response) {
   delete reinterpret_cast<ResponseHolder*>(response);
 }
@@ -223,6 +258,7 @@ void ds_engine_stats(ds_engine* engine, ds_stats* out) {
     out->parked_sessions = s.parked_sessions;
     out->appends = s.appends;
     out->bytes_appended = s.bytes_appended;
+    out->adopted_sessions = s.adopted_sessions;
   } catch (...) {
     *out = ds_stats{};
   }

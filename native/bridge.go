@@ -31,6 +31,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 )
@@ -58,7 +59,7 @@ func (c Code) Error() string { return C.GoString(C.ds_code_name(C.ds_code(c))) }
 // Error is a failed engine call: the operation, the engine's code and its
 // message. It unwraps to its Code.
 type Error struct {
-	Op      string // "open", "handle", "resume", "backup"
+	Op      string // "open", "handle", "resume", "adopt", "backup"
 	Code    Code
 	Message string // may be empty
 }
@@ -224,10 +225,11 @@ func Version() string { return C.GoString(C.ds_version()) }
 
 // Stats are the engine's counters (ds_stats).
 type Stats struct {
-	Streams        uint64 // live streams (not expired, not deleted)
-	ParkedSessions uint64 // long-poll and SSE sessions waiting
-	Appends        uint64 // successful appends since open
-	BytesAppended  uint64
+	Streams         uint64 // live streams (not expired, not deleted)
+	ParkedSessions  uint64 // long-poll and SSE sessions waiting, adopted ones included
+	AdoptedSessions uint64 // SSE sessions whose connection the engine writes itself
+	Appends         uint64 // successful appends since open
+	BytesAppended   uint64
 }
 
 // Stats reads the engine's counters; zero after Close.
@@ -240,16 +242,18 @@ func (e *Engine) Stats() Stats {
 	var s C.ds_stats
 	C.ds_engine_stats(e.ptr, &s)
 	return Stats{
-		Streams:        uint64(s.streams),
-		ParkedSessions: uint64(s.parked_sessions),
-		Appends:        uint64(s.appends),
-		BytesAppended:  uint64(s.bytes_appended),
+		Streams:         uint64(s.streams),
+		ParkedSessions:  uint64(s.parked_sessions),
+		AdoptedSessions: uint64(s.adopted_sessions),
+		Appends:         uint64(s.appends),
+		BytesAppended:   uint64(s.bytes_appended),
 	}
 }
 
 // ---- Wake registry ------------------------------------------------------
 
-// Register reserves a new non-zero session id and its wake channel (buffer 1).
+// Register reserves a new session id and its wake channel (buffer 1). Ids
+// count up from 1, so they never reach the engine's own ids (top bit set).
 // Call it before Handle for any request that may park, so no wake is lost,
 // and call Unregister when the request ends, whatever happened.
 func (e *Engine) Register() (session uint64, wake <-chan struct{}) {
@@ -569,5 +573,37 @@ func (e *Engine) Cancel(session uint64) {
 	defer e.mu.RUnlock()
 	if e.ptr != nil {
 		C.ds_session_cancel(e.ptr, C.uint64_t(session))
+	}
+}
+
+// Adopt hands a live SSE session and its connection to the engine, which
+// writes the rest of the response itself (ds_session_adopt). The caller has
+// written the status line, chunked-encoding headers and every piece so far
+// as complete chunks to the socket fd. The engine owns fd from this call on,
+// whatever it returns, and forgets the session as a parked one: do not
+// Resume or Cancel it afterwards. owner tags it for EndAdopted.
+func (e *Engine) Adopt(session uint64, fd int, owner uint64) error {
+	f := new(callFrame)
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.ptr == nil {
+		_ = syscall.Close(fd) // it was the engine's to close
+		return ErrClosed
+	}
+	code := C.ds_session_adopt(e.ptr, C.uint64_t(session), C.int(fd), C.uint64_t(owner), &f.err)
+	if code != C.DS_OK {
+		return newError("adopt", code, &f.err)
+	}
+	return nil
+}
+
+// EndAdopted ends every adopted session tagged owner as its reconnect
+// interval would, so its client reconnects. It returns at once; a no-op
+// after Close.
+func (e *Engine) EndAdopted(owner uint64) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.ptr != nil {
+		C.ds_engine_end_adopted(e.ptr, C.uint64_t(owner))
 	}
 }

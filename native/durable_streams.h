@@ -24,6 +24,11 @@
  *   callback, which sessions should be resumed. The caller waits without
  *   holding an OS thread, then calls ds_session_resume. Calls may block on
  *   disk I/O (fsync) when the engine is durable.
+ * - Takeover: the caller may instead hand a live SSE session's connection to
+ *   the engine (ds_session_adopt); a few engine threads (one per CPU, at
+ *   most four) then write the rest of every such response themselves.
+ * - Session ids are chosen by the caller, non-zero and below 2^63: ids with
+ *   the top bit set are the engine's own.
  */
 #ifndef DURABLE_STREAMS_H_
 #define DURABLE_STREAMS_H_
@@ -44,8 +49,9 @@ typedef enum ds_code {
   DS_ERR_NOT_SUPPORTED = 2,    /* a configured feature this build lacks */
   DS_ERR_IO = 3,               /* the storage failed (open, read, write) */
   DS_ERR_LOCKED = 4,           /* data_dir is held by another process */
-  DS_ERR_NOT_FOUND = 5,        /* reserved; an unknown session is answered
-                                  by ds_session_resume as a done response */
+  DS_ERR_NOT_FOUND = 5,        /* ds_session_adopt: no such live SSE session
+                                  (ds_session_resume answers an unknown
+                                  session with a done response instead) */
   DS_ERR_INTERNAL = 6          /* a bug: an invariant broke or C++ threw */
 } ds_code;
 
@@ -105,7 +111,9 @@ typedef struct ds_options {
 ds_code ds_engine_open(const ds_options* options, ds_engine** out,
                        ds_error* err);
 
-/* Stops background work, frees every parked session and the engine. It must
+/* Stops background work, frees every parked session, closes every adopted
+ * connection (after the terminating chunk where it fits) and frees the
+ * engine. It must
  * be the last call on the engine: the caller first ends its live requests
  * (the Go side answers them and refuses new calls). */
 void ds_engine_close(ds_engine* engine);
@@ -206,6 +214,31 @@ ds_code ds_session_resume(ds_engine* engine, uint64_t session,
 /* Forgets a session whose client went away. Idempotent; never blocks. */
 void ds_session_cancel(ds_engine* engine, uint64_t session);
 
+/* Takes over a live SSE session together with its connection. The caller
+ * has written, to the connected stream socket `socket_fd`, the status line,
+ * headers announcing `Transfer-Encoding: chunked` and the body so far as
+ * complete chunks (every piece returned for `session`, the last one not
+ * done). From now on an engine writer thread writes the rest of the
+ * response to it as chunks and ends it as ds_session_resume would have (at
+ * the reconnect interval, after the closing control event, at once on
+ * deletion) with the terminating chunk "0\r\n\r\n"; then it closes the
+ * socket. A peer that hangs up is dropped at once; one that stops reading,
+ * a keepalive interval after the response's end. The socket is the
+ * engine's from this call on, whatever it returns; it is made non-blocking.
+ * `owner` tags the session for ds_engine_end_adopted. The session is the
+ * engine's too: do not resume or cancel it.
+ *
+ * Returns DS_OK; DS_ERR_NOT_FOUND when `session` is not a live SSE session;
+ * DS_ERR_INVALID_ARGUMENT when the descriptor is not a stream socket;
+ * DS_ERR_IO when the writer could not start. Never blocks. */
+ds_code ds_session_adopt(ds_engine* engine, uint64_t session, int socket_fd,
+                         uint64_t owner, ds_error* err);
+
+/* Ends every adopted session tagged `owner` as its reconnect interval
+ * would (the terminating chunk, then close), so their clients reconnect,
+ * e.g. to a new configuration. Returns at once; never blocks. */
+void ds_engine_end_adopted(ds_engine* engine, uint64_t owner);
+
 void ds_response_free(ds_response* response);
 
 /* ---- Maintenance ------------------------------------------------------- */
@@ -220,9 +253,11 @@ ds_code ds_backup(const char* data_dir, const char* dest, ds_error* err);
 
 typedef struct ds_stats {
   uint64_t streams;          /* live streams (not expired, not deleted) */
-  uint64_t parked_sessions;  /* long-poll and SSE sessions waiting */
+  uint64_t parked_sessions;  /* long-poll and SSE sessions waiting,
+                                including adopted ones */
   uint64_t appends;          /* successful appends since open */
   uint64_t bytes_appended;
+  uint64_t adopted_sessions; /* SSE sessions the engine writes itself */
 } ds_stats;
 
 void ds_engine_stats(ds_engine* engine, ds_stats* out);

@@ -19,6 +19,15 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn
       store_(store ? std::move(store) : std::make_unique<MemoryStore>()),
       durable_(store_->durable()),
       commit_queue_(store_.get()) {
+  int loops = options_.sse_fanout_loops;
+  if (loops <= 0) loops = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  for (int i = 0; i < loops; ++i) {
+    SseFanout::Options fanout;
+    fanout.keepalive_interval_ms = options_.sse_keepalive_interval_ms;
+    fanout.run_thread = options_.sse_fanout_thread;
+    fanout.loop = static_cast<uint32_t>(i);
+    fanouts_.push_back(std::make_unique<SseFanout>(static_cast<SseSource*>(this), clock_, fanout));
+  }
   if (options_.sweep_interval_ms > 0) {
     sweeper_ = std::thread([this] { SweeperLoop(); });
   }
@@ -88,6 +97,7 @@ Status Engine::Recover() {
 }
 
 Engine::~Engine() {
+  fanouts_.clear();  // their threads call back into the engine
   {
     std::lock_guard lock(sweeper_mu_);
     stopping_ = true;
@@ -145,7 +155,7 @@ void Engine::AddCommonHeaders(const Request& request, Response* response) const 
                 "Location, Content-Type");
 }
 
-std::string Engine::Cursor(const std::string& client_cursor) const {
+std::string Engine::Cursor(std::string_view client_cursor) const {
   return NextCursor(clock_->NowMs(), client_cursor, RandomCursorJitterSeconds());
 }
 
@@ -305,6 +315,21 @@ Status Engine::Remove(const StreamPtr& stream) {
 }
 
 void Engine::Wake(std::vector<uint64_t> sessions) {
+  // The fan-out parks one waiter per stream for all its subscribers; the
+  // HTTP layer's sessions go to the wake callback.
+  auto adopted = std::partition(sessions.begin(), sessions.end(),
+                                [](uint64_t id) { return !SseFanout::IsWaiter(id); });
+  if (adopted != sessions.end()) {
+    std::vector<std::vector<uint64_t>> by_loop(fanouts_.size());
+    for (auto it = adopted; it != sessions.end(); ++it) {
+      uint32_t loop = SseFanout::LoopOf(*it);
+      if (loop < by_loop.size()) by_loop[loop].push_back(*it);
+    }
+    for (size_t i = 0; i < by_loop.size(); ++i) {
+      if (!by_loop[i].empty()) fanouts_[i]->Wake(by_loop[i]);
+    }
+    sessions.erase(adopted, sessions.end());
+  }
   if (!sessions.empty() && wake_) wake_(sessions);
 }
 
@@ -352,6 +377,8 @@ EngineStats Engine::Stats() const {
     std::lock_guard lock(sessions_mu_);
     stats.parked_sessions = sessions_.size();
   }
+  for (const auto& fanout : fanouts_) stats.adopted_sessions += fanout->subscribers();
+  stats.parked_sessions += stats.adopted_sessions;
   stats.appends = appends_.load();
   stats.bytes_appended = bytes_appended_.load();
   return stats;

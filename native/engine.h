@@ -5,7 +5,9 @@
 // registry is guarded by a reader/writer lock, each stream by its own mutex
 // (appends and producer checks are serialised per stream), sessions by
 // their own mutex. Lock order: registry -> stream -> source stream ->
-// sessions; the wake callback runs with no lock held.
+// sessions; the wake callback runs with no lock held. Adopted SSE sessions
+// belong to the fan-out (sse_fanout.h), which calls back into the engine
+// with no lock held.
 #pragma once
 
 #include <condition_variable>
@@ -24,6 +26,7 @@
 #include "commit_queue.h"
 #include "request.h"
 #include "response.h"
+#include "sse_fanout.h"
 #include "store.h"
 #include "stream.h"
 
@@ -46,18 +49,25 @@ struct EngineOptions {
   // and streams that forks read from are never trimmed.
   int64_t retention_age_ms = 0;
   uint64_t retention_bytes = 0;
+  // How many fan-out loops share the adopted SSE sessions, each with its
+  // own writer thread (started at its first adoption), so that writing to
+  // many sockets can use every core; 0: one per CPU, at most 4. Tests turn
+  // the threads off and call RunSseFanoutOnce.
+  int sse_fanout_loops = 0;
+  bool sse_fanout_thread = true;
 };
 
 using WakeFn = std::function<void(const std::vector<uint64_t>& sessions)>;
 
 struct EngineStats {
   uint64_t streams = 0;
-  uint64_t parked_sessions = 0;
+  uint64_t parked_sessions = 0;   // including adopted ones
+  uint64_t adopted_sessions = 0;  // SSE sessions the fan-out writes itself
   uint64_t appends = 0;
   uint64_t bytes_appended = 0;
 };
 
-class Engine {
+class Engine : private SseSource {
  public:
   // An engine over `store` (MemoryStore when null). Call Recover before use
   // when the store may hold streams.
@@ -76,6 +86,23 @@ class Engine {
   Response Handle(const Request& request, uint64_t session_id);
   Response Resume(uint64_t session_id, ds_resume_reason reason);
   void Cancel(uint64_t session_id);
+
+  // Takes over a parked SSE session together with its connection: the
+  // fan-out writes the rest of the response to `socket` (sse_fanout.h).
+  // The socket is the engine's whatever the outcome.
+  enum class Adoption {
+    kAdopted,
+    kNoSession,  // not a live SSE session (unknown, finished, long-poll)
+    kBadSocket,  // not a connected stream socket
+    kFailed,     // the fan-out could not start; see the message
+  };
+  Adoption AdoptSse(uint64_t session_id, UniqueFd socket, uint64_t owner,
+                    std::string* message);
+  // Ends every adopted session tagged `owner` as its reconnect interval
+  // would. Returns at once; the fan-out's thread does the writing.
+  void EndAdopted(uint64_t owner);
+  // One turn of every fan-out loop, for tests that turned the threads off.
+  void RunSseFanoutOnce(int max_wait_ms);
 
   // Removes every stream whose TTL or Expires-At has passed and wakes its
   // readers. Runs on the sweeper thread; public for tests.
@@ -124,9 +151,20 @@ class Engine {
                     std::string cursor, uint64_t session_id);
   Response ResumeLongPoll(Session& session, ds_resume_reason reason);
   Response ResumeSse(Session& session, ds_resume_reason reason);
-  // Parks `session` on its stream unless there is news; returns whether it
-  // parked. Requires no lock.
-  bool Park(Session& session);
+  // Takes a session out of the map and off its stream's waiter list; null
+  // if there is none (or, with sse_only, it is a long-poll).
+  std::unique_ptr<Session> TakeSession(uint64_t session_id, bool sse_only);
+
+  // SseSource, shared by ResumeSse and the fan-out (live.cc).
+  SseStep NextSseEvents(Stream& stream, uint64_t offset, std::string_view client_cursor,
+                        std::string* out) override;
+  bool ParkSseWaiter(Stream& stream, uint64_t waiter, uint64_t offset,
+                     WaiterRegistration* registration) override;
+  void UnparkSseWaiter(Stream& stream, uint64_t waiter,
+                       const WaiterRegistration& registration) override;
+  // Removes `waiter` from the stream's list if `registration` is current.
+  // Requires stream.mu.
+  static void Unpark(Stream& stream, uint64_t waiter, const WaiterRegistration& registration);
 
   // Registry access. Lookup returns the stream at `path` unless it is absent
   // or expired (an expired stream is removed on the way).
@@ -148,7 +186,7 @@ class Engine {
 
   // Shared response pieces.
   void AddCommonHeaders(const Request& request, Response* response) const;
-  std::string Cursor(const std::string& client_cursor) const;
+  std::string Cursor(std::string_view client_cursor) const;
   bool IsReservedPath(std::string_view path) const;
   // Bytes [from, end) for a read response starting at `from` (at most
   // max_read_bytes, cut on a message boundary in JSON mode).
@@ -189,6 +227,11 @@ class Engine {
   std::condition_variable sweeper_cv_;
   bool stopping_ = false;
   std::thread sweeper_;
+
+  // Adopted SSE sessions, spread over the loops round-robin. ~Engine
+  // destroys them first: their threads call back into the engine.
+  std::vector<std::unique_ptr<SseFanout>> fanouts_;
+  std::atomic<uint64_t> next_fanout_{0};
 };
 
 }  // namespace ds

@@ -1,7 +1,12 @@
 // Live reads: long-poll (§5.7) and SSE (§5.8) sessions. A session that has
 // nothing to deliver is parked: its id goes into the stream's waiter list
 // and the caller waits outside the engine until the wake callback names it
-// or its wait_ms runs out. Nothing here blocks.
+// or its wait_ms runs out. Nothing here blocks. An SSE session may instead
+// be adopted, connection and all, by the fan-out (sse_fanout.h), which asks
+// for its events through the same NextSseEvents.
+#include <fcntl.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 
 #include "engine.h"
@@ -89,10 +94,11 @@ Response Engine::ResumeLongPoll(Session& session, ds_resume_reason reason) {
   if (closed || reason == DS_RESUME_TIMEOUT || now >= session.deadline_ms) {
     return LongPollTimeout(tail, closed, closed ? std::string() : Cursor(session.client_cursor));
   }
-  if (!session.parked || session.parked_generation != stream.wake_generation) {
+  if (!session.registration.parked ||
+      session.registration.generation != stream.wake_generation) {
     stream.waiters.push_back(session.id);
-    session.parked = true;
-    session.parked_generation = stream.wake_generation;
+    session.registration.parked = true;
+    session.registration.generation = stream.wake_generation;
   }
   Response r;
   r.status = 0;
@@ -114,7 +120,10 @@ Response Engine::StartSse(const StreamPtr& stream, uint64_t offset, std::string 
   Response r = ResumeSse(*session, DS_RESUME_WAKE);
   r.status = 200;
   r.Set(header::kContentType, "text/event-stream");
-  r.Set(header::kCacheControl, "no-cache");
+  // no-transform: nothing between us and the client may re-encode the
+  // events (compression would hold them back; and once the fan-out has
+  // taken the connection over, it writes them past any such middleware).
+  r.Set(header::kCacheControl, "no-cache, no-transform");
   if (!stream->sse_text) r.Set(header::kSseDataEncoding, "base64");
   if (!r.done) {
     std::lock_guard lock(sessions_mu_);
@@ -136,66 +145,31 @@ Response Engine::ResumeSse(Session& session, ds_resume_reason reason) {
     r.done = true;
     return r;
   }
-  SseDataEncoding encoding =
-      stream.sse_text ? SseDataEncoding::kText : SseDataEncoding::kBase64;
   for (int i = 0; i < kSseChunksPerCall; ++i) {
-    std::unique_lock lock(stream.mu);
-    if (stream.deleted || stream.soft_deleted) {
-      r.done = true;
-      return r;
-    }
-    uint64_t tail = stream.tail.load();
-    bool closed = stream.closed_visible;
-    if (session.offset < tail) {
-      lock.unlock();
-      ChunkRead chunk{session.offset, ChunkEnd(stream, session.offset, tail), tail, closed};
-      std::string payload;
-      if (!AppendBody(stream, chunk.from, chunk.end, &payload).ok()) {
-        r.done = true;  // the client reconnects from its last control event
-        return r;
-      }
-      AppendSseData(payload, encoding, &r.body);
-      SseControl control;
-      control.next_offset = EncodeOffset(chunk.end);
-      control.up_to_date = chunk.up_to_date();
-      control.closed = chunk.reaches_closed_tail();
-      if (!control.closed) control.cursor = Cursor(session.client_cursor);
-      AppendSseControl(control, &r.body);
+    SseStep step = NextSseEvents(stream, session.offset, session.client_cursor, &r.body);
+    session.offset = step.next_offset;
+    if (step.wrote) {
       session.sent_control = true;
-      session.offset = chunk.end;
       session.next_keepalive_ms = now + options_.sse_keepalive_interval_ms;
-      if (control.closed) {
-        r.done = true;
-        return r;
-      }
-      continue;
     }
-    if (closed) {
-      SseControl control;
-      control.next_offset = EncodeOffset(tail);
-      control.up_to_date = true;
-      control.closed = true;
-      AppendSseControl(control, &r.body);
+    if (step.ends) {
       r.done = true;
       return r;
     }
+    if (step.wrote) continue;
+    // Caught up: park until the next append, closure or deletion (unless
+    // one came in since NextSseEvents looked).
+    if (!ParkSseWaiter(stream, session.id, session.offset, &session.registration)) continue;
     if (!session.sent_control) {
       // The first event of a connection at the tail says where the tail is.
       SseControl control;
-      control.next_offset = EncodeOffset(tail);
+      control.next_offset = EncodeOffset(session.offset);
       control.up_to_date = true;
       control.cursor = Cursor(session.client_cursor);
       AppendSseControl(control, &r.body);
       session.sent_control = true;
       session.next_keepalive_ms = now + options_.sse_keepalive_interval_ms;
     }
-    // Caught up: park until the next append, closure or deletion.
-    if (!session.parked || session.parked_generation != stream.wake_generation) {
-      stream.waiters.push_back(session.id);
-      session.parked = true;
-      session.parked_generation = stream.wake_generation;
-    }
-    lock.unlock();
     if (r.body.empty() && reason == DS_RESUME_TIMEOUT && now >= session.next_keepalive_ms) {
       AppendSseKeepalive(&r.body);
       session.next_keepalive_ms = now + options_.sse_keepalive_interval_ms;
@@ -206,6 +180,80 @@ Response Engine::ResumeSse(Session& session, ds_resume_reason reason) {
   // More data remains: come straight back for the next piece.
   r.wait_ms = 0;
   return r;
+}
+
+SseStep Engine::NextSseEvents(Stream& stream, uint64_t offset, std::string_view client_cursor,
+                              std::string* out) {
+  SseStep step;
+  step.next_offset = offset;
+  std::unique_lock lock(stream.mu);
+  if (stream.deleted || stream.soft_deleted) {
+    step.ends = true;
+    return step;
+  }
+  uint64_t tail = stream.tail.load();
+  bool closed = stream.closed_visible;
+  SseControl control;
+  if (offset < tail) {
+    lock.unlock();
+    ChunkRead chunk{offset, ChunkEnd(stream, offset, tail), tail, closed};
+    std::string payload;
+    if (!AppendBody(stream, chunk.from, chunk.end, &payload).ok()) {
+      step.ends = true;  // the client reconnects from its last control event
+      return step;
+    }
+    SseDataEncoding encoding =
+        stream.sse_text ? SseDataEncoding::kText : SseDataEncoding::kBase64;
+    AppendSseData(payload, encoding, out);
+    control.next_offset = EncodeOffset(chunk.end);
+    control.up_to_date = chunk.up_to_date();
+    control.closed = chunk.reaches_closed_tail();
+    if (!control.closed) control.cursor = Cursor(client_cursor);
+    step.caught_up = chunk.up_to_date();
+    step.next_offset = chunk.end;
+  } else if (closed) {
+    control.next_offset = EncodeOffset(tail);
+    control.up_to_date = true;
+    control.closed = true;
+    step.caught_up = true;
+  } else {
+    return step;  // at an open tail: nothing to say
+  }
+  AppendSseControl(control, out);
+  step.wrote = true;
+  step.ends = control.closed;  // §5.8: the connection closes after it
+  return step;
+}
+
+bool Engine::ParkSseWaiter(Stream& stream, uint64_t waiter, uint64_t offset,
+                           WaiterRegistration* registration) {
+  std::lock_guard lock(stream.mu);
+  if (stream.deleted || stream.soft_deleted || stream.closed_visible ||
+      offset < stream.tail.load()) {
+    return false;
+  }
+  if (!registration->parked || registration->generation != stream.wake_generation) {
+    stream.waiters.push_back(waiter);
+    registration->parked = true;
+    registration->generation = stream.wake_generation;
+  }
+  return true;
+}
+
+void Engine::UnparkSseWaiter(Stream& stream, uint64_t waiter,
+                             const WaiterRegistration& registration) {
+  std::lock_guard lock(stream.mu);
+  Unpark(stream, waiter, registration);
+}
+
+void Engine::Unpark(Stream& stream, uint64_t waiter, const WaiterRegistration& registration) {
+  if (!registration.parked || registration.generation != stream.wake_generation) return;
+  auto& w = stream.waiters;
+  auto it = std::find(w.begin(), w.end(), waiter);
+  if (it != w.end()) {
+    *it = w.back();
+    w.pop_back();
+  }
 }
 
 // ---- session lifecycle ----------------------------------------------------
@@ -229,25 +277,62 @@ Response Engine::Resume(uint64_t session_id, ds_resume_reason reason) {
   return r;
 }
 
-void Engine::Cancel(uint64_t session_id) {
+void Engine::Cancel(uint64_t session_id) { TakeSession(session_id, /*sse_only=*/false); }
+
+std::unique_ptr<Engine::Session> Engine::TakeSession(uint64_t session_id, bool sse_only) {
   std::unique_ptr<Session> session;
   {
     std::lock_guard lock(sessions_mu_);
     auto it = sessions_.find(session_id);
-    if (it == sessions_.end()) return;
+    if (it == sessions_.end()) return nullptr;
+    if (sse_only && it->second->mode != Session::Mode::kSse) return nullptr;
     session = std::move(it->second);
     sessions_.erase(it);
   }
   Stream& stream = *session->stream;
   std::lock_guard lock(stream.mu);
-  if (session->parked && session->parked_generation == stream.wake_generation) {
-    auto& w = stream.waiters;
-    auto it = std::find(w.begin(), w.end(), session_id);
-    if (it != w.end()) {
-      *it = w.back();
-      w.pop_back();
-    }
+  Unpark(stream, session_id, session->registration);
+  return session;
+}
+
+Engine::Adoption Engine::AdoptSse(uint64_t session_id, UniqueFd socket, uint64_t owner,
+                                  std::string* message) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (::getsockopt(socket.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
+    return Adoption::kBadSocket;
   }
+  std::unique_ptr<Session> session = TakeSession(session_id, /*sse_only=*/true);
+  if (session == nullptr) return Adoption::kNoSession;
+  // The HTTP layer set its socket non-blocking, but say so: one blocking
+  // write would stall every subscriber.
+  int flags = ::fcntl(socket.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(socket.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+    return Adoption::kBadSocket;
+  }
+  SseAdoption adoption;
+  adoption.socket = std::move(socket);
+  adoption.stream = std::move(session->stream);
+  adoption.offset = session->offset;
+  adoption.client_cursor = std::move(session->client_cursor);
+  adoption.owner = owner;
+  adoption.deadline_ms = session->deadline_ms;
+  adoption.next_keepalive_ms = session->next_keepalive_ms;
+  size_t loop = next_fanout_.fetch_add(1, std::memory_order_relaxed) % fanouts_.size();
+  Status s = fanouts_[loop]->Adopt(std::move(adoption));
+  if (!s.ok()) {
+    *message = s.message();
+    return Adoption::kFailed;
+  }
+  return Adoption::kAdopted;
+}
+
+void Engine::EndAdopted(uint64_t owner) {
+  for (const auto& fanout : fanouts_) fanout->EndOwner(owner);
+}
+
+void Engine::RunSseFanoutOnce(int max_wait_ms) {
+  for (const auto& fanout : fanouts_) fanout->RunOnce(max_wait_ms);
 }
 
 }  // namespace ds

@@ -20,8 +20,7 @@ struct Engine::Session {
   std::string client_cursor;  // the request's `cursor`, for Stream-Cursor
   int64_t deadline_ms = 0;    // long-poll: 204 after; SSE: reconnect after
   int64_t next_keepalive_ms = 0;  // SSE only
-  bool parked = false;             // registered in stream->waiters ...
-  uint64_t parked_generation = 0;  // ... as of this wake generation
+  WaiterRegistration registration;  // in stream->waiters, as of which wake
   bool sent_control = false;       // SSE: a control event went out
 };
 

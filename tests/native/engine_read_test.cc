@@ -172,6 +172,7 @@ TEST_F(ReadTest, SseCatchUpFramesDataThenControl) {
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.live, DS_LIVE_STREAM);
   EXPECT_EQ(HeaderOf(r, "Content-Type"), "text/event-stream");
+  EXPECT_EQ(HeaderOf(r, "Cache-Control"), "no-cache, no-transform");
   EXPECT_EQ(HeaderOf(r, "Stream-Sse-Data-Encoding"), "<absent>");
   std::string prefix =
       "event: data\ndata:l1\ndata:l2\ndata:l3\ndata:l4\n\nevent: control\ndata:{\"streamNextOffset\":\"" +

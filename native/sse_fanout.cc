@@ -1,0 +1,512 @@
+#include "sse_fanout.h"
+
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <system_error>
+#include <utility>
+
+#include "sse.h"
+
+namespace ds {
+namespace {
+
+// The loop looks at the (wall) clock at least this often, so timers follow
+// a clock that jumps forward within a second.
+constexpr int kMaxWaitMs = 1000;
+constexpr int kMaxEvents = 256;
+constexpr uint64_t kInboxToken = 0;  // epoll data of the eventfd
+
+// One HTTP/1.1 chunk carrying `payload` (RFC 9112 §7.1), hex size in lower
+// case as net/http writes it.
+std::shared_ptr<const std::string> Chunk(std::string_view payload) {
+  char size[24];
+  int n = std::snprintf(size, sizeof size, "%zx\r\n", payload.size());
+  auto chunk = std::make_shared<std::string>();
+  chunk->reserve(static_cast<size_t>(n) + payload.size() + 2);
+  chunk->append(size, static_cast<size_t>(n));
+  chunk->append(payload);
+  chunk->append("\r\n");
+  return chunk;
+}
+
+std::shared_ptr<const std::string> KeepaliveChunk() {
+  std::string comment;
+  AppendSseKeepalive(&comment);
+  return Chunk(comment);
+}
+
+Status Errno(const char* what) {
+  return Status::IoError(std::string(what) + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+struct SseFanout::Subscriber {
+  enum class State {
+    kLive,         // gets events
+    kEnding,       // gets nothing more; the terminating chunk follows what
+                   // is unsent
+    kTerminating,  // the terminating chunk is (being) written; then closed
+  };
+
+  uint64_t id = 0;
+  UniqueFd socket;
+  Group* group = nullptr;
+  size_t index = 0;  // in group->members
+  uint64_t offset = 0;
+  std::string client_cursor;
+  uint64_t owner = 0;
+  int64_t deadline_ms = 0;
+  int64_t next_keepalive_ms = 0;
+  State state = State::kLive;
+  int64_t cut_off_ms = 0;  // once not live: closed then, written or not
+  bool due = false;        // listed in group->due
+  Piece unsent;            // the piece being written ...
+  size_t unsent_from = 0;  // ... and how much of it went out
+};
+
+struct SseFanout::Group {
+  std::shared_ptr<Stream> stream;
+  uint64_t waiter = 0;  // the id parked on the stream for all members
+  WaiterRegistration registration;
+  std::vector<Subscriber*> members;
+  bool all_due = false;        // a wake: every member is due a look
+  std::vector<uint64_t> due;   // subscribers due a look
+  bool queued = false;         // in queued_
+  bool listed_empty = false;   // in maybe_empty_
+};
+
+SseFanout::SseFanout(SseSource* source, std::shared_ptr<const Clock> clock, Options options)
+    : source_(source),
+      clock_(std::move(clock)),
+      options_(options),
+      keepalive_(KeepaliveChunk()),
+      terminator_(std::make_shared<const std::string>("0\r\n\r\n")) {
+  epoll_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_.valid()) {
+    init_ = Errno("epoll_create1");
+    return;
+  }
+  event_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!event_.valid()) {
+    init_ = Errno("eventfd");
+    return;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kInboxToken;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, event_.get(), &ev) != 0) {
+    init_ = Errno("epoll_ctl eventfd");
+  }
+}
+
+SseFanout::~SseFanout() {
+  {
+    std::lock_guard lock(inbox_mu_);
+    stopping_ = true;
+  }
+  Signal();
+  if (thread_.joinable()) thread_.join();
+  // The engine is going away: a clean end where the socket takes it at
+  // once, then close. Sockets still queued close with their UniqueFd.
+  for (auto& [id, s] : subscribers_) {
+    if (!s->unsent && s->state != Subscriber::State::kTerminating) {
+      (void)::send(s->socket.get(), terminator_->data(), terminator_->size(),
+                   MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+  }
+  for (auto& [stream, group] : groups_) {
+    source_->UnparkSseWaiter(*group->stream, group->waiter, group->registration);
+  }
+}
+
+Status SseFanout::Adopt(SseAdoption adoption) {
+  if (!init_.ok()) return init_;
+  bool signal;
+  {
+    std::lock_guard lock(inbox_mu_);
+    if (stopping_) return Status::IoError("the engine is closing");
+    if (options_.run_thread && !thread_started_) {
+      Status s = StartThread();
+      if (!s.ok()) return s;
+    }
+    count_.fetch_add(1, std::memory_order_relaxed);
+    adopted_.push_back(std::move(adoption));
+    signal = NeedsSignal();
+  }
+  if (signal) Signal();
+  return Status::OK();
+}
+
+Status SseFanout::StartThread() {
+  try {
+    thread_ = std::thread([this] { Loop(); });
+  } catch (const std::system_error& e) {
+    return Status::IoError(std::string("starting the SSE writer thread: ") + e.what());
+  }
+  thread_started_ = true;
+  return Status::OK();
+}
+
+void SseFanout::Wake(const std::vector<uint64_t>& waiters) {
+  bool signal;
+  {
+    std::lock_guard lock(inbox_mu_);
+    woken_.insert(woken_.end(), waiters.begin(), waiters.end());
+    signal = NeedsSignal();
+  }
+  if (signal) Signal();
+}
+
+void SseFanout::EndOwner(uint64_t owner) {
+  bool signal;
+  {
+    std::lock_guard lock(inbox_mu_);
+    ended_owners_.push_back(owner);
+    signal = NeedsSignal();
+  }
+  if (signal) Signal();
+}
+
+bool SseFanout::NeedsSignal() {
+  // One write per batch: the loop clears signalled_ when it takes the
+  // inbox, so whatever is queued after that signals again.
+  if (signalled_) return false;
+  signalled_ = true;
+  return true;
+}
+
+void SseFanout::Signal() {
+  // Outside inbox_mu_: the write wakes the loop, which takes that mutex
+  // first thing, and callers are often cgo calls that the Go runtime
+  // replaces with a new thread when they block.
+  if (!event_.valid()) return;
+  uint64_t one = 1;
+  (void)::write(event_.get(), &one, sizeof one);
+}
+
+void SseFanout::Loop() {
+  // Named for top -H and the like (at most 15 characters).
+  pthread_setname_np(pthread_self(), "ds-sse-fanout");
+  for (;;) {
+    {
+      std::lock_guard lock(inbox_mu_);
+      if (stopping_) return;
+    }
+    RunOnce(kMaxWaitMs);
+  }
+}
+
+// ---- the loop -------------------------------------------------------------
+
+void SseFanout::RunOnce(int max_wait_ms) {
+  if (!init_.ok()) return;
+  int64_t now = clock_->NowMs();
+  int wait = queued_.empty() ? static_cast<int>(std::min<int64_t>(
+                                   std::max(max_wait_ms, 0), NextTimerDelay(now)))
+                             : 0;
+  epoll_event events[kMaxEvents];
+  int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, wait);
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.u64 == kInboxToken) {
+      uint64_t count;
+      (void)::read(event_.get(), &count, sizeof count);
+      continue;
+    }
+    OnSocketEvent(events[i].data.u64, events[i].events);
+  }
+  now = clock_->NowMs();
+  std::vector<uint64_t> ended_owners = TakeInbox();
+  FireTimers(now);
+  std::vector<Group*> queued;
+  queued.swap(queued_);
+  for (Group* group : queued) ServiceGroup(*group, now);
+  // After the writes: what was appended before the end still goes out.
+  if (!ended_owners.empty()) {
+    std::vector<Subscriber*> ending;
+    for (auto& [id, s] : subscribers_) {
+      if (std::find(ended_owners.begin(), ended_owners.end(), s->owner) != ended_owners.end()) {
+        ending.push_back(s.get());
+      }
+    }
+    for (Subscriber* s : ending) End(*s, now);
+  }
+  RemoveEmptyGroups();
+}
+
+int64_t SseFanout::NextTimerDelay(int64_t now) const {
+  if (timers_.empty()) return std::numeric_limits<int>::max();
+  return std::max<int64_t>(timers_.top().due_ms - now, 0);
+}
+
+std::vector<uint64_t> SseFanout::TakeInbox() {
+  std::vector<SseAdoption> adopted;
+  std::vector<uint64_t> woken, ended;
+  {
+    std::lock_guard lock(inbox_mu_);
+    adopted.swap(adopted_);
+    woken.swap(woken_);
+    ended.swap(ended_owners_);
+    signalled_ = false;
+  }
+  for (SseAdoption& a : adopted) Join(std::move(a));
+  for (uint64_t waiter : woken) {
+    auto it = groups_by_waiter_.find(waiter);
+    if (it == groups_by_waiter_.end()) continue;  // the group is gone
+    it->second->all_due = true;
+    Queue(*it->second);
+  }
+  return ended;
+}
+
+void SseFanout::Join(SseAdoption a) {
+  auto owned = std::make_unique<Subscriber>();
+  Subscriber& s = *owned;
+  s.id = next_subscriber_++;
+  s.socket = std::move(a.socket);
+  s.offset = a.offset;
+  s.client_cursor = std::move(a.client_cursor);
+  s.owner = a.owner;
+  s.deadline_ms = a.deadline_ms;
+  s.next_keepalive_ms = a.next_keepalive_ms;
+
+  // Edge-triggered: EPOLLOUT reports when a full socket drains again, and
+  // the hang-ups once; nothing is ever read from the socket.
+  epoll_event ev{};
+  ev.events = EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.u64 = s.id;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, s.socket.get(), &ev) != 0) {
+    count_.fetch_sub(1, std::memory_order_relaxed);
+    return;  // the socket closes with `owned`
+  }
+
+  auto& group = groups_[a.stream.get()];
+  if (!group) {
+    group = std::make_unique<Group>();
+    group->stream = std::move(a.stream);
+    group->waiter = kWaiterBit | (uint64_t{options_.loop} << 48) | next_waiter_++;
+    groups_by_waiter_[group->waiter] = group.get();
+  }
+  s.group = group.get();
+  s.index = group->members.size();
+  group->members.push_back(&s);
+  timers_.push({std::min(s.deadline_ms, s.next_keepalive_ms), s.id});
+  subscribers_[s.id] = std::move(owned);
+  MarkDue(s);
+}
+
+void SseFanout::OnSocketEvent(uint64_t id, uint32_t events) {
+  auto it = subscribers_.find(id);
+  if (it == subscribers_.end()) return;  // closed earlier in this turn
+  Subscriber& s = *it->second;
+  if (events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+    Close(s);
+    return;
+  }
+  // Written out after a full socket: its next piece may be due.
+  if ((events & EPOLLOUT) && s.unsent && Flush(s) == Flushed::kDone) MarkDue(s);
+}
+
+// Looks at the group's due subscribers that have nothing unsent: each one
+// past its reconnect deadline ends; the others are grouped by position and
+// cursor, and each position's events are built once and sent to all of its
+// subscribers. Then the group waits for the stream's next change.
+void SseFanout::ServiceGroup(Group& group, int64_t now) {
+  group.queued = false;
+  std::vector<Subscriber*> candidates;
+  for (uint64_t id : group.due) {
+    auto it = subscribers_.find(id);
+    if (it == subscribers_.end()) continue;
+    it->second->due = false;
+    if (!group.all_due) candidates.push_back(it->second.get());
+  }
+  if (group.all_due) candidates = group.members;
+  group.all_due = false;
+  group.due.clear();
+
+  std::map<std::pair<uint64_t, std::string>, std::vector<Subscriber*>> by_position;
+  for (Subscriber* s : candidates) {
+    if (s->state != Subscriber::State::kLive || s->unsent) continue;
+    if (now >= s->deadline_ms) {
+      End(*s, now);  // time to reconnect; the client resumes from its last control event
+      continue;
+    }
+    by_position[{s->offset, s->client_cursor}].push_back(s);
+  }
+
+  bool park = false;
+  uint64_t park_offset = std::numeric_limits<uint64_t>::max();
+  for (auto& [position, subscribers] : by_position) {
+    std::string events;
+    SseStep step = source_->NextSseEvents(*group.stream, position.first, position.second, &events);
+    if (!step.wrote && !step.ends) {  // at an open tail
+      park = true;
+      park_offset = std::min(park_offset, position.first);
+      continue;
+    }
+    Piece piece = step.wrote ? Chunk(events) : nullptr;
+    for (Subscriber* s : subscribers) {
+      s->offset = step.next_offset;
+      if (step.wrote) s->next_keepalive_ms = now + options_.keepalive_interval_ms;
+      if (step.ends) {
+        // Ending before sending: the terminating chunk follows the piece.
+        s->state = Subscriber::State::kEnding;
+        s->cut_off_ms = now + options_.keepalive_interval_ms;
+      }
+      if (piece) {
+        Send(*s, piece, step.caught_up);
+      } else {
+        Flush(*s);  // writes the terminating chunk
+      }
+    }
+    if (step.wrote && !step.ends && step.caught_up) {
+      park = true;
+      park_offset = std::min(park_offset, step.next_offset);
+    }
+  }
+  if (park && !source_->ParkSseWaiter(*group.stream, group.waiter, park_offset,
+                                      &group.registration)) {
+    group.all_due = true;  // it changed meanwhile: look again
+    Queue(group);
+  }
+}
+
+void SseFanout::FireTimers(int64_t now) {
+  while (!timers_.empty() && timers_.top().due_ms <= now) {
+    Timer timer = timers_.top();
+    timers_.pop();
+    auto it = subscribers_.find(timer.subscriber);
+    if (it == subscribers_.end()) continue;
+    Subscriber& s = *it->second;
+    // Each subscriber has exactly one timer; it is set lazily, so it may be
+    // early (a keepalive postponed by a write), never late: an end moves
+    // cut_off_ms to one keepalive interval ahead, past any keepalive due.
+    int64_t due = s.state == Subscriber::State::kLive ? std::min(s.deadline_ms, s.next_keepalive_ms)
+                                                      : s.cut_off_ms;
+    if (due > now) {
+      timers_.push({due, s.id});
+      continue;
+    }
+    if (s.state != Subscriber::State::kLive) {
+      Close(s);  // did not take its last bytes in time
+      continue;
+    }
+    if (now >= s.deadline_ms) {
+      End(s, now);
+      if (subscribers_.count(timer.subscriber)) timers_.push({s.cut_off_ms, s.id});
+      continue;
+    }
+    // Idle for a keepalive interval. One with bytes unsent is not idle, and
+    // a comment would not get through either.
+    s.next_keepalive_ms = now + options_.keepalive_interval_ms;
+    timers_.push({std::min(s.deadline_ms, s.next_keepalive_ms), s.id});
+    if (!s.unsent) Send(s, keepalive_, /*caught_up=*/true);
+  }
+}
+
+// ---- writing --------------------------------------------------------------
+
+void SseFanout::Send(Subscriber& s, Piece piece, bool caught_up) {
+  s.unsent = std::move(piece);
+  s.unsent_from = 0;
+  // Written at once and more to come: keep catching up (next turn, so one
+  // subscriber's catch-up does not hold up the others).
+  if (Flush(s) == Flushed::kDone && !caught_up) MarkDue(s);
+}
+
+SseFanout::Flushed SseFanout::Flush(Subscriber& s) {
+  for (;;) {
+    while (s.unsent) {
+      const std::string& bytes = *s.unsent;
+      ssize_t n = ::send(s.socket.get(), bytes.data() + s.unsent_from,
+                         bytes.size() - s.unsent_from, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return Flushed::kBlocked;
+        Close(s);
+        return Flushed::kClosed;
+      }
+      s.unsent_from += static_cast<size_t>(n);
+      if (s.unsent_from == bytes.size()) {
+        s.unsent.reset();
+        s.unsent_from = 0;
+      }
+    }
+    switch (s.state) {
+      case Subscriber::State::kLive:
+        return Flushed::kDone;
+      case Subscriber::State::kEnding:
+        s.state = Subscriber::State::kTerminating;
+        s.unsent = terminator_;
+        continue;
+      case Subscriber::State::kTerminating:
+        Close(s);
+        return Flushed::kClosed;
+    }
+  }
+}
+
+void SseFanout::End(Subscriber& s, int64_t now) {
+  if (s.state != Subscriber::State::kLive) return;
+  s.state = Subscriber::State::kEnding;
+  s.cut_off_ms = now + options_.keepalive_interval_ms;
+  Flush(s);
+}
+
+void SseFanout::Close(Subscriber& s) {
+  (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, s.socket.get(), nullptr);
+  Group& group = *s.group;
+  Subscriber* last = group.members.back();
+  last->index = s.index;
+  group.members[s.index] = last;
+  group.members.pop_back();
+  if (group.members.empty() && !group.listed_empty) {
+    group.listed_empty = true;
+    maybe_empty_.push_back(&group);
+  }
+  count_.fetch_sub(1, std::memory_order_relaxed);
+  subscribers_.erase(s.id);  // closes the socket
+}
+
+void SseFanout::MarkDue(Subscriber& s) {
+  if (s.due) return;
+  s.due = true;
+  s.group->due.push_back(s.id);
+  Queue(*s.group);
+}
+
+void SseFanout::Queue(Group& group) {
+  if (group.queued) return;
+  group.queued = true;
+  queued_.push_back(&group);
+}
+
+void SseFanout::RemoveEmptyGroups() {
+  std::vector<Group*> candidates;
+  candidates.swap(maybe_empty_);
+  for (Group* group : candidates) {
+    group->listed_empty = false;
+    if (!group->members.empty()) continue;  // someone joined meanwhile
+    if (group->queued) {
+      // queued_ points at it: it goes once that turn has serviced it.
+      group->listed_empty = true;
+      maybe_empty_.push_back(group);
+      continue;
+    }
+    source_->UnparkSseWaiter(*group->stream, group->waiter, group->registration);
+    groups_by_waiter_.erase(group->waiter);
+    groups_.erase(group->stream.get());
+  }
+}
+
+}  // namespace ds

@@ -1,0 +1,213 @@
+// SSE fan-out to adopted connections ("takeover", PROTOCOL.md §5.8).
+//
+// Once the HTTP layer has written an SSE response's status line, headers
+// (Transfer-Encoding: chunked) and first piece, it may hand the connection's
+// socket to the engine (ds_session_adopt). From then on a fan-out loop
+// serves it, together with every other subscriber adopted by that loop,
+// from one thread with epoll: when a stream changes, the next SSE events are
+// built ONCE per distinct (offset, client cursor) among the loop's
+// subscribers of the stream and written, chunk-framed, to each socket
+// without blocking. Per subscriber that costs a small record here instead of
+// a goroutine, its buffers and an engine call per wake, and one send(2) per
+// delivery instead of a trip through net/http.
+//
+// The engine runs one loop per CPU (at most four) and deals adopted
+// sessions out round-robin: the kernel's work for a send on loopback or a
+// LAN (most of a delivery's cost) then spreads over every core, and a
+// thread competing for CPU with busy clients gets its fair share per loop.
+//
+// Flow control: a subscriber gets its next piece only once the previous one
+// is fully written, so what it holds unsent is at most one piece, shared
+// with every subscriber that got the same bytes. A slow reader falls behind
+// and catches up in capped chunks (max_read_bytes each), as a long catch-up
+// does; nothing piles up per subscriber. One that has not taken what it was
+// sent one keepalive interval after its connection's end (reconnect
+// interval, closure, deletion) is cut off without the terminating chunk; it
+// reconnects from its last control event, as after any network failure.
+//
+// The response ends as the goroutine path ends it: at the reconnect
+// interval, after the closing control event of a closed stream, or at once
+// when the stream is deleted, with the terminating chunk "0\r\n\r\n"; then
+// the socket is closed. Keepalive comments go out after a keepalive interval
+// without writes. A peer that hangs up (EPOLLRDHUP/HUP/ERR) or a failed
+// write frees the subscriber at once.
+//
+// Threading: Adopt, Wake, EndOwner and subscribers() may be called from any
+// thread; they only queue work and signal an eventfd. Sockets, subscribers,
+// groups and timers belong to the thread that runs RunOnce: the loop's own
+// thread ("ds-sse-fanout"), or (Options::run_thread false) the test that
+// drives it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <queue>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "clock.h"
+#include "file_util.h"
+#include "status.h"
+
+namespace ds {
+
+struct Stream;
+
+// The next SSE events for one reader position; see SseSource.
+struct SseStep {
+  bool wrote = false;      // events were appended to the output
+  bool ends = false;       // the response ends after them (closure, deletion,
+                           // unreadable bytes)
+  bool caught_up = false;  // with wrote: the events reach the tail
+  uint64_t next_offset = 0;
+};
+
+// Whether a waiter id is registered on a stream, and as of which wake
+// generation (a wake empties the stream's waiter list and bumps it).
+struct WaiterRegistration {
+  bool parked = false;
+  uint64_t generation = 0;
+};
+
+// What the fan-out needs from the engine: the protocol's SSE events and
+// registration for wakes. Implemented by Engine (live.cc); every method may
+// lock the stream and must be called with no engine lock held.
+class SseSource {
+ public:
+  virtual ~SseSource() = default;
+  // Appends to `out` the events for a reader of `stream` at `offset`: one
+  // capped chunk of data and its control event, or the closing control
+  // event at a closed tail, or nothing (open tail, or the stream is gone).
+  virtual SseStep NextSseEvents(Stream& stream, uint64_t offset,
+                                std::string_view client_cursor, std::string* out) = 0;
+  // Registers `waiter` for the stream's next change unless the stream
+  // already has news for a reader at `offset` (bytes past it, closure,
+  // deletion); returns whether it is registered.
+  virtual bool ParkSseWaiter(Stream& stream, uint64_t waiter, uint64_t offset,
+                             WaiterRegistration* registration) = 0;
+  // Removes a registration ParkSseWaiter made, if a wake has not already.
+  virtual void UnparkSseWaiter(Stream& stream, uint64_t waiter,
+                               const WaiterRegistration& registration) = 0;
+};
+
+// A live SSE session handed over with its connection.
+struct SseAdoption {
+  UniqueFd socket;  // connected stream socket; response headers already sent
+  std::shared_ptr<Stream> stream;
+  uint64_t offset = 0;  // next stream position to deliver
+  std::string client_cursor;
+  uint64_t owner = 0;  // caller's tag for EndOwner
+  int64_t deadline_ms = 0;  // the reconnect interval ends
+  int64_t next_keepalive_ms = 0;
+};
+
+class SseFanout {
+ public:
+  struct Options {
+    int64_t keepalive_interval_ms = 15000;
+    // false: no thread; the caller drives RunOnce (tests).
+    bool run_thread = true;
+    // Which of the engine's loops this is; it is part of every waiter id.
+    uint32_t loop = 0;
+  };
+
+  // Waiter ids the fan-out registers on streams carry this bit, so the
+  // engine can tell them from the HTTP layer's session ids, which never do,
+  // and the loop's number in the next 15 bits.
+  static constexpr uint64_t kWaiterBit = uint64_t{1} << 63;
+  static bool IsWaiter(uint64_t id) { return (id & kWaiterBit) != 0; }
+  static uint32_t LoopOf(uint64_t waiter) { return (waiter >> 48) & 0x7fff; }
+
+  SseFanout(SseSource* source, std::shared_ptr<const Clock> clock, Options options);
+  // Stops the thread, ends every subscriber (the terminating chunk if it
+  // fits in the socket at once) and closes its socket.
+  ~SseFanout();
+  SseFanout(const SseFanout&) = delete;
+  SseFanout& operator=(const SseFanout&) = delete;
+
+  // Takes over a subscriber; its socket is the fan-out's whatever happens.
+  // Fails only when the fan-out could not start (epoll, eventfd, thread).
+  Status Adopt(SseAdoption adoption);
+  // The engine's wake for waiter ids (IsWaiter) it took from streams.
+  void Wake(const std::vector<uint64_t>& waiters);
+  // Ends every subscriber adopted with `owner`, as its reconnect interval
+  // would.
+  void EndOwner(uint64_t owner);
+  // Subscribers adopted and not yet ended (including those still queued).
+  uint64_t subscribers() const { return count_.load(std::memory_order_relaxed); }
+
+  // One turn of the loop: waits for socket events or queued work for at
+  // most `max_wait_ms` (less if a timer is due sooner; 0 polls), then writes
+  // what is due. Only one thread may run it.
+  void RunOnce(int max_wait_ms);
+
+ private:
+  struct Subscriber;
+  struct Group;
+  enum class Flushed { kDone, kBlocked, kClosed };
+  using Piece = std::shared_ptr<const std::string>;
+  struct Timer {
+    int64_t due_ms;
+    uint64_t subscriber;
+    bool operator>(const Timer& o) const { return due_ms > o.due_ms; }
+  };
+
+  Status StartThread();  // requires inbox_mu_
+  void Loop();
+  bool NeedsSignal();  // requires inbox_mu_
+  void Signal();
+  // Joins the adopted, queues the woken; returns the owners to end.
+  std::vector<uint64_t> TakeInbox();
+  void Join(SseAdoption adoption);
+  void ServiceGroup(Group& group, int64_t now);
+  void OnSocketEvent(uint64_t id, uint32_t events);
+  void FireTimers(int64_t now);
+  void Send(Subscriber& s, Piece piece, bool caught_up);
+  Flushed Flush(Subscriber& s);
+  void End(Subscriber& s, int64_t now);
+  void Close(Subscriber& s);
+  void MarkDue(Subscriber& s);
+  void Queue(Group& group);
+  void RemoveEmptyGroups();
+  int64_t NextTimerDelay(int64_t now) const;
+
+  SseSource* const source_;
+  const std::shared_ptr<const Clock> clock_;
+  const Options options_;
+  const Piece keepalive_;   // a keepalive comment, chunk-framed
+  const Piece terminator_;  // the terminating chunk
+
+  std::atomic<uint64_t> count_{0};
+
+  // Made by the constructor; a failure is reported by every Adopt.
+  Status init_;
+  UniqueFd epoll_;
+  UniqueFd event_;  // eventfd: the inbox has work
+
+  // Queued by other threads; guarded by inbox_mu_.
+  std::mutex inbox_mu_;
+  bool thread_started_ = false;
+  bool stopping_ = false;
+  bool signalled_ = false;  // the eventfd was written since the last TakeInbox
+  std::vector<SseAdoption> adopted_;
+  std::vector<uint64_t> woken_;
+  std::vector<uint64_t> ended_owners_;
+  std::thread thread_;
+
+  // The loop's own state.
+  std::unordered_map<uint64_t, std::unique_ptr<Subscriber>> subscribers_;
+  std::unordered_map<const Stream*, std::unique_ptr<Group>> groups_;
+  std::unordered_map<uint64_t, Group*> groups_by_waiter_;
+  std::vector<Group*> queued_;         // groups with subscribers due a look
+  std::vector<Group*> maybe_empty_;    // groups that lost a member
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  uint64_t next_subscriber_ = 1;  // 0 names the eventfd in epoll
+  uint64_t next_waiter_ = 1;
+};
+
+}  // namespace ds
