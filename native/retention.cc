@@ -75,7 +75,6 @@ Status Engine::Trim(const StreamPtr& stream, int64_t now_ms) {
     // Forks read their source's bytes below their fork offsets: a stream
     // with forks keeps its whole history (as a soft-deleted one does).
     if (stream->deleted || stream->soft_deleted || stream->fork_refs > 0) return Status::OK();
-    if (stream->lost_forked_bytes) return Status::OK();
     new_start = RetentionStart(*stream, now_ms);
     if (new_start <= stream->retained_start) return Status::OK();
     stream->retained_start = new_start;
