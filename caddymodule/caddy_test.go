@@ -148,19 +148,25 @@ func mustDo(t *testing.T, method, url, body string) *http.Response {
 
 func waitPooledParked(t *testing.T, key string, n uint64) {
 	t.Helper()
+	waitPooledStat(t, key, "parked", func(st native.Stats) uint64 { return st.ParkedSessions }, n)
+}
+
+// waitPooledStat waits until stat of the pooled engine at key is n.
+func waitPooledStat(t *testing.T, key, what string, stat func(native.Stats) uint64, n uint64) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		var parked uint64
+		var got uint64
 		rangeEngines(func(k string, e *native.Engine) {
 			if k == key {
-				parked = e.Stats().ParkedSessions
+				got = stat(e.Stats())
 			}
 		})
-		if parked == n {
+		if got == n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d parked sessions, want %d", key, parked, n)
+			t.Fatalf("%s: %d %s sessions, want %d", key, got, what, n)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -248,20 +254,5 @@ http://%s {
 
 func waitPooledAdopted(t *testing.T, key string, n uint64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var adopted uint64
-		rangeEngines(func(k string, e *native.Engine) {
-			if k == key {
-				adopted = e.Stats().AdoptedSessions
-			}
-		})
-		if adopted == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d adopted sessions, want %d", key, adopted, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitPooledStat(t, key, "adopted", func(st native.Stats) uint64 { return st.AdoptedSessions }, n)
 }
