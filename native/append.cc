@@ -94,7 +94,8 @@ Response Engine::Append(const Request& request) {
     }
     // Decide on the pending state: appends still in a group commit count.
     tail = stream->log->tail();
-    stream->last_access_ms = clock_->NowMs();
+    const int64_t now_ms = clock_->NowMs();
+    stream->last_access_ms = now_ms;
 
     // A producer's retry is recognised first, even on a closed stream, so a
     // retried closing append is a success (§5.2.1). Then the §5.2
@@ -167,7 +168,7 @@ Response Engine::Append(const Request& request) {
 
     // Bytes first; nothing else changes if they cannot be written.
     if (!bytes.empty()) {
-      Status s = stream->log->Append(bytes, clock_->NowMs());
+      Status s = stream->log->Append(bytes, now_ms);
       if (!s.ok()) return StorageFailure(s);
       tail = stream->log->tail();
       appends_.fetch_add(1, std::memory_order_relaxed);

@@ -125,13 +125,14 @@ std::optional<Response> Engine::BeginCreate(const std::string& path, StreamConfi
                                             PendingCreate* out) {
   uint64_t id = next_stream_id_++;
   std::unique_ptr<StreamLog> log;
+  const int64_t now_ms = clock_->NowMs();
   Status s = store_->CreateLog(id, fork_offset, &log);
-  if (s.ok() && !initial.empty()) s = log->Append(initial, clock_->NowMs());
+  if (s.ok() && !initial.empty()) s = log->Append(initial, now_ms);
   if (!s.ok()) return StorageFailure(s);
   auto stream = std::make_shared<Stream>(path, id, std::move(config), source, fork_offset,
                                          std::move(log));
   stream->closed = closed;
-  stream->last_access_ms = clock_->NowMs();
+  stream->last_access_ms = now_ms;
   if (source) ++source->fork_refs;  // the caller holds source->mu
   out->stream = stream;
   out->closed = closed;

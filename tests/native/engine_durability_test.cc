@@ -14,16 +14,8 @@ class DurabilityTest : public EngineTest {
  protected:
   void SetUp() override { Restart(); }
 
-  // Drops the engine (a crash: nothing is flushed on the way out) and opens
-  // a new one over the committed state.
-  void Restart() {
-    engine_.reset();
-    EngineOptions options;
-    options.sweep_interval_ms = 0;
-    engine_ = std::make_unique<Engine>(options, clock_, [](const std::vector<uint64_t>&) {},
-                                       std::make_unique<FakeDurableStore>(state_));
-    ASSERT_TRUE(engine_->Recover().ok());
-  }
+  // A crash and a restart over the committed state.
+  void Restart() { OpenOver(EngineOptions{}, std::make_unique<FakeDurableStore>(state_)); }
 
   static Headers Producer(std::string seq) {
     return {{DS_FIELD_CONTENT_TYPE, "text/plain"},

@@ -31,6 +31,17 @@ class EngineTest : public ::testing::Test {
     });
   }
 
+  // Drops the engine (a crash: nothing is flushed on the way out) and opens
+  // a new one over `store`, recovering what it holds. Wakes are ignored.
+  void OpenOver(EngineOptions options, std::unique_ptr<Store> store) {
+    options.sweep_interval_ms = 0;
+    engine_.reset();
+    engine_ = std::make_unique<Engine>(options, clock_, [](const std::vector<uint64_t>&) {},
+                                       std::move(store));
+    Status s = engine_->Recover();
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+
   Response Call(std::string method, std::string path, Headers headers = {},
                 std::string body = {}, std::string query = {}, uint64_t session = 0) {
     // Keep the strings alive for the call: the request holds views.

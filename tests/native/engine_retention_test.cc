@@ -172,13 +172,9 @@ class DurableRetentionTest : public EngineTest {
  protected:
   void SetUp() override { Restart(); }
   void Restart() {
-    engine_.reset();
     EngineOptions options;
-    options.sweep_interval_ms = 0;
     options.retention_bytes = 1;
-    engine_ = std::make_unique<Engine>(options, clock_, [](const std::vector<uint64_t>&) {},
-                                       std::make_unique<FakeDurableStore>(state_));
-    ASSERT_TRUE(engine_->Recover().ok());
+    OpenOver(options, std::make_unique<FakeDurableStore>(state_));
   }
   std::shared_ptr<FakeDurableStore::State> state_ = std::make_shared<FakeDurableStore::State>();
 };
