@@ -128,7 +128,7 @@ Response Engine::Handle(const Request& request, uint64_t session_id) {
     response = ErrorResponse(405, "method not allowed");
     response.Set(header::kAllow, "GET, HEAD, POST, PUT, DELETE, OPTIONS");
   }
-  AddCommonHeaders(request, &response);
+  AddCommonHeaders(&response);
   return response;
 }
 
@@ -141,8 +141,7 @@ bool Engine::IsReservedPath(std::string_view path) const {
   return rest == "__ds" || rest.substr(0, 5) == "__ds/";
 }
 
-void Engine::AddCommonHeaders(const Request& request, Response* response) const {
-  (void)request;
+void Engine::AddCommonHeaders(Response* response) const {
   // Browser security headers (§12.7) and CORS on every response, so fetch()
   // from any origin can read the protocol headers.
   response->Set(header::kNoSniff, "nosniff");

@@ -185,7 +185,9 @@ class Engine : private SseSource {
   static Response StorageFailure(const Status& status);
 
   // Shared response pieces.
-  void AddCommonHeaders(const Request& request, Response* response) const;
+  // On every response with a status line: Handle's, and a resumed session's
+  // final answer (a long-poll that waited).
+  void AddCommonHeaders(Response* response) const;
   std::string Cursor(std::string_view client_cursor) const;
   bool IsReservedPath(std::string_view path) const;
   // Bytes [from, end) for a read response starting at `from` (at most

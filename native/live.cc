@@ -274,6 +274,8 @@ Response Engine::Resume(uint64_t session_id, ds_resume_reason reason) {
                                                          : ResumeSse(*session, reason);
   bool finished = session->mode == Session::Mode::kLongPoll ? r.live == DS_LIVE_NONE : r.done;
   if (finished) Cancel(session_id);
+  // A new status line (a long-poll's answer) needs the headers Handle adds.
+  if (r.status != 0) AddCommonHeaders(&r);
   return r;
 }
 

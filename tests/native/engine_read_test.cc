@@ -113,6 +113,28 @@ TEST_F(ReadTest, LongPollReturnsDataAtOnceOrParks) {
   EXPECT_EQ(engine_->Stats().parked_sessions, 0u);
 }
 
+TEST_F(ReadTest, ResumedLongPollCarriesSecurityAndCorsHeaders) {
+  // A browser on another origin reads the answer of a long-poll that waited
+  // as it reads one that did not (§12.7): the resumed response needs the
+  // same headers as one Handle returns.
+  ASSERT_EQ(Put("/s", Text()).status, 201);
+  Response wait = Get("/s", "offset=now&live=long-poll");
+  ASSERT_EQ(wait.live, DS_LIVE_WAIT);
+  ASSERT_EQ(Post("/s", Text(), "x").status, 204);
+  Response data = engine_->Resume(wait.session, DS_RESUME_WAKE);
+  ASSERT_EQ(data.status, 200);
+  EXPECT_EQ(HeaderOf(data, "X-Content-Type-Options"), "nosniff");
+  EXPECT_EQ(HeaderOf(data, "Access-Control-Allow-Origin"), "*");
+  EXPECT_NE(HeaderOf(data, "Access-Control-Expose-Headers"), "<absent>");
+
+  Response again = Get("/s", "offset=" + EncodeOffset(1) + "&live=long-poll");
+  ASSERT_EQ(again.live, DS_LIVE_WAIT);
+  Response timeout = engine_->Resume(again.session, DS_RESUME_TIMEOUT);
+  ASSERT_EQ(timeout.status, 204);
+  EXPECT_EQ(HeaderOf(timeout, "X-Content-Type-Options"), "nosniff");
+  EXPECT_EQ(HeaderOf(timeout, "Access-Control-Allow-Origin"), "*");
+}
+
 TEST_F(ReadTest, LongPollTimesOutWith204AndCursor) {
   ASSERT_EQ(Put("/s", Text()).status, 201);
   Response wait = Get("/s", "offset=now&live=long-poll");
