@@ -99,11 +99,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 // serve returns the status it wrote (0 if none) or an error for Caddy to
 // answer.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
-	// Only reads can park. Register before Handle so that a wake sent while
-	// the engine is still answering is not lost.
+	// Reads can park, and so can appends to durable storage (until their
+	// group commit). Register before Handle so that a wake sent while the
+	// engine is still answering is not lost.
 	var session uint64
 	var wake <-chan struct{}
-	if r.Method == http.MethodGet {
+	if r.Method == http.MethodGet || (r.Method == http.MethodPost && h.DataDir != "") {
 		session, wake = h.engine.Register()
 		defer h.engine.Unregister(session)
 	}
@@ -124,6 +125,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 			return 0, h.unexpectedPark(resp)
 		}
 		return h.stream(w, r, resp, wake)
+	case native.LiveCommit:
+		if session == 0 {
+			return 0, h.unexpectedPark(resp)
+		}
+		return h.awaitCommit(w, r, resp, wake)
 	default:
 		defer resp.Release()
 		return writeResponse(w, r, resp), nil
@@ -348,6 +354,30 @@ func (h *Handler) unexpectedPark(resp response) error {
 	resp.Release()
 	return caddyhttp.Error(http.StatusInternalServerError,
 		errors.New("durable streams engine parked a request that cannot park (not a GET)"))
+}
+
+// awaitCommit waits, without holding a thread, for a durable append's group
+// commit, then writes the engine's answer. A client that leaves first gets
+// nothing; its append is committed all the same (as one whose connection
+// broke after the answer was sent). No timeout or config stop cuts the wait
+// short: the answer must say whether the bytes are on disk, and the engine
+// commits everything queued before it closes.
+func (h *Handler) awaitCommit(w http.ResponseWriter, r *http.Request, resp response, wake <-chan struct{}) (int, error) {
+	session := resp.Session()
+	resp.Release()
+	select {
+	case <-wake:
+	case <-r.Context().Done():
+		h.engine.Cancel(session)
+		return 0, nil
+	}
+	resp, err := h.engine.Resume(session, native.ResumeWake)
+	if err != nil {
+		h.engine.Cancel(session)
+		return 0, engineError(err)
+	}
+	defer resp.Release()
+	return writeResponse(w, r, resp), nil
 }
 
 // ---- Live reads ---------------------------------------------------------

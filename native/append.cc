@@ -51,7 +51,7 @@ Response ClosedConflict(uint64_t tail) {
 
 }  // namespace
 
-Response Engine::Append(const Request& request) {
+Response Engine::Append(const Request& request, uint64_t session_id) {
   if (request.body_too_large) {
     return ErrorResponse(413, "request body exceeds the server's append size limit (" +
                                   std::to_string(options_.max_append_bytes) + " bytes)");
@@ -184,7 +184,21 @@ Response Engine::Append(const Request& request) {
       if (next_state) {
         m.producers.push_back({producer.claim.id, next_state->epoch, next_state->last_seq});
       }
-      ticket = Submit({std::move(m)});
+      // Published by the committer once durable: readers never see bytes
+      // a crash could take back, nor does an acknowledgement precede them.
+      ticket = Submit({std::move(m)}, [this, stream, tail, close, session_id](
+                                          const Status& outcome, std::vector<uint64_t>* wake) {
+        if (!outcome.ok()) {
+          RecordFailure(outcome);
+        } else {
+          std::lock_guard lock(stream->mu);
+          if (tail > stream->tail.load()) stream->tail.store(tail, std::memory_order_release);
+          if (close) stream->closed_visible = true;
+          std::vector<uint64_t> readers = stream->TakeWaiters();
+          wake->insert(wake->end(), readers.begin(), readers.end());
+        }
+        if (session_id != 0) wake->push_back(session_id);
+      });
     } else {
       stream->tail.store(tail, std::memory_order_release);
       if (close) stream->closed_visible = true;
@@ -199,16 +213,50 @@ Response Engine::Append(const Request& request) {
     if (next_state) SetProducerHeaders(&response, next_state->epoch, next_state->last_seq);
   }
   if (ticket) {
+    if (session_id != 0) return ParkAppend(session_id, std::move(ticket), std::move(response));
     Status s = Await(ticket);
     if (!s.ok()) return StorageFailure(s);
-    // Publish: readers may now see the bytes and the closure.
-    std::lock_guard lock(stream->mu);
-    if (tail > stream->tail.load()) stream->tail.store(tail, std::memory_order_release);
-    if (close) stream->closed_visible = true;
-    woken = stream->TakeWaiters();
+    return response;
   }
   Wake(std::move(woken));
   return response;
+}
+
+Response Engine::ParkAppend(uint64_t session_id, CommitQueue::Ticket ticket, Response response) {
+  {
+    std::lock_guard lock(pending_appends_mu_);
+    auto [it, inserted] = pending_appends_.try_emplace(session_id);
+    if (inserted) {
+      it->second.ticket = ticket;
+      it->second.response = std::move(response);
+      Response parked;
+      parked.status = 0;
+      parked.live = DS_LIVE_COMMIT;
+      parked.session = session_id;
+      return parked;
+    }
+  }
+  // The caller reused a session id that is still waiting (an ABI misuse):
+  // answer this one the blocking way rather than lose either.
+  Status s = Await(ticket);
+  return s.ok() ? std::move(response) : StorageFailure(s);
+}
+
+std::optional<Response> Engine::ResumeAppend(uint64_t session_id) {
+  PendingAppend pending;
+  {
+    std::lock_guard lock(pending_appends_mu_);
+    auto it = pending_appends_.find(session_id);
+    if (it == pending_appends_.end()) return std::nullopt;
+    pending = std::move(it->second);
+    pending_appends_.erase(it);
+  }
+  // Done already when the wake named the session; otherwise (a resume on
+  // timeout) this waits for the disk.
+  Status s = Await(pending.ticket);
+  Response r = s.ok() ? std::move(pending.response) : StorageFailure(s);
+  AddCommonHeaders(&r);
+  return r;
 }
 
 }  // namespace ds

@@ -413,6 +413,10 @@ const (
 	// LiveStream is streaming (SSE): write status, headers and body now and
 	// flush; then wait for a wake or Wait() and Resume until Done.
 	LiveStream Live = C.DS_LIVE_STREAM
+	// LiveCommit is a durable append waiting for its group commit: write
+	// nothing; wait for a wake (there is no timeout), then Resume for the
+	// answer. Cancelling it does not undo the append.
+	LiveCommit Live = C.DS_LIVE_COMMIT
 )
 
 // ResumeReason says why a parked session is resumed (ds_resume_reason).

@@ -9,47 +9,80 @@ constexpr size_t kMaxBatchEntries = 1024;
 
 }  // namespace
 
-CommitQueue::Ticket CommitQueue::Enqueue(std::vector<StreamMutation> mutations) {
+CommitQueue::CommitQueue(Store* store, WakeFn wake)
+    : store_(store), wake_(std::move(wake)), committer_([this] { CommitterLoop(); }) {}
+
+CommitQueue::~CommitQueue() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  work_cv_.notify_one();
+  committer_.join();
+}
+
+CommitQueue::Ticket CommitQueue::Enqueue(std::vector<StreamMutation> mutations,
+                                         OnCommit on_commit) {
   auto entry = std::make_shared<Entry>();
   entry->mutations = std::move(mutations);
-  std::lock_guard lock(mu_);
-  queue_.push_back(entry);
+  entry->on_commit = std::move(on_commit);
+  bool was_empty;
+  {
+    std::lock_guard lock(mu_);
+    was_empty = queue_.empty();
+    queue_.push_back(entry);
+  }
+  // A non-empty queue means the committer is already due to look again.
+  if (was_empty) work_cv_.notify_one();
   return entry;
 }
 
 Status CommitQueue::Wait(const Ticket& ticket) {
   std::unique_lock lock(mu_);
-  while (!ticket->done && (leader_active_ || queue_.empty() || queue_.front() != ticket)) {
-    cv_.wait(lock);
-  }
-  if (ticket->done) return ticket->status;
+  done_cv_.wait(lock, [&] { return ticket->done; });
+  return ticket->status;
+}
 
-  // Leader: take everything queued so far (up to the cap) as one batch.
-  leader_active_ = true;
+void CommitQueue::CommitterLoop() {
   std::vector<Ticket> batch;
-  while (!queue_.empty() && batch.size() < kMaxBatchEntries) {
-    batch.push_back(std::move(queue_.front()));
-    queue_.pop_front();
-  }
-  lock.unlock();
-
   std::vector<StreamMutation> mutations;
-  for (const Ticket& t : batch) {
-    for (const StreamMutation& m : t->mutations) mutations.push_back(m);
-  }
-  Status status = store_->Commit(mutations);
+  std::vector<uint64_t> wake;
+  for (;;) {
+    batch.clear();
+    {
+      std::unique_lock lock(mu_);
+      work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing left to commit
+      while (!queue_.empty() && batch.size() < kMaxBatchEntries) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
 
-  lock.lock();
-  for (const Ticket& t : batch) {
-    t->status = status;
-    t->done = true;
+    mutations.clear();
+    for (const Ticket& t : batch) {
+      mutations.insert(mutations.end(), t->mutations.begin(), t->mutations.end());
+    }
+    const Status status = store_->Commit(mutations);
+
+    wake.clear();
+    for (const Ticket& t : batch) {
+      if (t->on_commit) t->on_commit(status, &wake);
+    }
+    {
+      std::lock_guard lock(mu_);
+      for (const Ticket& t : batch) {
+        t->status = status;
+        t->done = true;
+      }
+      ++commits_;
+      entries_ += batch.size();
+    }
+    done_cv_.notify_all();
+    // Last: a woken session's resume finds its ticket done.
+    if (!wake.empty() && wake_) wake_(std::move(wake));
+    wake = {};
   }
-  ++commits_;
-  entries_ += batch.size();
-  leader_active_ = false;
-  lock.unlock();
-  cv_.notify_all();
-  return status;
 }
 
 size_t CommitQueue::commits() const {

@@ -1,19 +1,26 @@
-// Group commit (LevelDB's leader/follower writer queue): concurrent appends,
-// creates and deletes — to one stream or across streams — share one
-// Store::Commit, so an fsync costs latency, not throughput.
+// Group commit: concurrent appends, creates and deletes — to one stream or
+// across streams — share one Store::Commit, so an fsync costs latency, not
+// throughput.
 //
-// A writer Enqueues its mutations while it still holds its stream's lock
-// (so commits of one stream keep the order its log was written in), then
-// releases the lock and Waits. The first waiter in the queue becomes the
-// leader: it commits every queued entry in one batch, marks them done and
-// hands leadership to the next waiter.
+// A writer Enqueues its mutations while it still holds its stream's lock (so
+// commits of one stream keep the order its log was written in) and releases
+// the lock. One committer thread takes everything queued as one batch,
+// commits it, runs each entry's OnCommit (publishing what it made durable)
+// and then names, in one call to the wake function, every session those
+// callbacks asked for. A writer either blocks in Wait or — the HTTP path —
+// returns at once and is resumed when woken, so no caller thread sits in a
+// blocked call for the length of an fsync (for cgo that would cost a thread
+// handoff per request; see STORAGE_FORMAT.md).
 #pragma once
 
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "status.h"
@@ -23,21 +30,31 @@ namespace ds {
 
 class CommitQueue {
  public:
+  // Runs on the committer thread once its entry's batch is committed (or
+  // failed), before the entry is marked done, with no queue lock held.
+  // Appends to *wake the sessions to wake.
+  using OnCommit = std::function<void(const Status& outcome, std::vector<uint64_t>* wake)>;
+  using WakeFn = std::function<void(std::vector<uint64_t> sessions)>;
+
   struct Entry {
     std::vector<StreamMutation> mutations;
+    OnCommit on_commit;
     Status status;
-    bool done = false;
+    bool done = false;  // guarded by the queue's mutex
   };
   using Ticket = std::shared_ptr<Entry>;
 
-  explicit CommitQueue(Store* store) : store_(store) {}
+  // Starts the committer thread.
+  CommitQueue(Store* store, WakeFn wake);
+  // Commits whatever is still queued, then stops the thread.
+  ~CommitQueue();
   CommitQueue(const CommitQueue&) = delete;
   CommitQueue& operator=(const CommitQueue&) = delete;
 
   // Queues `mutations` as one atomic unit. Never blocks on I/O.
-  Ticket Enqueue(std::vector<StreamMutation> mutations);
+  Ticket Enqueue(std::vector<StreamMutation> mutations, OnCommit on_commit = nullptr);
 
-  // Blocks until the ticket's mutations are committed; returns the outcome.
+  // Blocks until the ticket's batch is committed; returns the outcome.
   Status Wait(const Ticket& ticket);
 
   // Commits performed and entries carried by them, for stats and tests.
@@ -45,13 +62,18 @@ class CommitQueue {
   size_t entries() const;
 
  private:
+  void CommitterLoop();
+
   Store* const store_;
+  const WakeFn wake_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable work_cv_;  // the committer: work queued, or stopping
+  std::condition_variable done_cv_;  // Wait: a batch finished
   std::deque<Ticket> queue_;
-  bool leader_active_ = false;
+  bool stopping_ = false;
   size_t commits_ = 0;
   size_t entries_ = 0;
+  std::thread committer_;  // last: starts once the rest is constructed
 };
 
 }  // namespace ds

@@ -22,8 +22,10 @@
  * - Blocking: no call waits for stream data. Live reads (long-poll, SSE) are
  *   "sessions": the engine parks them in memory and reports, through the wake
  *   callback, which sessions should be resumed. The caller waits without
- *   holding an OS thread, then calls ds_session_resume. Calls may block on
- *   disk I/O (fsync) when the engine is durable.
+ *   holding an OS thread, then calls ds_session_resume. A durable append
+ *   given a session id parks the same way until its group commit is on
+ *   disk (DS_LIVE_COMMIT). Other calls may block on disk I/O (fsync) when
+ *   the engine is durable.
  * - Takeover: the caller may instead hand a live SSE session's connection to
  *   the engine (ds_session_adopt); a few engine threads (one per CPU, at
  *   most four) then write the rest of every such response themselves.
@@ -165,8 +167,12 @@ typedef enum ds_live {
   DS_LIVE_NONE = 0, /* a complete response: write it, release it, done */
   DS_LIVE_WAIT = 1, /* long-poll parked: write nothing yet; wait for a wake
                        or for wait_ms, then ds_session_resume */
-  DS_LIVE_STREAM = 2 /* streaming (SSE): write status+headers+body now and
-                        flush; then wait for a wake or wait_ms and resume */
+  DS_LIVE_STREAM = 2, /* streaming (SSE): write status+headers+body now and
+                         flush; then wait for a wake or wait_ms and resume */
+  DS_LIVE_COMMIT = 3  /* a durable append waiting for its group commit: write
+                         nothing; wait for a wake (wait_ms is 0: no timeout),
+                         then ds_session_resume answers it. A session that is
+                         cancelled instead still has its append committed. */
 } ds_live;
 
 typedef enum ds_resume_reason {
@@ -194,7 +200,8 @@ typedef struct ds_response {
  * `body` the request body (may be NULL when body_len is 0). `session_id` is a
  * caller-chosen non-zero id the engine uses if the request parks (the caller
  * registers its wake channel under that id before calling, so no wake can be
- * lost). On DS_OK, *out is a response to write; protocol errors (4xx) are
+ * lost); 0 means the request must not park, so a durable append then blocks
+ * until committed. On DS_OK, *out is a response to write; protocol errors (4xx) are
  * responses, not error codes. Never blocks on stream data. */
 ds_code ds_engine_handle(ds_engine* engine, const ds_request* req,
                          const uint8_t* text, size_t text_len,
@@ -203,9 +210,10 @@ ds_code ds_engine_handle(ds_engine* engine, const ds_request* req,
                          ds_error* err);
 
 /* Continues a parked session after a wake or its timeout. Returns a response
- * with live == DS_LIVE_NONE (long-poll finished: write it), DS_LIVE_WAIT (a
- * spurious wake: keep waiting), or DS_LIVE_STREAM (SSE: write body, flush,
- * and stop when done). A session that is done is forgotten by the engine;
+ * with live == DS_LIVE_NONE (long-poll finished, or a parked append's
+ * answer: write it), DS_LIVE_WAIT (a spurious wake: keep waiting), or
+ * DS_LIVE_STREAM (SSE: write body, flush, and stop when done). Resuming a
+ * parked append before its wake blocks until its commit is done. A session that is done is forgotten by the engine;
  * resuming an unknown or finished session returns a done 404 response. */
 ds_code ds_session_resume(ds_engine* engine, uint64_t session,
                           ds_resume_reason reason, ds_response** out,

@@ -17,8 +17,11 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn
       clock_(std::move(clock)),
       wake_(std::move(wake)),
       store_(store ? std::move(store) : std::make_unique<MemoryStore>()),
-      durable_(store_->durable()),
-      commit_queue_(store_.get()) {
+      durable_(store_->durable()) {
+  if (durable_) {
+    commit_queue_ = std::make_unique<CommitQueue>(
+        store_.get(), [this](std::vector<uint64_t> sessions) { Wake(std::move(sessions)); });
+  }
   int loops = options_.sse_fanout_loops;
   if (loops <= 0) loops = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
   for (int i = 0; i < loops; ++i) {
@@ -97,6 +100,9 @@ Status Engine::Recover() {
 }
 
 Engine::~Engine() {
+  // The committer finishes what is queued and wakes its sessions through the
+  // fan-out, so it stops first.
+  commit_queue_.reset();
   fanouts_.clear();  // their threads call back into the engine
   {
     std::lock_guard lock(sweeper_mu_);
@@ -115,7 +121,7 @@ Response Engine::Handle(const Request& request, uint64_t session_id) {
   } else if (request.method == "GET") {
     response = Read(request, session_id);
   } else if (request.method == "POST") {
-    response = Append(request);
+    response = Append(request, session_id);
   } else if (request.method == "PUT") {
     response = Create(request);
   } else if (request.method == "HEAD") {
@@ -128,7 +134,9 @@ Response Engine::Handle(const Request& request, uint64_t session_id) {
     response = ErrorResponse(405, "method not allowed");
     response.Set(header::kAllow, "GET, HEAD, POST, PUT, DELETE, OPTIONS");
   }
-  AddCommonHeaders(&response);
+  // A parked session's placeholder has no status line; its final answer
+  // gets these when it is resumed.
+  if (response.status != 0) AddCommonHeaders(&response);
   return response;
 }
 
@@ -189,22 +197,24 @@ Status Engine::AppendBody(const Stream& stream, uint64_t from, uint64_t to,
   return s;
 }
 
-CommitQueue::Ticket Engine::Submit(std::vector<StreamMutation> mutations) {
-  return commit_queue_.Enqueue(std::move(mutations));
+CommitQueue::Ticket Engine::Submit(std::vector<StreamMutation> mutations,
+                                   CommitQueue::OnCommit on_commit) {
+  return commit_queue_->Enqueue(std::move(mutations), std::move(on_commit));
 }
 
 Status Engine::Await(const CommitQueue::Ticket& ticket) {
-  Status s = commit_queue_.Wait(ticket);
-  if (!s.ok()) {
-    std::lock_guard lock(failure_mu_);
-    if (failure_.ok()) {
-      failure_ = s;
-      std::fprintf(stderr,
-                   "durable-streams: commit failed, refusing writes until restart: %s\n",
-                   s.message().c_str());
-    }
-  }
+  Status s = commit_queue_->Wait(ticket);
+  if (!s.ok()) RecordFailure(s);
   return s;
+}
+
+void Engine::RecordFailure(const Status& s) {
+  std::lock_guard lock(failure_mu_);
+  if (failure_.ok()) {
+    failure_ = s;
+    std::fprintf(stderr, "durable-streams: commit failed, refusing writes until restart: %s\n",
+                 s.message().c_str());
+  }
 }
 
 std::optional<Response> Engine::RefuseWrites() const {

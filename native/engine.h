@@ -136,7 +136,12 @@ class Engine : private SseSource {
                                       std::string_view initial, bool closed,
                                       PendingCreate* out);
   Response FinishCreate(const Request& request, PendingCreate& pending);
-  Response Append(const Request& request);
+  // A durable append with a session parks (DS_LIVE_COMMIT) until its group
+  // commit is done; ResumeAppend then answers it.
+  Response Append(const Request& request, uint64_t session_id);
+  Response ParkAppend(uint64_t session_id, CommitQueue::Ticket ticket, Response response);
+  // The parked append's answer, or nullopt if `session_id` is not one.
+  std::optional<Response> ResumeAppend(uint64_t session_id);
   Response Read(const Request& request, uint64_t session_id);
   Response Head(const Request& request);
   Response Delete(const Request& request);
@@ -178,8 +183,11 @@ class Engine : private SseSource {
   // Durability (see commit_queue.h). Submit queues mutations (call it with
   // the stream lock held, so a stream's commits keep its write order);
   // Await waits for them and, on failure, stops the engine taking writes.
-  CommitQueue::Ticket Submit(std::vector<StreamMutation> mutations);
+  // on_commit runs on the committer thread (commit_queue.h).
+  CommitQueue::Ticket Submit(std::vector<StreamMutation> mutations,
+                             CommitQueue::OnCommit on_commit = nullptr);
   Status Await(const CommitQueue::Ticket& ticket);
+  void RecordFailure(const Status& status);
   // Non-null once a commit failed: every later write is refused with it.
   std::optional<Response> RefuseWrites() const;
   static Response StorageFailure(const Status& status);
@@ -211,7 +219,7 @@ class Engine : private SseSource {
   const WakeFn wake_;
   const std::unique_ptr<Store> store_;
   const bool durable_;  // store_ makes commits durable (so they cost I/O)
-  CommitQueue commit_queue_;
+  std::unique_ptr<CommitQueue> commit_queue_;  // durable engines only
   mutable std::mutex failure_mu_;
   Status failure_;  // the first failed commit, if any
 
@@ -221,6 +229,15 @@ class Engine : private SseSource {
 
   mutable std::mutex sessions_mu_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+
+  // Appends waiting for their group commit, by session (not live reads: they
+  // are not counted as parked).
+  struct PendingAppend {
+    CommitQueue::Ticket ticket;
+    Response response;  // the answer once the commit succeeded
+  };
+  std::mutex pending_appends_mu_;
+  std::unordered_map<uint64_t, PendingAppend> pending_appends_;
 
   std::atomic<uint64_t> appends_{0};
   std::atomic<uint64_t> bytes_appended_{0};

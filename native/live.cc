@@ -259,6 +259,9 @@ void Engine::Unpark(Stream& stream, uint64_t waiter, const WaiterRegistration& r
 // ---- session lifecycle ----------------------------------------------------
 
 Response Engine::Resume(uint64_t session_id, ds_resume_reason reason) {
+  if (durable_) {
+    if (std::optional<Response> answer = ResumeAppend(session_id)) return std::move(*answer);
+  }
   Session* session;
   {
     std::lock_guard lock(sessions_mu_);
@@ -279,7 +282,15 @@ Response Engine::Resume(uint64_t session_id, ds_resume_reason reason) {
   return r;
 }
 
-void Engine::Cancel(uint64_t session_id) { TakeSession(session_id, /*sse_only=*/false); }
+void Engine::Cancel(uint64_t session_id) {
+  if (durable_) {
+    // The append itself goes on: it is queued and will be committed and
+    // published; only its answer has nobody to go to.
+    std::lock_guard lock(pending_appends_mu_);
+    if (pending_appends_.erase(session_id) > 0) return;
+  }
+  TakeSession(session_id, /*sse_only=*/false);
+}
 
 std::unique_ptr<Engine::Session> Engine::TakeSession(uint64_t session_id, bool sse_only) {
   std::unique_ptr<Session> session;

@@ -1,5 +1,6 @@
 // The engine's commit path over a store that keeps only committed state:
 // restarts, failed commits, group commit.
+#include <algorithm>
 #include <thread>
 
 #include "commit_queue.h"
@@ -81,6 +82,131 @@ TEST_F(DurabilityTest, FailedCreateLeavesNoStream) {
   EXPECT_EQ(Put("/s", Text(), "a").status, 201);
 }
 
+// The HTTP path: a durable append parks until its group commit is done, so
+// no caller thread waits out an fsync; the commit's wake names it.
+class ParkedAppendTest : public DurabilityTest {
+ protected:
+  Response Raw(const std::string& path, Headers headers, std::string body, uint64_t session) {
+    path_ = path;
+    headers_ = std::move(headers);
+    body_ = std::move(body);
+    Request r;
+    r.method = "POST";
+    r.path = path_;
+    for (const auto& [id, value] : headers_) r.fields[id] = value;
+    r.body = body_;
+    return engine_->Handle(r, session);
+  }
+  // Waits, as the HTTP layer does, until the wake callback names `session`.
+  void AwaitWake(uint64_t session) {
+    std::vector<uint64_t> seen;
+    while (std::find(seen.begin(), seen.end(), session) == seen.end()) {
+      auto more = TakeWoken();
+      seen.insert(seen.end(), more.begin(), more.end());
+      if (more.empty()) std::this_thread::yield();
+    }
+  }
+
+  std::string path_, body_;
+  Headers headers_;
+};
+
+TEST_F(ParkedAppendTest, ParksUntilCommittedThenAnswers) {
+  ASSERT_EQ(Put("/s", Text(), "a").status, 201);
+  Response parked = Raw("/s", Text(), "bc", 77);
+  ASSERT_EQ(parked.live, DS_LIVE_COMMIT);
+  EXPECT_EQ(parked.session, 77u);
+  EXPECT_EQ(parked.status, 0);
+  EXPECT_TRUE(parked.headers.empty());
+  EXPECT_EQ(parked.wait_ms, 0u);
+  EXPECT_EQ(engine_->Stats().parked_sessions, 0u);  // not a live read
+  AwaitWake(77);
+  Response r = engine_->Resume(77, DS_RESUME_WAKE);
+  EXPECT_EQ(r.live, DS_LIVE_NONE);
+  EXPECT_EQ(r.status, 204);
+  EXPECT_EQ(HeaderOf(r, "Stream-Next-Offset"), EncodeOffset(3));
+  EXPECT_EQ(HeaderOf(r, "X-Content-Type-Options"), "nosniff");
+  EXPECT_EQ(HeaderOf(r, "Access-Control-Allow-Origin"), "*");
+  EXPECT_EQ(Get("/s").body, "abc");
+  // Answered once: the session is gone.
+  EXPECT_EQ(engine_->Resume(77, DS_RESUME_WAKE).status, 404);
+  Restart();
+  EXPECT_EQ(Get("/s").body, "abc");
+}
+
+TEST_F(ParkedAppendTest, ReadersAreWokenWithTheCommit) {
+  ASSERT_EQ(Put("/s", Text()).status, 201);
+  Response wait = Get("/s", "offset=now&live=long-poll");
+  ASSERT_EQ(wait.live, DS_LIVE_WAIT);
+  Response parked = Raw("/s", Text(), "x", 78);
+  ASSERT_EQ(parked.live, DS_LIVE_COMMIT);
+  AwaitWake(78);
+  Response data = engine_->Resume(wait.session, DS_RESUME_WAKE);
+  EXPECT_EQ(data.status, 200);
+  EXPECT_EQ(data.body, "x");
+  EXPECT_EQ(engine_->Resume(78, DS_RESUME_WAKE).status, 204);
+}
+
+TEST_F(ParkedAppendTest, ResumeBeforeTheWakeWaitsForTheCommit) {
+  ASSERT_EQ(Put("/s", Text()).status, 201);
+  ASSERT_EQ(Raw("/s", Text(), "x", 79).live, DS_LIVE_COMMIT);
+  Response r = engine_->Resume(79, DS_RESUME_TIMEOUT);
+  EXPECT_EQ(r.status, 204);
+  EXPECT_EQ(Get("/s").body, "x");
+}
+
+TEST_F(ParkedAppendTest, ACancelledAppendIsStillCommittedAndPublished) {
+  ASSERT_EQ(Put("/s", Text()).status, 201);
+  ASSERT_EQ(Raw("/s", Text(), "gone", 80).live, DS_LIVE_COMMIT);
+  engine_->Cancel(80);  // the client went away
+  AwaitWake(80);
+  EXPECT_EQ(Get("/s").body, "gone");
+  EXPECT_EQ(engine_->Resume(80, DS_RESUME_WAKE).status, 404);
+  Restart();
+  EXPECT_EQ(Get("/s").body, "gone");
+}
+
+TEST_F(ParkedAppendTest, AFailedCommitAnswersTheParkedAppendWithItsError) {
+  ASSERT_EQ(Put("/s", Text(), "a").status, 201);
+  state_->fail_next = Status::NoSpace("disk full");
+  ASSERT_EQ(Raw("/s", Text(), "b", 81).live, DS_LIVE_COMMIT);
+  AwaitWake(81);
+  EXPECT_EQ(engine_->Resume(81, DS_RESUME_WAKE).status, 507);
+  EXPECT_EQ(Get("/s").body, "a");  // never published
+  EXPECT_EQ(Post("/s", Text(), "c").status, 507);  // refused from now on
+}
+
+TEST_F(ParkedAppendTest, WithoutASessionOrWithOneInUseTheAppendBlocks) {
+  ASSERT_EQ(Put("/s", Text()).status, 201);
+  Response direct = Raw("/s", Text(), "a", 0);
+  EXPECT_EQ(direct.live, DS_LIVE_NONE);
+  EXPECT_EQ(direct.status, 204);
+  ASSERT_EQ(Raw("/s", Text(), "b", 82).live, DS_LIVE_COMMIT);
+  Response reused = Raw("/s", Text(), "c", 82);  // the caller broke the contract
+  EXPECT_EQ(reused.live, DS_LIVE_NONE);
+  EXPECT_EQ(reused.status, 204);
+  EXPECT_EQ(HeaderOf(reused, "Stream-Next-Offset"), EncodeOffset(3));
+  EXPECT_EQ(engine_->Resume(82, DS_RESUME_WAKE).status, 204);
+  EXPECT_EQ(Get("/s").body, "abc");
+}
+
+TEST_F(ParkedAppendTest, ProducerAnswersSurviveTheWait) {
+  ASSERT_EQ(Put("/s", Text()).status, 201);
+  Headers producer = {{DS_FIELD_CONTENT_TYPE, "text/plain"},
+                      {DS_FIELD_PRODUCER_ID, "p"},
+                      {DS_FIELD_PRODUCER_EPOCH, "3"},
+                      {DS_FIELD_PRODUCER_SEQ, "0"}};
+  ASSERT_EQ(Raw("/s", producer, "x", 83).live, DS_LIVE_COMMIT);
+  Response r = engine_->Resume(83, DS_RESUME_WAKE);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(HeaderOf(r, "Producer-Epoch"), "3");
+  EXPECT_EQ(HeaderOf(r, "Producer-Seq"), "0");
+  // A retry is a duplicate, answered at once (nothing to commit).
+  Response retry = Raw("/s", producer, "x", 84);
+  EXPECT_EQ(retry.live, DS_LIVE_NONE);
+  EXPECT_EQ(retry.status, 204);
+}
+
 TEST_F(DurabilityTest, ConcurrentAppendsShareCommits) {
   ASSERT_EQ(Put("/s", Text()).status, 201);
   constexpr int kThreads = 8, kEach = 50;
@@ -95,7 +221,10 @@ TEST_F(DurabilityTest, ConcurrentAppendsShareCommits) {
         r.path = path;
         r.fields[DS_FIELD_CONTENT_TYPE] = ct;
         r.body = body;
-        if (engine_->Handle(r, 1).status == 204) ++ok;
+        uint64_t session = static_cast<uint64_t>(t) * kEach + i + 1;
+        Response parked = engine_->Handle(r, session);
+        if (parked.live != DS_LIVE_COMMIT || parked.session != session) continue;
+        if (engine_->Resume(session, DS_RESUME_WAKE).status == 204) ++ok;
       }
     });
   }
@@ -126,20 +255,82 @@ TEST_F(DurabilityTest, LostSourceBytesAreNeverReusedUnderAFork) {
   EXPECT_EQ(Get("/src").body, std::string(10, 's'));
 }
 
-TEST(CommitQueue, OneLeaderCommitsEverythingQueued) {
+TEST(CommitQueue, WhatQueuesDuringACommitSharesTheNext) {
   auto state = std::make_shared<FakeDurableStore::State>();
   FakeDurableStore store(state);
-  CommitQueue queue(&store);
+  std::mutex gate;
+  state->commit_gate = &gate;
+  std::unique_lock hold(gate);
+  CommitQueue queue(&store, nullptr);
   StreamRecord rec;
-  auto a = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 1, rec), {}, nullptr}});
-  auto b = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 2, rec), {}, nullptr}});
-  auto c = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 3, rec), {}, nullptr}});
+  auto first = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 1, rec), {}, nullptr}});
+  // The committer is inside the first commit (held at the gate) ...
+  while (state->commits_entered.load() == 0) std::this_thread::yield();
+  // ... so these three queue behind it and go as one batch.
+  auto a = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 2, rec), {}, nullptr}});
+  auto b = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 3, rec), {}, nullptr}});
+  auto c = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 4, rec), {}, nullptr}});
+  hold.unlock();
+  EXPECT_TRUE(queue.Wait(first).ok());
   EXPECT_TRUE(queue.Wait(a).ok());
   EXPECT_TRUE(queue.Wait(b).ok());
   EXPECT_TRUE(queue.Wait(c).ok());
-  EXPECT_EQ(queue.commits(), 1u);
-  EXPECT_EQ(queue.entries(), 3u);
-  EXPECT_EQ(state->records.size(), 3u);
+  EXPECT_EQ(queue.commits(), 2u);
+  EXPECT_EQ(queue.entries(), 4u);
+  EXPECT_EQ(state->records.size(), 4u);
+}
+
+TEST(CommitQueue, OnCommitRunsBeforeDoneAndItsWakesGoOutInOneCall) {
+  auto state = std::make_shared<FakeDurableStore::State>();
+  FakeDurableStore store(state);
+  std::mutex gate;
+  state->commit_gate = &gate;
+  std::unique_lock hold(gate);
+  std::mutex woken_mu;
+  std::vector<std::vector<uint64_t>> wake_calls;
+  auto queue = std::make_unique<CommitQueue>(&store, [&](std::vector<uint64_t> ids) {
+    std::lock_guard lock(woken_mu);
+    wake_calls.push_back(std::move(ids));
+  });
+  StreamRecord rec;
+  auto first = queue->Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 1, rec), {}, nullptr}});
+  while (state->commits_entered.load() == 0) std::this_thread::yield();
+  std::atomic<int> ran{0};
+  auto on_commit = [&](uint64_t session) {
+    return [&, session](const Status& outcome, std::vector<uint64_t>* wake) {
+      EXPECT_TRUE(outcome.ok());
+      ++ran;
+      wake->push_back(session);
+    };
+  };
+  auto a = queue->Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 2, rec), {}, nullptr}},
+                         on_commit(7));
+  auto b = queue->Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 3, rec), {}, nullptr}},
+                         on_commit(9));
+  hold.unlock();
+  EXPECT_TRUE(queue->Wait(b).ok());
+  EXPECT_EQ(ran.load(), 2);  // done implies its callback ran
+  EXPECT_TRUE(queue->Wait(a).ok());
+  EXPECT_TRUE(queue->Wait(first).ok());
+  // The wake call follows done; stopping the queue joins its thread.
+  queue.reset();
+  std::lock_guard lock(woken_mu);
+  ASSERT_EQ(wake_calls.size(), 1u);
+  EXPECT_EQ(wake_calls[0], (std::vector<uint64_t>{7, 9}));
+}
+
+TEST(CommitQueue, AFailedCommitReachesEveryEntryOfItsBatch) {
+  auto state = std::make_shared<FakeDurableStore::State>();
+  state->fail_next = Status::NoSpace("disk full");
+  FakeDurableStore store(state);
+  CommitQueue queue(&store, nullptr);
+  StreamRecord rec;
+  Status seen;
+  auto t = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 1, rec), {}, nullptr}},
+                         [&](const Status& outcome, std::vector<uint64_t>*) { seen = outcome; });
+  EXPECT_EQ(queue.Wait(t).code(), Status::Code::kNoSpace);
+  EXPECT_EQ(seen.code(), Status::Code::kNoSpace);
+  EXPECT_TRUE(state->records.empty());
 }
 
 }  // namespace

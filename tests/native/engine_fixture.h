@@ -21,23 +21,23 @@ class EngineTest : public ::testing::Test {
   static constexpr int64_t kStart = 1767225600000;  // 2026-01-01T00:00:00Z
 
   void SetUp() override { Open(EngineOptions{}); }
+  // The engine's threads (committer, fan-out) call RecordWakes' callback
+  // until it is gone: drop it before the members that callback writes.
+  ~EngineTest() override { engine_.reset(); }
 
   void Open(EngineOptions options) {
     options.sweep_interval_ms = 0;  // tests sweep explicitly
     engine_.reset();
-    engine_ = std::make_unique<Engine>(options, clock_, [this](const std::vector<uint64_t>& ids) {
-      std::lock_guard lock(woken_mu_);
-      woken_.insert(woken_.end(), ids.begin(), ids.end());
-    });
+    engine_ = std::make_unique<Engine>(options, clock_, RecordWakes());
   }
 
   // Drops the engine (a crash: nothing is flushed on the way out) and opens
-  // a new one over `store`, recovering what it holds. Wakes are ignored.
+  // a new one over `store`, recovering what it holds.
   void OpenOver(EngineOptions options, std::unique_ptr<Store> store) {
     options.sweep_interval_ms = 0;
     engine_.reset();
-    engine_ = std::make_unique<Engine>(options, clock_, [](const std::vector<uint64_t>&) {},
-                                       std::move(store));
+    TakeWoken();
+    engine_ = std::make_unique<Engine>(options, clock_, RecordWakes(), std::move(store));
     Status s = engine_->Recover();
     ASSERT_TRUE(s.ok()) << s.message();
   }
@@ -56,7 +56,11 @@ class EngineTest : public ::testing::Test {
     r.query = query_;
     for (const auto& [id, value] : headers_) r.fields[id] = value;
     r.body = body_;
-    return engine_->Handle(r, session == 0 ? ++next_session_ : session);
+    Response out = engine_->Handle(r, session == 0 ? ++next_session_ : session);
+    // A durable append parks until its group commit; answer it as the HTTP
+    // layer would once woken (DurabilityTest checks the wake itself).
+    if (out.live == DS_LIVE_COMMIT) out = engine_->Resume(out.session, DS_RESUME_WAKE);
+    return out;
   }
 
   Response Put(const std::string& path, Headers h = {}, std::string body = {}) {
@@ -70,6 +74,13 @@ class EngineTest : public ::testing::Test {
   }
   Response Head(const std::string& path) { return Call("HEAD", path); }
   Response Delete(const std::string& path) { return Call("DELETE", path); }
+
+  WakeFn RecordWakes() {
+    return [this](const std::vector<uint64_t>& ids) {
+      std::lock_guard lock(woken_mu_);
+      woken_.insert(woken_.end(), ids.begin(), ids.end());
+    };
+  }
 
   std::vector<uint64_t> TakeWoken() {
     std::lock_guard lock(woken_mu_);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -25,6 +26,10 @@ class FakeDurableStore final : public Store {
     Status fail_next;  // the next Commit returns this if not OK
     size_t commits = 0;
     int64_t written_ms = 0;  // the write time recovered logs report
+    // When set, Commit waits for this mutex after counting itself in
+    // commits_entered: a test holds it to keep the committer busy.
+    std::mutex* commit_gate = nullptr;
+    std::atomic<int> commits_entered{0};
   };
 
   explicit FakeDurableStore(std::shared_ptr<State> state) : state_(std::move(state)) {}
@@ -66,6 +71,8 @@ class FakeDurableStore final : public Store {
   }
 
   Status Commit(const std::vector<StreamMutation>& batch) override {
+    ++state_->commits_entered;
+    if (state_->commit_gate != nullptr) std::lock_guard pass(*state_->commit_gate);
     std::lock_guard lock(state_->mu);
     ++state_->commits;
     if (!state_->fail_next.ok()) {
