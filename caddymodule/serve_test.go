@@ -619,6 +619,74 @@ func TestLongPollConfigStopping(t *testing.T) {
 	}
 }
 
+// ---- durable appends --------------------------------------------------------
+
+func durableHandler(e engine) *Handler {
+	h := testHandler(e)
+	h.DataDir = "/var/lib/durable-streams"
+	return h
+}
+
+func TestDurableAppendWaitsForItsCommit(t *testing.T) {
+	e := newFakeEngine(
+		&fakeResponse{live: native.LiveCommit},
+		&fakeResponse{status: 204, headers: [][2]string{{"Stream-Next-Offset", "n"}}},
+	)
+	w := newRecorder()
+	wait := serveAsync(durableHandler(e), w, httptest.NewRequest(http.MethodPost, "/v1/stream/s", strings.NewReader("x")))
+	session := waitParked(t, e)
+	if session == 0 {
+		t.Fatal("a durable append was not given a session")
+	}
+	if w.wrote() {
+		t.Fatal("an append wrote before its commit")
+	}
+	e.wake(session)
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != 204 || w.Header().Get("Stream-Next-Offset") != "n" {
+		t.Errorf("got %d %v", w.Code, w.Header())
+	}
+	reasons, cancels, released, registered := e.snapshot()
+	if len(reasons) != 1 || reasons[0] != native.ResumeWake || len(cancels) != 0 {
+		t.Errorf("resumes %v, cancels %v: want one resume on the wake", reasons, cancels)
+	}
+	if released != 2 || registered != 0 {
+		t.Errorf("released %d, registered %d", released, registered)
+	}
+}
+
+func TestDurableAppendClientGoneCancelsOnlyTheAnswer(t *testing.T) {
+	e := newFakeEngine(&fakeResponse{live: native.LiveCommit})
+	ctx, cancel := context.WithCancel(context.Background())
+	w := newRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/v1/stream/s", strings.NewReader("x")).WithContext(ctx)
+	wait := serveAsync(durableHandler(e), w, req)
+	session := waitParked(t, e)
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	reasons, cancels, _, registered := e.snapshot()
+	if w.wroteHeader || len(reasons) != 0 || len(cancels) != 1 || cancels[0] != session || registered != 0 {
+		t.Errorf("wrote %v, resumes %v, cancels %v, registered %d", w.wroteHeader, reasons, cancels, registered)
+	}
+}
+
+func TestInMemoryAppendsAreNotRegistered(t *testing.T) {
+	e := newFakeEngine(&fakeResponse{status: 204})
+	w := newRecorder()
+	if err := testHandler(e).ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/stream/s", strings.NewReader("x")), nil); err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.sessionIn != 0 || e.nextID != 0 {
+		t.Errorf("session %d, registrations %d: an in-memory append cannot park", e.sessionIn, e.nextID)
+	}
+}
+
 // ---- SSE ------------------------------------------------------------------
 
 func TestSSEStreamsUntilDone(t *testing.T) {
