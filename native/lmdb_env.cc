@@ -32,7 +32,22 @@ int OpenDbs(MDB_txn* txn, bool create, Dbs* dbs) {
   int rc = mdb_dbi_open(txn, kStreamsDb, flags, &dbs->streams);
   if (rc == 0) rc = mdb_dbi_open(txn, kProducersDb, flags, &dbs->producers);
   if (rc == 0) rc = mdb_dbi_open(txn, kMetaDb, flags, &dbs->meta);
+  if (rc != 0) return rc;
+  rc = mdb_dbi_open(txn, kWalDb, flags, &dbs->wal);
+  dbs->has_wal = rc == 0;
+  if (rc == MDB_NOTFOUND && !create) return 0;
   return rc;
+}
+
+std::string WalKey(uint64_t stream_id, uint64_t position) {
+  std::string key = StreamKey(stream_id);
+  key += StreamKey(position);  // the same 8-byte big-endian spelling
+  return key;
+}
+
+bool ParseWalKey(std::string_view key, uint64_t* stream_id, uint64_t* position) {
+  if (key.size() != 16) return false;
+  return ParseStreamKey(key.substr(0, 8), stream_id) && ParseStreamKey(key.substr(8), position);
 }
 
 int GetU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t* value, bool* found) {

@@ -91,18 +91,30 @@ struct Dbs {
   MDB_dbi streams = 0;
   MDB_dbi producers = 0;
   MDB_dbi meta = 0;
+  MDB_dbi wal = 0;  // valid when has_wal
+  bool has_wal = false;
 };
-inline constexpr unsigned kMaxDbs = 4;  // three, and room for one more
+inline constexpr unsigned kMaxDbs = 8;  // four, and room for more
 inline constexpr const char* kStreamsDb = "streams";
 inline constexpr const char* kProducersDb = "producers";
 inline constexpr const char* kMetaDb = "meta";
+inline constexpr const char* kWalDb = "wal";
 inline constexpr std::string_view kFormatVersionKey = "format_version";
 inline constexpr std::string_view kNextStreamIdKey = "next_stream_id";
-// The layout version this code writes and reads (STORAGE_FORMAT.md).
-inline constexpr uint64_t kFormatVersion = 1;
+// The layout version this code writes (STORAGE_FORMAT.md). Version 2 added
+// the `wal` database; a version 1 environment is upgraded on open (it has
+// no wal entries to lose), and a version 1 server refuses version 2.
+inline constexpr uint64_t kFormatVersion = 2;
+inline constexpr uint64_t kOldestReadableFormatVersion = 1;
 
 // Opens the databases; with `create`, in a write transaction, makes them.
+// Without it, a missing `wal` database (format version 1) is no error.
 int OpenDbs(MDB_txn* txn, bool create, Dbs* dbs);
+
+// `wal` database key: stream id then the position of the entry's first
+// byte, both 8 bytes big-endian, so a stream's entries sort by position.
+std::string WalKey(uint64_t stream_id, uint64_t position);
+bool ParseWalKey(std::string_view key, uint64_t* stream_id, uint64_t* position);
 
 int GetU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t* value, bool* found);
 int PutU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t value);

@@ -59,6 +59,25 @@ constexpr size_t kSyncThreads = 8;
 // fdatasyncs (see LmdbStore::SyncLogs; measured in bench/results).
 constexpr size_t kSyncfsMinLogs = 4;
 
+// The write-ahead path (LmdbStore::Commit). A log whose unsynced range is at
+// most this long puts it in the transaction instead of syncing its file...
+constexpr size_t kWalMaxLogBytes = 64 << 10;
+// ... while the batch's entries stay under this (large appends are cheaper
+// to sync in place than to write twice).
+constexpr size_t kWalMaxBatchBytes = 4 << 20;
+// A checkpoint (one syncfs, then the wal database emptied in the same
+// transaction) comes every LmdbStoreOptions::wal_checkpoint_bytes or
+// _interval_ms, bounding both the database's growth and the replay at
+// startup.
+
+struct WalWrite {
+  uint64_t stream_id = 0;
+  uint64_t from = 0;
+  uint64_t to = 0;
+  SegmentLog* log = nullptr;
+  std::string bytes;
+};
+
 }  // namespace
 
 // Runs StreamLog::Sync on many logs at once: ext4 and XFS fold concurrent
@@ -269,14 +288,16 @@ Status LmdbStore::OpenEnvironment() {
     bool found = false;
     err = lmdb::GetU64(txn, dbs_.meta, lmdb::kFormatVersionKey, &found_version, &found);
     if (err != 0) return err;
-    if (!found) {
+    if (found && (found_version < lmdb::kOldestReadableFormatVersion ||
+                  found_version > lmdb::kFormatVersion)) {
+      unknown_format = true;
+      return MDB_INCOMPATIBLE;  // aborts the transaction
+    }
+    if (!found || found_version != lmdb::kFormatVersion) {
+      // New, or an older layout this code upgrades (OpenDbs made the rest).
       found_version = lmdb::kFormatVersion;
       err = lmdb::PutU64(txn, dbs_.meta, lmdb::kFormatVersionKey, lmdb::kFormatVersion);
       if (err != 0) return err;
-    }
-    if (found_version != lmdb::kFormatVersion) {
-      unknown_format = true;
-      return MDB_INCOMPATIBLE;  // aborts the transaction
     }
     err = lmdb::GetU64(txn, dbs_.meta, lmdb::kNextStreamIdKey, &next, &found);
     if (!found) next = 1;
@@ -358,6 +379,7 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
   streams->clear();
   std::vector<RecoveredStream> loaded;
   std::vector<std::string> orphan_producers;
+  std::unordered_map<uint64_t, std::vector<SegmentLog::WalEntry>> wal;  // by stream
   uint64_t stored_next = 1;
   {
     std::shared_lock lock(env_mu_);
@@ -365,6 +387,8 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
     int rc = txn.Begin(env_.get(), MDB_RDONLY);
     if (rc != 0) return lmdb::ToStatus("begin recovery read", rc);
     Status s = lmdb::ReadStreams(txn.get(), dbs_, &loaded, &orphan_producers);
+    if (!s.ok()) return s;
+    s = ReadWal(txn.get(), &wal);
     if (!s.ok()) return s;
     bool found = false;
     rc = lmdb::GetU64(txn.get(), dbs_.meta, lmdb::kNextStreamIdKey, &stored_next, &found);
@@ -409,6 +433,12 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
         Warn("stream " + std::to_string(rec.id) + ": recorded tail " + std::to_string(tail) +
              " is below its fork offset " + std::to_string(base) + "; treating it as empty");
         tail = base;
+      }
+      if (auto it = wal.find(rec.id); it != wal.end()) {
+        // Committed bytes a power loss may have kept from the files.
+        results[i] = SegmentLog::ReplayWal(files_, rec.id, std::max(rec.start, base), tail,
+                                           it->second);
+        if (!results[i].ok()) return;
       }
       std::unique_ptr<SegmentLog> log;
       results[i] = SegmentLog::Recover(files_, rec.id, base, rec.start, &tail, &log);
@@ -468,9 +498,24 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
   // A previous run under OFF (or a crash under INTERVAL) may have left
   // recovered bytes only in the page cache. New commits will point past
   // them, so make them durable now: one syncfs instead of a sync per file.
-  if (options_.fsync != DS_FSYNC_OFF) {
+  if (options_.fsync != DS_FSYNC_OFF || !wal.empty()) {
     s = SyncFileSystem(files_->dir());
     if (s.ok()) s = SyncEnvironment();
+    if (!s.ok()) return s;
+  }
+  // Replayed and synced: the write-ahead entries are spent. On a full disk
+  // the server must still start (reads go on), so they may stay: replaying
+  // them again is harmless, and the first commit checkpoints them away.
+  if (!wal.empty()) {
+    std::lock_guard lock(commit_mu_);
+    s = Write("empty the wal after replay",
+              [&](MDB_txn* txn) -> int { return mdb_drop(txn, dbs_.wal, 0); });
+    if (s.ok()) s = SyncEnvironment();
+    if (s.code() == Status::Code::kNoSpace) {
+      Warn("keeping the replayed write-ahead entries until the next commit: " + s.message());
+      wal_bytes_ = options_.wal_checkpoint_bytes;  // due at once
+      s = Status::OK();
+    }
     if (!s.ok()) return s;
   }
 
@@ -489,8 +534,34 @@ Status LmdbStore::CreateLog(uint64_t stream_id, uint64_t base, std::unique_ptr<S
   return Status::OK();
 }
 
-Status LmdbStore::SyncLogs(const std::vector<StreamLog*>& logs) {
-  if (logs.size() < kSyncfsMinLogs) return sync_pool_->SyncAll(logs);
+Status LmdbStore::ReadWal(MDB_txn* txn,
+                         std::unordered_map<uint64_t, std::vector<SegmentLog::WalEntry>>* wal) {
+  wal->clear();
+  if (!dbs_.has_wal) return Status::OK();
+  lmdb::Cursor cursor;
+  int rc = cursor.Open(txn, dbs_.wal);
+  MDB_val k, v;
+  for (rc = rc == 0 ? mdb_cursor_get(cursor.get(), &k, &v, MDB_FIRST) : rc; rc == 0;
+       rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT)) {
+    uint64_t id = 0, position = 0;
+    if (!lmdb::ParseWalKey(lmdb::View(k), &id, &position)) {
+      return Status::Corruption(options_.data_dir + "/streams.db: malformed wal key");
+    }
+    (*wal)[id].push_back(SegmentLog::WalEntry{position, std::string(lmdb::View(v))});
+  }
+  if (rc != MDB_NOTFOUND) return lmdb::ToStatus("read the wal", rc);
+  return Status::OK();
+}
+
+bool LmdbStore::WalCheckpointDue() const {
+  if (wal_bytes_ == 0) return false;
+  return wal_bytes_ >= options_.wal_checkpoint_bytes ||
+         std::chrono::steady_clock::now() - last_checkpoint_ >=
+             std::chrono::milliseconds(options_.wal_checkpoint_interval_ms);
+}
+
+Status LmdbStore::SyncLogs(const std::vector<StreamLog*>& logs, bool whole_filesystem) {
+  if (!whole_filesystem && logs.size() < kSyncfsMinLogs) return sync_pool_->SyncAll(logs);
   // Many files: one journal commit for all of them beats one fdatasync per
   // file, even run concurrently (each waits for its own journal commit).
   std::vector<SegmentLog*> segment_logs;
@@ -499,7 +570,11 @@ Status LmdbStore::SyncLogs(const std::vector<StreamLog*>& logs) {
   tails.reserve(logs.size());
   for (StreamLog* log : logs) {
     auto* segment_log = dynamic_cast<SegmentLog*>(log);
-    if (segment_log == nullptr) return sync_pool_->SyncAll(logs);  // not ours: no shortcut
+    if (segment_log == nullptr) {  // not ours: no shortcut
+      Status s = sync_pool_->SyncAll(logs);
+      if (s.ok() && whole_filesystem) s = SyncFileSystem(files_->dir());
+      return s;
+    }
     uint64_t tail = 0;
     Status s = segment_log->BeginFilesystemSync(&tail);
     if (!s.ok()) return s;
@@ -525,16 +600,48 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     }
   }
 
-  // (a) The bytes the new tails point at, durable before the records.
+  // (a) The bytes the new tails point at, durable before the records:
+  // synced in place, or (small ranges) put in the transaction itself.
+  std::vector<WalWrite> wal;
+  bool checkpoint = false;
+  size_t wal_total = 0;
   if (options_.fsync == DS_FSYNC_ALWAYS) {
-    std::vector<StreamLog*> logs;
-    logs.reserve(batch.size());
+    // Each log once, with the highest tail the batch records for it.
+    std::vector<std::pair<StreamLog*, const StreamRecord*>> due;
+    due.reserve(batch.size());
     for (const StreamMutation& m : batch) {
-      if (m.log != nullptr) logs.push_back(m.log);
+      if (m.log != nullptr && m.kind == StreamMutation::Kind::kUpsert) due.emplace_back(m.log, &m.record);
     }
-    std::sort(logs.begin(), logs.end());
-    logs.erase(std::unique(logs.begin(), logs.end()), logs.end());
-    Status s = SyncLogs(logs);
+    std::sort(due.begin(), due.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first < b.first : a.second->tail > b.second->tail;
+    });
+    due.erase(std::unique(due.begin(), due.end(),
+                          [](const auto& a, const auto& b) { return a.first == b.first; }),
+              due.end());
+    {
+      std::lock_guard lock(commit_mu_);
+      checkpoint = dbs_.has_wal && WalCheckpointDue();
+    }
+    std::vector<StreamLog*> sync;
+    for (const auto& [log, record] : due) {
+      auto* segment_log = dynamic_cast<SegmentLog*>(log);
+      WalWrite w;
+      if (!checkpoint && dbs_.has_wal && segment_log != nullptr &&
+          segment_log->WalRange(record->tail, kWalMaxLogBytes, &w.from, &w.bytes) &&
+          wal_total + w.bytes.size() <= kWalMaxBatchBytes) {
+        if (!w.bytes.empty()) {
+          w.stream_id = record->id;
+          w.to = record->tail;
+          w.log = segment_log;
+          wal_total += w.bytes.size();
+          wal.push_back(std::move(w));
+        }
+        continue;
+      }
+      sync.push_back(log);
+    }
+    // A checkpoint's syncfs also covers every byte earlier entries hold.
+    Status s = sync.empty() && !checkpoint ? Status::OK() : SyncLogs(sync, checkpoint);
     if (!s.ok()) {
       Fail(s);
       return s;
@@ -548,6 +655,16 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     uint64_t next = next_stream_id_;
     for (const StreamMutation& m : batch) next = std::max(next, m.record.id + 1);
     Status s = Write("commit", [&](MDB_txn* txn) -> int {
+      if (checkpoint) {
+        int rc = mdb_drop(txn, dbs_.wal, 0);  // empty it, keep the database
+        if (rc != 0) return rc;
+      }
+      for (const WalWrite& w : wal) {
+        const std::string key = lmdb::WalKey(w.stream_id, w.from);
+        MDB_val k = lmdb::Val(key), v = lmdb::Val(w.bytes);
+        int rc = mdb_put(txn, dbs_.wal, &k, &v, 0);
+        if (rc != 0) return rc;
+      }
       for (const StreamMutation& m : batch) {
         int rc = 0;
         if (m.kind == StreamMutation::Kind::kErase) {
@@ -570,7 +687,13 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
       return s;
     }
     next_stream_id_ = next;
+    if (checkpoint) {
+      wal_bytes_ = 0;
+      last_checkpoint_ = std::chrono::steady_clock::now();
+    }
+    wal_bytes_ += wal_total;
   }
+  for (const WalWrite& w : wal) w.log->WalCommitted(w.to);
 
   // (d) Erased streams' bytes, now that no record points at them. A
   // failure leaves an orphan directory that the next Recover removes.

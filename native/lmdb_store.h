@@ -20,6 +20,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -28,6 +29,7 @@
 #include <shared_mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "durable_streams.h"
@@ -50,6 +52,11 @@ struct LmdbStoreOptions {
   // Open segment files across all streams (an LRU); LMDB's own two
   // descriptors and LOCK come on top.
   size_t max_open_files = 4096;
+  // DS_FSYNC_ALWAYS's write-ahead entries are checkpointed (one syncfs, the
+  // wal database emptied) once this many bytes are in it, or this long
+  // after the last checkpoint, at the next commit.
+  uint64_t wal_checkpoint_bytes = 64ull << 20;
+  int64_t wal_checkpoint_interval_ms = 1000;
 };
 
 class LmdbStore final : public Store {
@@ -131,8 +138,19 @@ class LmdbStore final : public Store {
   Status failure_;  // guarded by failure_mu_
 
   // DS_FSYNC_ALWAYS: makes a batch's logs durable, by one syncfs(2) for
-  // many logs, or by their own fdatasyncs, concurrently, for a few.
-  Status SyncLogs(const std::vector<StreamLog*>& logs);
+  // many logs (or always, with whole_filesystem: a WAL checkpoint), or by
+  // their own fdatasyncs, concurrently, for a few.
+  Status SyncLogs(const std::vector<StreamLog*>& logs, bool whole_filesystem = false);
+
+  // The write-ahead path of DS_FSYNC_ALWAYS (STORAGE_FORMAT.md, "Commit
+  // protocol"): a batch's small unsynced ranges go into its transaction, so
+  // the commit costs LMDB's flushes alone. Guarded by commit_mu_.
+  uint64_t wal_bytes_ = 0;  // put since the last checkpoint
+  std::chrono::steady_clock::time_point last_checkpoint_ = std::chrono::steady_clock::now();
+  bool WalCheckpointDue() const;
+  // Every wal entry, by stream, in position order (Recover replays them).
+  Status ReadWal(MDB_txn* txn,
+                 std::unordered_map<uint64_t, std::vector<SegmentLog::WalEntry>>* wal);
   std::unique_ptr<LogSyncPool> sync_pool_;
 
   std::mutex syncer_mu_;

@@ -480,6 +480,24 @@ Status SegmentLog::Sync() {
   return Status::OK();
 }
 
+bool SegmentLog::WalRange(uint64_t to, size_t max_bytes, uint64_t* from, std::string* bytes) {
+  std::lock_guard lock(sync_mu_);
+  if (!sync_error_.ok()) return false;  // Sync reports the error
+  // The flags after `to`: the appender sets one before publishing a tail
+  // that depends on the new name, and `to` was read from a published tail.
+  if (stream_dir_unsynced_.load() || segment_name_unsynced_.load()) return false;
+  *from = std::max({synced_, wal_covered_, start_.load(std::memory_order_acquire)});
+  bytes->clear();
+  if (to <= *from) return true;
+  if (to - *from > max_bytes) return false;
+  return Read(*from, to - *from, bytes).ok();
+}
+
+void SegmentLog::WalCommitted(uint64_t to) {
+  std::lock_guard lock(sync_mu_);
+  wal_covered_ = std::max(wal_covered_, to);
+}
+
 Status SegmentLog::BeginFilesystemSync(uint64_t* tail) {
   std::lock_guard lock(sync_mu_);
   if (!sync_error_.ok()) return sync_error_;
@@ -531,6 +549,58 @@ Status CutFile(const std::string& path, uint64_t size) {
 }
 
 }  // namespace
+
+Status SegmentLog::ReplayWal(const std::shared_ptr<SegmentFiles>& files, uint64_t stream_id,
+                             uint64_t start, uint64_t tail, const std::vector<WalEntry>& entries) {
+  const std::string dir = files->StreamDir(stream_id);
+  const std::string who = "stream " + std::to_string(stream_id) + " (" + dir + ")";
+  std::vector<std::string> names;
+  bool missing = false;
+  Status s = ListDir(dir, &names, &missing);
+  if (!s.ok()) return s;
+  std::vector<uint64_t> bases;
+  for (const std::string& name : names) {
+    uint64_t seg_base;
+    if (ParseSegmentFileName(name, &seg_base)) bases.push_back(seg_base);
+  }
+  std::sort(bases.begin(), bases.end());
+
+  std::vector<uint64_t> touched;
+  for (const WalEntry& e : entries) {
+    const uint64_t end = std::min(e.position + e.bytes.size(), tail);
+    uint64_t pos = std::max(e.position, start);
+    while (pos < end) {
+      auto next = std::upper_bound(bases.begin(), bases.end(), pos);
+      if (next == bases.begin()) {
+        Warn(who + ": no segment file holds position " + std::to_string(pos) +
+             " of a write-ahead entry; leaving it out");
+        break;
+      }
+      const uint64_t seg_base = *(next - 1);
+      const uint64_t piece_end = next == bases.end() ? end : std::min(end, *next);
+      const std::string path = files->FilePath(SegmentKey{stream_id, seg_base});
+      UniqueFd fd;
+      s = OpenFile(path, O_WRONLY, 0, &fd);
+      if (s.ok()) {
+        s = WriteAt(fd.get(), std::string_view(e.bytes).substr(pos - e.position, piece_end - pos),
+                    pos - seg_base, path);
+      }
+      if (!s.ok()) return s;
+      if (touched.empty() || touched.back() != seg_base) touched.push_back(seg_base);
+      pos = piece_end;
+    }
+  }
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  for (uint64_t seg_base : touched) {
+    const std::string path = files->FilePath(SegmentKey{stream_id, seg_base});
+    UniqueFd fd;
+    s = OpenFile(path, O_WRONLY, 0, &fd);
+    if (s.ok()) s = SyncData(fd.get(), path);
+    if (!s.ok()) return s;
+  }
+  return Status::OK();
+}
 
 Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, uint64_t base,
                            uint64_t start, uint64_t* tail, std::unique_ptr<SegmentLog>* out) {
@@ -631,6 +701,7 @@ Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_
   log->start_.store(start, std::memory_order_relaxed);
   log->tail_.store(contiguous, std::memory_order_relaxed);
   log->synced_ = contiguous;
+  log->wal_covered_ = contiguous;
   *tail = contiguous;
   *out = std::move(log);
   return Status::OK();

@@ -176,6 +176,25 @@ class SegmentLog final : public StreamLog {
   // stays failed: the kernel may have dropped the dirty pages, so a later
   // "successful" fsync would prove nothing.
   Status Sync() override;
+  // Write-ahead commit (LmdbStore, fsync always): instead of syncing the
+  // file, the store puts the bytes a commit needs, [*from, to), into its
+  // LMDB transaction. WalRange says which bytes those are (none when they
+  // are durable already) and reads them; it returns false when the log must
+  // be synced instead: a new file or directory name is not durable yet (a
+  // WAL entry cannot bring a name back), or more than max_bytes are due.
+  // After the transaction commits, WalCommitted(to) records the coverage.
+  bool WalRange(uint64_t to, size_t max_bytes, uint64_t* from, std::string* bytes);
+  void WalCommitted(uint64_t to);
+  // Writes committed WAL entries back into a stream's files at startup,
+  // before Recover: each entry's bytes within [start, tail) go to the file
+  // holding their positions, and the touched files are fdatasync'ed. Bytes
+  // whose file is missing are left out (Recover then lowers the tail).
+  struct WalEntry {
+    uint64_t position = 0;
+    std::string bytes;
+  };
+  static Status ReplayWal(const std::shared_ptr<SegmentFiles>& files, uint64_t stream_id,
+                          uint64_t start, uint64_t tail, const std::vector<WalEntry>& entries);
   // The same guarantee through one syncfs(2) for a whole batch of logs:
   // BeginFilesystemSync (before the syncfs) returns the tail it will cover,
   // EndFilesystemSync records the outcome (a failure is sticky, as in Sync).
@@ -226,6 +245,7 @@ class SegmentLog final : public StreamLog {
 
   std::mutex sync_mu_;
   uint64_t synced_;     // guarded by sync_mu_: bytes below are durable
+  uint64_t wal_covered_ = 0;  // guarded by sync_mu_: bytes below are durable or in the WAL
   Status sync_error_;   // guarded by sync_mu_: sticky
 };
 

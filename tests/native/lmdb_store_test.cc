@@ -591,6 +591,175 @@ TEST_F(LmdbStoreTest, RefusesANewerStorageFormat) {
   EXPECT_NE(s.message().find("newer server"), std::string::npos) << s.message();
 }
 
+// ---- The write-ahead path (fsync always) -----------------------------------
+
+// The wal database's entries, read with the store closed.
+std::map<std::pair<uint64_t, uint64_t>, std::string> WalEntries(const std::string& data_dir,
+                                                                 uint64_t* format = nullptr) {
+  std::map<std::pair<uint64_t, uint64_t>, std::string> out;
+  MDB_env* raw = nullptr;
+  EXPECT_EQ(mdb_env_create(&raw), 0);
+  lmdb::Env env(raw);
+  EXPECT_EQ(mdb_env_set_maxdbs(raw, lmdb::kMaxDbs), 0);
+  EXPECT_EQ(mdb_env_open(raw, (data_dir + "/streams.db").c_str(), MDB_NOTLS | MDB_RDONLY, 0644), 0);
+  lmdb::Txn txn;
+  EXPECT_EQ(txn.Begin(raw, MDB_RDONLY), 0);
+  lmdb::Dbs dbs;
+  EXPECT_EQ(lmdb::OpenDbs(txn.get(), false, &dbs), 0);
+  if (format != nullptr) {
+    bool found = false;
+    EXPECT_EQ(lmdb::GetU64(txn.get(), dbs.meta, lmdb::kFormatVersionKey, format, &found), 0);
+  }
+  if (!dbs.has_wal) return out;
+  lmdb::Cursor cursor;
+  EXPECT_EQ(cursor.Open(txn.get(), dbs.wal), 0);
+  MDB_val k, v;
+  for (int rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT)) {
+    uint64_t id = 0, position = 0;
+    EXPECT_TRUE(lmdb::ParseWalKey(lmdb::View(k), &id, &position));
+    out[{id, position}] = std::string(lmdb::View(v));
+  }
+  return out;
+}
+
+// What a power loss does to bytes that were written but never synced.
+void CutSegment(const std::string& path, uint64_t size) {
+  UniqueFd fd;
+  ASSERT_TRUE(OpenFile(path, O_RDWR, 0, &fd).ok());
+  ASSERT_TRUE(Truncate(fd.get(), size, path).ok());
+}
+
+TEST_F(LmdbStoreTest, SmallCommitsGoToTheWalAndAReplayRestoresWhatThePowerLossTook) {
+  {
+    auto store = Open();
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    // The first append makes the directory and file: those names cannot
+    // come back from a WAL entry, so this commit syncs in place.
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 100)).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 100, 300)).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 300, 310),
+                                {{"p", 0, 4}})
+                    .ok());
+  }
+  auto wal = WalEntries(data_dir());
+  ASSERT_EQ(wal.size(), 2u);
+  EXPECT_EQ((wal[{1, 100}]), Bytes(1, 100, 300));
+  EXPECT_EQ((wal[{1, 300}]), Bytes(1, 300, 310));
+  // The power loss: only the first 100 bytes (the synced ones) remain.
+  CutSegment(StreamDir(1) + "/" + SegmentFileName(0), 100);
+  {
+    auto store = Open();
+    auto streams = Recover(store.get());
+    ASSERT_EQ(streams.size(), 1u);
+    EXPECT_EQ(streams[0].record.tail, 310u);
+    EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 310));
+    ASSERT_EQ(streams[0].producers.size(), 1u);
+    EXPECT_EQ(streams[0].producers[0].last_seq, 4u);
+    // Appends go on from the restored tail, through the WAL again.
+    StreamRecord r = streams[0].record;
+    ASSERT_TRUE(AppendAndCommit(store.get(), streams[0].log.get(), &r, Bytes(1, 310, 320)).ok());
+  }
+  wal = WalEntries(data_dir());
+  ASSERT_EQ(wal.size(), 1u);  // the replayed entries were dropped
+  EXPECT_EQ((wal[{1, 310}]), Bytes(1, 310, 320));
+  auto store = Open();
+  auto streams = Recover(store.get());
+  EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 320));
+  store.reset();
+  EXPECT_TRUE(WalEntries(data_dir()).empty());
+}
+
+TEST_F(LmdbStoreTest, LargeRangesAndNewSegmentFilesAreSyncedInPlace) {
+  LmdbStoreOptions o = Options();
+  o.segment_bytes = 64 << 10;
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 10)).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 10, 20)).ok());  // WAL
+    // Over the per-log limit (64 KiB), and rolling into a second file.
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 20, 20 + (70 << 10))).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 20 + (70 << 10), 30 + (70 << 10))).ok());
+  }
+  auto wal = WalEntries(data_dir());
+  ASSERT_EQ(wal.size(), 2u);
+  EXPECT_EQ((wal[{1, 10}]), Bytes(1, 10, 20));
+  EXPECT_EQ((wal[{1, 20 + (70 << 10)}]), Bytes(1, 20 + (70 << 10), 30 + (70 << 10)));
+  // Lose the unsynced tail of the second file only: the in-place sync made
+  // everything before it durable, the WAL brings back the rest.
+  CutSegment(StreamDir(1) + "/" + SegmentFileName(64 << 10), 20 + (70 << 10) - (64 << 10));
+  auto store = Open(o);
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(streams[0].record.tail, 30u + (70 << 10));
+  EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 30 + (70 << 10)));
+}
+
+TEST_F(LmdbStoreTest, ACheckpointSyncsEverythingAndEmptiesTheWal) {
+  LmdbStoreOptions o = Options();
+  o.wal_checkpoint_bytes = 15;
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    auto log1 = NewLog(store.get(), 1);
+    auto log2 = NewLog(store.get(), 2);
+    StreamRecord r1 = Record(1), r2 = Record(2);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log1.get(), &r1, Bytes(1, 0, 5)).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log2.get(), &r2, Bytes(2, 0, 5)).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log1.get(), &r1, Bytes(1, 5, 15)).ok());  // WAL: 10
+    ASSERT_TRUE(AppendAndCommit(store.get(), log2.get(), &r2, Bytes(2, 5, 15)).ok());  // WAL: 20
+    // Due now (20 >= 15): this commit syncs the filesystem and drops both
+    // entries, stream 2's included though it is not in the batch.
+    ASSERT_TRUE(AppendAndCommit(store.get(), log1.get(), &r1, Bytes(1, 15, 20)).ok());
+  }
+  EXPECT_TRUE(WalEntries(data_dir()).empty());
+  auto store = Open(o);
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 2u);
+  EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 20));
+  EXPECT_EQ(ReadAll(*streams[1].log), Bytes(2, 0, 15));
+}
+
+TEST_F(LmdbStoreTest, AFormatVersion1DirectoryIsUpgraded) {
+  { auto store = Open(); }
+  {
+    // What a version 1 server leaves: no wal database, format_version 1.
+    MDB_env* raw = nullptr;
+    ASSERT_EQ(mdb_env_create(&raw), 0);
+    lmdb::Env env(raw);
+    ASSERT_EQ(mdb_env_set_maxdbs(raw, lmdb::kMaxDbs), 0);
+    ASSERT_EQ(mdb_env_open(raw, (data_dir() + "/streams.db").c_str(), MDB_NOTLS, 0644), 0);
+    lmdb::Txn txn;
+    ASSERT_EQ(txn.Begin(raw, 0), 0);
+    lmdb::Dbs dbs;
+    ASSERT_EQ(lmdb::OpenDbs(txn.get(), false, &dbs), 0);
+    ASSERT_TRUE(dbs.has_wal);
+    ASSERT_EQ(mdb_drop(txn.get(), dbs.wal, 1), 0);  // delete the database itself
+    ASSERT_EQ(lmdb::PutU64(txn.get(), dbs.meta, lmdb::kFormatVersionKey, 1), 0);
+    ASSERT_EQ(txn.Commit(), 0);
+  }
+  uint64_t format = 0;
+  WalEntries(data_dir(), &format);
+  ASSERT_EQ(format, 1u);
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 5)).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 5, 9)).ok());
+  }
+  auto wal = WalEntries(data_dir(), &format);
+  EXPECT_EQ(format, 2u);
+  EXPECT_EQ((wal[{1, 5}]), Bytes(1, 5, 9));
+}
+
 TEST_F(LmdbStoreTest, RejectsBadOptions) {
   std::unique_ptr<LmdbStore> store;
   LmdbStoreOptions o = Options();
