@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
@@ -569,22 +570,31 @@ TEST_F(LmdbStoreTest, IntervalAndOffPoliciesCommitAndSurviveACleanClose) {
   }
 }
 
+// Opens streams.db directly, the store being closed, and runs `body` in one
+// transaction: read-only, or committed after it. How tests read what is on
+// disk and forge what another server version would leave.
+void InEnvironment(const std::string& data_dir, bool read_only,
+                   const std::function<void(MDB_txn*, const lmdb::Dbs&)>& body) {
+  MDB_env* raw = nullptr;
+  ASSERT_EQ(mdb_env_create(&raw), 0);
+  lmdb::Env env(raw);
+  ASSERT_EQ(mdb_env_set_maxdbs(raw, lmdb::kMaxDbs), 0);
+  const unsigned flags = MDB_NOTLS | (read_only ? MDB_RDONLY : 0u);
+  ASSERT_EQ(mdb_env_open(raw, (data_dir + "/streams.db").c_str(), flags, 0644), 0);
+  lmdb::Txn txn;
+  ASSERT_EQ(txn.Begin(raw, read_only ? MDB_RDONLY : 0u), 0);
+  lmdb::Dbs dbs;
+  ASSERT_EQ(lmdb::OpenDbs(txn.get(), false, &dbs), 0);
+  body(txn.get(), dbs);
+  if (!read_only) ASSERT_EQ(txn.Commit(), 0);
+}
+
 TEST_F(LmdbStoreTest, RefusesANewerStorageFormat) {
   { auto store = Open(); }
-  {
-    // What a future server would leave behind.
-    MDB_env* raw = nullptr;
-    ASSERT_EQ(mdb_env_create(&raw), 0);
-    lmdb::Env env(raw);
-    ASSERT_EQ(mdb_env_set_maxdbs(raw, lmdb::kMaxDbs), 0);
-    ASSERT_EQ(mdb_env_open(raw, (data_dir() + "/streams.db").c_str(), MDB_NOTLS, 0644), 0);
-    lmdb::Txn txn;
-    ASSERT_EQ(txn.Begin(raw, 0), 0);
-    lmdb::Dbs dbs;
-    ASSERT_EQ(lmdb::OpenDbs(txn.get(), false, &dbs), 0);
-    ASSERT_EQ(lmdb::PutU64(txn.get(), dbs.meta, lmdb::kFormatVersionKey, lmdb::kFormatVersion + 1), 0);
-    ASSERT_EQ(txn.Commit(), 0);
-  }
+  // What a future server would leave behind.
+  InEnvironment(data_dir(), /*read_only=*/false, [](MDB_txn* txn, const lmdb::Dbs& dbs) {
+    ASSERT_EQ(lmdb::PutU64(txn, dbs.meta, lmdb::kFormatVersionKey, lmdb::kFormatVersion + 1), 0);
+  });
   std::unique_ptr<LmdbStore> store;
   Status s = LmdbStore::Open(Options(), &store);
   EXPECT_EQ(s.code(), Status::Code::kNotSupported) << s.message();
@@ -597,29 +607,22 @@ TEST_F(LmdbStoreTest, RefusesANewerStorageFormat) {
 std::map<std::pair<uint64_t, uint64_t>, std::string> WalEntries(const std::string& data_dir,
                                                                  uint64_t* format = nullptr) {
   std::map<std::pair<uint64_t, uint64_t>, std::string> out;
-  MDB_env* raw = nullptr;
-  EXPECT_EQ(mdb_env_create(&raw), 0);
-  lmdb::Env env(raw);
-  EXPECT_EQ(mdb_env_set_maxdbs(raw, lmdb::kMaxDbs), 0);
-  EXPECT_EQ(mdb_env_open(raw, (data_dir + "/streams.db").c_str(), MDB_NOTLS | MDB_RDONLY, 0644), 0);
-  lmdb::Txn txn;
-  EXPECT_EQ(txn.Begin(raw, MDB_RDONLY), 0);
-  lmdb::Dbs dbs;
-  EXPECT_EQ(lmdb::OpenDbs(txn.get(), false, &dbs), 0);
-  if (format != nullptr) {
-    bool found = false;
-    EXPECT_EQ(lmdb::GetU64(txn.get(), dbs.meta, lmdb::kFormatVersionKey, format, &found), 0);
-  }
-  if (!dbs.has_wal) return out;
-  lmdb::Cursor cursor;
-  EXPECT_EQ(cursor.Open(txn.get(), dbs.wal), 0);
-  MDB_val k, v;
-  for (int rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_FIRST); rc == 0;
-       rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT)) {
-    uint64_t id = 0, position = 0;
-    EXPECT_TRUE(lmdb::ParseWalKey(lmdb::View(k), &id, &position));
-    out[{id, position}] = std::string(lmdb::View(v));
-  }
+  InEnvironment(data_dir, /*read_only=*/true, [&](MDB_txn* txn, const lmdb::Dbs& dbs) {
+    if (format != nullptr) {
+      bool found = false;
+      EXPECT_EQ(lmdb::GetU64(txn, dbs.meta, lmdb::kFormatVersionKey, format, &found), 0);
+    }
+    if (!dbs.has_wal) return;
+    lmdb::Cursor cursor;
+    EXPECT_EQ(cursor.Open(txn, dbs.wal), 0);
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT)) {
+      uint64_t id = 0, position = 0;
+      EXPECT_TRUE(lmdb::ParseWalKey(lmdb::View(k), &id, &position));
+      out[{id, position}] = std::string(lmdb::View(v));
+    }
+  });
   return out;
 }
 
@@ -727,22 +730,12 @@ TEST_F(LmdbStoreTest, ACheckpointSyncsEverythingAndEmptiesTheWal) {
 
 TEST_F(LmdbStoreTest, AFormatVersion1DirectoryIsUpgraded) {
   { auto store = Open(); }
-  {
-    // What a version 1 server leaves: no wal database, format_version 1.
-    MDB_env* raw = nullptr;
-    ASSERT_EQ(mdb_env_create(&raw), 0);
-    lmdb::Env env(raw);
-    ASSERT_EQ(mdb_env_set_maxdbs(raw, lmdb::kMaxDbs), 0);
-    ASSERT_EQ(mdb_env_open(raw, (data_dir() + "/streams.db").c_str(), MDB_NOTLS, 0644), 0);
-    lmdb::Txn txn;
-    ASSERT_EQ(txn.Begin(raw, 0), 0);
-    lmdb::Dbs dbs;
-    ASSERT_EQ(lmdb::OpenDbs(txn.get(), false, &dbs), 0);
+  // What a version 1 server leaves: no wal database, format_version 1.
+  InEnvironment(data_dir(), /*read_only=*/false, [](MDB_txn* txn, const lmdb::Dbs& dbs) {
     ASSERT_TRUE(dbs.has_wal);
-    ASSERT_EQ(mdb_drop(txn.get(), dbs.wal, 1), 0);  // delete the database itself
-    ASSERT_EQ(lmdb::PutU64(txn.get(), dbs.meta, lmdb::kFormatVersionKey, 1), 0);
-    ASSERT_EQ(txn.Commit(), 0);
-  }
+    ASSERT_EQ(mdb_drop(txn, dbs.wal, 1), 0);  // delete the database itself
+    ASSERT_EQ(lmdb::PutU64(txn, dbs.meta, lmdb::kFormatVersionKey, 1), 0);
+  });
   uint64_t format = 0;
   WalEntries(data_dir(), &format);
   ASSERT_EQ(format, 1u);
