@@ -235,7 +235,10 @@ var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // short by Caddy's request_body max_size.
 func readBody(r *http.Request, limit int64) (requestBody, error) {
 	var b requestBody
-	if r.Body == nil || r.Body == http.NoBody {
+	// A server request's ContentLength 0 means no body (an unknown length is
+	// -1). Not reading it also spares the idle-timeout reader Caddy wraps
+	// around every body its deadline bookkeeping, on every GET.
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return b, nil
 	}
 	if r.ContentLength > limit {

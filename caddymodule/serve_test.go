@@ -217,6 +217,7 @@ func TestReadBody(t *testing.T) {
 		wantErr       bool
 	}{
 		{name: "no body", body: nil},
+		{name: "declared empty is not read", body: unreadable{t}, contentLength: 0},
 		{name: "known length", body: strings.NewReader("hello"), contentLength: 5, want: "hello"},
 		{name: "exactly the limit", body: strings.NewReader("0123456789"), contentLength: 10, want: "0123456789"},
 		{name: "declared too large is not read", body: unreadable{t}, contentLength: 11, wantTooLarge: true},
