@@ -484,7 +484,17 @@ func (r *Response) HeaderBlock() string {
 	return string(unsafe.Slice((*byte)(unsafe.Pointer(r.c.headers)), int(r.c.headers_len)))
 }
 
-// CutHeader splits the first header off a HeaderBlock.
+// HeaderView is HeaderBlock without the copy: the same bytes, viewed in
+// engine memory, valid only until Release. Whatever outlives Release must be
+// copied or be Interned's own string.
+func (r *Response) HeaderView() string {
+	if r.c.headers_len == 0 {
+		return ""
+	}
+	return unsafe.String((*byte)(unsafe.Pointer(r.c.headers)), int(r.c.headers_len))
+}
+
+// CutHeader splits the first header off a HeaderBlock or HeaderView.
 func CutHeader(block string) (name, value, rest string) {
 	name, rest = cutNUL(block)
 	value, rest = cutNUL(rest)
