@@ -61,19 +61,51 @@ func registerMetrics(reg prometheus.Registerer) error {
 	return nil
 }
 
-// countRequest counts one finished request.
+// countRequest counts one finished request. WithLabelValues hashes the labels
+// and takes the vector's lock, so each (method, status) counter is looked up
+// once and then kept; the vector returns the same counter to every lookup.
 func countRequest(method string, status int) {
-	requestsTotal.WithLabelValues(methodLabel(method), statusLabel(status)).Inc()
+	m := methodIndex(method)
+	if status < 0 || status >= len(statusLabels) {
+		requestsTotal.WithLabelValues(methodLabels[m], statusLabel(status)).Inc()
+		return
+	}
+	slot := &requestCounters[m][status]
+	c := slot.Load()
+	if c == nil {
+		counter := requestsTotal.WithLabelValues(methodLabels[m], statusLabels[status])
+		c = &counter
+		slot.Store(c)
+	}
+	(*c).Inc()
 }
 
-// methodLabel keeps the label's cardinality bounded.
-func methodLabel(m string) string {
+// requestCounters caches requestsTotal's counters by methodIndex and status.
+var requestCounters [len(methodLabels)][statusLabelCount]atomic.Pointer[prometheus.Counter]
+
+// methodLabels are the method label's values; the last is every other method.
+var methodLabels = [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+	http.MethodDelete, http.MethodOptions, http.MethodPatch, "OTHER"}
+
+// methodIndex keeps the label's cardinality bounded.
+func methodIndex(m string) int {
 	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
-		http.MethodDelete, http.MethodOptions, http.MethodPatch:
-		return m
+	case http.MethodGet:
+		return 0
+	case http.MethodHead:
+		return 1
+	case http.MethodPost:
+		return 2
+	case http.MethodPut:
+		return 3
+	case http.MethodDelete:
+		return 4
+	case http.MethodOptions:
+		return 5
+	case http.MethodPatch:
+		return 6
 	}
-	return "OTHER"
+	return len(methodLabels) - 1
 }
 
 func statusLabel(status int) string {
@@ -83,8 +115,11 @@ func statusLabel(status int) string {
 	return strconv.Itoa(status)
 }
 
+// statusLabelCount: statuses 0-599 have a preformatted label and a cached counter.
+const statusLabelCount = 600
+
 var statusLabels = func() []string {
-	s := make([]string, 600)
+	s := make([]string, statusLabelCount)
 	for i := range s {
 		s[i] = strconv.Itoa(i)
 	}

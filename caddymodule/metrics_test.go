@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 
@@ -70,5 +71,21 @@ caddy_durable_streams_streams{storage="memory:/metrics-test"} 1
 	}
 	if got := testutil.ToFloat64(requestsTotal.WithLabelValues("OTHER", "418")); got < 1 {
 		t.Errorf("unknown methods are not counted as OTHER (%v)", got)
+	}
+}
+
+// The cached counters are the vector's own: every call counts.
+func TestCountRequestCachesCounters(t *testing.T) {
+	before := testutil.ToFloat64(requestsTotal.WithLabelValues("DELETE", "204"))
+	beyond := testutil.ToFloat64(requestsTotal.WithLabelValues("PATCH", "999"))
+	for range 3 {
+		countRequest(http.MethodDelete, 204)
+		countRequest(http.MethodPatch, 999)
+	}
+	if got := testutil.ToFloat64(requestsTotal.WithLabelValues("DELETE", "204")) - before; got != 3 {
+		t.Errorf("DELETE 204 counted %v times, want 3", got)
+	}
+	if got := testutil.ToFloat64(requestsTotal.WithLabelValues("PATCH", "999")) - beyond; got != 3 {
+		t.Errorf("PATCH 999 counted %v times, want 3", got)
 	}
 }

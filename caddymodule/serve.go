@@ -31,7 +31,7 @@ type engine interface {
 // response is what ServeHTTP reads from a native.Response.
 type response interface {
 	Status() int
-	HeaderBlock() string // see native.Response.HeaderBlock
+	HeaderView() string // see native.Response.HeaderView: valid until Release
 	Body() []byte
 	Live() native.Live
 	Session() uint64
@@ -241,7 +241,10 @@ var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // short by Caddy's request_body max_size.
 func readBody(r *http.Request, limit int64) (requestBody, error) {
 	var b requestBody
-	if r.Body == nil || r.Body == http.NoBody {
+	// A server request's ContentLength 0 means no body (an unknown length is
+	// -1). Not reading it also spares the idle-timeout reader Caddy wraps
+	// around every body its deadline bookkeeping, on every GET.
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return b, nil
 	}
 	if r.ContentLength > limit {
@@ -270,31 +273,104 @@ func readBody(r *http.Request, limit int64) (requestBody, error) {
 
 // writeHeader copies the engine's headers. Names are already canonical. An
 // Access-Control-* header set earlier in the route (e.g. by the `header`
-// directive) is kept, so the user's CORS configuration wins.
-func writeHeader(w http.ResponseWriter, resp response) {
-	hdr := w.Header()
-	var set [16]string // names this response set, so a repeated name appends
+// directive) is kept, so the user's CORS configuration wins. contentLength,
+// unless negative, is added as Content-Length when no header set one.
+//
+// The headers are read in place from the engine's response and must outlive
+// its Release (net/http writes them later): names and constant values are
+// Interned strings, the rest (ETag, offsets, ...) is copied into one string.
+// The value slices share one backing array, each with its cap at its length,
+// so middleware appending to one reallocates it instead of overwriting the
+// next. Nothing is shared between responses: Caddy's `header` replace edits
+// value slices in place.
+func writeHeader(w http.ResponseWriter, resp response, contentLength int) {
+	// First pass: parse, intern, and gather what must be copied.
+	var fields [maxHeaderFields]headerField
+	var stack [256]byte
+	buf := stack[:0]
 	n := 0
-	// One backing array for the one-value slices of every header, instead of
-	// an allocation per header (a read answers with about a dozen).
-	values := make([]string, 0, len(set))
-	for block := resp.HeaderBlock(); block != ""; {
-		var name, value string
-		name, value, block = native.CutHeader(block)
-		if seen(set[:n], name) {
+	block := resp.HeaderView()
+	for ; block != "" && n < len(fields); n++ {
+		f := &fields[n]
+		f.name, f.value, block = native.CutHeader(block)
+		if s, ok := native.Interned(f.name); ok {
+			f.name = s
+		} else {
+			f.copyName = true
+			buf = append(buf, f.name...)
+		}
+		if s, ok := native.Interned(f.value); ok {
+			f.value = s
+		} else {
+			f.copyValue = true
+			buf = append(buf, f.value...)
+		}
+	}
+	lengthAt := len(buf)
+	if contentLength >= 0 {
+		buf = strconv.AppendInt(buf, int64(contentLength), 10)
+	}
+	kept := string(buf) // the one copy
+	off := 0
+	take := func(view string) string {
+		s := kept[off : off+len(view)]
+		off += len(view)
+		return s
+	}
+
+	// Second pass: set them.
+	hdr := w.Header()
+	values := make([]string, 0, n+1)
+	var set [maxHeaderFields]string // names this response set, so a repeated name appends
+	nset := 0
+	add := func(name, value string) {
+		if seen(set[:nset], name) {
 			hdr[name] = append(hdr[name], value)
-			continue
+			return
 		}
 		if strings.HasPrefix(name, "Access-Control-") && len(hdr[name]) > 0 {
-			continue
+			return
 		}
 		values = append(values, value)
 		hdr[name] = values[len(values)-1 : len(values) : len(values)]
-		if n < len(set) {
-			set[n] = name
-			n++
+		if nset < len(set) {
+			set[nset] = name
+			nset++
 		}
 	}
+	for i := range fields[:n] {
+		f := &fields[i]
+		name, value := f.name, f.value
+		if f.copyName {
+			name = take(name)
+		}
+		if f.copyValue {
+			value = take(value)
+		}
+		add(name, value)
+	}
+	for block != "" { // more headers than fields: never so far
+		var name, value string
+		name, value, block = native.CutHeader(block)
+		add(strings.Clone(name), strings.Clone(value))
+	}
+	if contentLength >= 0 {
+		if _, ok := hdr["Content-Length"]; !ok {
+			values = append(values, kept[lengthAt:])
+			hdr["Content-Length"] = values[len(values)-1 : len(values) : len(values)]
+		}
+	}
+}
+
+// maxHeaderFields bounds the headers writeHeader parses on the stack; a read
+// answers with about a dozen.
+const maxHeaderFields = 24
+
+// headerField is one engine header during writeHeader: an interned string,
+// or a view of engine memory to be copied.
+type headerField struct {
+	name, value         string
+	copyName, copyValue bool
 }
 
 func seen(names []string, name string) bool {
@@ -309,12 +385,12 @@ func seen(names []string, name string) bool {
 // writeResponse writes a complete response and returns its status.
 func writeResponse(w http.ResponseWriter, r *http.Request, resp response) int {
 	status := resp.Status()
-	writeHeader(w, resp)
 	body := resp.Body()
-	hdr := w.Header()
-	if _, ok := hdr["Content-Length"]; !ok && r.Method != http.MethodHead && bodyAllowed(status) {
-		hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+	contentLength := -1
+	if r.Method != http.MethodHead && bodyAllowed(status) {
+		contentLength = len(body)
 	}
+	writeHeader(w, resp, contentLength)
 	w.WriteHeader(status)
 	if len(body) > 0 && r.Method != http.MethodHead {
 		_, _ = w.Write(body) // a client gone away is nothing to report
@@ -468,7 +544,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, 
 	rc := http.NewResponseController(w)
 	status := resp.Status()
 	takeover := h.mayTakeOver(r, resp)
-	writeHeader(w, resp)
+	writeHeader(w, resp, -1)
 	if takeover {
 		// The engine closes the connection when the response ends, so the
 		// client must not count on reusing it.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+	"unsafe"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -217,6 +218,7 @@ func TestReadBody(t *testing.T) {
 		wantErr       bool
 	}{
 		{name: "no body", body: nil},
+		{name: "declared empty is not read", body: unreadable{t}, contentLength: 0},
 		{name: "known length", body: strings.NewReader("hello"), contentLength: 5, want: "hello"},
 		{name: "exactly the limit", body: strings.NewReader("0123456789"), contentLength: 10, want: "0123456789"},
 		{name: "declared too large is not read", body: unreadable{t}, contentLength: 11, wantTooLarge: true},
@@ -264,6 +266,10 @@ type fakeResponse struct {
 	wait    time.Duration
 	done    bool
 
+	// scribble makes HeaderView a view of memory that Release overwrites.
+	scribble  bool
+	headerMem []byte
+
 	engine *fakeEngine
 }
 
@@ -274,16 +280,24 @@ func (r *fakeResponse) Session() uint64     { return r.session }
 func (r *fakeResponse) Wait() time.Duration { return r.wait }
 func (r *fakeResponse) Done() bool          { return r.done }
 func (r *fakeResponse) Release() {
+	for i := range r.headerMem {
+		r.headerMem[i] = 'X'
+	}
 	r.engine.mu.Lock()
 	r.engine.released++
 	r.engine.mu.Unlock()
 }
-func (r *fakeResponse) HeaderBlock() string {
+func (r *fakeResponse) HeaderView() string {
 	var b strings.Builder
 	for _, h := range r.headers {
 		b.WriteString(h[0] + "\x00" + h[1] + "\x00")
 	}
-	return b.String()
+	if !r.scribble {
+		return b.String()
+	}
+	// Like engine memory: the bytes are overwritten after Release.
+	r.headerMem = []byte(b.String())
+	return unsafe.String(unsafe.SliceData(r.headerMem), len(r.headerMem))
 }
 
 // fakeEngine answers Handle with first and each Resume with the next of
@@ -494,6 +508,56 @@ func TestCompleteResponse(t *testing.T) {
 	_, _, released, registered := e.snapshot()
 	if released != 1 || registered != 0 || e.sessionIn != 0 {
 		t.Errorf("released %d times, %d sessions left, session %d (a PUT must not register)", released, registered, e.sessionIn)
+	}
+}
+
+// The engine's header memory is gone after Release, but net/http writes the
+// headers later: every name and value must be the handler's own, whether
+// interned or copied, and no value slice may be shared with another header
+// or another response.
+func TestHeadersOutliveRelease(t *testing.T) {
+	headers := [][2]string{
+		{"Content-Type", "text/plain"},                                      // interned
+		{"Etag", `"1:0:5"`},                                                 // copied
+		{"Stream-Next-Offset", "0000000000000000_0000000000000005"},         // copied
+		{"Cache-Control", "public, max-age=60, stale-while-revalidate=300"}, // interned
+		{"X-Custom-Name", "custom value"},                                   // both copied
+		{"Vary", "Origin"},
+		{"Vary", "Accept-Encoding"},
+	}
+	var written []http.Header
+	for range 2 {
+		e := newFakeEngine(&fakeResponse{status: 200, headers: headers, body: "hello", scribble: true})
+		w := newRecorder()
+		if err := testHandler(e).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/stream/s?offset=-1", nil), nil); err != nil {
+			t.Fatal(err)
+		}
+		written = append(written, w.Header())
+	}
+	for _, hdr := range written {
+		for name, want := range map[string]string{
+			"Content-Type":       "text/plain",
+			"Etag":               `"1:0:5"`,
+			"Stream-Next-Offset": "0000000000000000_0000000000000005",
+			"Cache-Control":      "public, max-age=60, stale-while-revalidate=300",
+			"X-Custom-Name":      "custom value",
+			"Vary":               "Origin|Accept-Encoding",
+			"Content-Length":     "5",
+		} {
+			if got := strings.Join(hdr[name], "|"); got != want {
+				t.Errorf("%s = %q, want %q", name, got, want)
+			}
+		}
+	}
+	// Middleware may edit value slices in place (Caddy's `header` replace)
+	// or append to them.
+	written[0]["Cache-Control"][0] = "edited"
+	written[0]["Content-Type"] = append(written[0]["Content-Type"], "appended")
+	if got := written[1]["Cache-Control"][0]; got != "public, max-age=60, stale-while-revalidate=300" {
+		t.Errorf("another response's Cache-Control became %q", got)
+	}
+	if got := strings.Join(written[0]["Etag"], "|"); got != `"1:0:5"` {
+		t.Errorf("appending to Content-Type changed Etag to %q", got)
 	}
 }
 

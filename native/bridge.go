@@ -488,7 +488,17 @@ func (r *Response) HeaderBlock() string {
 	return string(unsafe.Slice((*byte)(unsafe.Pointer(r.c.headers)), int(r.c.headers_len)))
 }
 
-// CutHeader splits the first header off a HeaderBlock.
+// HeaderView is HeaderBlock without the copy: the same bytes, viewed in
+// engine memory, valid only until Release. Whatever outlives Release must be
+// copied or be Interned's own string.
+func (r *Response) HeaderView() string {
+	if r.c.headers_len == 0 {
+		return ""
+	}
+	return unsafe.String((*byte)(unsafe.Pointer(r.c.headers)), int(r.c.headers_len))
+}
+
+// CutHeader splits the first header off a HeaderBlock or HeaderView.
 func CutHeader(block string) (name, value, rest string) {
 	name, rest = cutNUL(block)
 	value, rest = cutNUL(rest)
@@ -513,12 +523,17 @@ func (r *Response) Release() {
 
 // ---- Calls --------------------------------------------------------------
 
-// callFrame holds the pointer-free C structs of one call in one allocation.
+// callFrame holds the pointer-free C structs of one call. Any Go memory
+// passed to C is moved to the heap (the C code may call back into Go), and a
+// ds_error alone is over 500 bytes, so frames are pooled rather than
+// allocated per call. The engine writes the response pointer straight into
+// the Response returned, which is on the heap anyway.
 type callFrame struct {
 	req C.ds_request
-	out *C.ds_response
 	err C.ds_error
 }
+
+var callFrames = sync.Pool{New: func() any { return new(callFrame) }}
 
 // Handle hands one request to the engine. session is the id from Register
 // (0 when the request must not park). Protocol errors (4xx) are responses;
@@ -527,7 +542,8 @@ func (e *Engine) Handle(req *Request, session uint64) (*Response, error) {
 	if uint64(len(req.text)) > math.MaxUint32 {
 		return nil, &Error{Op: "handle", Code: CodeInvalidArgument, Message: "request text over 4 GiB"}
 	}
-	f := new(callFrame)
+	f := callFrames.Get().(*callFrame)
+	defer callFrames.Put(f)
 	f.req.fields = req.fields
 	f.req.present = C.uint32_t(req.present)
 	f.req.body_too_large = C.bool(req.BodyTooLarge)
@@ -545,29 +561,32 @@ func (e *Engine) Handle(req *Request, session uint64) (*Response, error) {
 	if e.ptr == nil {
 		return nil, ErrClosed
 	}
+	resp := new(Response)
 	code := C.ds_engine_handle(e.ptr, &f.req,
 		text, C.size_t(len(req.text)),
 		body, C.size_t(len(req.Body)),
-		C.uint64_t(session), &f.out, &f.err)
+		C.uint64_t(session), &resp.c, &f.err)
 	if code != C.DS_OK {
 		return nil, newError("handle", code, &f.err)
 	}
-	return &Response{c: f.out}, nil
+	return resp, nil
 }
 
 // Resume continues a parked session after a wake or its timeout.
 func (e *Engine) Resume(session uint64, reason ResumeReason) (*Response, error) {
-	f := new(callFrame)
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.ptr == nil {
 		return nil, ErrClosed
 	}
-	code := C.ds_session_resume(e.ptr, C.uint64_t(session), C.ds_resume_reason(reason), &f.out, &f.err)
+	f := callFrames.Get().(*callFrame)
+	defer callFrames.Put(f)
+	resp := new(Response)
+	code := C.ds_session_resume(e.ptr, C.uint64_t(session), C.ds_resume_reason(reason), &resp.c, &f.err)
 	if code != C.DS_OK {
 		return nil, newError("resume", code, &f.err)
 	}
-	return &Response{c: f.out}, nil
+	return resp, nil
 }
 
 // Cancel forgets a session whose client went away. Idempotent; a no-op after
@@ -587,16 +606,16 @@ func (e *Engine) Cancel(session uint64) {
 // whatever it returns, and forgets the session as a parked one: do not
 // Resume or Cancel it afterwards. owner tags it for EndAdopted.
 func (e *Engine) Adopt(session uint64, fd int, owner uint64) error {
-	f := new(callFrame)
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.ptr == nil {
 		_ = syscall.Close(fd) // it was the engine's to close
 		return ErrClosed
 	}
-	code := C.ds_session_adopt(e.ptr, C.uint64_t(session), C.int(fd), C.uint64_t(owner), &f.err)
+	var cerr C.ds_error
+	code := C.ds_session_adopt(e.ptr, C.uint64_t(session), C.int(fd), C.uint64_t(owner), &cerr)
 	if code != C.DS_OK {
-		return newError("adopt", code, &f.err)
+		return newError("adopt", code, &cerr)
 	}
 	return nil
 }
