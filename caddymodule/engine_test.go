@@ -168,6 +168,38 @@ func TestEngineLongPollWokenByAppend(t *testing.T) {
 	s.waitParked(t, 0)
 }
 
+// A catch-up GET takes no session (it cannot park), so the handler decides
+// from the query whether to register one. The engine decodes parameter
+// names, so a long-poll spelled with an escape must still be served live.
+func TestEngineLongPollEscapedName(t *testing.T) {
+	s := newEngineServer(t, native.Options{LongPollTimeout: 10 * time.Second})
+	res := s.do(t, http.MethodPut, "/v1/stream/esc", "text/plain", "")
+	tail := res.Header.Get("Stream-Next-Offset")
+	got := make(chan string, 1)
+	go func() {
+		res, err := s.Client().Get(s.URL + "/v1/stream/esc?offset=" + tail + "&l%69ve=long-poll")
+		if err != nil {
+			got <- "error: " + err.Error()
+			return
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		got <- res.Status + " " + string(b)
+	}()
+	s.waitParked(t, 1)
+	s.do(t, http.MethodPost, "/v1/stream/esc", "text/plain", "later")
+	if b := <-got; b != "200 OK later" {
+		t.Errorf("escaped long-poll got %q, want 200 OK later", b)
+	}
+
+	// And a plain catch-up read is answered at once.
+	res = s.do(t, http.MethodGet, "/v1/stream/esc?offset=-1", "", "")
+	if b, _ := io.ReadAll(res.Body); res.StatusCode != http.StatusOK || string(b) != "later" {
+		t.Errorf("catch-up read: %d %q", res.StatusCode, b)
+	}
+	s.waitParked(t, 0)
+}
+
 func TestEngineLongPollTimeout(t *testing.T) {
 	s := newEngineServer(t, native.Options{LongPollTimeout: 200 * time.Millisecond})
 	res := s.do(t, http.MethodPut, "/v1/stream/quiet", "text/plain", "")

@@ -104,7 +104,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 	// engine is still answering is not lost.
 	var session uint64
 	var wake <-chan struct{}
-	if r.Method == http.MethodGet || (r.Method == http.MethodPost && h.DataDir != "") {
+	if mayPark(r, h.DataDir != "") {
 		session, wake = h.engine.Register()
 		defer h.engine.Unregister(session)
 	}
@@ -134,6 +134,23 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 		defer resp.Release()
 		return writeResponse(w, r, resp), nil
 	}
+}
+
+// mayPark tells whether the engine may answer r with a live response, which
+// needs a session: a live read (long-poll, SSE), or an append to durable
+// storage that waits for its group commit. A catch-up read never parks, and
+// skipping the session saves two locked map updates on the hottest path.
+// The engine percent-decodes parameter names, so any escape in the query
+// counts as a possible "live".
+func mayPark(r *http.Request, durable bool) bool {
+	switch r.Method {
+	case http.MethodGet:
+		q := r.URL.RawQuery
+		return strings.Contains(q, "live") || strings.Contains(q, "%")
+	case http.MethodPost:
+		return durable
+	}
+	return false
 }
 
 // handle reads the body, translates the request and makes the one engine
