@@ -19,6 +19,7 @@ set grid ytics
 unset key
 
 color(s) = s eq "ceiling" ? 0x9e9e9e : \
+           s eq "ceiling-hdrs" ? 0xcfcfcf : \
            s eq "ours-mem" ? 0x1565c0 : \
            s eq "ours-disk" ? 0x64b5f6 : \
            s eq "node-mem" ? 0x2e7d32 : \

@@ -213,6 +213,20 @@ LARGE_BYTES=$(( LARGE_MIB * 1024 * 1024 ))
 mkdir -p "$WORK/files/file"
 head -c "$LARGE_BYTES" /dev/urandom >"$WORK/files/file/large.bin"
 SMALL_BODY="$(head -c "$SMALL_BYTES" /dev/zero | tr '\0' 'x')"
+# The response headers of a catch-up read of that stream (values of the same
+# length), for the ceiling-hdrs row.
+READ_HEADERS="$(printf '\t\theader {\n'
+  printf '\t\t\t%s\n' \
+    'Access-Control-Allow-Origin *' \
+    'Access-Control-Expose-Headers "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, Stream-Expires-At, Stream-SSE-Data-Encoding, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq, ETag, Location, Content-Type"' \
+    'Cache-Control "public, max-age=60, stale-while-revalidate=300"' \
+    'Content-Type application/octet-stream' \
+    'Cross-Origin-Resource-Policy cross-origin' \
+    "Etag \"\\\"1:0:$SMALL_BYTES\\\"\"" \
+    "Stream-Next-Offset $(printf '%016d_%016d' 0 "$SMALL_BYTES")" \
+    'Stream-Up-To-Date true' \
+    'X-Content-Type-Options nosniff'
+  printf '\t\t}')"
 
 # --- servers -----------------------------------------------------------------
 # start_server NAME: starts a fresh instance (fresh data dir) and probes it.
@@ -237,6 +251,9 @@ start_server() {
         if [ "$name" = ceiling ]; then
           printf '\thandle /respond {\n\t\trespond "ok" 200\n\t}\n'
           printf '\thandle /respond-small {\n\t\trespond "%s" 200\n\t}\n' "$SMALL_BODY"
+          # The same body with the headers a stream read sends: what they cost
+          # net/http alone (row ceiling-hdrs of read-small).
+          printf '\thandle /respond-headers {\n%s\n\t\trespond "%s" 200\n\t}\n' "$READ_HEADERS" "$SMALL_BODY"
           printf '\thandle /file/* {\n\t\troot * %s\n\t\tfile_server\n\t}\n' "$WORK/files"
         else
           printf '\troute /v1/stream/* {\n\t\tdurable_streams {\n\t\t\tlong_poll_timeout 30s\n'
@@ -335,7 +352,11 @@ run_scenario() {
       fi
       BENCH_PIPELINE=8 BENCH_TOKEN="$STAMP$RANDOM" run_wrk "$sc" "$srv" -t16 -c16 -s "$WRK/producer.lua" "$url" ;;
     read-small)
-      if [ "$srv" = ceiling ]; then run_wrk "$sc" "$srv" -t2 -c64 -s "$WRK/get.lua" "$b/respond-small"; return; fi
+      if [ "$srv" = ceiling ]; then
+        run_wrk "$sc" ceiling-hdrs -t2 -c64 -s "$WRK/get.lua" "$b/respond-headers"
+        run_wrk "$sc" "$srv" -t2 -c64 -s "$WRK/get.lua" "$b/respond-small"
+        return
+      fi
       setup_streams "$sc" "$srv" -path /v1/stream/small -bytes "$SMALL_BYTES" -chunk 100 -verify || return 0
       run_wrk "$sc" "$srv" -t2 -c64 -s "$WRK/get.lua" "$b/v1/stream/small?offset=-1" ;;
     read-large)
