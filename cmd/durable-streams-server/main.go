@@ -22,6 +22,7 @@ const binaryName = "durable-streams-server"
 func main() {
 	caddy.CustomBinaryName = binaryName
 	caddy.CustomLongDescription = longDescription
+	setGCDefault(os.LookupEnv)
 
 	// Caddy's own `version` prints only Caddy's module version, so answer
 	// it here; every other command is Caddy's.
