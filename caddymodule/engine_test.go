@@ -83,6 +83,18 @@ func readAll(t *testing.T, res *http.Response) string {
 }
 
 // waitParked waits until the engine has n parked sessions.
+// get GETs path and returns "<status> <body>", or "error: ..." — safe to
+// call from a goroutine other than the test's.
+func (s *engineServer) get(path string) string {
+	res, err := s.Client().Get(s.URL + path)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.Status + " " + string(b)
+}
+
 func (s *engineServer) waitParked(t *testing.T, n uint64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -141,16 +153,7 @@ func TestEngineLongPollWokenByAppend(t *testing.T) {
 	var wg sync.WaitGroup
 	bodies := make(chan string, readers)
 	for range readers {
-		wg.Go(func() {
-			res, err := s.Client().Get(s.URL + "/v1/stream/lp?offset=" + tail + "&live=long-poll")
-			if err != nil {
-				bodies <- "error: " + err.Error()
-				return
-			}
-			defer res.Body.Close()
-			b, _ := io.ReadAll(res.Body)
-			bodies <- res.Status + " " + string(b)
-		})
+		wg.Go(func() { bodies <- s.get("/v1/stream/lp?offset=" + tail + "&live=long-poll") })
 	}
 	s.waitParked(t, readers)
 	start := time.Now()
@@ -176,16 +179,7 @@ func TestEngineLongPollEscapedName(t *testing.T) {
 	res := s.do(t, http.MethodPut, "/v1/stream/esc", "text/plain", "")
 	tail := res.Header.Get("Stream-Next-Offset")
 	got := make(chan string, 1)
-	go func() {
-		res, err := s.Client().Get(s.URL + "/v1/stream/esc?offset=" + tail + "&l%69ve=long-poll")
-		if err != nil {
-			got <- "error: " + err.Error()
-			return
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		got <- res.Status + " " + string(b)
-	}()
+	go func() { got <- s.get("/v1/stream/esc?offset=" + tail + "&l%69ve=long-poll") }()
 	s.waitParked(t, 1)
 	s.do(t, http.MethodPost, "/v1/stream/esc", "text/plain", "later")
 	if b := <-got; b != "200 OK later" {
