@@ -39,13 +39,19 @@ int OpenDbs(MDB_txn* txn, bool create, Dbs* dbs) {
   return rc;
 }
 
-std::string WalKey(uint64_t stream_id, uint64_t position) {
-  std::string key = StreamKey(stream_id);
-  key += StreamKey(position);  // the same 8-byte big-endian spelling
+std::string WalKey(uint64_t commit_seq, uint64_t stream_id, uint64_t position) {
+  std::string key = StreamKey(commit_seq);  // the same 8-byte big-endian spelling
+  key += StreamKey(stream_id);
+  key += StreamKey(position);
   return key;
 }
 
-bool ParseWalKey(std::string_view key, uint64_t* stream_id, uint64_t* position) {
+bool ParseWalKey(std::string_view key, uint64_t* commit_seq, uint64_t* stream_id, uint64_t* position) {
+  *commit_seq = 0;
+  if (key.size() == 24) {
+    if (!ParseStreamKey(key.substr(0, 8), commit_seq)) return false;
+    key.remove_prefix(8);
+  }
   if (key.size() != 16) return false;
   return ParseStreamKey(key.substr(0, 8), stream_id) && ParseStreamKey(key.substr(8), position);
 }

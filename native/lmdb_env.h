@@ -102,19 +102,27 @@ inline constexpr const char* kWalDb = "wal";
 inline constexpr std::string_view kFormatVersionKey = "format_version";
 inline constexpr std::string_view kNextStreamIdKey = "next_stream_id";
 // The layout version this code writes (STORAGE_FORMAT.md). Version 2 added
-// the `wal` database; a version 1 environment is upgraded on open (it has
-// no wal entries to lose), and a version 1 server refuses version 2.
-inline constexpr uint64_t kFormatVersion = 2;
+// the `wal` database, version 3 led its keys with the commit sequence. Older
+// environments are upgraded on open (version 1 has no wal entries to lose;
+// version 2's are read as they are and replayed), and an older server
+// refuses a newer version.
+inline constexpr uint64_t kFormatVersion = 3;
 inline constexpr uint64_t kOldestReadableFormatVersion = 1;
 
 // Opens the databases; with `create`, in a write transaction, makes them.
 // Without it, a missing `wal` database (format version 1) is no error.
 int OpenDbs(MDB_txn* txn, bool create, Dbs* dbs);
 
-// `wal` database key: stream id then the position of the entry's first
-// byte, both 8 bytes big-endian, so a stream's entries sort by position.
-std::string WalKey(uint64_t stream_id, uint64_t position);
-bool ParseWalKey(std::string_view key, uint64_t* stream_id, uint64_t* position);
+// `wal` database key (format 3): the commit's sequence number, the stream
+// id and the position of the entry's first byte, each 8 bytes big-endian.
+// The sequence leads so that a commit's entries, whatever streams they come
+// from, land in the rightmost pages of the tree: a commit across 64 streams
+// dirties a page or two there instead of one leaf per stream, and every
+// dirty page is written and flushed before the commit is acknowledged.
+std::string WalKey(uint64_t commit_seq, uint64_t stream_id, uint64_t position);
+// Reads a format 3 key, or a format 2 one (stream id ‖ position, 16 bytes;
+// *commit_seq is then 0).
+bool ParseWalKey(std::string_view key, uint64_t* commit_seq, uint64_t* stream_id, uint64_t* position);
 
 int GetU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t* value, bool* found);
 int PutU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t value);

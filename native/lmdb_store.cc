@@ -380,6 +380,7 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
   std::vector<RecoveredStream> loaded;
   std::vector<std::string> orphan_producers;
   std::unordered_map<uint64_t, std::vector<SegmentLog::WalEntry>> wal;  // by stream
+  uint64_t wal_max_seq = 0;
   uint64_t stored_next = 1;
   {
     std::shared_lock lock(env_mu_);
@@ -388,7 +389,7 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
     if (rc != 0) return lmdb::ToStatus("begin recovery read", rc);
     Status s = lmdb::ReadStreams(txn.get(), dbs_, &loaded, &orphan_producers);
     if (!s.ok()) return s;
-    s = ReadWal(txn.get(), &wal);
+    s = ReadWal(txn.get(), &wal, &wal_max_seq);
     if (!s.ok()) return s;
     bool found = false;
     rc = lmdb::GetU64(txn.get(), dbs_.meta, lmdb::kNextStreamIdKey, &stored_next, &found);
@@ -523,6 +524,7 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
     std::lock_guard lock(commit_mu_);
     next_stream_id_ = std::max({stored_next, max_id + 1, next_stream_id_});
     *next_stream_id = next_stream_id_;
+    wal_seq_ = std::max(wal_seq_, wal_max_seq + 1);  // entries kept on a full disk sort first
   }
   *streams = std::move(loaded);
   return Status::OK();
@@ -535,21 +537,30 @@ Status LmdbStore::CreateLog(uint64_t stream_id, uint64_t base, std::unique_ptr<S
 }
 
 Status LmdbStore::ReadWal(MDB_txn* txn,
-                         std::unordered_map<uint64_t, std::vector<SegmentLog::WalEntry>>* wal) {
+                         std::unordered_map<uint64_t, std::vector<SegmentLog::WalEntry>>* wal,
+                         uint64_t* max_seq) {
   wal->clear();
+  *max_seq = 0;
   if (!dbs_.has_wal) return Status::OK();
   lmdb::Cursor cursor;
   int rc = cursor.Open(txn, dbs_.wal);
   MDB_val k, v;
   for (rc = rc == 0 ? mdb_cursor_get(cursor.get(), &k, &v, MDB_FIRST) : rc; rc == 0;
        rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT)) {
-    uint64_t id = 0, position = 0;
-    if (!lmdb::ParseWalKey(lmdb::View(k), &id, &position)) {
+    uint64_t seq = 0, id = 0, position = 0;
+    if (!lmdb::ParseWalKey(lmdb::View(k), &seq, &id, &position)) {
       return Status::Corruption(options_.data_dir + "/streams.db: malformed wal key");
     }
     (*wal)[id].push_back(SegmentLog::WalEntry{position, std::string(lmdb::View(v))});
+    *max_seq = std::max(*max_seq, seq);
   }
   if (rc != MDB_NOTFOUND) return lmdb::ToStatus("read the wal", rc);
+  // Format 3 keys come in commit order, which is position order within a
+  // stream; format 2 keys (and a mix of both) need the sort.
+  for (auto& [id, entries] : *wal) {
+    std::stable_sort(entries.begin(), entries.end(),
+                     [](const auto& a, const auto& b) { return a.position < b.position; });
+  }
   return Status::OK();
 }
 
@@ -660,7 +671,7 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
         if (rc != 0) return rc;
       }
       for (const WalWrite& w : wal) {
-        const std::string key = lmdb::WalKey(w.stream_id, w.from);
+        const std::string key = lmdb::WalKey(wal_seq_, w.stream_id, w.from);
         MDB_val k = lmdb::Val(key), v = lmdb::Val(w.bytes);
         int rc = mdb_put(txn, dbs_.wal, &k, &v, 0);
         if (rc != 0) return rc;
@@ -687,6 +698,7 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
       return s;
     }
     next_stream_id_ = next;
+    if (!wal.empty()) ++wal_seq_;
     if (checkpoint) {
       wal_bytes_ = 0;
       last_checkpoint_ = std::chrono::steady_clock::now();

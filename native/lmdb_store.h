@@ -146,11 +146,14 @@ class LmdbStore final : public Store {
   // protocol"): a batch's small unsynced ranges go into its transaction, so
   // the commit costs LMDB's flushes alone. Guarded by commit_mu_.
   uint64_t wal_bytes_ = 0;  // put since the last checkpoint
+  uint64_t wal_seq_ = 1;    // the next commit's wal key prefix: above every stored one
   std::chrono::steady_clock::time_point last_checkpoint_ = std::chrono::steady_clock::now();
   bool WalCheckpointDue() const;
-  // Every wal entry, by stream, in position order (Recover replays them).
+  // Every wal entry, by stream, in position order (Recover replays them),
+  // and the highest commit sequence among their keys.
   Status ReadWal(MDB_txn* txn,
-                 std::unordered_map<uint64_t, std::vector<SegmentLog::WalEntry>>* wal);
+                 std::unordered_map<uint64_t, std::vector<SegmentLog::WalEntry>>* wal,
+                 uint64_t* max_seq);
   std::unique_ptr<LogSyncPool> sync_pool_;
 
   std::mutex syncer_mu_;

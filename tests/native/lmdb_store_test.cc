@@ -161,6 +161,26 @@ TEST(LmdbRecordCodecTest, KeysSortByStreamIdAndFitLmdb) {
   EXPECT_NE(ProducerKey(5, std::string(500, 'x') + "1"), ProducerKey(5, std::string(500, 'x') + "2"));
 }
 
+TEST(LmdbRecordCodecTest, WalKeysSortByCommitThenStreamThenPosition) {
+  // A later commit sorts after an earlier one whatever its streams, so a
+  // commit's entries go to the rightmost pages of the tree.
+  EXPECT_LT(lmdb::WalKey(1, 900, 1 << 20), lmdb::WalKey(2, 1, 0));
+  EXPECT_LT(lmdb::WalKey(7, 3, 500), lmdb::WalKey(7, 4, 0));
+  EXPECT_LT(lmdb::WalKey(7, 3, 255), lmdb::WalKey(7, 3, 256));
+  uint64_t seq = 0, id = 0, position = 0;
+  ASSERT_TRUE(lmdb::ParseWalKey(lmdb::WalKey(1ull << 40, 12, 34567), &seq, &id, &position));
+  EXPECT_EQ(seq, 1ull << 40);
+  EXPECT_EQ(id, 12u);
+  EXPECT_EQ(position, 34567u);
+  // Format 2 spelled a key as stream id ‖ position: still read, commit 0.
+  ASSERT_TRUE(lmdb::ParseWalKey(StreamKey(12) + StreamKey(99), &seq, &id, &position));
+  EXPECT_EQ(seq, 0u);
+  EXPECT_EQ(id, 12u);
+  EXPECT_EQ(position, 99u);
+  EXPECT_FALSE(lmdb::ParseWalKey(StreamKey(12), &seq, &id, &position));
+  EXPECT_FALSE(lmdb::ParseWalKey(lmdb::WalKey(1, 2, 3) + "x", &seq, &id, &position));
+}
+
 // ---- The store -----------------------------------------------------------
 
 class LmdbStoreTest : public ::testing::Test {
@@ -603,9 +623,11 @@ TEST_F(LmdbStoreTest, RefusesANewerStorageFormat) {
 
 // ---- The write-ahead path (fsync always) -----------------------------------
 
-// The wal database's entries, read with the store closed.
-std::map<std::pair<uint64_t, uint64_t>, std::string> WalEntries(const std::string& data_dir,
-                                                                 uint64_t* format = nullptr) {
+// The wal database's entries, read with the store closed; with `seqs`,
+// also each entry's (commit sequence, stream id) in key order.
+std::map<std::pair<uint64_t, uint64_t>, std::string> WalEntries(
+    const std::string& data_dir, uint64_t* format = nullptr,
+    std::vector<std::pair<uint64_t, uint64_t>>* seqs = nullptr) {
   std::map<std::pair<uint64_t, uint64_t>, std::string> out;
   InEnvironment(data_dir, /*read_only=*/true, [&](MDB_txn* txn, const lmdb::Dbs& dbs) {
     if (format != nullptr) {
@@ -618,9 +640,10 @@ std::map<std::pair<uint64_t, uint64_t>, std::string> WalEntries(const std::strin
     MDB_val k, v;
     for (int rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT)) {
-      uint64_t id = 0, position = 0;
-      EXPECT_TRUE(lmdb::ParseWalKey(lmdb::View(k), &id, &position));
+      uint64_t seq = 0, id = 0, position = 0;
+      EXPECT_TRUE(lmdb::ParseWalKey(lmdb::View(k), &seq, &id, &position));
       out[{id, position}] = std::string(lmdb::View(v));
+      if (seqs != nullptr) seqs->emplace_back(seq, id);
     }
   });
   return out;
@@ -749,8 +772,82 @@ TEST_F(LmdbStoreTest, AFormatVersion1DirectoryIsUpgraded) {
     ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 5, 9)).ok());
   }
   auto wal = WalEntries(data_dir(), &format);
-  EXPECT_EQ(format, 2u);
+  EXPECT_EQ(format, 3u);
   EXPECT_EQ((wal[{1, 5}]), Bytes(1, 5, 9));
+}
+
+TEST_F(LmdbStoreTest, ACommitsWalEntriesShareOneSequenceAboveEveryEarlierOne) {
+  {
+    auto store = Open();
+    Recover(store.get());
+    std::vector<std::unique_ptr<StreamLog>> logs;
+    std::vector<StreamRecord> records;
+    for (uint64_t id = 1; id <= 3; ++id) {
+      logs.push_back(NewLog(store.get(), id));
+      records.push_back(Record(id));
+      ASSERT_TRUE(AppendAndCommit(store.get(), logs.back().get(), &records.back(), Bytes(id, 0, 10)).ok());
+    }
+    // One commit across the three streams, listed out of id order, then
+    // one to the first stream alone.
+    std::vector<StreamMutation> batch;
+    for (uint64_t id : {3, 1, 2}) {
+      ASSERT_TRUE(logs[id - 1]->Append(Bytes(id, 10, 20), 0).ok());
+      records[id - 1].tail = 20;
+      batch.push_back(StreamMutation{StreamMutation::Kind::kUpsert, records[id - 1], {}, logs[id - 1].get()});
+    }
+    ASSERT_TRUE(store->Commit(batch).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), logs[0].get(), &records[0], Bytes(1, 20, 25)).ok());
+  }
+  std::vector<std::pair<uint64_t, uint64_t>> seqs;  // (commit, stream) in key order
+  auto wal = WalEntries(data_dir(), nullptr, &seqs);
+  ASSERT_EQ(seqs.size(), 4u);
+  EXPECT_EQ(seqs[0].first, seqs[1].first);
+  EXPECT_EQ(seqs[0].first, seqs[2].first);
+  EXPECT_EQ((std::vector<uint64_t>{seqs[0].second, seqs[1].second, seqs[2].second}),
+            (std::vector<uint64_t>{1, 2, 3}));
+  EXPECT_GT(seqs[3].first, seqs[0].first);
+  EXPECT_EQ(seqs[3].second, 1u);
+  EXPECT_EQ((wal[{1, 20}]), Bytes(1, 20, 25));
+}
+
+TEST_F(LmdbStoreTest, AFormatVersion2WalIsReplayedAndTheDirectoryUpgraded) {
+  {
+    auto store = Open();
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 100)).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 100, 150)).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 150, 160)).ok());
+  }
+  // What a version 2 server leaves: the same entries keyed stream id ‖
+  // position, and format_version 2.
+  InEnvironment(data_dir(), /*read_only=*/false, [&](MDB_txn* txn, const lmdb::Dbs& dbs) {
+    ASSERT_EQ(mdb_drop(txn, dbs.wal, 0), 0);
+    for (auto [from, to] : {std::pair<uint64_t, uint64_t>{150, 160}, {100, 150}}) {
+      const std::string key = StreamKey(1) + StreamKey(from), value = Bytes(1, from, to);
+      MDB_val k = lmdb::Val(key), v = lmdb::Val(value);
+      ASSERT_EQ(mdb_put(txn, dbs.wal, &k, &v, 0), 0);
+    }
+    ASSERT_EQ(lmdb::PutU64(txn, dbs.meta, lmdb::kFormatVersionKey, 2), 0);
+  });
+  CutSegment(StreamDir(1) + "/" + SegmentFileName(0), 100);  // the power loss
+  {
+    auto store = Open();
+    auto streams = Recover(store.get());
+    ASSERT_EQ(streams.size(), 1u);
+    EXPECT_EQ(streams[0].record.tail, 160u);
+    EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 160));
+    StreamRecord r = streams[0].record;
+    ASSERT_TRUE(AppendAndCommit(store.get(), streams[0].log.get(), &r, Bytes(1, 160, 170)).ok());
+  }
+  uint64_t format = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> seqs;
+  auto wal = WalEntries(data_dir(), &format, &seqs);
+  EXPECT_EQ(format, 3u);
+  ASSERT_EQ(seqs.size(), 1u);  // the replayed entries went, the new one has a sequence
+  EXPECT_GT(seqs[0].first, 0u);
+  EXPECT_EQ((wal[{1, 160}]), Bytes(1, 160, 170));
 }
 
 TEST_F(LmdbStoreTest, RejectsBadOptions) {
