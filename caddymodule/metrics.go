@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,12 @@ var (
 			"Successful appends since the engine opened, by storage.", []string{"storage"}, nil),
 		appendedBytes: prometheus.NewDesc("caddy_durable_streams_appended_bytes_total",
 			"Bytes appended since the engine opened, by storage.", []string{"storage"}, nil),
+		commits: prometheus.NewDesc("caddy_durable_streams_commit_duration_seconds",
+			"Group commits to a data_dir (one LMDB transaction each and, under fsync always, its flushes) and the time they took, by storage.",
+			[]string{"storage"}, nil),
+		committedWrites: prometheus.NewDesc("caddy_durable_streams_committed_writes_total",
+			"Writes (appends, creates, deletes, ...) the group commits to a data_dir carried, by storage; divided by the commit count, the mean batch.",
+			[]string{"storage"}, nil),
 	}
 )
 
@@ -129,6 +136,7 @@ var statusLabels = func() []string {
 // engineCollector reports every open engine's counters at scrape time.
 type engineCollector struct {
 	streams, parked, adopted, appends, appendedBytes *prometheus.Desc
+	commits, committedWrites                         *prometheus.Desc // data_dir engines only
 }
 
 func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -137,6 +145,8 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.adopted
 	ch <- c.appends
 	ch <- c.appendedBytes
+	ch <- c.commits
+	ch <- c.committedWrites
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
@@ -147,6 +157,11 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.adopted, prometheus.GaugeValue, float64(s.AdoptedSessions), key)
 		ch <- prometheus.MustNewConstMetric(c.appends, prometheus.CounterValue, float64(s.Appends), key)
 		ch <- prometheus.MustNewConstMetric(c.appendedBytes, prometheus.CounterValue, float64(s.BytesAppended), key)
+		if strings.HasPrefix(key, memoryKeyPrefix) {
+			return // nothing is committed in memory
+		}
+		ch <- prometheus.MustNewConstSummary(c.commits, s.Commits, s.CommitTime.Seconds(), nil, key)
+		ch <- prometheus.MustNewConstMetric(c.committedWrites, prometheus.CounterValue, float64(s.CommittedWrites), key)
 	})
 }
 

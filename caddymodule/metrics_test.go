@@ -89,3 +89,77 @@ func TestCountRequestCachesCounters(t *testing.T) {
 		t.Errorf("PATCH 999 counted %v times, want 3", got)
 	}
 }
+
+// A data_dir engine reports its group commits; an in-memory one does not.
+func TestMetricsReportCommitsOfDataDirEngines(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	if err := registerMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	opts := native.Options{StreamRoot: "/commit-metrics", DataDir: t.TempDir()}
+	key := poolKey(opts)
+	e, _, err := loadEngine(key, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer releaseEngine(key)
+	memOpts := native.Options{StreamRoot: "/commit-metrics-mem"}
+	memKey := poolKey(memOpts)
+	if _, _, err := loadEngine(memKey, memOpts); err != nil {
+		t.Fatal(err)
+	}
+	defer releaseEngine(memKey)
+
+	for _, method := range []string{"PUT", "POST", "POST"} {
+		var req native.Request
+		req.Set(native.FieldMethod, method)
+		req.Set(native.FieldPath, "/commit-metrics/s")
+		req.Set(native.FieldContentType, "text/plain")
+		req.Body = []byte("x")
+		resp, err := e.Handle(&req, 0) // no session: the call waits for its commit
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Status(); got != 201 && got != 204 {
+			t.Fatalf("%s: status %d", method, got)
+		}
+		resp.Release()
+	}
+
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather (pedantic): %v", err)
+	}
+	var commits, writes, seconds float64
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			storage := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "storage" {
+					storage = l.GetValue()
+				}
+			}
+			switch f.GetName() {
+			case "caddy_durable_streams_commit_duration_seconds":
+				if storage != key {
+					t.Errorf("commit duration reported for %q", storage)
+					continue
+				}
+				commits = float64(m.GetSummary().GetSampleCount())
+				seconds = m.GetSummary().GetSampleSum()
+			case "caddy_durable_streams_committed_writes_total":
+				if storage != key {
+					t.Errorf("committed writes reported for %q", storage)
+					continue
+				}
+				writes = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if commits != 3 || writes != 3 {
+		t.Errorf("commits %v, committed writes %v; want 3 and 3 (one create, two appends, each waited for)", commits, writes)
+	}
+	if seconds <= 0 {
+		t.Errorf("commit time %v, want > 0", seconds)
+	}
+}

@@ -28,7 +28,7 @@ func (s *sharedEngine) Destruct() error {
 // "memory:" plus the stream root (so a reload keeps in-memory streams).
 func poolKey(opts native.Options) string {
 	if opts.DataDir == "" {
-		return "memory:" + opts.StreamRoot
+		return memoryKeyPrefix + opts.StreamRoot
 	}
 	return opts.DataDir // already absolute and cleaned by filepath.Abs
 }
@@ -56,6 +56,10 @@ func releaseEngine(key string) error {
 }
 
 // rangeEngines calls f for every open engine (for metrics).
+// memoryKeyPrefix starts the pool key (and the metrics' storage label) of
+// an in-memory engine; a durable engine's key is its data_dir.
+const memoryKeyPrefix = "memory:"
+
 func rangeEngines(f func(key string, e *native.Engine)) {
 	engines.Range(func(k, v any) bool {
 		f(k.(string), v.(*sharedEngine).Engine)

@@ -259,6 +259,9 @@ void ds_engine_stats(ds_engine* engine, ds_stats* out) {
     out->appends = s.appends;
     out->bytes_appended = s.bytes_appended;
     out->adopted_sessions = s.adopted_sessions;
+    out->commits = s.commits;
+    out->committed_writes = s.committed_writes;
+    out->commit_nanos = s.commit_nanos;
   } catch (...) {
     *out = ds_stats{};
   }

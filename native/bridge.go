@@ -230,6 +230,11 @@ type Stats struct {
 	AdoptedSessions uint64 // SSE sessions whose connection the engine writes itself
 	Appends         uint64 // successful appends since open
 	BytesAppended   uint64
+	// Group commits to data_dir since open (zero in memory): how many, the
+	// writes they carried and the wall time spent committing.
+	Commits         uint64
+	CommittedWrites uint64
+	CommitTime      time.Duration
 }
 
 // Stats reads the engine's counters; zero after Close.
@@ -247,6 +252,9 @@ func (e *Engine) Stats() Stats {
 		AdoptedSessions: uint64(s.adopted_sessions),
 		Appends:         uint64(s.appends),
 		BytesAppended:   uint64(s.bytes_appended),
+		Commits:         uint64(s.commits),
+		CommittedWrites: uint64(s.committed_writes),
+		CommitTime:      time.Duration(s.commit_nanos),
 	}
 }
 

@@ -67,7 +67,9 @@ void CommitQueue::CommitterLoop() {
       mutations.insert(mutations.end(), std::make_move_iterator(t->mutations.begin()),
                        std::make_move_iterator(t->mutations.end()));
     }
+    const auto started = std::chrono::steady_clock::now();
     const Status status = store_->Commit(mutations);
+    const auto took = std::chrono::steady_clock::now() - started;
 
     wake.clear();
     for (const Ticket& t : batch) {
@@ -81,6 +83,7 @@ void CommitQueue::CommitterLoop() {
       }
       ++commits_;
       entries_ += batch.size();
+      commit_time_ += std::chrono::duration_cast<std::chrono::nanoseconds>(took);
     }
     done_cv_.notify_all();
     // Last: a woken session's resume finds its ticket done.
@@ -97,6 +100,11 @@ size_t CommitQueue::commits() const {
 size_t CommitQueue::entries() const {
   std::lock_guard lock(mu_);
   return entries_;
+}
+
+std::chrono::nanoseconds CommitQueue::commit_time() const {
+  std::lock_guard lock(mu_);
+  return commit_time_;
 }
 
 }  // namespace ds

@@ -13,6 +13,7 @@
 // handoff per request; see STORAGE_FORMAT.md).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -57,9 +58,11 @@ class CommitQueue {
   // Blocks until the ticket's batch is committed; returns the outcome.
   Status Wait(const Ticket& ticket);
 
-  // Commits performed and entries carried by them, for stats and tests.
+  // Commits performed, entries carried by them and the wall time spent in
+  // Store::Commit, for stats and tests.
   size_t commits() const;
   size_t entries() const;
+  std::chrono::nanoseconds commit_time() const;
 
  private:
   void CommitterLoop();
@@ -73,6 +76,7 @@ class CommitQueue {
   bool stopping_ = false;
   size_t commits_ = 0;
   size_t entries_ = 0;
+  std::chrono::nanoseconds commit_time_{0};
   std::thread committer_;  // last: starts once the rest is constructed
 };
 

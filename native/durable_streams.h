@@ -266,6 +266,12 @@ typedef struct ds_stats {
   uint64_t appends;          /* successful appends since open */
   uint64_t bytes_appended;
   uint64_t adopted_sessions; /* SSE sessions the engine writes itself */
+  /* Group commits to data_dir since open (all zero in memory): how many,
+     the writes (appends, creates, deletes, ...) they carried, and the wall
+     time spent committing them. */
+  uint64_t commits;
+  uint64_t committed_writes;
+  uint64_t commit_nanos;
 } ds_stats;
 
 void ds_engine_stats(ds_engine* engine, ds_stats* out);

@@ -390,6 +390,11 @@ EngineStats Engine::Stats() const {
   stats.parked_sessions += stats.adopted_sessions;
   stats.appends = appends_.load();
   stats.bytes_appended = bytes_appended_.load();
+  if (commit_queue_) {
+    stats.commits = commit_queue_->commits();
+    stats.committed_writes = commit_queue_->entries();
+    stats.commit_nanos = static_cast<uint64_t>(commit_queue_->commit_time().count());
+  }
   return stats;
 }
 

@@ -65,6 +65,11 @@ struct EngineStats {
   uint64_t adopted_sessions = 0;  // SSE sessions the fan-out writes itself
   uint64_t appends = 0;
   uint64_t bytes_appended = 0;
+  // Group commits to a durable store (all zero in memory): how many, the
+  // writes they carried, and the wall time they took.
+  uint64_t commits = 0;
+  uint64_t committed_writes = 0;
+  uint64_t commit_nanos = 0;
 };
 
 class Engine : private SseSource {

@@ -48,6 +48,32 @@ TEST_F(DurabilityTest, RestartKeepsEveryCommittedFact) {
   EXPECT_TRUE(state_->records.empty());
 }
 
+TEST_F(DurabilityTest, StatsCountCommitsTheirWritesAndTheirTime) {
+  EngineStats before = engine_->Stats();
+  EXPECT_EQ(before.commits, 0u);
+  EXPECT_EQ(before.committed_writes, 0u);
+  EXPECT_EQ(before.commit_nanos, 0u);
+  ASSERT_EQ(Put("/s", Text()).status, 201);
+  ASSERT_EQ(Post("/s", Text(), "a").status, 204);
+  ASSERT_EQ(Post("/s", Text(), "b").status, 204);
+  // Blocking calls: each write is its own commit.
+  EngineStats after = engine_->Stats();
+  EXPECT_EQ(after.commits, 3u);
+  EXPECT_EQ(after.committed_writes, 3u);
+  EXPECT_GT(after.commit_nanos, 0u);
+  EXPECT_EQ(state_->commits, 3u);
+}
+
+TEST_F(EngineTest, AMemoryEngineCountsNoCommits) {
+  ASSERT_EQ(Put("/m", Text()).status, 201);
+  ASSERT_EQ(Post("/m", Text(), "a").status, 204);
+  EngineStats stats = engine_->Stats();
+  EXPECT_EQ(stats.appends, 1u);
+  EXPECT_EQ(stats.commits, 0u);
+  EXPECT_EQ(stats.committed_writes, 0u);
+  EXPECT_EQ(stats.commit_nanos, 0u);
+}
+
 TEST_F(DurabilityTest, ProducerStateSurvivesRestart) {
   ASSERT_EQ(Put("/s", Text()).status, 201);
   ASSERT_EQ(Post("/s", Producer("0"), "a").status, 200);
@@ -277,6 +303,7 @@ TEST(CommitQueue, WhatQueuesDuringACommitSharesTheNext) {
   EXPECT_TRUE(queue.Wait(c).ok());
   EXPECT_EQ(queue.commits(), 2u);
   EXPECT_EQ(queue.entries(), 4u);
+  EXPECT_GT(queue.commit_time().count(), 0);
   EXPECT_EQ(state->records.size(), 4u);
 }
 
