@@ -808,6 +808,17 @@ TEST_F(LmdbStoreTest, ACommitsWalEntriesShareOneSequenceAboveEveryEarlierOne) {
   EXPECT_GT(seqs[3].first, seqs[0].first);
   EXPECT_EQ(seqs[3].second, 1u);
   EXPECT_EQ((wal[{1, 20}]), Bytes(1, 20, 25));
+
+  // A power loss takes every unsynced byte (the first append of each stream
+  // was synced in place): the entries, interleaved across streams in key
+  // order, bring each stream back whole.
+  for (uint64_t id = 1; id <= 3; ++id) CutSegment(StreamDir(id) + "/" + SegmentFileName(0), 10);
+  auto store = Open();
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 3u);
+  EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 25));
+  EXPECT_EQ(ReadAll(*streams[1].log), Bytes(2, 0, 20));
+  EXPECT_EQ(ReadAll(*streams[2].log), Bytes(3, 0, 20));
 }
 
 TEST_F(LmdbStoreTest, AFormatVersion2WalIsReplayedAndTheDirectoryUpgraded) {
