@@ -259,6 +259,8 @@ start_server() {
           printf '\troute /v1/stream/* {\n\t\tdurable_streams {\n\t\t\tlong_poll_timeout 30s\n'
           [ -n "$data" ] && printf '\t\t\tdata_dir %s\n' "$data"
           printf '\t\t}\n\t}\n'
+          # Our engine's counters (group commits); no per-request metrics.
+          case "$name" in ours-*) printf '\troute /metrics {\n\t\tmetrics /metrics\n\t}\n' ;; esac
         fi
         printf '}\n'
       } >"$cfg"
@@ -310,12 +312,16 @@ LIMIT=$(( DUR_S + 60 ))   # wrk's own hard stop
 # The server's CPU time during the run is recorded too (µs per request).
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 run_wrk() {
-  local sc=$1 srv=$2 t0 t1; shift 2
+  local sc=$1 srv=$2 t0 t1 c0=- c1=-; shift 2
+  # Our data_dir server's group commits around the run (the note column).
+  case "$srv" in ours-disk) c0=$("$DSBENCH" commits -base "$BASE") ;; esac
   t0=$(cpu_ticks "$SERVER_PID")
   timeout -k 5 "$LIMIT" wrk -d "${DUR_S}s" --timeout 10s "$@" >"$WORK/wrk.out" 2>&1 || true
   t1=$(cpu_ticks "$SERVER_PID")
+  case "$srv" in ours-disk) c1=$("$DSBENCH" commits -base "$BASE") ;; esac
   cat "$WORK/wrk.out" >>"$OUT/logs/$srv.log"
-  "$DSBENCH" wrkparse -server "$srv" -scenario "$sc" -out "$RESULTS" $STRICT -cpu-ticks $(( t1 - t0 )) <"$WORK/wrk.out"
+  "$DSBENCH" wrkparse -server "$srv" -scenario "$sc" -out "$RESULTS" $STRICT -cpu-ticks $(( t1 - t0 )) \
+    -commits "$c0;$c1" <"$WORK/wrk.out"
 }
 
 # setup_or_fail SCENARIO SERVER dsbench-setup-args...

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,6 +87,54 @@ func TestCheckLoopback(t *testing.T) {
 	} {
 		if err := checkLoopback(u); (err == nil) != ok {
 			t.Errorf("checkLoopback(%q) = %v", u, err)
+		}
+	}
+}
+
+func TestCommitCountersAndNote(t *testing.T) {
+	const exposition = `# HELP caddy_durable_streams_commit_duration_seconds Group commits.
+# TYPE caddy_durable_streams_commit_duration_seconds summary
+caddy_durable_streams_commit_duration_seconds_sum{storage="/var/lib/a b"} 1.5
+caddy_durable_streams_commit_duration_seconds_count{storage="/var/lib/a b"} 1000
+caddy_durable_streams_commit_duration_seconds_sum{storage="/srv/other"} 0.5
+caddy_durable_streams_commit_duration_seconds_count{storage="/srv/other"} 200
+# TYPE caddy_durable_streams_committed_writes_total counter
+caddy_durable_streams_committed_writes_total{storage="/var/lib/a b"} 6000
+caddy_durable_streams_committed_writes_total{storage="/srv/other"} 1200
+caddy_durable_streams_appends_total{storage="/srv/other"} 99999
+`
+	after, err := parseCommitCounters(strings.NewReader(exposition))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (commitCounters{Commits: 1200, Seconds: 2, Writes: 7200}); after != want {
+		t.Fatalf("parsed %+v, want %+v", after, want)
+	}
+	if _, err := parseCommitCounters(strings.NewReader("caddy_durable_streams_appends_total 5\n")); err == nil {
+		t.Error("a server without commit metrics parsed without error")
+	}
+
+	before, after2, ok := parseCommitReadings("200 0.4 1000;1200 2 7200")
+	if !ok || after2 != after {
+		t.Fatalf("readings: %+v %+v %v", before, after2, ok)
+	}
+	note, extra, ok := commitNote(before, after, 2)
+	if !ok {
+		t.Fatal("no note")
+	}
+	// 1,000 commits in 2 s taking 1.6 s: 500/s, 1.6 ms each, 6.2 writes each, 80% busy.
+	if want := "group commits: 500/s, 1.60 ms each, 6.2 writes each, committer busy 80%"; note != want {
+		t.Errorf("note %q, want %q", note, want)
+	}
+	if extra["commits_per_s"] != 500 || extra["commit_ms"] != 1.6 || extra["writes_per_commit"] != 6.2 || extra["committer_busy"] != 80 {
+		t.Errorf("extra %v", extra)
+	}
+	if _, _, ok := commitNote(after, after, 2); ok {
+		t.Error("a note for a run without commits")
+	}
+	for _, bad := range []string{"", "-;-", "1 2 3", "1 2;3 4 5", "1 2 x;1 2 3"} {
+		if _, _, ok := parseCommitReadings(bad); ok {
+			t.Errorf("readings %q accepted", bad)
 		}
 	}
 }

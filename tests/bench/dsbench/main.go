@@ -22,6 +22,7 @@ commands:
   wait         wait until a server answers on its base URL
   setup        create streams and fill them (for a scenario)
   wrkparse     turn wrk's output (stdin) into a result record
+  commits      print a data_dir server's group-commit counters (for wrkparse -commits)
   record       write a result record without measuring (unavailable, skipped)
   bigread      catch-up read of a large stream (or file) in chunks: MB/s
   fanout       SSE or long-poll fan-out: delivery latency, RSS, threads
@@ -40,6 +41,7 @@ func main() {
 		"wait":        cmdWait,
 		"setup":       cmdSetup,
 		"wrkparse":    cmdWrkParse,
+		"commits":     cmdCommits,
 		"record":      cmdRecord,
 		"bigread":     cmdBigRead,
 		"fanout":      cmdFanout,

@@ -199,6 +199,7 @@ func cmdWrkParse(args []string) error {
 	c.register(fs)
 	strict := fs.Bool("strict", false, "any failed request makes the record an error")
 	ticks := fs.Int64("cpu-ticks", 0, "server CPU ticks (USER_HZ) spent during the run, for CPU per request")
+	commits := fs.String("commits", "", `"BEFORE;AFTER": the server's group-commit counters around the run (dsbench commits)`)
 	fs.Parse(args)
 	r := c.record()
 	r.Unit = "req/s"
@@ -237,6 +238,17 @@ func cmdWrkParse(args []string) error {
 	if s.Pipeline > 1 {
 		r.Extra = map[string]float64{"pipeline": float64(s.Pipeline)}
 		r.Note = fmt.Sprintf("latency per batch of %d pipelined requests", s.Pipeline)
+	}
+	if before, after, ok := parseCommitReadings(*commits); ok {
+		if note, extra, ok := commitNote(before, after, r.DurationS); ok {
+			r.Note = strings.TrimPrefix(r.Note+"; "+note, "; ")
+			if r.Extra == nil {
+				r.Extra = map[string]float64{}
+			}
+			for k, v := range extra {
+				r.Extra[k] = v
+			}
+		}
 	}
 	if r.Errors > 0 {
 		r.Note = strings.TrimPrefix(r.Note+fmt.Sprintf("; %d failed (connect %d, read %d, write %d, non-2xx %d, timeout %d)",
