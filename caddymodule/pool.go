@@ -55,11 +55,11 @@ func releaseEngine(key string) error {
 	return err
 }
 
-// rangeEngines calls f for every open engine (for metrics).
 // memoryKeyPrefix starts the pool key (and the metrics' storage label) of
 // an in-memory engine; a durable engine's key is its data_dir.
 const memoryKeyPrefix = "memory:"
 
+// rangeEngines calls f for every open engine (for metrics).
 func rangeEngines(f func(key string, e *native.Engine)) {
 	engines.Range(func(k, v any) bool {
 		f(k.(string), v.(*sharedEngine).Engine)

@@ -81,9 +81,9 @@ void CommitQueue::CommitterLoop() {
         t->status = status;
         t->done = true;
       }
-      ++commits_;
-      entries_ += batch.size();
-      commit_time_ += std::chrono::duration_cast<std::chrono::nanoseconds>(took);
+      ++counters_.commits;
+      counters_.entries += batch.size();
+      counters_.time += std::chrono::duration_cast<std::chrono::nanoseconds>(took);
     }
     done_cv_.notify_all();
     // Last: a woken session's resume finds its ticket done.
@@ -92,19 +92,9 @@ void CommitQueue::CommitterLoop() {
   }
 }
 
-size_t CommitQueue::commits() const {
+CommitQueue::Counters CommitQueue::counters() const {
   std::lock_guard lock(mu_);
-  return commits_;
-}
-
-size_t CommitQueue::entries() const {
-  std::lock_guard lock(mu_);
-  return entries_;
-}
-
-std::chrono::nanoseconds CommitQueue::commit_time() const {
-  std::lock_guard lock(mu_);
-  return commit_time_;
+  return counters_;
 }
 
 }  // namespace ds

@@ -59,10 +59,13 @@ class CommitQueue {
   Status Wait(const Ticket& ticket);
 
   // Commits performed, entries carried by them and the wall time spent in
-  // Store::Commit, for stats and tests.
-  size_t commits() const;
-  size_t entries() const;
-  std::chrono::nanoseconds commit_time() const;
+  // Store::Commit, read together, for stats and tests.
+  struct Counters {
+    size_t commits = 0;
+    size_t entries = 0;
+    std::chrono::nanoseconds time{0};
+  };
+  Counters counters() const;
 
  private:
   void CommitterLoop();
@@ -74,9 +77,7 @@ class CommitQueue {
   std::condition_variable done_cv_;  // Wait: a batch finished
   std::deque<Ticket> queue_;
   bool stopping_ = false;
-  size_t commits_ = 0;
-  size_t entries_ = 0;
-  std::chrono::nanoseconds commit_time_{0};
+  Counters counters_;
   std::thread committer_;  // last: starts once the rest is constructed
 };
 

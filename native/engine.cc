@@ -391,9 +391,10 @@ EngineStats Engine::Stats() const {
   stats.appends = appends_.load();
   stats.bytes_appended = bytes_appended_.load();
   if (commit_queue_) {
-    stats.commits = commit_queue_->commits();
-    stats.committed_writes = commit_queue_->entries();
-    stats.commit_nanos = static_cast<uint64_t>(commit_queue_->commit_time().count());
+    const CommitQueue::Counters c = commit_queue_->counters();
+    stats.commits = c.commits;
+    stats.committed_writes = c.entries;
+    stats.commit_nanos = static_cast<uint64_t>(c.time.count());
   }
   return stats;
 }

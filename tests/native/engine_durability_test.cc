@@ -301,9 +301,10 @@ TEST(CommitQueue, WhatQueuesDuringACommitSharesTheNext) {
   EXPECT_TRUE(queue.Wait(a).ok());
   EXPECT_TRUE(queue.Wait(b).ok());
   EXPECT_TRUE(queue.Wait(c).ok());
-  EXPECT_EQ(queue.commits(), 2u);
-  EXPECT_EQ(queue.entries(), 4u);
-  EXPECT_GT(queue.commit_time().count(), 0);
+  const CommitQueue::Counters counters = queue.counters();
+  EXPECT_EQ(counters.commits, 2u);
+  EXPECT_EQ(counters.entries, 4u);
+  EXPECT_GT(counters.time.count(), 0);
   EXPECT_EQ(state->records.size(), 4u);
 }
 
