@@ -555,12 +555,6 @@ Status LmdbStore::ReadWal(MDB_txn* txn,
     *max_seq = std::max(*max_seq, seq);
   }
   if (rc != MDB_NOTFOUND) return lmdb::ToStatus("read the wal", rc);
-  // Format 3 keys come in commit order, which is position order within a
-  // stream; format 2 keys (and a mix of both) need the sort.
-  for (auto& [id, entries] : *wal) {
-    std::stable_sort(entries.begin(), entries.end(),
-                     [](const auto& a, const auto& b) { return a.position < b.position; });
-  }
   return Status::OK();
 }
 

@@ -149,8 +149,9 @@ class LmdbStore final : public Store {
   uint64_t wal_seq_ = 1;    // the next commit's wal key prefix: above every stored one
   std::chrono::steady_clock::time_point last_checkpoint_ = std::chrono::steady_clock::now();
   bool WalCheckpointDue() const;
-  // Every wal entry, by stream, in position order (Recover replays them),
-  // and the highest commit sequence among their keys.
+  // Every wal entry, by stream (Recover replays them; each lands at its own
+  // position, so order does not matter), and the highest commit sequence
+  // among their keys.
   Status ReadWal(MDB_txn* txn,
                  std::unordered_map<uint64_t, std::vector<SegmentLog::WalEntry>>* wal,
                  uint64_t* max_seq);

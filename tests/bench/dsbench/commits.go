@@ -122,7 +122,7 @@ func scrapeCommits(ctx context.Context, u string) (commitCounters, error) {
 	if err != nil {
 		return commitCounters{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := newClient(1, 5*time.Second).Do(req)
 	if err != nil {
 		return commitCounters{}, err
 	}
