@@ -226,6 +226,21 @@ class LmdbStoreTest : public ::testing::Test {
     return store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, *record, std::move(producers), log}});
   }
 
+  // Opens the store, creates stream `id` and commits one append per entry
+  // of `ends` (bytes Bytes(id, previous end, end)), then closes the store.
+  void CommitAppendsToNewStream(uint64_t id, std::initializer_list<uint64_t> ends) {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    Recover(store.get());
+    auto log = NewLog(store.get(), id);
+    StreamRecord r = Record(id);
+    uint64_t from = 0;
+    for (uint64_t to : ends) {
+      ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(id, from, to)).ok());
+      from = to;
+    }
+  }
+
   // Commits a record alone, with no new bytes (e.g. a raised start).
   Status CommitRecord(LmdbStore* store, const StreamRecord& record) {
     return store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, record, {}, nullptr}});
@@ -762,15 +777,7 @@ TEST_F(LmdbStoreTest, AFormatVersion1DirectoryIsUpgraded) {
   uint64_t format = 0;
   WalEntries(data_dir(), &format);
   ASSERT_EQ(format, 1u);
-  {
-    auto store = Open();
-    ASSERT_NE(store, nullptr);
-    Recover(store.get());
-    auto log = NewLog(store.get(), 1);
-    StreamRecord r = Record(1);
-    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 5)).ok());
-    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 5, 9)).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(CommitAppendsToNewStream(1, {5, 9}));
   auto wal = WalEntries(data_dir(), &format);
   EXPECT_EQ(format, 3u);
   EXPECT_EQ((wal[{1, 5}]), Bytes(1, 5, 9));
@@ -822,15 +829,7 @@ TEST_F(LmdbStoreTest, ACommitsWalEntriesShareOneSequenceAboveEveryEarlierOne) {
 }
 
 TEST_F(LmdbStoreTest, AFormatVersion2WalIsReplayedAndTheDirectoryUpgraded) {
-  {
-    auto store = Open();
-    Recover(store.get());
-    auto log = NewLog(store.get(), 1);
-    StreamRecord r = Record(1);
-    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 100)).ok());
-    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 100, 150)).ok());
-    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 150, 160)).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(CommitAppendsToNewStream(1, {100, 150, 160}));
   // What a version 2 server leaves: the same entries keyed stream id ‖
   // position, and format_version 2.
   InEnvironment(data_dir(), /*read_only=*/false, [&](MDB_txn* txn, const lmdb::Dbs& dbs) {
