@@ -37,6 +37,9 @@ func cmdFanout(args []string) error {
 	subs := fs.Int("subs", 5000, "subscribers (one connection each)")
 	appends := fs.Int("appends", 10, "appends to deliver")
 	dialConc := fs.Int("dial-concurrency", 64, "connection attempts in flight while connecting")
+	sseClient := fs.String("sse-client", "raw", "SSE subscribers: raw (sockets read by epoll loops) or http (net/http, a goroutine each)")
+	sseLoops := fs.Int("sse-loops", 2, "epoll loops (OS threads) reading the raw SSE subscribers")
+	ssePoll := fs.Duration("sse-poll", 250*time.Microsecond, "raw SSE loops: look for ready sockets this often instead of blocking in epoll_wait (0 = block)")
 	settle := fs.Duration("settle", 0, "pause after connecting, before measuring (default 0.5s + 0.2s per 1000 subscribers)")
 	gap := fs.Duration("gap", 0, "pause after an append is delivered everywhere (default 50ms SSE, 250ms long-poll)")
 	connectTimeout := fs.Duration("connect-timeout", 60*time.Second, "time allowed to connect every subscriber")
@@ -48,6 +51,9 @@ func cmdFanout(args []string) error {
 	}
 	if *mode != "sse" && *mode != "longpoll" {
 		return fmt.Errorf("unknown -mode %q", *mode)
+	}
+	if *sseClient != "raw" && *sseClient != "http" {
+		return fmt.Errorf("unknown -sse-client %q", *sseClient)
 	}
 	if *subs < 1 || *subs > 50_000 || *appends < 1 || *appends > 1000 || *dialConc < 1 {
 		return errors.New("subs, appends or dial-concurrency out of range")
@@ -112,15 +118,31 @@ func cmdFanout(args []string) error {
 	var wg sync.WaitGroup
 	for s := range *subs {
 		f.recv[s] = make([]atomic.Int64, *appends)
+	}
+	if *mode == "sse" && *sseClient == "raw" {
+		raw, err := newRawSSE(f)
+		if err != nil {
+			cancelSubs()
+			return fail(&c, r, err.Error())
+		}
+		raw.poll = *ssePoll
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if *mode == "sse" {
-				f.sse(subCtx, s, startOffset)
-			} else {
-				f.longPoll(subCtx, s, startOffset)
-			}
+			raw.run(subCtx, *subs, *sseLoops, *dialConc, startOffset)
 		}()
+	} else {
+		for s := range *subs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if *mode == "sse" {
+					f.sse(subCtx, s, startOffset)
+				} else {
+					f.longPoll(subCtx, s, startOffset)
+				}
+			}()
+		}
 	}
 	defer func() {
 		cancelSubs()
@@ -208,6 +230,10 @@ func cmdFanout(args []string) error {
 		"subscriber_reconnects":  float64(f.reconnects.Load()),
 		"subscribers_not_joined": float64(int64(*subs) - ready),
 	}
+	clientNote := ""
+	if *mode == "sse" {
+		clientNote = ", " + *sseClient + " client"
+	}
 	switch {
 	case appendErr != "":
 		r.Status, r.Note = "error", appendErr+fmt.Sprintf("; %d of %d deliveries of those arrived", delivered, expected)
@@ -216,7 +242,7 @@ func cmdFanout(args []string) error {
 	case delivered < expected:
 		r.Status, r.Note = "error", fmt.Sprintf("%d of %d deliveries arrived within %v each", delivered, expected, *deliverTimeout)
 	default:
-		r.Note = fmt.Sprintf("%d subscribers, %d appends; RSS/sub idle %.1f KiB, peak %.1f KiB", ready, *appends, r.RSSPerSubKiB, r.Extra["peak_rss_per_sub_kib"])
+		r.Note = fmt.Sprintf("%d subscribers, %d appends%s; RSS/sub idle %.1f KiB, peak %.1f KiB", ready, *appends, clientNote, r.RSSPerSubKiB, r.Extra["peak_rss_per_sub_kib"])
 	}
 	return appendRecord(c.out, r)
 }
