@@ -316,6 +316,19 @@ func (f *fanout) stamp(s int, p []byte) {
 	}
 }
 
+// resumeOffset returns the streamNextOffset of an SSE control event's data
+// line, or offset for any other line: where a reconnect resumes.
+func resumeOffset(line []byte, offset string) string {
+	const key = `"streamNextOffset":"`
+	if k := bytes.Index(line, []byte(key)); k >= 0 {
+		rest := line[k+len(key):]
+		if e := bytes.IndexByte(rest, '"'); e > 0 {
+			return string(rest[:e])
+		}
+	}
+	return offset
+}
+
 // joined marks subscriber s as in place (once).
 func (f *fanout) joined(done *bool) {
 	if !*done {
@@ -355,12 +368,7 @@ func (f *fanout) sse(ctx context.Context, s int, offset string) {
 		for sc.Scan() {
 			line := sc.Bytes()
 			f.stamp(s, line)
-			if k := bytes.Index(line, []byte(`"streamNextOffset":"`)); k >= 0 {
-				rest := line[k+len(`"streamNextOffset":"`):]
-				if e := bytes.IndexByte(rest, '"'); e > 0 {
-					offset = string(rest[:e])
-				}
-			}
+			offset = resumeOffset(line, offset)
 		}
 		resp.Body.Close()
 	}

@@ -376,12 +376,7 @@ func (r *rawSSE) service(ep int, sub *rawSub, buf []byte, subs map[int]*rawSub, 
 	default:
 		problem = sub.wire.feed(buf[:n], func(line []byte) {
 			r.f.stamp(sub.s, line)
-			if k := bytes.Index(line, []byte(`"streamNextOffset":"`)); k >= 0 {
-				rest := line[k+len(`"streamNextOffset":"`):]
-				if e := bytes.IndexByte(rest, '"'); e > 0 {
-					sub.offset = string(rest[:e])
-				}
-			}
+			sub.offset = resumeOffset(line, sub.offset)
 		})
 		broken = problem != nil
 		if !broken && !sub.joined && sub.wire.inBody {

@@ -70,3 +70,16 @@ func TestSSEWireRefusesBadResponses(t *testing.T) {
 		t.Errorf("status error = %v, want \"SSE status 404\"", err)
 	}
 }
+
+func TestResumeOffset(t *testing.T) {
+	for line, want := range map[string]string{
+		`data: {"streamNextOffset":"0000_0042","upToDate":true}`: "0000_0042",
+		`data: {"streamNextOffset":""}`:                          "prev",
+		`data: #fanout-3#`:                                       "prev",
+		`data: {"streamNextOffset":"cut`:                         "prev",
+	} {
+		if got := resumeOffset([]byte(line), "prev"); got != want {
+			t.Errorf("resumeOffset(%q) = %q, want %q", line, got, want)
+		}
+	}
+}
