@@ -1,8 +1,10 @@
 package main
 
 import (
+	"runtime"
 	"runtime/debug"
 	"testing"
+	"time"
 )
 
 func TestSetGCDefault(t *testing.T) {
@@ -13,8 +15,8 @@ func TestSetGCDefault(t *testing.T) {
 	if !setGCDefault(unset) {
 		t.Fatal("GOGC unset: the default was not applied")
 	}
-	if got := debug.SetGCPercent(100); got != defaultGCPercent {
-		t.Errorf("GOGC unset: GC percent %d, want %d", got, defaultGCPercent)
+	if got := debug.SetGCPercent(100); got != maxGCPercent {
+		t.Errorf("GOGC unset: GC percent %d, want %d", got, maxGCPercent)
 	}
 
 	// The user's GOGC (already applied by the runtime) is left alone.
@@ -25,5 +27,77 @@ func TestSetGCDefault(t *testing.T) {
 	}
 	if got := debug.SetGCPercent(100); got != 50 {
 		t.Errorf("GOGC set: GC percent %d, want the user's 50", got)
+	}
+}
+
+func TestGCPercentFor(t *testing.T) {
+	for _, c := range []struct {
+		live uint64
+		want int
+	}{
+		{0, 400},
+		{1 << 20, 400},
+		{16 << 20, 400}, // 64 MiB of headroom is exactly 400%
+		{16<<20 + 1, 399},
+		{32 << 20, 200},
+		{64 << 20, 100},
+		{130 << 20, 100}, // never below Go's default
+		{8 << 30, 100},
+	} {
+		if got := gcPercentFor(c.live); got != c.want {
+			t.Errorf("gcPercentFor(%d MiB) = %d, want %d", c.live>>20, got, c.want)
+		}
+	}
+}
+
+// The tuner follows the live heap: a large live heap lowers the target to
+// Go's default after the next collection, and freeing it restores 400.
+func TestGCTunerFollowsLiveHeap(t *testing.T) {
+	before := debug.SetGCPercent(maxGCPercent)
+	seen := make(chan int, 64)
+	tuner := newGCTuner(func(p int) {
+		select {
+		case seen <- p:
+		default:
+		}
+	})
+	tuner.arm()
+	t.Cleanup(func() {
+		tuner.stop()
+		debug.SetGCPercent(before)
+	})
+
+	// awaitPercent collects until the tuner reports want (each report
+	// follows a collection; a report may lag one collection behind).
+	awaitPercent := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			runtime.GC()
+			select {
+			case p := <-seen:
+				if p == want {
+					return
+				}
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		t.Fatalf("the tuner never reported %d%%", want)
+	}
+
+	live := make([]*[1 << 20]byte, 160) // 160 MiB live, well past 64 MiB
+	for i := range live {
+		live[i] = new([1 << 20]byte)
+	}
+	awaitPercent(minGCPercent)
+	if got := debug.SetGCPercent(minGCPercent); got != minGCPercent {
+		t.Errorf("with 160 MiB live the target is %d%%, want %d%%", got, minGCPercent)
+	}
+	runtime.KeepAlive(live)
+
+	live = nil
+	awaitPercent(maxGCPercent)
+	if got := debug.SetGCPercent(maxGCPercent); got != maxGCPercent {
+		t.Errorf("after freeing it the target is %d%%, want %d%%", got, maxGCPercent)
 	}
 }

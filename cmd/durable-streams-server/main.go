@@ -22,7 +22,9 @@ const binaryName = "durable-streams-server"
 func main() {
 	caddy.CustomBinaryName = binaryName
 	caddy.CustomLongDescription = longDescription
-	setGCDefault(os.LookupEnv)
+	if setGCDefault(os.LookupEnv) {
+		newGCTuner(nil).arm()
+	}
 
 	// Caddy's own `version` prints only Caddy's module version, so answer
 	// it here; every other command is Caddy's.
