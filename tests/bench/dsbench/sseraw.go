@@ -351,7 +351,7 @@ func (r *rawSSE) loop(ctx context.Context, ep int, subs map[int]*rawSub, mu *syn
 			if sub == nil {
 				continue
 			}
-			r.service(ep, sub, buf, subs, mu)
+			r.service(ctx, ep, sub, buf, subs, mu)
 		}
 		if r.poll > 0 && n < len(events) {
 			time.Sleep(r.poll)
@@ -361,7 +361,7 @@ func (r *rawSSE) loop(ctx context.Context, ep int, subs map[int]*rawSub, mu *syn
 
 // service reads what one socket has: one read per readiness report, since
 // the epoll is level-triggered and a partial read is reported again.
-func (r *rawSSE) service(ep int, sub *rawSub, buf []byte, subs map[int]*rawSub, mu *sync.Mutex) {
+func (r *rawSSE) service(ctx context.Context, ep int, sub *rawSub, buf []byte, subs map[int]*rawSub, mu *sync.Mutex) {
 	n, err := syscall.Read(sub.fd, buf)
 	if err == syscall.EAGAIN || err == syscall.EINTR {
 		return
@@ -404,7 +404,7 @@ func (r *rawSSE) service(ep int, sub *rawSub, buf []byte, subs map[int]*rawSub, 
 		}
 		return
 	}
-	for attempt := 0; attempt < 100; attempt++ {
+	for attempt := 0; attempt < 100 && ctx.Err() == nil; attempt++ {
 		r.f.reconnects.Add(1)
 		fd, err := r.connect(sub.offset)
 		if err != nil {
