@@ -422,7 +422,7 @@ done
   echo "load tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), dsbench (tests/bench/dsbench, $(go env GOVERSION))"
   echo "node reference: @durable-streams/server ${NODE_PKG_VERSION:-unavailable} on node $(node --version 2>/dev/null || echo none)"
   echo "go plugin: $GO_PLUGIN_MODULE: $GOPLUGIN_STATUS"
-  echo "scenarios: append = 100-byte POSTs by wrk (-t2 -c64); producer = 16 wrk threads x 1 connection, 8 pipelined POSTs with Producer-Id/Epoch/Seq; read-small = GET ?offset=-1 of a ${SMALL_BYTES}-byte stream (ceiling: respond with a ${SMALL_BYTES}-byte body); read-large = 2 readers following Stream-Next-Offset through the whole stream (ceiling: file_server, 1 MiB Range requests); fan-out = dsbench, one connection per subscriber (SSE: raw sockets read by 2 epoll loops polling every 250 µs; long-poll: net/http clients re-issuing each request); many-streams = 64 connections creating, then appending 100 B to random streams"
+  echo "scenarios: append = 100-byte POSTs by wrk (-t2 -c64); producer = 16 wrk threads x 1 connection, 8 pipelined POSTs with Producer-Id/Epoch/Seq; read-small = GET ?offset=-1 of a ${SMALL_BYTES}-byte stream (ceiling: respond with a ${SMALL_BYTES}-byte body); read-large = 2 readers following Stream-Next-Offset through the whole stream (ceiling: file_server, 1 MiB Range requests); fan-out = dsbench, one connection per subscriber (raw sockets read by 2 epoll loops polling every 250 µs; a long-poll subscriber re-issues its request on the same connection as soon as an answer is in); many-streams = 64 connections creating, then appending 100 B to random streams"
 } >"$OUT/meta.txt"
 
 echo

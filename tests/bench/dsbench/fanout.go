@@ -37,9 +37,9 @@ func cmdFanout(args []string) error {
 	subs := fs.Int("subs", 5000, "subscribers (one connection each)")
 	appends := fs.Int("appends", 10, "appends to deliver")
 	dialConc := fs.Int("dial-concurrency", 64, "connection attempts in flight while connecting")
-	sseClient := fs.String("sse-client", "raw", "SSE subscribers: raw (sockets read by epoll loops) or http (net/http, a goroutine each)")
-	sseLoops := fs.Int("sse-loops", 2, "epoll loops (OS threads) reading the raw SSE subscribers")
-	ssePoll := fs.Duration("sse-poll", 250*time.Microsecond, "raw SSE loops: look for ready sockets this often instead of blocking in epoll_wait (0 = block)")
+	client := fs.String("client", "raw", "subscribers: raw (sockets read by epoll loops) or http (net/http, a goroutine each)")
+	loops := fs.Int("loops", 2, "epoll loops (OS threads) reading the raw subscribers")
+	poll := fs.Duration("poll", 250*time.Microsecond, "raw loops: look for ready sockets this often instead of blocking in epoll_wait (0 = block)")
 	settle := fs.Duration("settle", 0, "pause after connecting, before measuring (default 0.5s + 0.2s per 1000 subscribers)")
 	gap := fs.Duration("gap", 0, "pause after an append is delivered everywhere (default 50ms SSE, 250ms long-poll)")
 	connectTimeout := fs.Duration("connect-timeout", 60*time.Second, "time allowed to connect every subscriber")
@@ -52,8 +52,8 @@ func cmdFanout(args []string) error {
 	if *mode != "sse" && *mode != "longpoll" {
 		return fmt.Errorf("unknown -mode %q", *mode)
 	}
-	if *sseClient != "raw" && *sseClient != "http" {
-		return fmt.Errorf("unknown -sse-client %q", *sseClient)
+	if *client != "raw" && *client != "http" {
+		return fmt.Errorf("unknown -client %q", *client)
 	}
 	if *subs < 1 || *subs > 50_000 || *appends < 1 || *appends > 1000 || *dialConc < 1 {
 		return errors.New("subs, appends or dial-concurrency out of range")
@@ -119,17 +119,17 @@ func cmdFanout(args []string) error {
 	for s := range *subs {
 		f.recv[s] = make([]atomic.Int64, *appends)
 	}
-	if *mode == "sse" && *sseClient == "raw" {
-		raw, err := newRawSSE(f)
+	if *client == "raw" {
+		raw, err := newRawSubs(f, *mode == "sse")
 		if err != nil {
 			cancelSubs()
 			return fail(&c, r, err.Error())
 		}
-		raw.poll = *ssePoll
+		raw.poll = *poll
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			raw.run(subCtx, *subs, *sseLoops, *dialConc, startOffset)
+			raw.run(subCtx, *subs, *loops, *dialConc, startOffset)
 		}()
 	} else {
 		for s := range *subs {
@@ -230,10 +230,7 @@ func cmdFanout(args []string) error {
 		"subscriber_reconnects":  float64(f.reconnects.Load()),
 		"subscribers_not_joined": float64(int64(*subs) - ready),
 	}
-	clientNote := ""
-	if *mode == "sse" {
-		clientNote = ", " + *sseClient + " client"
-	}
+	clientNote := ", " + *client + " client"
 	switch {
 	case appendErr != "":
 		r.Status, r.Note = "error", appendErr+fmt.Sprintf("; %d of %d deliveries of those arrived", delivered, expected)
