@@ -37,10 +37,10 @@ func TestGCPercentFor(t *testing.T) {
 	}{
 		{0, 400},
 		{1 << 20, 400},
-		{16 << 20, 400}, // 64 MiB of headroom is exactly 400%
-		{16<<20 + 1, 399},
-		{32 << 20, 200},
-		{64 << 20, 100},
+		{8 << 20, 400}, // 32 MiB of headroom is exactly 400%
+		{8<<20 + 1, 399},
+		{16 << 20, 200},
+		{32 << 20, 100},
 		{130 << 20, 100}, // never below Go's default
 		{8 << 30, 100},
 	} {
@@ -85,7 +85,7 @@ func TestGCTunerFollowsLiveHeap(t *testing.T) {
 		t.Fatalf("the tuner never reported %d%%", want)
 	}
 
-	live := make([]*[1 << 20]byte, 160) // 160 MiB live, well past 64 MiB
+	live := make([]*[1 << 20]byte, 160) // 160 MiB live, well past 32 MiB
 	for i := range live {
 		live[i] = new([1 << 20]byte)
 	}
