@@ -32,7 +32,7 @@ const (
 // gcPercentFor is the target for a live heap of `live` bytes: the percent
 // that allows gcHeadroom of growth, clamped to [minGCPercent, maxGCPercent].
 func gcPercentFor(live uint64) int {
-	if live == 0 || live <= gcHeadroom/maxGCPercent*100 {
+	if live <= gcHeadroom*100/maxGCPercent { // also keeps live == 0 out of the division
 		return maxGCPercent
 	}
 	return int(max(min(uint64(gcHeadroom)*100/live, maxGCPercent), minGCPercent))

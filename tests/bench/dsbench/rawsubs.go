@@ -146,9 +146,8 @@ func (r *rawSubs) connect(sub *rawSub) error {
 		return fmt.Errorf("write request: %w", err)
 	}
 	sub.fd = fd
-	if !r.sse && !sub.joined {
-		sub.joined = true
-		r.f.ready.Add(1)
+	if !r.sse {
+		r.f.joined(&sub.joined)
 	}
 	return nil
 }
@@ -304,8 +303,7 @@ func (r *rawSubs) service(sub *rawSub, buf []byte) error {
 			if sub.wire.status != 200 {
 				return errBroken{fmt.Errorf("SSE status %d", sub.wire.status)}
 			}
-			sub.joined = true
-			r.f.ready.Add(1)
+			r.f.joined(&sub.joined)
 		}
 		if !sub.wire.done {
 			continue
