@@ -138,6 +138,9 @@ std::optional<Response> Engine::BeginCreate(const std::string& path, StreamConfi
   out->closed = closed;
   out->lock = std::unique_lock(stream->mu);
   streams_[path] = stream;
+  if (std::optional<int64_t> deadline = stream->ExpiryDeadline()) {
+    expiry_.Schedule(stream, *deadline);
+  }
   if (durable_) {
     out->ticket = Submit({{StreamMutation::Kind::kUpsert, stream->Record(), {}, stream->log.get()}});
   }
@@ -156,6 +159,7 @@ Response Engine::FinishCreate(const Request& request, PendingCreate& pending) {
       // Not recorded: the stream never existed. Lookups skip deleted
       // streams and the next create at this path replaces it.
       stream.deleted = true;
+      expiry_.Erase(stream);
       if (stream.source) {
         std::lock_guard source_lock(stream.source->mu);
         if (stream.source->fork_refs > 0) --stream.source->fork_refs;

@@ -84,6 +84,10 @@ Status Engine::Recover() {
     next_stream_id_ = std::max(next_id, next_stream_id_);
     for (const auto& [path, stream] : streams_) {
       if (stream->soft_deleted && stream->fork_refs == 0) orphans.push_back(stream);
+      if (stream->soft_deleted) continue;
+      if (std::optional<int64_t> deadline = stream->ExpiryDeadline()) {
+        expiry_.Schedule(stream, *deadline);
+      }
     }
   }
   // A crash between a fork's deletion and its source's collection leaves a
@@ -236,18 +240,23 @@ Response Engine::StorageFailure(const Status& status) {
   return ErrorResponse(500, "storage error: " + status.message());
 }
 
+void Engine::NoteAccess(const StreamPtr& stream) {
+  if (!durable_ || !stream->config.ttl_seconds || stream->access_dirty) return;
+  stream->access_dirty = true;
+  std::lock_guard lock(accessed_mu_);
+  accessed_.push_back(stream);
+}
+
 void Engine::FlushAccessTimes() {
   if (!durable_) return;
-  std::vector<StreamPtr> candidates;
+  std::vector<StreamPtr> accessed;
   {
-    std::shared_lock lock(registry_mu_);
-    for (const auto& [path, stream] : streams_) {
-      if (stream->config.ttl_seconds) candidates.push_back(stream);
-    }
+    std::lock_guard lock(accessed_mu_);
+    accessed.swap(accessed_);
   }
   // Queue them all, then wait: they share commits.
   std::vector<CommitQueue::Ticket> tickets;
-  for (const StreamPtr& stream : candidates) {
+  for (const StreamPtr& stream : accessed) {
     std::lock_guard lock(stream->mu);
     if (!stream->access_dirty || stream->deleted) continue;
     stream->access_dirty = false;
@@ -286,6 +295,7 @@ Status Engine::Remove(const StreamPtr& stream) {
     std::unique_lock lock(stream->mu);
     if (stream->deleted || stream->soft_deleted) return Status::OK();
     woken = stream->TakeWaiters();
+    expiry_.Erase(*stream);  // gone either way: soft-deleted streams do not expire
     if (stream->fork_refs > 0) {
       // Forks still read its bytes: keep them, refuse direct access (§4.2).
       stream->soft_deleted = true;
@@ -343,21 +353,16 @@ void Engine::Wake(std::vector<uint64_t> sessions) {
 }
 
 void Engine::SweepExpired() {
-  std::vector<StreamPtr> candidates;
-  {
-    std::shared_lock lock(registry_mu_);
-    for (const auto& [path, stream] : streams_) {
-      if (stream->config.ttl_seconds || stream->config.expires_at_ms) {
-        candidates.push_back(stream);
-      }
-    }
-  }
-  int64_t now = clock_->NowMs();
-  for (const StreamPtr& stream : candidates) {
-    bool expired;
+  const int64_t now = clock_->NowMs();
+  for (const StreamPtr& stream : expiry_.TakeDue(now)) {
+    bool expired = false;
     {
       std::lock_guard lock(stream->mu);
-      expired = !stream->deleted && !stream->soft_deleted && stream->ExpiredAt(now);
+      if (stream->deleted || stream->soft_deleted) continue;
+      const std::optional<int64_t> deadline = stream->ExpiryDeadline();
+      expired = deadline && now >= *deadline;
+      // Read or written since it was queued: due later.
+      if (deadline && !expired) expiry_.Schedule(stream, *deadline);
     }
     if (expired) Remove(stream);
   }
@@ -388,6 +393,7 @@ EngineStats Engine::Stats() const {
   }
   for (const auto& fanout : fanouts_) stats.adopted_sessions += fanout->subscribers();
   stats.parked_sessions += stats.adopted_sessions;
+  stats.expiring_streams = expiry_.size();
   stats.appends = appends_.load();
   stats.bytes_appended = bytes_appended_.load();
   if (commit_queue_) {

@@ -24,6 +24,7 @@
 
 #include "clock.h"
 #include "commit_queue.h"
+#include "expiry_queue.h"
 #include "request.h"
 #include "response.h"
 #include "sse_fanout.h"
@@ -70,6 +71,7 @@ struct EngineStats {
   uint64_t commits = 0;
   uint64_t committed_writes = 0;
   uint64_t commit_nanos = 0;
+  uint64_t expiring_streams = 0;  // queued for the expiry sweep
 };
 
 class Engine : private SseSource {
@@ -112,6 +114,10 @@ class Engine : private SseSource {
   // Removes every stream whose TTL or Expires-At has passed and wakes its
   // readers. Runs on the sweeper thread; public for tests.
   void SweepExpired();
+  // Stores last_access_ms of the TTL streams read since the last call
+  // (sliding TTLs survive restarts). Runs on the sweeper thread; public for
+  // tests.
+  void FlushAccessTimes();
   // Drops the segments retention no longer keeps, for every stream; the new
   // first offset is recorded before any file goes. Runs on the sweeper
   // thread; public for tests.
@@ -208,9 +214,9 @@ class Engine : private SseSource {
   uint64_t ChunkEnd(const Stream& stream, uint64_t from, uint64_t tail) const;
   Status AppendBody(const Stream& stream, uint64_t from, uint64_t to,
                     std::string* body) const;
-  // Stores last_access_ms of streams read since the last call (sliding TTLs
-  // survive restarts). Runs on the sweeper thread.
-  void FlushAccessTimes();
+  // A read moved a TTL stream's last access: queue it for FlushAccessTimes
+  // (durable engines; once per flush). Requires stream.mu.
+  void NoteAccess(const StreamPtr& stream);
 
   void SweeperLoop();
 
@@ -231,6 +237,13 @@ class Engine : private SseSource {
   mutable std::shared_mutex registry_mu_;
   std::unordered_map<std::string, StreamPtr> streams_;
   uint64_t next_stream_id_ = 1;  // guarded by registry_mu_
+
+  // The streams with a TTL or Expires-At (SweepExpired), and the TTL
+  // streams read since the last FlushAccessTimes: both spare the sweeper a
+  // scan of every stream. Lock order: registry_mu_, Stream::mu, then these.
+  ExpiryQueue expiry_;
+  std::mutex accessed_mu_;
+  std::vector<StreamPtr> accessed_;
 
   mutable std::mutex sessions_mu_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;

@@ -38,7 +38,7 @@ Response Engine::Read(const Request& request, uint64_t session_id) {
     stream->last_access_ms = clock_->NowMs();  // reads reset a sliding TTL
     tail = stream->tail.load();
     closed = stream->closed_visible;
-    stream->access_dirty = true;
+    NoteAccess(stream);
   }
 
   // Retention may have dropped the oldest bytes: "-1" (the start) is then

@@ -26,13 +26,18 @@ uint64_t Stream::EarliestOffset() const {
   return own;
 }
 
-bool Stream::ExpiredAt(int64_t now_ms) const {
-  if (config.expires_at_ms && now_ms >= *config.expires_at_ms) return true;
-  if (config.ttl_seconds &&
-      now_ms >= last_access_ms + static_cast<int64_t>(*config.ttl_seconds) * 1000) {
-    return true;
+std::optional<int64_t> Stream::ExpiryDeadline() const {
+  std::optional<int64_t> deadline = config.expires_at_ms;
+  if (config.ttl_seconds) {
+    const int64_t sliding = last_access_ms + static_cast<int64_t>(*config.ttl_seconds) * 1000;
+    if (!deadline || sliding < *deadline) deadline = sliding;
   }
-  return false;
+  return deadline;
+}
+
+bool Stream::ExpiredAt(int64_t now_ms) const {
+  const std::optional<int64_t> deadline = ExpiryDeadline();
+  return deadline && now_ms >= *deadline;
 }
 
 Status Stream::ReadRange(uint64_t from, uint64_t to, std::string* out) const {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -69,6 +70,11 @@ struct Stream {
   // knows whether its registration is still in the list.
   uint64_t wake_generation = 0;
 
+  // Where the engine's ExpiryQueue holds this stream, if it does. Guarded
+  // by the queue's own mutex, not by `mu`.
+  static constexpr size_t kNotQueued = SIZE_MAX;
+  size_t expiry_slot = kNotQueued;
+
   // Takes the parked sessions for waking. Requires mu.
   std::vector<uint64_t> TakeWaiters() {
     ++wake_generation;
@@ -80,6 +86,9 @@ struct Stream {
   // The durable form of the pending state. Requires mu.
   StreamRecord Record() const;
 
+  // When the stream expires as things stand (its Expires-At, or its last
+  // access plus its TTL, whichever is first); none without either.
+  std::optional<int64_t> ExpiryDeadline() const;  // requires mu
   // Whether the stream has outlived its TTL or Expires-At at `now_ms`.
   bool ExpiredAt(int64_t now_ms) const;  // requires mu
 

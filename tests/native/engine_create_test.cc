@@ -123,6 +123,39 @@ TEST_F(CreateTest, SweepRemovesExpiredStreamsAndWakesReaders) {
   EXPECT_EQ(engine_->Resume(wait.session, DS_RESUME_WAKE).status, 404);
 }
 
+TEST_F(CreateTest, SweepLooksAgainAtAStreamWhoseTtlReadsPushedOn) {
+  ASSERT_EQ(Put("/v1/stream/s", With(Text(), DS_FIELD_STREAM_TTL, "2")).status, 201);
+  EXPECT_EQ(engine_->Stats().expiring_streams, 1u);
+  clock_->Advance(1500);
+  ASSERT_EQ(Get("/v1/stream/s", "offset=now").status, 200);
+  clock_->Advance(1000);  // past the time it was queued for, not past its TTL
+  engine_->SweepExpired();
+  EXPECT_EQ(engine_->Stats().streams, 1u);
+  EXPECT_EQ(engine_->Stats().expiring_streams, 1u);  // queued again, for later
+  clock_->Advance(1000);  // 2 s after the read
+  engine_->SweepExpired();
+  EXPECT_EQ(engine_->Stats().streams, 0u);
+  EXPECT_EQ(engine_->Stats().expiring_streams, 0u);
+}
+
+TEST_F(CreateTest, OnlyStreamsThatCanExpireAreQueuedAndDeletionUnqueues) {
+  ASSERT_EQ(Put("/v1/stream/plain", Text()).status, 201);
+  EXPECT_EQ(engine_->Stats().expiring_streams, 0u);
+  ASSERT_EQ(Put("/v1/stream/t", With(Text(), DS_FIELD_STREAM_TTL, "3600")).status, 201);
+  ASSERT_EQ(Put("/v1/stream/e", With(Text(), DS_FIELD_STREAM_EXPIRES_AT,
+                                     "2026-01-01T00:00:03Z")).status, 201);
+  ASSERT_EQ(Put("/v1/stream/f", {{DS_FIELD_STREAM_FORKED_FROM, "/v1/stream/t"}}).status, 201);
+  EXPECT_EQ(engine_->Stats().expiring_streams, 3u);  // the fork inherits the TTL
+  EXPECT_EQ(Delete("/v1/stream/e").status, 204);
+  EXPECT_EQ(Delete("/v1/stream/t").status, 204);  // soft-deleted: the fork reads it
+  EXPECT_EQ(engine_->Stats().expiring_streams, 1u);
+  clock_->Advance(3600 * 1000);
+  engine_->SweepExpired();  // the fork expires, and takes its source along
+  EXPECT_EQ(engine_->Stats().streams, 1u);
+  EXPECT_EQ(engine_->Stats().expiring_streams, 0u);
+  EXPECT_EQ(Head("/v1/stream/plain").status, 200);
+}
+
 TEST_F(CreateTest, OptionsPreflightAllowsRequestedHeaders) {
   Response r = Call("OPTIONS", "/v1/stream/none",
                     {{DS_FIELD_ACCESS_CONTROL_REQUEST_HEADERS, "if-none-match"}});

@@ -48,6 +48,31 @@ TEST_F(DurabilityTest, RestartKeepsEveryCommittedFact) {
   EXPECT_TRUE(state_->records.empty());
 }
 
+TEST_F(DurabilityTest, ReadsOfTtlStreamsAreStoredOnceAndSurviveRestart) {
+  ASSERT_EQ(Put("/read", With(Text(), DS_FIELD_STREAM_TTL, "10")).status, 201);
+  ASSERT_EQ(Put("/idle", With(Text(), DS_FIELD_STREAM_TTL, "10")).status, 201);
+  ASSERT_EQ(Put("/plain", Text()).status, 201);
+  clock_->Advance(8000);
+  ASSERT_EQ(Get("/read").status, 200);
+  ASSERT_EQ(Get("/read").status, 200);
+  ASSERT_EQ(Get("/plain").status, 200);
+  const uint64_t before = engine_->Stats().committed_writes;
+  engine_->FlushAccessTimes();
+  EXPECT_EQ(engine_->Stats().committed_writes, before + 1);  // /read, once
+  engine_->FlushAccessTimes();
+  EXPECT_EQ(engine_->Stats().committed_writes, before + 1);  // nothing read since
+  Restart();
+  EXPECT_EQ(engine_->Stats().expiring_streams, 2u);
+  clock_->Advance(3000);  // 11 s after creation, 3 s after the read
+  engine_->SweepExpired();
+  EXPECT_EQ(engine_->Stats().streams, 2u);
+  EXPECT_EQ(Head("/idle").status, 404);
+  EXPECT_EQ(Head("/read").status, 200);
+  clock_->Advance(7000);
+  engine_->SweepExpired();
+  EXPECT_EQ(engine_->Stats().streams, 1u);
+}
+
 TEST_F(DurabilityTest, StatsCountCommitsTheirWritesAndTheirTime) {
   EngineStats before = engine_->Stats();
   EXPECT_EQ(before.commits, 0u);
