@@ -285,6 +285,64 @@ TEST_F(DurabilityTest, ConcurrentAppendsShareCommits) {
   EXPECT_EQ(Get("/s").body, std::string(kThreads * kEach, 'x'));
 }
 
+// The sweeper's queue and access list against creates, reads and deletes of
+// the same TTL streams on other threads (ASan checks the lifetimes): in the
+// end every stream that can expire is queued exactly once.
+TEST_F(DurabilityTest, SweepsRaceCreatesReadsAndDeletes) {
+  constexpr int kThreads = 3, kEach = 300, kPaths = 12;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> sessions{1};
+  std::thread sweeper([&] {
+    while (!stop.load()) {
+      clock_->Advance(100);
+      engine_->SweepExpired();
+      engine_->FlushAccessTimes();
+    }
+  });
+  std::atomic<int> unexpected{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::string put = "PUT", get = "GET", del = "DELETE", ct = "text/plain", ttl = "1";
+      for (int i = 0; i < kEach; ++i) {
+        std::string path = "/t" + std::to_string((i * 7 + t * 5) % kPaths);
+        Request r;
+        r.path = path;
+        int status_ok = 0;
+        switch ((i + t) % 3) {
+          case 0:
+            r.method = put;
+            r.fields[DS_FIELD_CONTENT_TYPE] = ct;
+            r.fields[DS_FIELD_STREAM_TTL] = ttl;
+            status_ok = 201;  // or 200: it exists with the same settings
+            break;
+          case 1:
+            r.method = get;
+            status_ok = 200;
+            break;
+          default:
+            r.method = del;
+            status_ok = 204;
+            break;
+        }
+        const int status = engine_->Handle(r, sessions.fetch_add(1)).status;
+        if (status != status_ok && status != 404 && !(status_ok == 201 && status == 200)) {
+          ++unexpected;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  stop = true;
+  sweeper.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_EQ(engine_->Stats().expiring_streams, engine_->Stats().streams);
+  clock_->Advance(1000);
+  engine_->SweepExpired();
+  EXPECT_EQ(engine_->Stats().streams, 0u);
+  EXPECT_EQ(engine_->Stats().expiring_streams, 0u);
+}
+
 // A store that comes back with fewer bytes than were committed (a power
 // loss under fsync interval/off) must never let a source reuse positions a
 // fork inherits: the fork would present new bytes as its history.
