@@ -10,19 +10,11 @@ void ExpiryQueue::Schedule(const StreamPtr& stream, int64_t due_ms) {
   std::lock_guard lock(mu_);
   size_t slot = stream->expiry_slot;
   if (slot == Stream::kNotQueued) {
-    heap_.push_back(Entry{due_ms, stream});
-    slot = heap_.size() - 1;
-    stream->expiry_slot = slot;
-    SiftUp(slot);
-    return;
+    slot = heap_.size();
+    heap_.emplace_back();
   }
-  const int64_t was = heap_[slot].due_ms;
-  heap_[slot].due_ms = due_ms;
-  if (due_ms < was) {
-    SiftUp(slot);
-  } else {
-    SiftDown(slot);
-  }
+  Place(slot, Entry{due_ms, stream});
+  Restore(slot);
 }
 
 void ExpiryQueue::Erase(const Stream& stream) {
@@ -75,6 +67,14 @@ void ExpiryQueue::SiftDown(size_t slot) {
   Place(slot, std::move(moving));
 }
 
+void ExpiryQueue::Restore(size_t slot) {
+  if (slot > 0 && heap_[(slot - 1) / 2].due_ms > heap_[slot].due_ms) {
+    SiftUp(slot);
+  } else {
+    SiftDown(slot);
+  }
+}
+
 ExpiryQueue::Entry ExpiryQueue::RemoveAt(size_t slot) {
   Entry removed = std::move(heap_[slot]);
   removed.stream->expiry_slot = Stream::kNotQueued;
@@ -82,13 +82,8 @@ ExpiryQueue::Entry ExpiryQueue::RemoveAt(size_t slot) {
   heap_.pop_back();
   if (slot < heap_.size()) {
     // The last entry fills the hole and moves whichever way its time says.
-    const int64_t due = last.due_ms;
     Place(slot, std::move(last));
-    if (slot > 0 && heap_[(slot - 1) / 2].due_ms > due) {
-      SiftUp(slot);
-    } else {
-      SiftDown(slot);
-    }
+    Restore(slot);
   }
   return removed;
 }

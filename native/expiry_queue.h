@@ -1,7 +1,7 @@
 // The streams that can expire (a TTL or an Expires-At, PROTOCOL.md §5.1),
 // ordered by when they come due, so the sweeper looks only at those due
 // instead of scanning every stream each second (with 100,000 streams the
-// scan alone was 8% of the server's CPU; see bench/results).
+// scan alone was 8% of the server's CPU; README, Performance).
 //
 // A stream's time here is a lower bound of when it expires: reads and
 // appends push a sliding TTL later without touching the queue (that would
@@ -40,7 +40,9 @@ class ExpiryQueue {
   };
   // Puts `e` at `slot` and records the slot in its stream. Requires mu_.
   void Place(size_t slot, Entry e);
-  // Restores the heap order around `slot`. Require mu_.
+  // Restores the heap order around `slot`, whichever way its entry must
+  // move. Require mu_.
+  void Restore(size_t slot);
   void SiftUp(size_t slot);
   void SiftDown(size_t slot);
   // Removes the entry at `slot`. Requires mu_.
