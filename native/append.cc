@@ -170,6 +170,7 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
     if (!bytes.empty()) {
       Status s = stream->log->Append(bytes, now_ms);
       if (!s.ok()) return StorageFailure(s);
+      NoteSegments(stream);
       tail = stream->log->tail();
       appends_.fetch_add(1, std::memory_order_relaxed);
       bytes_appended_.fetch_add(bytes.size(), std::memory_order_relaxed);

@@ -141,6 +141,7 @@ std::optional<Response> Engine::BeginCreate(const std::string& path, StreamConfi
   if (std::optional<int64_t> deadline = stream->ExpiryDeadline()) {
     expiry_.Schedule(stream, *deadline);
   }
+  NoteSegments(stream);  // an initial body may fill more than one
   if (durable_) {
     out->ticket = Submit({{StreamMutation::Kind::kUpsert, stream->Record(), {}, stream->log.get()}});
   }

@@ -84,6 +84,10 @@ Status Engine::Recover() {
     next_stream_id_ = std::max(next_id, next_stream_id_);
     for (const auto& [path, stream] : streams_) {
       if (stream->soft_deleted && stream->fork_refs == 0) orphans.push_back(stream);
+      {
+        std::lock_guard lock(stream->mu);
+        NoteSegments(stream);
+      }
       if (stream->soft_deleted) continue;
       if (std::optional<int64_t> deadline = stream->ExpiryDeadline()) {
         expiry_.Schedule(stream, *deadline);

@@ -217,6 +217,12 @@ class Engine : private SseSource {
   // A read moved a TTL stream's last access: queue it for FlushAccessTimes
   // (durable engines; once per flush). Requires stream.mu.
   void NoteAccess(const StreamPtr& stream);
+  // Bytes went into the stream's log: list it for ApplyRetention once it
+  // has more than one segment (when retention is on). Requires stream.mu.
+  void NoteSegments(const StreamPtr& stream);
+  bool retention_on() const {
+    return options_.retention_age_ms > 0 || options_.retention_bytes > 0;
+  }
 
   void SweeperLoop();
 
@@ -238,12 +244,15 @@ class Engine : private SseSource {
   std::unordered_map<std::string, StreamPtr> streams_;
   uint64_t next_stream_id_ = 1;  // guarded by registry_mu_
 
-  // The streams with a TTL or Expires-At (SweepExpired), and the TTL
-  // streams read since the last FlushAccessTimes: both spare the sweeper a
-  // scan of every stream. Lock order: registry_mu_, Stream::mu, then these.
+  // The streams with a TTL or Expires-At (SweepExpired), the TTL streams
+  // read since the last FlushAccessTimes and the streams with more than one
+  // segment (ApplyRetention): they spare the sweeper a scan of every
+  // stream. Lock order: registry_mu_, Stream::mu, then these.
   ExpiryQueue expiry_;
   std::mutex accessed_mu_;
   std::vector<StreamPtr> accessed_;
+  std::mutex segmented_mu_;
+  std::vector<StreamPtr> segmented_;
 
   mutable std::mutex sessions_mu_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;

@@ -89,25 +89,41 @@ Status Engine::Trim(const StreamPtr& stream, int64_t now_ms) {
   return stream->log->Trim(new_start);
 }
 
+void Engine::NoteSegments(const StreamPtr& stream) {
+  // A single segment is the active one: nothing to drop. Most streams stay
+  // there, and the sweep never looks at them.
+  if (!retention_on() || stream->retention_listed || stream->log->segment_count() < 2) return;
+  stream->retention_listed = true;
+  std::lock_guard lock(segmented_mu_);
+  segmented_.push_back(stream);
+}
+
 void Engine::ApplyRetention() {
-  if (options_.retention_age_ms <= 0 && options_.retention_bytes == 0) return;
+  if (!retention_on()) return;
   std::vector<StreamPtr> candidates;
   {
-    std::shared_lock lock(registry_mu_);
-    for (const auto& [path, stream] : streams_) {
-      // A single segment is the active one: nothing to drop. This check
-      // keeps the sweep cheap with many small streams.
-      if (stream->log->segment_count() > 1) candidates.push_back(stream);
-    }
+    std::lock_guard lock(segmented_mu_);
+    candidates.swap(segmented_);
   }
   const int64_t now = clock_->NowMs();
+  std::vector<StreamPtr> still;
   for (const StreamPtr& stream : candidates) {
     Status s = Trim(stream, now);
     if (!s.ok() && s.code() != Status::Code::kGone) {
       std::fprintf(stderr, "durable-streams: retention of %s: %s\n", stream->path.c_str(),
                    s.message().c_str());
     }
+    // Down to its active segment (or gone): an append that starts the next
+    // segment lists it again.
+    std::lock_guard lock(stream->mu);
+    if (stream->deleted || stream->log->segment_count() < 2) {
+      stream->retention_listed = false;
+    } else {
+      still.push_back(stream);
+    }
   }
+  std::lock_guard lock(segmented_mu_);
+  segmented_.insert(segmented_.end(), still.begin(), still.end());
 }
 
 }  // namespace ds

@@ -65,6 +65,9 @@ struct Stream {
   // Pending first retained position of the own log: raised (and recorded)
   // by retention before log->Trim makes it visible to readers.
   uint64_t retained_start = 0;
+  // In the engine's list of streams with more than one segment, the only
+  // ones retention can trim.
+  bool retention_listed = false;
   std::vector<uint64_t> waiters;  // parked sessions to wake on change
   // Bumped each time `waiters` is handed to the wake callback, so a session
   // knows whether its registration is still in the list.

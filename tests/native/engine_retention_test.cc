@@ -113,6 +113,27 @@ TEST_F(RetentionTest, AgeLimitDropsSegmentsWhoseNewestByteIsOld) {
   EXPECT_EQ(r.body, Bytes(2 * kMiB, 2 * kMiB + kMiB / 4));
 }
 
+TEST_F(RetentionTest, AStreamTrimmedToItsActiveSegmentIsTrimmedAgainOnceItGrows) {
+  OpenWith(0, 1);
+  ASSERT_EQ(Put("/s", Bin()).status, 201);
+  AppendPattern("/s", 0, 2 * kMiB + kMiB / 2);
+  engine_->ApplyRetention();  // blocks 0 and 1 go; block 2 is the active one
+  EXPECT_EQ(GetAt("/s", 2 * kMiB - 1).status, 410);
+  engine_->ApplyRetention();  // nothing to do
+  AppendPattern("/s", 2 * kMiB + kMiB / 2, 4 * kMiB + kMiB / 2);
+  engine_->ApplyRetention();
+  EXPECT_EQ(GetAt("/s", 4 * kMiB - 1).status, 410);
+  EXPECT_EQ(Get("/s", "offset=-1").body, Bytes(4 * kMiB, 4 * kMiB + kMiB / 2));
+}
+
+TEST_F(RetentionTest, AnInitialBodyOfManySegmentsIsTrimmed) {
+  OpenWith(0, 1);
+  ASSERT_EQ(Put("/s", Bin(), Bytes(0, 2 * kMiB + 10)).status, 201);
+  engine_->ApplyRetention();
+  EXPECT_EQ(GetAt("/s", 0).status, 410);
+  EXPECT_EQ(Get("/s", "offset=-1").body, Bytes(2 * kMiB, 2 * kMiB + 10));
+}
+
 TEST_F(RetentionTest, JsonStreamsStartOnAMessageBoundary) {
   OpenWith(0, 1);
   ASSERT_EQ(Put("/j", Json()).status, 201);
@@ -195,6 +216,15 @@ TEST_F(DurableRetentionTest, TheNewStartIsCommittedAndSurvivesRestart) {
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(r.body, Bytes(2 * kMiB, 2 * kMiB + 100));
   EXPECT_EQ(HeaderOf(Head("/s"), "Stream-Next-Offset"), EncodeOffset(2 * kMiB + 100));
+}
+
+TEST_F(DurableRetentionTest, StreamsRecoveredWithManySegmentsAreTrimmed) {
+  ASSERT_EQ(Put("/s", Bin()).status, 201);
+  ASSERT_EQ(Post("/s", Bin(), Bytes(0, 2 * kMiB + 1)).status, 204);
+  Restart();  // before any sweep
+  engine_->ApplyRetention();
+  EXPECT_EQ(Get("/s", "offset=" + EncodeOffset(0)).status, 410);
+  EXPECT_EQ(state_->records.begin()->second.start, 2 * kMiB);
 }
 
 TEST_F(DurableRetentionTest, AFailedCommitTrimsNothing) {
