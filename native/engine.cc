@@ -290,14 +290,16 @@ Engine::StreamPtr Engine::Lookup(const std::string& path) {
   return stream;
 }
 
-Status Engine::Remove(const StreamPtr& stream) {
-  std::vector<uint64_t> woken;
+Status Engine::Remove(const StreamPtr& stream) { return FinishRemoval(BeginRemoval(stream)); }
+
+Engine::Removal Engine::BeginRemoval(const StreamPtr& stream) {
+  Removal removal;
+  std::vector<uint64_t>& woken = removal.woken;
   std::vector<StreamMutation> mutations;
-  CommitQueue::Ticket ticket;
   {
     std::unique_lock registry(registry_mu_);
     std::unique_lock lock(stream->mu);
-    if (stream->deleted || stream->soft_deleted) return Status::OK();
+    if (stream->deleted || stream->soft_deleted) return removal;
     woken = stream->TakeWaiters();
     expiry_.Erase(*stream);  // gone either way: soft-deleted streams do not expire
     if (stream->fork_refs > 0) {
@@ -330,10 +332,14 @@ Status Engine::Remove(const StreamPtr& stream) {
         source = std::move(next);
       }
     }
-    if (durable_) ticket = Submit(std::move(mutations));
+    if (durable_) removal.ticket = Submit(std::move(mutations));
   }
-  Status s = ticket ? Await(ticket) : Status::OK();
-  Wake(std::move(woken));
+  return removal;
+}
+
+Status Engine::FinishRemoval(Removal removal) {
+  Status s = removal.ticket ? Await(removal.ticket) : Status::OK();
+  Wake(std::move(removal.woken));
   return s;
 }
 
@@ -358,6 +364,9 @@ void Engine::Wake(std::vector<uint64_t> sessions) {
 
 void Engine::SweepExpired() {
   const int64_t now = clock_->NowMs();
+  // Queue every removal, then wait: streams that expire together share
+  // group commits instead of paying one flush each.
+  std::vector<Removal> removals;
   for (const StreamPtr& stream : expiry_.TakeDue(now)) {
     bool expired = false;
     {
@@ -368,8 +377,9 @@ void Engine::SweepExpired() {
       // Read or written since it was queued: due later.
       if (deadline && !expired) expiry_.Schedule(stream, *deadline);
     }
-    if (expired) Remove(stream);
+    if (expired) removals.push_back(BeginRemoval(stream));
   }
+  for (Removal& removal : removals) FinishRemoval(std::move(removal));
 }
 
 void Engine::SweeperLoop() {

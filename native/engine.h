@@ -189,6 +189,15 @@ class Engine : private SseSource {
   // reference it; collects soft-deleted sources no fork needs any more, up
   // the chain, in the same commit; wakes the readers of all of them.
   Status Remove(const StreamPtr& stream);
+  // Remove in two halves, so that many removals can share commits: the
+  // first takes the streams out under the locks and queues their commit,
+  // the second waits for it and wakes their readers.
+  struct Removal {
+    CommitQueue::Ticket ticket;   // none in memory, or if already removed
+    std::vector<uint64_t> woken;
+  };
+  Removal BeginRemoval(const StreamPtr& stream);
+  Status FinishRemoval(Removal removal);
   void Wake(std::vector<uint64_t> sessions);
 
   // Durability (see commit_queue.h). Submit queues mutations (call it with

@@ -1,6 +1,7 @@
 // The engine's commit path over a store that keeps only committed state:
 // restarts, failed commits, group commit.
 #include <algorithm>
+#include <chrono>
 #include <thread>
 
 #include "commit_queue.h"
@@ -283,6 +284,32 @@ TEST_F(DurabilityTest, ConcurrentAppendsShareCommits) {
   EXPECT_EQ(ok.load(), kThreads * kEach);
   Restart();
   EXPECT_EQ(Get("/s").body, std::string(kThreads * kEach, 'x'));
+}
+
+TEST_F(DurabilityTest, StreamsExpiringTogetherShareCommits) {
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(Put("/x" + std::to_string(i), With(Text(), DS_FIELD_STREAM_TTL, "1")).status, 201);
+  }
+  const uint64_t before = engine_->Stats().commits;
+  std::mutex gate;
+  state_->commit_gate = &gate;
+  std::unique_lock hold(gate);
+  clock_->Advance(1000);
+  std::thread sweeper([&] { engine_->SweepExpired(); });
+  // Every removal is queued while the first commit is held at the gate
+  // (one at a time, the sweep would wait there with the rest not queued) ...
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (engine_->Stats().streams != 0 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(engine_->Stats().streams, 0u);
+  hold.unlock();
+  sweeper.join();
+  state_->commit_gate = nullptr;
+  // ... so they share two commits at most, not one each.
+  EXPECT_LE(engine_->Stats().commits - before, 2u);
+  Restart();
+  EXPECT_EQ(engine_->Stats().streams, 0u);
 }
 
 // The sweeper's queue and access list against creates, reads and deletes of
