@@ -33,6 +33,7 @@ CommitQueue::Ticket CommitQueue::Enqueue(std::vector<StreamMutation> mutations,
     std::lock_guard lock(mu_);
     was_empty = queue_.empty();
     queue_.push_back(entry);
+    ++counters_.enqueued;
   }
   // A non-empty queue means the committer is already due to look again.
   if (was_empty) work_cv_.notify_one();

@@ -58,9 +58,10 @@ class CommitQueue {
   // Blocks until the ticket's batch is committed; returns the outcome.
   Status Wait(const Ticket& ticket);
 
-  // Commits performed, entries carried by them and the wall time spent in
-  // Store::Commit, read together, for stats and tests.
+  // Entries queued, commits performed, entries carried by them and the wall
+  // time spent in Store::Commit, read together, for stats and tests.
   struct Counters {
+    size_t enqueued = 0;
     size_t commits = 0;
     size_t entries = 0;
     std::chrono::nanoseconds time{0};

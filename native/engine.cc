@@ -412,6 +412,7 @@ EngineStats Engine::Stats() const {
   stats.bytes_appended = bytes_appended_.load();
   if (commit_queue_) {
     const CommitQueue::Counters c = commit_queue_->counters();
+    stats.submitted_writes = c.enqueued;
     stats.commits = c.commits;
     stats.committed_writes = c.entries;
     stats.commit_nanos = static_cast<uint64_t>(c.time.count());

@@ -68,6 +68,7 @@ struct EngineStats {
   uint64_t bytes_appended = 0;
   // Group commits to a durable store (all zero in memory): how many, the
   // writes they carried, and the wall time they took.
+  uint64_t submitted_writes = 0;  // handed to the committer, done or not
   uint64_t commits = 0;
   uint64_t committed_writes = 0;
   uint64_t commit_nanos = 0;
@@ -238,7 +239,16 @@ class Engine : private SseSource {
   // Retention (retention.cc). The first offset `stream` should keep at
   // `now_ms` (its current one if nothing is due). Requires stream.mu.
   uint64_t RetentionStart(const Stream& stream, int64_t now_ms) const;
-  Status Trim(const StreamPtr& stream, int64_t now_ms);
+  // A trim in two halves, so that many streams share commits: the first
+  // records the new start (queues its commit), the second waits for it and
+  // only then drops the files.
+  struct PendingTrim {
+    StreamPtr stream;  // none: nothing was due
+    uint64_t new_start = 0;
+    CommitQueue::Ticket ticket;
+  };
+  PendingTrim BeginTrim(const StreamPtr& stream, int64_t now_ms);
+  Status FinishTrim(const PendingTrim& trim);
 
   const EngineOptions options_;
   const std::shared_ptr<const Clock> clock_;

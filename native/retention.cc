@@ -67,26 +67,30 @@ uint64_t Engine::RetentionStart(const Stream& stream, int64_t now_ms) const {
   return cut;
 }
 
-Status Engine::Trim(const StreamPtr& stream, int64_t now_ms) {
-  uint64_t new_start;
-  CommitQueue::Ticket ticket;
-  {
-    std::lock_guard lock(stream->mu);
-    // Forks read their source's bytes below their fork offsets: a stream
-    // with forks keeps its whole history (as a soft-deleted one does).
-    if (stream->deleted || stream->soft_deleted || stream->fork_refs > 0) return Status::OK();
-    new_start = RetentionStart(*stream, now_ms);
-    if (new_start <= stream->retained_start) return Status::OK();
-    stream->retained_start = new_start;
-    if (durable_) {
-      ticket = Submit({{StreamMutation::Kind::kUpsert, stream->Record(), {}, nullptr}});
-    }
+Engine::PendingTrim Engine::BeginTrim(const StreamPtr& stream, int64_t now_ms) {
+  PendingTrim trim;
+  std::lock_guard lock(stream->mu);
+  // Forks read their source's bytes below their fork offsets: a stream
+  // with forks keeps its whole history (as a soft-deleted one does).
+  if (stream->deleted || stream->soft_deleted || stream->fork_refs > 0) return trim;
+  const uint64_t new_start = RetentionStart(*stream, now_ms);
+  if (new_start <= stream->retained_start) return trim;
+  stream->retained_start = new_start;
+  trim.stream = stream;
+  trim.new_start = new_start;
+  if (durable_) {
+    trim.ticket = Submit({{StreamMutation::Kind::kUpsert, stream->Record(), {}, nullptr}});
   }
-  if (ticket) {
-    Status s = Await(ticket);
+  return trim;
+}
+
+Status Engine::FinishTrim(const PendingTrim& trim) {
+  if (!trim.stream) return Status::OK();  // nothing was due
+  if (trim.ticket) {
+    Status s = Await(trim.ticket);
     if (!s.ok()) return s;
   }
-  return stream->log->Trim(new_start);
+  return trim.stream->log->Trim(trim.new_start);
 }
 
 void Engine::NoteSegments(const StreamPtr& stream) {
@@ -106,13 +110,19 @@ void Engine::ApplyRetention() {
     candidates.swap(segmented_);
   }
   const int64_t now = clock_->NowMs();
-  std::vector<StreamPtr> still;
-  for (const StreamPtr& stream : candidates) {
-    Status s = Trim(stream, now);
+  // Queue every new start, then wait: the streams share group commits.
+  std::vector<PendingTrim> trims;
+  trims.reserve(candidates.size());
+  for (const StreamPtr& stream : candidates) trims.push_back(BeginTrim(stream, now));
+  for (const PendingTrim& trim : trims) {
+    Status s = FinishTrim(trim);
     if (!s.ok() && s.code() != Status::Code::kGone) {
-      std::fprintf(stderr, "durable-streams: retention of %s: %s\n", stream->path.c_str(),
+      std::fprintf(stderr, "durable-streams: retention of %s: %s\n", trim.stream->path.c_str(),
                    s.message().c_str());
     }
+  }
+  std::vector<StreamPtr> still;
+  for (const StreamPtr& stream : candidates) {
     // Down to its active segment (or gone): an append that starts the next
     // segment lists it again.
     std::lock_guard lock(stream->mu);
