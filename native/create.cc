@@ -138,9 +138,7 @@ std::optional<Response> Engine::BeginCreate(const std::string& path, StreamConfi
   out->closed = closed;
   out->lock = std::unique_lock(stream->mu);
   streams_[path] = stream;
-  if (std::optional<int64_t> deadline = stream->ExpiryDeadline()) {
-    expiry_.Schedule(stream, *deadline);
-  }
+  QueueExpiry(stream);
   NoteSegments(stream);  // an initial body may fill more than one
   if (durable_) {
     out->ticket = Submit({{StreamMutation::Kind::kUpsert, stream->Record(), {}, stream->log.get()}});

@@ -84,14 +84,9 @@ Status Engine::Recover() {
     next_stream_id_ = std::max(next_id, next_stream_id_);
     for (const auto& [path, stream] : streams_) {
       if (stream->soft_deleted && stream->fork_refs == 0) orphans.push_back(stream);
-      {
-        std::lock_guard lock(stream->mu);
-        NoteSegments(stream);
-      }
-      if (stream->soft_deleted) continue;
-      if (std::optional<int64_t> deadline = stream->ExpiryDeadline()) {
-        expiry_.Schedule(stream, *deadline);
-      }
+      std::lock_guard lock(stream->mu);
+      NoteSegments(stream);
+      if (!stream->soft_deleted) QueueExpiry(stream);
     }
   }
   // A crash between a fork's deletion and its source's collection leaves a
@@ -242,6 +237,12 @@ Response Engine::StorageFailure(const Status& status) {
     return ErrorResponse(507, "insufficient storage: " + status.message());
   }
   return ErrorResponse(500, "storage error: " + status.message());
+}
+
+void Engine::QueueExpiry(const StreamPtr& stream) {
+  if (std::optional<int64_t> deadline = stream->ExpiryDeadline()) {
+    expiry_.Schedule(stream, *deadline);
+  }
 }
 
 void Engine::NoteAccess(const StreamPtr& stream) {

@@ -224,6 +224,9 @@ class Engine : private SseSource {
   uint64_t ChunkEnd(const Stream& stream, uint64_t from, uint64_t tail) const;
   Status AppendBody(const Stream& stream, uint64_t from, uint64_t to,
                     std::string* body) const;
+  // Queues a stream that has a TTL or Expires-At for SweepExpired at its
+  // current deadline. Requires stream.mu.
+  void QueueExpiry(const StreamPtr& stream);
   // A read moved a TTL stream's last access: queue it for FlushAccessTimes
   // (durable engines; once per flush). Requires stream.mu.
   void NoteAccess(const StreamPtr& stream);

@@ -114,15 +114,14 @@ void Engine::ApplyRetention() {
   std::vector<PendingTrim> trims;
   trims.reserve(candidates.size());
   for (const StreamPtr& stream : candidates) trims.push_back(BeginTrim(stream, now));
-  for (const PendingTrim& trim : trims) {
-    Status s = FinishTrim(trim);
+  std::vector<StreamPtr> still;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const StreamPtr& stream = candidates[i];
+    Status s = FinishTrim(trims[i]);
     if (!s.ok() && s.code() != Status::Code::kGone) {
-      std::fprintf(stderr, "durable-streams: retention of %s: %s\n", trim.stream->path.c_str(),
+      std::fprintf(stderr, "durable-streams: retention of %s: %s\n", stream->path.c_str(),
                    s.message().c_str());
     }
-  }
-  std::vector<StreamPtr> still;
-  for (const StreamPtr& stream : candidates) {
     // Down to its active segment (or gone): an append that starts the next
     // segment lists it again.
     std::lock_guard lock(stream->mu);
