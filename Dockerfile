@@ -25,7 +25,7 @@ RUN CGO_ENABLED=1 go build -trimpath -tags netgo,osusergo \
  && if ldd /rootfs/usr/local/bin/durable-streams-server >/dev/null 2>&1; then \
       echo "durable-streams-server is not statically linked" >&2; exit 1; fi \
  && /rootfs/usr/local/bin/durable-streams-server version
-RUN mkdir -p /rootfs/etc/ssl/certs /rootfs/etc/durable-streams /rootfs/data /rootfs/tmp \
+RUN mkdir -p /rootfs/etc/ssl/certs /rootfs/etc/durable-streams /rootfs/tmp /rootfs-data/data \
  && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ \
  && cp packaging/docker/Caddyfile /rootfs/etc/durable-streams/Caddyfile \
  && echo 'root:x:0:0:root:/:/sbin/nologin' > /rootfs/etc/passwd \
@@ -33,12 +33,14 @@ RUN mkdir -p /rootfs/etc/ssl/certs /rootfs/etc/durable-streams /rootfs/data /roo
  && echo 'root:x:0:' > /rootfs/etc/group \
  && echo 'durable-streams:x:65532:' >> /rootfs/etc/group \
  && chmod 1777 /rootfs/tmp \
- && chmod 0755 /rootfs/data
+ && chmod 0755 /rootfs-data/data
 
 # ---- the image: nothing but the binary, its config and CA certificates -----
 FROM scratch
 COPY --from=builder /rootfs/ /
-COPY --from=builder --chown=65532:65532 /rootfs/data /data
+# /data is copied as an entry of its parent so that it, not only its content,
+# belongs to the user (COPY does not chown a destination that already exists).
+COPY --from=builder --chown=65532:65532 /rootfs-data/ /
 ENV HOME=/data \
     XDG_DATA_HOME=/data/caddy/data \
     XDG_CONFIG_HOME=/data/caddy/config
