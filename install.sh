@@ -70,6 +70,9 @@ while [ $# -gt 0 ]; do
 	esac
 done
 version=${version#v}
+if [ "$systemd" = 1 ] && [ "$(uname -s)" != Linux ]; then
+	die "--systemd is for Linux; on $(uname -s) install without it"
+fi
 
 # The directory this script was run from, if it was run as a file (not piped).
 here=""

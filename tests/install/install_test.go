@@ -315,6 +315,12 @@ func TestInstallScript(t *testing.T) {
 	mustContain(t, "unknown architecture", r, 1, "unsupported architecture: riscv64")
 	r = pipe(t, sh, append(env, fakePath, "FAKE_OS=FreeBSD"), "--prefix", prefix)
 	mustContain(t, "unknown OS", r, 1, "unsupported operating system: FreeBSD")
+	r = pipe(t, sh, append(env, fakePath, "FAKE_OS=Darwin"), "--prefix", prefix, "--systemd")
+	mustContain(t, "systemd on macOS", r, 1, "--systemd is for Linux")
+	// On an Apple Silicon Mac it asks for the darwin_arm64 tarball (which
+	// this mirror lists in SHA256SUMS but does not carry).
+	r = pipe(t, sh, append(env, fakePath, "FAKE_OS=Darwin", "FAKE_ARCH=arm64"), "--prefix", prefix)
+	mustContain(t, "darwin arm64", r, 1, "download failed: "+m.url+"/v0.1.0/durable-streams-server_0.1.0_darwin_arm64.tar.gz")
 	// aarch64 maps to arm64, which this mirror's 0.1.0 lacks.
 	r = pipe(t, sh, append(env, fakePath, "FAKE_ARCH=aarch64"), "--prefix", prefix)
 	mustContain(t, "arm64 lookup", r, 1, "has no linux_arm64 tarball")
