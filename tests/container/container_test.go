@@ -131,7 +131,10 @@ type imageConfig struct {
 	} `json:"config"`
 }
 
-func TestContainerImage(t *testing.T) {
+// buildImage builds the image from DS_BIN (skipping the test if it cannot)
+// into a private buildah store under work, removed when the test ends.
+func buildImage(t *testing.T, work string) *buildah {
+	t.Helper()
 	bin := os.Getenv("DS_BIN")
 	if bin == "" {
 		t.Skip("DS_BIN is not set; set it to the durable-streams-server binary to build the image")
@@ -143,7 +146,6 @@ func TestContainerImage(t *testing.T) {
 		t.Skip("buildah's chroot isolation needs root here")
 	}
 	root := repoRoot(t)
-	work := t.TempDir()
 	b := &buildah{t: t, args: []string{"--storage-driver", "vfs", "--root", filepath.Join(work, "storage"), "--runroot", filepath.Join(work, "run")}}
 	t.Cleanup(func() {
 		b.cmd("rm", "--all").Run()
@@ -176,6 +178,13 @@ func TestContainerImage(t *testing.T) {
 	start := time.Now()
 	b.run("bud", "--format", "docker", "--isolation", "chroot", "--layers=false", "-t", "durable-streams-test:latest", "-f", filepath.Join(ctxDir, "Containerfile"), ctxDir)
 	t.Logf("buildah bud: %v", time.Since(start).Round(time.Millisecond))
+	return b
+}
+
+func TestContainerImage(t *testing.T) {
+	work := t.TempDir()
+	b := buildImage(t, work)
+	rootfs := filepath.Join(work, "ctx", "rootfs")
 
 	// The image's configuration.
 	var inspect struct {
@@ -325,6 +334,47 @@ func TestContainerImage(t *testing.T) {
 		}
 		if st := fi.Sys().(*syscall.Stat_t); st.Uid != uid || st.Gid != uid {
 			t.Fatalf("/data/%s is owned by %d:%d, want %d:%d (the image's non-root user)", p, st.Uid, st.Gid, uid, uid)
+		}
+	}
+}
+
+// TestContainerConformance runs the protocol conformance suite against the
+// image, in memory and with data_dir, through a wrapper that run.sh starts
+// as its "binary": each start is a fresh container of the image running as
+// uid 65532, with run.sh's temp directory (Caddyfile, data) mounted. It takes
+// minutes, so it runs only with DS_CONTAINER_CONFORMANCE=1
+// (make test-container-conformance).
+func TestContainerConformance(t *testing.T) {
+	if os.Getenv("DS_CONTAINER_CONFORMANCE") != "1" {
+		t.Skip("set DS_CONTAINER_CONFORMANCE=1 (make test-container-conformance) to run the conformance suite against the image")
+	}
+	root := repoRoot(t)
+	if _, err := os.Stat(filepath.Join(root, "tests/conformance/node_modules/.bin/vitest")); err != nil {
+		t.Skip("tests/conformance/node_modules is missing; run npm ci there")
+	}
+	work := t.TempDir()
+	b := buildImage(t, work)
+	wrapper := filepath.Join(work, "durable-streams-server")
+	script := fmt.Sprintf(`#!/bin/sh
+# run.sh starts: <this> run --config <dir>/Caddyfile --adapter caddyfile
+dir=""
+prev=""
+for a in "$@"; do [ "$prev" = --config ] && dir=$(dirname "$a"); prev=$a; done
+[ -n "$dir" ] || { echo "wrapper: no --config" >&2; exit 2; }
+chown -R %d:%d "$dir"
+ctr=$(buildah %s from durable-streams-test:latest) || exit 1
+exec buildah %s run --isolation chroot -v "$dir:$dir" "$ctr" -- /usr/local/bin/durable-streams-server "$@"
+`, uid, uid, strings.Join(b.args, " "), strings.Join(b.args, " "))
+	write(t, wrapper, []byte(script), 0o755)
+	for _, mode := range []string{"memory", "data_dir"} {
+		cmd := exec.Command(filepath.Join(root, "tests/conformance/run.sh"), wrapper, mode)
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		summary := lines[len(lines)-1]
+		t.Logf("conformance (%s) against the image: %s", mode, summary)
+		if err != nil {
+			t.Errorf("conformance (%s): %v\n%s", mode, err, out)
 		}
 	}
 }
