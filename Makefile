@@ -10,6 +10,9 @@
 #   make bench-quick       short benchmark run (about 3 minutes)
 #   make test-bench-smoke  every benchmark scenario at tiny size (< 60 s)
 #   make dist              release tarball in dist/
+#   make test-xcaddy       xcaddy build --with this module (+ another plugin), then serve a stream
+#   make test-kubernetes   packaging/kubernetes decoded strictly into the Kubernetes API types
+#   make test-container-conformance  conformance suite against the container image (buildah)
 #   make fuzz              libFuzzer on the engine's request parsing (clang; FUZZ_SECONDS=60)
 #   make clean
 
@@ -31,7 +34,7 @@ VERSION    := $(shell sed -n 's/.*kVersion\[\] = "\(.*\)";/\1/p' native/version.
 GOOS       := $(shell $(GO) env GOOS)
 GOARCH     := $(shell $(GO) env GOARCH)
 
-.PHONY: build dev test test-native test-go test-conformance test-bench-smoke bench bench-quick dist fuzz clean
+.PHONY: build dev test test-native test-go test-conformance test-bench-smoke bench bench-quick dist fuzz clean test-xcaddy test-kubernetes test-container-conformance
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/durable-streams-server
@@ -86,6 +89,8 @@ test:
 	  step test-go || true; \
 	  step test-conformance || true; \
 	  step test-bench-smoke || true; \
+	  step test-xcaddy || true; \
+	  step test-kubernetes || true; \
 	fi; \
 	echo; echo "==== make test summary ===="; \
 	printf '%s\n' "$${summary[@]}"; \
@@ -95,6 +100,20 @@ test:
 	fi; \
 	if [ $$failed -ne 0 ]; then echo "make test: FAILED"; exit 1; fi; \
 	echo "make test: all passed"
+
+# xcaddy from PATH, $GOPATH/bin or the Go module proxy (skipped, saying so, if
+# none). -trimpath alone (xcaddy's default adds -tags and -ldflags) shares the
+# Go build cache with `make build`, so only our package and the link are new.
+test-xcaddy: build
+	DS_XCADDY=1 XCADDY_GO_BUILD_FLAGS=-trimpath $(GO) test -count=1 -timeout 30m -v -run TestXcaddyBuild ./tests/xcaddy
+
+# The conformance suite against the container image (buildah; minutes).
+test-container-conformance: build $(CONF_STAMP)
+	DS_CONTAINER_CONFORMANCE=1 DS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m -v -run TestContainerConformance ./tests/container
+
+# Its own Go module (k8s.io/api stays out of the server's go.mod).
+test-kubernetes:
+	cd tests/kubernetes && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 bench:
 	tests/bench/run.sh $(BENCH_ARGS)
