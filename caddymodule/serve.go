@@ -79,6 +79,7 @@ var protocolHeaders = [...]struct {
 	{native.FieldStreamForkSubOffset, "Stream-Fork-Sub-Offset"},
 	{native.FieldOrigin, "Origin"},
 	{native.FieldAccessControlRequestHeaders, "Access-Control-Request-Headers"},
+	{native.FieldLastEventID, "Last-Event-Id"},
 }
 
 var requests = sync.Pool{New: func() any { return new(native.Request) }}

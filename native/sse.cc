@@ -43,7 +43,13 @@ void AppendSseData(std::string_view payload, SseDataEncoding encoding,
 
 void AppendSseControl(const SseControl& control, std::string* out) {
   // Offsets and cursors are digits only, so they need no JSON escaping.
-  out->append("event: control\ndata:{\"streamNextOffset\":\"");
+  // The id is the same offset, so a plain EventSource that reconnects on
+  // its own sends it back as Last-Event-ID and resumes right after this
+  // event (read.cc). Data events carry none: the id stays the last control
+  // event's, the point a client has fully received.
+  out->append("event: control\nid: ");
+  out->append(control.next_offset);
+  out->append("\ndata:{\"streamNextOffset\":\"");
   out->append(control.next_offset);
   out->push_back('"');
   if (!control.cursor.empty()) {

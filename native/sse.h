@@ -25,7 +25,8 @@ struct SseControl {
   bool closed = false;
 };
 
-// Appends an `event: control` block carrying the JSON object
+// Appends an `event: control` block with `id: <streamNextOffset>` and the
+// JSON object
 // {"streamNextOffset":…,"streamCursor":…,"upToDate":true,"streamClosed":true}.
 void AppendSseControl(const SseControl& control, std::string* out);
 

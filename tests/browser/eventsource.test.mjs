@@ -1,0 +1,198 @@
+// A plain browser EventSource reads a stream across reconnects: no
+// duplicates, no gaps (README "Reading with a plain EventSource").
+//
+//   node tests/browser/eventsource.test.mjs <binary>
+//
+// Starts the server on a free loopback port with sse_reconnect_interval 1s
+// and two sites: one where SSE connections are taken over by the engine's
+// fan-out (the default over HTTP/1.1), one with sse_takeover off (a
+// goroutine writes every event). Headless Chromium (Debian's `chromium`, or
+// $CHROMIUM) opens a page served by the same server (file_server beside the
+// site-level durable_streams), whose EventSource reads a stream with
+// offset=-1 while this script appends. The browser reconnects on its own
+// after each server close, sending Last-Event-ID; the server must resume
+// from it. The test passes when every page has seen at least three
+// connections (two reconnects) and its data events concatenate to exactly
+// what was appended. Prints "SKIP: ..." and exits 0 only when chromium
+// cannot be started.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import puppeteer from 'puppeteer-core';
+
+const bin = path.resolve(process.argv[2] ?? 'bin/durable-streams-server');
+const chromium = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const appends = 24; // one every appendEveryMs: ~5 s, so several reconnects happen mid-stream
+const appendEveryMs = 200;
+const deadlineMs = 30_000;
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'ds-browser-'));
+let server;
+let browser;
+let failed = false;
+
+function fail(msg) {
+  failed = true;
+  console.error(`FAIL: ${msg}`);
+}
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startServer() {
+  const [takeover, goroutine] = [await freePort(), await freePort()];
+  mkdirSite();
+  const site = (port, extra) => `http://127.0.0.1:${port} {
+	durable_streams {
+		sse_reconnect_interval 1s
+		${extra}
+	}
+	respond /health "OK" 200
+	root * ${JSON.stringify(path.join(tmp, 'site'))}
+	file_server
+}
+`;
+  writeFileSync(
+    path.join(tmp, 'Caddyfile'),
+    `{\n\tadmin off\n\tauto_https off\n\tgrace_period 1s\n}\n\n` +
+      site(takeover, '') + '\n' + site(goroutine, 'sse_takeover off'),
+  );
+  let log = '';
+  server = spawn(bin, ['run', '--config', path.join(tmp, 'Caddyfile'), '--adapter', 'caddyfile'], {
+    env: { ...process.env, XDG_CONFIG_HOME: path.join(tmp, 'xdg-config'), XDG_DATA_HOME: path.join(tmp, 'xdg-data') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  server.stdout.on('data', (d) => (log += d));
+  server.stderr.on('data', (d) => (log += d));
+  server.logTail = () => log.split('\n').slice(-30).join('\n');
+  const bases = [`http://127.0.0.1:${takeover}`, `http://127.0.0.1:${goroutine}`];
+  const until = Date.now() + 30_000;
+  for (const base of bases) {
+    for (;;) {
+      if (server.exitCode !== null) throw new Error(`server exited during startup:\n${server.logTail()}`);
+      try {
+        const r = await fetch(`${base}/health`);
+        if (r.status === 200) break;
+      } catch {}
+      if (Date.now() > until) throw new Error(`server did not answer /health:\n${server.logTail()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return { takeover: bases[0], goroutine: bases[1] };
+}
+
+function mkdirSite() {
+  // file_server serves this page, so the EventSource is same-origin.
+  const dir = path.join(tmp, 'site');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'index.html'), '<!doctype html><title>durable streams EventSource test</title>\n');
+}
+
+async function request(method, url, body) {
+  const r = await fetch(url, { method, body, headers: body === undefined ? {} : { 'Content-Type': 'text/plain' } });
+  await r.arrayBuffer();
+  if (r.status >= 300) throw new Error(`${method} ${url}: ${r.status}`);
+  return r;
+}
+
+// Opens the page and starts its EventSource; returns the page.
+async function openReader(base, stream) {
+  const page = await browser.newPage();
+  page.on('pageerror', (e) => fail(`${base}: page error ${e}`));
+  await page.goto(`${base}/index.html`);
+  await page.evaluate((url) => {
+    window.got = '';
+    window.opens = 0;
+    window.ids = [];
+    window.errors = 0;
+    const es = new EventSource(url);
+    es.addEventListener('open', () => window.opens++);
+    es.addEventListener('error', () => window.errors++);
+    es.addEventListener('data', (e) => (window.got += e.data));
+    es.addEventListener('control', (e) => {
+      window.ids.push(e.lastEventId);
+      if (JSON.parse(e.data).streamNextOffset !== e.lastEventId) window.badId = e.lastEventId;
+    });
+    window.es = es;
+  }, `${base}/v1/stream/${stream}?offset=-1&live=sse`);
+  return page;
+}
+
+async function main() {
+  const bases = await startServer();
+  try {
+    browser = await puppeteer.launch({
+      executablePath: chromium,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+    });
+  } catch (e) {
+    console.log(`SKIP: chromium (${chromium}) cannot start: ${String(e.message ?? e).split('\n')[0]}`);
+    return;
+  }
+  console.log(`browser: ${await browser.version()}`);
+
+  const readers = [];
+  for (const [mode, base] of Object.entries(bases)) {
+    const stream = `eventsource-${mode}`;
+    await request('PUT', `${base}/v1/stream/${stream}`, 'first\n');
+    readers.push({ mode, base, stream, expected: 'first\n', page: await openReader(base, stream) });
+  }
+  for (let i = 0; i < appends; i++) {
+    await new Promise((r) => setTimeout(r, appendEveryMs));
+    for (const rd of readers) {
+      const chunk = `${rd.mode} ${i}\n`;
+      await request('POST', `${rd.base}/v1/stream/${rd.stream}`, chunk);
+      rd.expected += chunk;
+    }
+  }
+  // Wait until each reader has everything and has reconnected at least twice.
+  const until = Date.now() + deadlineMs;
+  for (const rd of readers) {
+    for (;;) {
+      const s = await rd.page.evaluate(() => ({ got: window.got, opens: window.opens, ids: window.ids, badId: window.badId, errors: window.errors }));
+      rd.state = s;
+      if ((s.got.length >= rd.expected.length && s.opens >= 3) || Date.now() > until) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const s = rd.state;
+    console.log(`${rd.mode}: ${s.opens} connections, ${s.ids.length} control events, ${s.got.length}/${rd.expected.length} bytes`);
+    if (s.opens < 3) fail(`${rd.mode}: ${s.opens} connections; want at least 3 (two reconnects)`);
+    if (s.got !== rd.expected) {
+      fail(`${rd.mode}: the EventSource received\n${JSON.stringify(s.got)}\nwant exactly\n${JSON.stringify(rd.expected)}`);
+    }
+    if (s.badId !== undefined) fail(`${rd.mode}: a control event's id ${s.badId} is not its streamNextOffset`);
+    if (s.ids.length === 0 || !/^\d{16}_\d{16}$/.test(s.ids.at(-1))) fail(`${rd.mode}: control ids ${JSON.stringify(s.ids.slice(-3))}`);
+  }
+}
+
+let rc = 0;
+try {
+  await main();
+} catch (e) {
+  fail(e.stack ?? String(e));
+} finally {
+  if (browser) await browser.close().catch(() => {});
+  if (server && server.exitCode === null) {
+    server.kill('SIGTERM');
+    await new Promise((r) => {
+      const t = setTimeout(() => { server.kill('SIGKILL'); r(); }, 10_000);
+      server.on('exit', () => { clearTimeout(t); r(); });
+    });
+  }
+  if (failed && server) console.error(`---- server log (tail) ----\n${server.logTail()}`);
+  rmSync(tmp, { recursive: true, force: true });
+  rc = failed ? 1 : 0;
+}
+console.log(failed ? 'eventsource: FAILED' : 'eventsource: ok');
+process.exit(rc);
