@@ -25,9 +25,9 @@ struct SseControl {
   bool closed = false;
 };
 
-// Appends an `event: control` block with `id: <streamNextOffset>` and the
-// JSON object
-// {"streamNextOffset":…,"streamCursor":…,"upToDate":true,"streamClosed":true}.
+// Appends an `event: control` block carrying the JSON object
+// {"streamNextOffset":…,"streamCursor":…,"upToDate":true,"streamClosed":true}
+// and then `id: <streamNextOffset>`.
 void AppendSseControl(const SseControl& control, std::string* out);
 
 // A comment line that keeps idle connections alive through proxies.

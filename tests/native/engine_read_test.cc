@@ -197,9 +197,10 @@ TEST_F(ReadTest, SseCatchUpFramesDataThenControl) {
   EXPECT_EQ(HeaderOf(r, "Cache-Control"), "no-cache, no-transform");
   EXPECT_EQ(HeaderOf(r, "Stream-Sse-Data-Encoding"), "<absent>");
   std::string prefix =
-      "event: data\ndata:l1\ndata:l2\ndata:l3\ndata:l4\n\nevent: control\nid: " + EncodeOffset(12) + "\ndata:{\"streamNextOffset\":\"" + EncodeOffset(12) + "\",\"streamCursor\":\"";
+      "event: data\ndata:l1\ndata:l2\ndata:l3\ndata:l4\n\nevent: control\ndata:{\"streamNextOffset\":\"" +
+      EncodeOffset(12) + "\",\"streamCursor\":\"";
   EXPECT_EQ(r.body.substr(0, prefix.size()), prefix);
-  EXPECT_NE(r.body.find("\"upToDate\":true}\n\n"), std::string::npos);
+  EXPECT_NE(r.body.find("\"upToDate\":true}\nid: " + EncodeOffset(12) + "\n\n"), std::string::npos);
 }
 
 TEST_F(ReadTest, SseBase64ForBinaryAndEofOnClose) {
@@ -213,13 +214,15 @@ TEST_F(ReadTest, SseBase64ForBinaryAndEofOnClose) {
   ASSERT_EQ(Post("/b", With(Bin(), DS_FIELD_STREAM_CLOSED, "true"), "!").status, 204);
   Response end = engine_->Resume(r.session, DS_RESUME_WAKE);
   EXPECT_TRUE(end.done);
-  EXPECT_EQ(end.body, "event: data\ndata:IQ==\n\nevent: control\nid: " + EncodeOffset(6) + "\ndata:{\"streamNextOffset\":\"" + EncodeOffset(6) + "\",\"upToDate\":true,\"streamClosed\":true}\n\n");
+  EXPECT_EQ(end.body, "event: data\ndata:IQ==\n\nevent: control\ndata:{\"streamNextOffset\":\"" +
+                          EncodeOffset(6) + "\",\"upToDate\":true,\"streamClosed\":true}\nid: " +
+                          EncodeOffset(6) + "\n\n");
 }
 
 TEST_F(ReadTest, SseAtTailSendsControlThenKeepalivesThenReconnects) {
   ASSERT_EQ(Put("/s", Text()).status, 201);
   Response r = Get("/s", "offset=now&live=sse");
-  EXPECT_EQ(r.body.rfind("event: control\nid: " + EncodeOffset(0) + "\ndata:{\"streamNextOffset\":\"" + EncodeOffset(0), 0), 0u);
+  EXPECT_EQ(r.body.rfind("event: control\ndata:{\"streamNextOffset\":\"" + EncodeOffset(0), 0), 0u);
   EXPECT_EQ(r.wait_ms, 15000u);
   clock_->Advance(15000);
   Response ka = engine_->Resume(r.session, DS_RESUME_TIMEOUT);
@@ -235,8 +238,9 @@ TEST_F(ReadTest, SseOnClosedTailEmitsClosedControlOnly) {
   ASSERT_EQ(Put("/s", With(Text(), DS_FIELD_STREAM_CLOSED, "true"), "ab").status, 201);
   Response r = Get("/s", "offset=" + EncodeOffset(2) + "&live=sse");
   EXPECT_TRUE(r.done);
-  EXPECT_EQ(r.body, "event: control\nid: " + EncodeOffset(2) + "\ndata:{\"streamNextOffset\":\"" + EncodeOffset(2) +
-                        "\",\"upToDate\":true,\"streamClosed\":true}\n\n");
+  EXPECT_EQ(r.body, "event: control\ndata:{\"streamNextOffset\":\"" + EncodeOffset(2) +
+                        "\",\"upToDate\":true,\"streamClosed\":true}\nid: " + EncodeOffset(2) +
+                        "\n\n");
 }
 
 }  // namespace

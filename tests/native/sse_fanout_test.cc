@@ -122,11 +122,11 @@ class SseFanoutTest : public EngineTest {
   }
 
   std::string Control(uint64_t next, bool up_to_date, bool closed = false) {
-    std::string c = "event: control\nid: " + EncodeOffset(next) + "\ndata:{\"streamNextOffset\":\"" + EncodeOffset(next) + "\"";
+    std::string c = "event: control\ndata:{\"streamNextOffset\":\"" + EncodeOffset(next) + "\"";
     if (!closed) c += ",\"streamCursor\":\"" + NextCursor(clock_->NowMs(), "", 1) + "\"";
     if (up_to_date) c += ",\"upToDate\":true";
     if (closed) c += ",\"streamClosed\":true";
-    return c + "}\n\n";
+    return c + "}\nid: " + EncodeOffset(next) + "\n\n";
   }
 
   static std::string Data(const std::string& text) { return "event: data\ndata:" + text + "\n\n"; }

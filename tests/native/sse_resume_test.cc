@@ -33,8 +33,8 @@ class SseResumeTest : public EngineTest {
     std::string data = std::string("hello world").substr(from);
     std::string out;
     if (!data.empty()) out = "event: data\ndata:" + data + "\n\n";
-    return out + "event: control\nid: " + EncodeOffset(11) +
-           "\ndata:{\"streamNextOffset\":\"" + EncodeOffset(11) + "\",\"streamCursor\":\"";
+    return out + "event: control\ndata:{\"streamNextOffset\":\"" + EncodeOffset(11) +
+           "\",\"streamCursor\":\"";
   }
 
   static bool StartsWith(const std::string& s, const std::string& prefix) {
@@ -45,8 +45,9 @@ class SseResumeTest : public EngineTest {
 TEST(SseFramingTest, ControlEventCarriesItsOffsetAsId) {
   std::string out;
   AppendSseControl({.next_offset = EncodeOffset(7), .cursor = "42", .up_to_date = true}, &out);
-  EXPECT_EQ(out, "event: control\nid: " + EncodeOffset(7) + "\ndata:{\"streamNextOffset\":\"" +
-                     EncodeOffset(7) + "\",\"streamCursor\":\"42\",\"upToDate\":true}\n\n");
+  EXPECT_EQ(out, "event: control\ndata:{\"streamNextOffset\":\"" + EncodeOffset(7) +
+                     "\",\"streamCursor\":\"42\",\"upToDate\":true}\nid: " + EncodeOffset(7) +
+                     "\n\n");
   out.clear();
   AppendSseData("x", SseDataEncoding::kText, &out);
   EXPECT_EQ(out, "event: data\ndata:x\n\n") << "data events carry no id";
