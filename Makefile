@@ -6,7 +6,7 @@
 #   make test-native       GoogleTest suites in tests/native (CMake + Ninja)
 #   make test-go           gofmt check, go vet, go test (e2e tests use the built binary)
 #   make test-conformance  protocol conformance suite, in memory and with data_dir
-#   make test-browser      headless Chromium: a plain EventSource across reconnects
+#   make test-browser      SSE reconnects: EventSource in headless Chromium, official client
 #   make bench             benchmarks (tests/bench/run.sh, BENCH_ARGS=...)
 #   make bench-quick       short benchmark run (about 3 minutes)
 #   make test-bench-smoke  every benchmark scenario at tiny size (< 60 s)
@@ -75,10 +75,14 @@ $(BROWSER_STAMP): $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
 	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund
 	touch $@
 
-# Debian's chromium driven by puppeteer-core (~15 s); prints SKIP and passes
-# only if chromium cannot start (CHROMIUM=path picks another binary).
+# SSE across reconnects (~20 s): a plain EventSource in Debian's chromium
+# driven by puppeteer-core (prints SKIP and passes only if chromium cannot
+# start; CHROMIUM=path picks another binary), then the official client.
 test-browser: build $(BROWSER_STAMP)
-	node $(BROWSER_DIR)/eventsource.test.mjs $(BIN)
+	@rc=0; \
+	node $(BROWSER_DIR)/eventsource.test.mjs $(BIN) || rc=1; \
+	node $(BROWSER_DIR)/client.test.mjs $(BIN) || rc=1; \
+	exit $$rc
 
 # Builds once, runs every suite even when one fails, prints a summary, and
 # fails if anything failed. Each suite's output is also kept in build/test-logs/.

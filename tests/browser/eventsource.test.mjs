@@ -15,12 +15,10 @@
 // connections (two reconnects) and its data events concatenate to exactly
 // what was appended. Prints "SKIP: ..." and exits 0 only when chromium
 // cannot be started.
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import puppeteer from 'puppeteer-core';
+import { request, startServer } from './server.mjs';
 
 const bin = path.resolve(process.argv[2] ?? 'bin/durable-streams-server');
 const chromium = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -28,7 +26,6 @@ const appends = 24; // one every appendEveryMs: ~5 s, so several reconnects happ
 const appendEveryMs = 200;
 const deadlineMs = 30_000;
 
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'ds-browser-'));
 let server;
 let browser;
 let failed = false;
@@ -36,73 +33,6 @@ let failed = false;
 function fail(msg) {
   failed = true;
   console.error(`FAIL: ${msg}`);
-}
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startServer() {
-  const [takeover, goroutine] = [await freePort(), await freePort()];
-  mkdirSite();
-  const site = (port, extra) => `http://127.0.0.1:${port} {
-	durable_streams {
-		sse_reconnect_interval 1s
-		${extra}
-	}
-	respond /health "OK" 200
-	root * ${JSON.stringify(path.join(tmp, 'site'))}
-	file_server
-}
-`;
-  writeFileSync(
-    path.join(tmp, 'Caddyfile'),
-    `{\n\tadmin off\n\tauto_https off\n\tgrace_period 1s\n}\n\n` +
-      site(takeover, '') + '\n' + site(goroutine, 'sse_takeover off'),
-  );
-  let log = '';
-  server = spawn(bin, ['run', '--config', path.join(tmp, 'Caddyfile'), '--adapter', 'caddyfile'], {
-    env: { ...process.env, XDG_CONFIG_HOME: path.join(tmp, 'xdg-config'), XDG_DATA_HOME: path.join(tmp, 'xdg-data') },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  server.stdout.on('data', (d) => (log += d));
-  server.stderr.on('data', (d) => (log += d));
-  server.logTail = () => log.split('\n').slice(-30).join('\n');
-  const bases = [`http://127.0.0.1:${takeover}`, `http://127.0.0.1:${goroutine}`];
-  const until = Date.now() + 30_000;
-  for (const base of bases) {
-    for (;;) {
-      if (server.exitCode !== null) throw new Error(`server exited during startup:\n${server.logTail()}`);
-      try {
-        const r = await fetch(`${base}/health`);
-        if (r.status === 200) break;
-      } catch {}
-      if (Date.now() > until) throw new Error(`server did not answer /health:\n${server.logTail()}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  return { takeover: bases[0], goroutine: bases[1] };
-}
-
-function mkdirSite() {
-  // file_server serves this page, so the EventSource is same-origin.
-  const dir = path.join(tmp, 'site');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, 'index.html'), '<!doctype html><title>durable streams EventSource test</title>\n');
-}
-
-async function request(method, url, body) {
-  const r = await fetch(url, { method, body, headers: body === undefined ? {} : { 'Content-Type': 'text/plain' } });
-  await r.arrayBuffer();
-  if (r.status >= 300) throw new Error(`${method} ${url}: ${r.status}`);
-  return r;
 }
 
 // Opens the page and starts its EventSource; returns the page.
@@ -129,7 +59,9 @@ async function openReader(base, stream) {
 }
 
 async function main() {
-  const bases = await startServer();
+  server = await startServer(bin, { takeover: '', goroutine: 'sse_takeover off' });
+  const bases = server.bases;
+  writeFileSync(path.join(server.siteDir, 'index.html'), '<!doctype html><title>durable streams EventSource test</title>\n');
   try {
     browser = await puppeteer.launch({
       executablePath: chromium,
@@ -183,15 +115,8 @@ try {
   fail(e.stack ?? String(e));
 } finally {
   if (browser) await browser.close().catch(() => {});
-  if (server && server.exitCode === null) {
-    server.kill('SIGTERM');
-    await new Promise((r) => {
-      const t = setTimeout(() => { server.kill('SIGKILL'); r(); }, 10_000);
-      server.on('exit', () => { clearTimeout(t); r(); });
-    });
-  }
   if (failed && server) console.error(`---- server log (tail) ----\n${server.logTail()}`);
-  rmSync(tmp, { recursive: true, force: true });
+  if (server) await server.stop();
   rc = failed ? 1 : 0;
 }
 console.log(failed ? 'eventsource: FAILED' : 'eventsource: ok');
