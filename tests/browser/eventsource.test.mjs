@@ -29,6 +29,7 @@ const deadlineMs = 30_000;
 let server;
 let browser;
 let failed = false;
+let skipped = false;
 
 function fail(msg) {
   failed = true;
@@ -70,6 +71,7 @@ async function main() {
     });
   } catch (e) {
     console.log(`SKIP: chromium (${chromium}) cannot start: ${String(e.message ?? e).split('\n')[0]}`);
+    skipped = true;
     return;
   }
   console.log(`browser: ${await browser.version()}`);
@@ -119,5 +121,5 @@ try {
   if (server) await server.stop();
   rc = failed ? 1 : 0;
 }
-console.log(failed ? 'eventsource: FAILED' : 'eventsource: ok');
+console.log(failed ? 'eventsource: FAILED' : skipped ? 'eventsource: skipped' : 'eventsource: ok');
 process.exit(rc);
