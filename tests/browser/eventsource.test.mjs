@@ -18,7 +18,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import puppeteer from 'puppeteer-core';
-import { request, startServer } from './server.mjs';
+import { metric, request, startServer } from './server.mjs';
 
 const bin = path.resolve(process.argv[2] ?? 'bin/durable-streams-server');
 const chromium = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -82,14 +82,19 @@ async function main() {
     await request('PUT', `${base}/v1/stream/${stream}`, 'first\n');
     readers.push({ mode, base, stream, expected: 'first\n', page: await openReader(base, stream) });
   }
+  // The takeover site's reader is served by the engine's fan-out (the
+  // goroutine site's never is): at least one adopted session while reading.
+  let adopted = 0;
   for (let i = 0; i < appends; i++) {
     await new Promise((r) => setTimeout(r, appendEveryMs));
+    adopted = Math.max(adopted, await metric(bases.takeover, 'caddy_durable_streams_adopted_sessions'));
     for (const rd of readers) {
       const chunk = `${rd.mode} ${i}\n`;
       await request('POST', `${rd.base}/v1/stream/${rd.stream}`, chunk);
       rd.expected += chunk;
     }
   }
+  if (adopted < 1) fail('no SSE session was taken over by the engine: the fan-out path went untested');
   // Wait until each reader has everything and has reconnected at least twice.
   const until = Date.now() + deadlineMs;
   for (const rd of readers) {

@@ -1,7 +1,7 @@
 // Starts bin/durable-streams-server for the tests in this directory: one
 // Caddyfile with a site per entry of `sites` on free loopback ports, each
 // with durable_streams at site level (sse_reconnect_interval 1s plus the
-// entry's extra options), /health and a file_server for `siteDir`.
+// entry's extra options), /health, /metrics and a file_server for `siteDir`.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -37,6 +37,7 @@ http://127.0.0.1:${port} {
 		${extra}
 	}
 	respond /health "OK" 200
+	metrics /metrics
 	root * ${JSON.stringify(siteDir)}
 	file_server
 }
@@ -79,6 +80,16 @@ http://127.0.0.1:${port} {
     throw e;
   }
   return { bases, siteDir, logTail, stop };
+}
+
+// The value of an unlabelled-or-labelled gauge summed over its samples.
+export async function metric(base, name) {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(name + '{') || line.startsWith(name + ' ')) sum += Number(line.split(' ').at(-1));
+  }
+  return sum;
 }
 
 // Sends one request; throws unless it succeeded.
