@@ -215,7 +215,7 @@ func TestExamples(t *testing.T) {
 			t.Errorf("preflight Access-Control-Allow-Origin %q", got)
 		}
 		allowed := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers"))
-		for _, h := range []string{"content-type", "producer-id", "producer-epoch", "producer-seq", "stream-closed", "stream-seq", "stream-ttl"} {
+		for _, h := range []string{"content-type", "producer-id", "producer-epoch", "producer-seq", "stream-closed", "stream-seq", "stream-ttl", "last-event-id"} {
 			if !strings.Contains(allowed, h) {
 				t.Errorf("preflight Access-Control-Allow-Headers %q lacks %s", allowed, h)
 			}
