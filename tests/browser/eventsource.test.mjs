@@ -9,7 +9,8 @@
 // goroutine writes every event). Headless Chromium (Debian's `chromium`, or
 // $CHROMIUM) opens a page served by the same server (file_server beside the
 // site-level durable_streams), whose EventSource reads a stream with
-// offset=-1 while this script appends. The browser reconnects on its own
+// offset=-1 while this script appends (same-origin for the takeover site,
+// cross-origin for the other). The browser reconnects on its own
 // after each server close, sending Last-Event-ID; the server must resume
 // from it. The test passes when every page has seen at least three
 // connections (two reconnects) and its data events concatenate to exactly
@@ -36,11 +37,12 @@ function fail(msg) {
   console.error(`FAIL: ${msg}`);
 }
 
-// Opens the page and starts its EventSource; returns the page.
-async function openReader(base, stream) {
+// Opens the page (from pageBase) and starts its EventSource on base's
+// stream; returns the page.
+async function openReader(pageBase, base, stream) {
   const page = await browser.newPage();
   page.on('pageerror', (e) => fail(`${base}: page error ${e}`));
-  await page.goto(`${base}/index.html`);
+  await page.goto(`${pageBase}/index.html`);
   await page.evaluate((url) => {
     window.got = '';
     window.opens = 0;
@@ -80,7 +82,11 @@ async function main() {
   for (const [mode, base] of Object.entries(bases)) {
     const stream = `eventsource-${mode}`;
     await request('PUT', `${base}/v1/stream/${stream}`, 'first\n');
-    readers.push({ mode, base, stream, expected: 'first\n', page: await openReader(base, stream) });
+    // The goroutine site's reader runs on the other site's page: a
+    // cross-origin EventSource, whose reconnects carry Last-Event-ID
+    // through CORS.
+    const pageBase = mode === 'goroutine' ? bases.takeover : base;
+    readers.push({ mode, base, stream, expected: 'first\n', page: await openReader(pageBase, base, stream) });
   }
   // The takeover site's reader is served by the engine's fan-out (the
   // goroutine site's never is): at least one adopted session while reading.
