@@ -6,6 +6,7 @@
 #   make test-native       GoogleTest suites in tests/native (CMake + Ninja)
 #   make test-go           gofmt check, go vet, go test (e2e tests use the built binary)
 #   make test-conformance  protocol conformance suite, in memory and with data_dir
+#   make test-browser      SSE reconnects: EventSource in headless Chromium, official client
 #   make bench             benchmarks (tests/bench/run.sh, BENCH_ARGS=...)
 #   make bench-quick       short benchmark run (about 3 minutes)
 #   make test-bench-smoke  every benchmark scenario at tiny size (< 60 s)
@@ -34,7 +35,7 @@ VERSION    := $(shell sed -n 's/.*kVersion\[\] = "\(.*\)";/\1/p' native/version.
 GOOS       := $(shell $(GO) env GOOS)
 GOARCH     := $(shell $(GO) env GOARCH)
 
-.PHONY: build dev test test-native test-go test-conformance test-bench-smoke bench bench-quick dist fuzz clean test-xcaddy test-kubernetes test-container-conformance
+.PHONY: build dev test test-native test-go test-conformance test-browser test-bench-smoke bench bench-quick dist fuzz clean test-xcaddy test-kubernetes test-container-conformance
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/durable-streams-server
@@ -70,6 +71,22 @@ test-conformance: build $(CONF_STAMP)
 	$(CONF_DIR)/run.sh $(BIN) data_dir || rc=1; \
 	exit $$rc
 
+BROWSER_DIR   := tests/browser
+BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.npm-ci-stamp
+
+$(BROWSER_STAMP): $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
+	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+# SSE across reconnects (~20 s): a plain EventSource in Debian's chromium
+# driven by puppeteer-core (prints SKIP and passes only if chromium cannot
+# start; CHROMIUM=path picks another binary), then the official client.
+test-browser: build $(BROWSER_STAMP)
+	@rc=0; \
+	node $(BROWSER_DIR)/eventsource.test.mjs $(BIN) || rc=1; \
+	node $(BROWSER_DIR)/client.test.mjs $(BIN) || rc=1; \
+	exit $$rc
+
 # Builds once, runs every suite even when one fails, prints a summary, and
 # fails if anything failed. Each suite's output is also kept in build/test-logs/.
 test:
@@ -88,6 +105,7 @@ test:
 	  step test-native || true; \
 	  step test-go || true; \
 	  step test-conformance || true; \
+	  step test-browser || true; \
 	  step test-bench-smoke || true; \
 	  step test-xcaddy || true; \
 	  step test-kubernetes || true; \

@@ -43,9 +43,8 @@ func init() {
 // tails (long-poll and SSE), closes and deletes streams. Route the stream
 // URLs to it, e.g. `route /v1/stream/* { durable_streams }`.
 //
-// In a site block, give the directive a matcher (`durable_streams
-// /v1/stream/*`): it is ordered right after encode and answers every request
-// that reaches it.
+// In a site block it is ordered right after encode; requests outside
+// stream_root go on to the next handler, so it needs no matcher there.
 //
 // Handlers with the same data_dir (or, in memory, the same stream_root) share
 // one engine, across sites and across config reloads; the engine's options are

@@ -79,13 +79,20 @@ var protocolHeaders = [...]struct {
 	{native.FieldStreamForkSubOffset, "Stream-Fork-Sub-Offset"},
 	{native.FieldOrigin, "Origin"},
 	{native.FieldAccessControlRequestHeaders, "Access-Control-Request-Headers"},
+	{native.FieldLastEventID, "Last-Event-Id"},
 }
 
 var requests = sync.Pool{New: func() any { return new(native.Request) }}
 
 // ServeHTTP copies the request into one engine call and writes the answer.
 // Long-poll and SSE requests then wait for wakes without holding a thread.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+// A request outside stream_root is not ours: it goes on to the next handler,
+// so the directive composes at site level with /health, metrics or
+// file_server, without a matcher.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !underStreamRoot(h.StreamRoot, r.URL.Path) {
+		return next.ServeHTTP(w, r)
+	}
 	status, err := h.serve(w, r)
 	if err != nil {
 		if he, ok := errors.AsType[caddyhttp.HandlerError](err); ok {
@@ -94,6 +101,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	}
 	countRequest(r.Method, status)
 	return err
+}
+
+// underStreamRoot tells whether path is root itself or below it. Provision
+// sets root (without a trailing slash unless it is "/"); empty means the
+// default.
+func underStreamRoot(root, path string) bool {
+	if root == "" {
+		root = DefaultStreamRoot
+	}
+	if root == "/" || path == root {
+		return true
+	}
+	return len(path) > len(root) && path[len(root)] == '/' && strings.HasPrefix(path, root)
 }
 
 // serve returns the status it wrote (0 if none) or an error for Caddy to

@@ -361,6 +361,9 @@ const (
 	FieldAccessControlRequestHeaders Field = C.DS_FIELD_ACCESS_CONTROL_REQUEST_HEADERS
 	// FieldRequestBase is "scheme://host[:port]" as the client used it.
 	FieldRequestBase Field = C.DS_FIELD_REQUEST_BASE
+	// FieldLastEventID is the Last-Event-ID an EventSource sends when it
+	// reconnects: the streamNextOffset of the last control event it saw.
+	FieldLastEventID Field = C.DS_FIELD_LAST_EVENT_ID
 
 	// FieldCount is the number of fields.
 	FieldCount = int(C.DS_FIELD_COUNT)

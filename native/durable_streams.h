@@ -146,6 +146,8 @@ typedef enum ds_field_id {
   DS_FIELD_ACCESS_CONTROL_REQUEST_HEADERS,
   DS_FIELD_REQUEST_BASE,       /* "scheme://host[:port]" the client used; makes
                                   Location absolute (§5.1) */
+  DS_FIELD_LAST_EVENT_ID,      /* an EventSource reconnecting: the id of the last
+                                  SSE event it saw (a streamNextOffset) */
   DS_FIELD_COUNT
 } ds_field_id;
 

@@ -8,6 +8,22 @@ namespace {
 
 enum class LiveMode { kNone, kLongPoll, kSse };
 
+// A plain EventSource reconnects with its original URL and sends the id of
+// the last event it saw, which is the streamNextOffset of the last control
+// event (sse.cc). Resuming there gives it neither duplicates nor gaps. The
+// id wins only when it is a valid offset of this stream at or after the
+// URL's offset (at `now`, the URL's start was the tail of an earlier
+// connection, so any retained offset is); anything else is ignored, so the
+// header cannot move a reader before the offset its URL asked for.
+uint64_t SseResumeOffset(std::optional<std::string_view> last_event_id, uint64_t url_offset,
+                         bool url_at_now, uint64_t earliest, uint64_t tail) {
+  if (!last_event_id) return url_offset;
+  std::optional<uint64_t> id = DecodeOffset(*last_event_id);
+  uint64_t floor = url_at_now ? earliest : url_offset;
+  if (!id || *id < floor || *id > tail) return url_offset;
+  return *id;
+}
+
 }  // namespace
 
 Response Engine::Read(const Request& request, uint64_t session_id) {
@@ -59,6 +75,11 @@ Response Engine::Read(const Request& request, uint64_t session_id) {
       }
       offset = *decoded;
     }
+  }
+
+  if (live == LiveMode::kSse) {
+    offset = SseResumeOffset(request.header(DS_FIELD_LAST_EVENT_ID), offset, at_now,
+                             earliest, tail);
   }
 
   std::string cursor = params.cursor.value_or(std::string());

@@ -53,7 +53,15 @@ void AppendSseControl(const SseControl& control, std::string* out) {
   }
   if (control.up_to_date) out->append(",\"upToDate\":true");
   if (control.closed) out->append(",\"streamClosed\":true");
-  out->append("}\n\n");
+  // The id is the same offset, so a plain EventSource that reconnects on
+  // its own sends it back as Last-Event-ID and resumes right after this
+  // event (read.cc). Data events carry none: the id stays the last control
+  // event's, the point a client has fully received. It follows the data
+  // line because clients (and the conformance suite) expect `data:` right
+  // after `event: control`; SSE applies fields in any order at the blank line.
+  out->append("}\nid: ");
+  out->append(control.next_offset);
+  out->append("\n\n");
 }
 
 void AppendSseKeepalive(std::string* out) { out->append(":\n\n"); }

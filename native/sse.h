@@ -26,7 +26,8 @@ struct SseControl {
 };
 
 // Appends an `event: control` block carrying the JSON object
-// {"streamNextOffset":…,"streamCursor":…,"upToDate":true,"streamClosed":true}.
+// {"streamNextOffset":…,"streamCursor":…,"upToDate":true,"streamClosed":true}
+// and then `id: <streamNextOffset>`.
 void AppendSseControl(const SseControl& control, std::string* out);
 
 // A comment line that keeps idle connections alive through proxies.

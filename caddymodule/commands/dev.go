@@ -22,8 +22,8 @@ func init() {
 		Short: "Starts a zero-config development server (in memory by default)",
 		Long: `
 Starts a Durable Streams server without a config file: streams are served
-under /v1/stream/*, /health answers 200 OK, the admin API is off and
-automatic HTTPS is off. Without --data-dir, streams live in memory and are
+under /v1/stream/*, /health answers 200 OK, any other path 404, the admin
+API is off and automatic HTTPS is off. Without --data-dir, streams live in memory and are
 lost when the server stops. Stop it with Ctrl-C (SIGINT) or SIGTERM.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
@@ -94,6 +94,7 @@ func devConfig(opts devOptions) (*caddy.Config, error) {
 		SSEReconnectInterval: caddy.Duration(opts.sseReconnectInterval),
 	}
 	health := caddyhttp.StaticResponse{StatusCode: caddyhttp.WeakString("200"), Body: "OK"}
+	notFound := caddyhttp.StaticResponse{StatusCode: caddyhttp.WeakString("404"), Body: "not found\n"}
 
 	server := &caddyhttp.Server{
 		Listen:    []string{opts.listen},
@@ -101,6 +102,9 @@ func devConfig(opts devOptions) (*caddy.Config, error) {
 		Routes: caddyhttp.RouteList{
 			devRoute("/health", caddyconfig.JSONModuleObject(health, "handler", "static_response", nil)),
 			devRoute(caddymodule.DefaultStreamRoot+"/*", caddyconfig.JSONModuleObject(streams, "handler", "durable_streams", nil)),
+			// Anything else, including a path cleaned out of the stream
+			// route (/v1/stream/../x), is not found, never an empty 200.
+			{HandlersRaw: []json.RawMessage{caddyconfig.JSONModuleObject(notFound, "handler", "static_response", nil)}},
 		},
 	}
 	httpApp := caddyhttp.App{Servers: map[string]*caddyhttp.Server{"dev": server}}

@@ -200,7 +200,7 @@ TEST_F(ReadTest, SseCatchUpFramesDataThenControl) {
       "event: data\ndata:l1\ndata:l2\ndata:l3\ndata:l4\n\nevent: control\ndata:{\"streamNextOffset\":\"" +
       EncodeOffset(12) + "\",\"streamCursor\":\"";
   EXPECT_EQ(r.body.substr(0, prefix.size()), prefix);
-  EXPECT_NE(r.body.find("\"upToDate\":true}\n\n"), std::string::npos);
+  EXPECT_NE(r.body.find("\"upToDate\":true}\nid: " + EncodeOffset(12) + "\n\n"), std::string::npos);
 }
 
 TEST_F(ReadTest, SseBase64ForBinaryAndEofOnClose) {
@@ -215,7 +215,8 @@ TEST_F(ReadTest, SseBase64ForBinaryAndEofOnClose) {
   Response end = engine_->Resume(r.session, DS_RESUME_WAKE);
   EXPECT_TRUE(end.done);
   EXPECT_EQ(end.body, "event: data\ndata:IQ==\n\nevent: control\ndata:{\"streamNextOffset\":\"" +
-                          EncodeOffset(6) + "\",\"upToDate\":true,\"streamClosed\":true}\n\n");
+                          EncodeOffset(6) + "\",\"upToDate\":true,\"streamClosed\":true}\nid: " +
+                          EncodeOffset(6) + "\n\n");
 }
 
 TEST_F(ReadTest, SseAtTailSendsControlThenKeepalivesThenReconnects) {
@@ -238,7 +239,8 @@ TEST_F(ReadTest, SseOnClosedTailEmitsClosedControlOnly) {
   Response r = Get("/s", "offset=" + EncodeOffset(2) + "&live=sse");
   EXPECT_TRUE(r.done);
   EXPECT_EQ(r.body, "event: control\ndata:{\"streamNextOffset\":\"" + EncodeOffset(2) +
-                        "\",\"upToDate\":true,\"streamClosed\":true}\n\n");
+                        "\",\"upToDate\":true,\"streamClosed\":true}\nid: " + EncodeOffset(2) +
+                        "\n\n");
 }
 
 }  // namespace

@@ -126,7 +126,7 @@ class SseFanoutTest : public EngineTest {
     if (!closed) c += ",\"streamCursor\":\"" + NextCursor(clock_->NowMs(), "", 1) + "\"";
     if (up_to_date) c += ",\"upToDate\":true";
     if (closed) c += ",\"streamClosed\":true";
-    return c + "}\n\n";
+    return c + "}\nid: " + EncodeOffset(next) + "\n\n";
   }
 
   static std::string Data(const std::string& text) { return "event: data\ndata:" + text + "\n\n"; }
