@@ -33,7 +33,10 @@ import (
 //     does: reading stops there and the rest is never buffered.
 //   - Every body reserves its bytes from the handler's in-flight budget
 //     before they are read; a body with no room is not read (503 with
-//     Retry-After).
+//     Retry-After). A body without a length that outgrows the pooled buffer
+//     reserves max_append_size at once (and gives back the difference when
+//     it is complete), so large bodies are admitted or shed at their start
+//     rather than all starved halfway.
 //
 // The engine copies what it keeps (one copy, into its store) during the
 // call; the body is released right after it.
@@ -47,8 +50,7 @@ var smallBodies = sync.Pool{New: func() any {
 	return &b
 }}
 
-// mappedStep is how many bytes a body without a length reserves from the
-// budget at a time once it outgrows its pooled buffer.
+// mappedStep is how many bytes of a large body one read asks for.
 const mappedStep = 1 << 20
 
 // bodyBudget bounds the bytes of request bodies in flight at once.
@@ -223,7 +225,13 @@ func (b *requestBody) readUnknown(body io.Reader, limit int64) error {
 		return errTooLarge
 	}
 
-	// Outgrown: continue in a mapping that can hold limit+1 bytes.
+	// Outgrown: its size is unknown, so it is admitted for the largest size
+	// it may have, limit (the byte past it that proves a body too large
+	// needs no room), or shed now. Taking room bit by bit instead lets many
+	// large bodies fill the budget together and then all fail half-read.
+	if !b.reserve(limit - b.reserved) {
+		return errOverBudget
+	}
 	m, err := mapBody(limit + 1)
 	if err != nil {
 		return err
@@ -235,15 +243,13 @@ func (b *requestBody) readUnknown(body io.Reader, limit int64) error {
 	got := int64(n)
 	for {
 		step := min(int64(mappedStep), int64(len(m))-got)
-		// The budget covers up to limit bytes: the one byte past it that
-		// proves a body too large needs no room.
-		if need := min(got+step, limit) - b.reserved; need > 0 && !b.reserve(need) {
-			return errOverBudget
-		}
 		n, err := io.ReadFull(body, m[got:got+step])
 		got += int64(n)
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			b.data = m[:got]
+			// Complete: hold only its size from now on.
+			b.budget.release(b.reserved - got)
+			b.reserved = got
 			return nil
 		}
 		if err != nil {

@@ -176,6 +176,10 @@ func TestReadBodyBudget(t *testing.T) {
 	if err != nil || again.overBudget || len(again.bytes()) != 512<<10 {
 		t.Fatalf("after release: %v overBudget=%v len=%d", err, again.overBudget, len(again.bytes()))
 	}
+	// While it was read it held max_append_size; complete, only its size.
+	if budget.inUse() != 512<<10 {
+		t.Fatalf("a complete 512 KiB chunked body holds %d bytes of budget, want %d", budget.inUse(), 512<<10)
+	}
 	again.release()
 	if budget.inUse() != 0 {
 		t.Fatalf("budget in use %d, want 0", budget.inUse())

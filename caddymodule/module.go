@@ -97,10 +97,11 @@ type Handler struct {
 
 	// The most bytes of append and create bodies this handler holds at
 	// once, across all requests. A body that does not fit is not read: the
-	// request is answered 503 with Retry-After (load shedding), and a body
-	// of unknown length that outgrows the room left is cut off the same
-	// way. Must be at least max_append_size. Default: 256 MiB, or
-	// max_append_size if that is larger.
+	// request is answered 503 with Retry-After (load shedding). A body with
+	// a Content-Length counts its length; one without counts 64 KiB until
+	// it outgrows that, then max_append_size until it is complete. Must be
+	// at least max_append_size. Default: 256 MiB, or max_append_size if
+	// that is larger.
 	MaxInflightBodyBytes int64 `json:"max_inflight_body_bytes,omitempty"`
 
 	// Retention: drop a stream's oldest data once it is older than

@@ -28,7 +28,8 @@
 # marked "unavailable" and the run goes on.
 #
 # Environment: GO_PLUGIN_VERSION (default below), BENCH_KEEP_WORK=1 keeps the
-# scratch directory (data dirs, configs).
+# scratch directory (data dirs, configs), BODIES_BUDGET (e.g. 4GiB) sets
+# max_inflight_body_bytes for the bodies scenario (default: the server's).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -258,7 +259,10 @@ start_server() {
         else
           printf '\troute /v1/stream/* {\n\t\tdurable_streams {\n\t\t\tlong_poll_timeout 30s\n'
           # bodies: half the POSTs are BODIES_MB MB, exactly the limit.
-          [ "$CURRENT_SCENARIO" = bodies ] && printf '\t\t\tmax_append_size %sMB\n' "$BODIES_MB"
+          if [ "$CURRENT_SCENARIO" = bodies ]; then
+            printf '\t\t\tmax_append_size %sMB\n' "$BODIES_MB"
+            [ -n "${BODIES_BUDGET:-}" ] && printf '\t\t\tmax_inflight_body_bytes %s\n' "$BODIES_BUDGET"
+          fi
           [ -n "$data" ] && printf '\t\t\tdata_dir %s\n' "$data"
           printf '\t\t}\n\t}\n'
           # Our engine's counters (group commits); no per-request metrics.

@@ -325,3 +325,55 @@ func TestLocationFollowsToTheStream(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeJSONBodyLeavesNothingBehind: validating a large JSON append
+// leaves no parser capacity behind on the engine thread (simdjson's reused
+// parser kept the tape and strings of the largest document it had seen).
+func TestLargeJSONBodyLeavesNothingBehind(t *testing.T) {
+	dir := t.TempDir()
+	srv := startCaddyfile(t, fmt.Sprintf(bodiesCaddyfile, "1m", "data_dir "+dir))
+	c := &http.Client{Timeout: time.Minute}
+	url := srv.base + "/v1/stream/json"
+	req, _ := http.NewRequest(http.MethodPut, url, nil)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT: %d", resp.StatusCode)
+	}
+
+	// 8 Mi one-digit elements: 16 MiB of text, a large tape.
+	var b strings.Builder
+	b.Grow(16<<20 + 2)
+	b.WriteByte('[')
+	for i := range 8 << 20 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('1')
+	}
+	b.WriteByte(']')
+	body := b.String()
+	_, rss0 := procMemory(t, srv.pid())
+	req, _ = http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST 16 MiB JSON: %d %q", resp.StatusCode, got)
+	}
+	// The stored bytes are on disk, not in the process: what stays
+	// resident is what the append left behind.
+	_, rss1 := procMemory(t, srv.pid())
+	if left := rss1 - rss0; left > 48<<20 {
+		t.Errorf("a 16 MiB JSON append left %d MiB resident; want at most 48 MiB", left>>20)
+	}
+	t.Logf("a 16 MiB JSON append left %d MiB resident", (rss1-rss0)>>20)
+}
