@@ -377,3 +377,22 @@ func TestLargeJSONBodyLeavesNothingBehind(t *testing.T) {
 	}
 	t.Logf("a 16 MiB JSON append left %d MiB resident", (rss1-rss0)>>20)
 }
+
+// TestOverLimitBodyWithLengthIs413: a body whose Content-Length is over the
+// limit is answered 413 without being read, and the client, still sending,
+// gets that answer.
+func TestOverLimitBodyWithLengthIs413(t *testing.T) {
+	srv := startCaddyfile(t, fmt.Sprintf(bodiesCaddyfile, "1m", "max_append_size 1MiB"))
+	c := &http.Client{Timeout: time.Minute}
+	url := srv.base + "/v1/stream/len"
+	bodyPut(t, c, url)
+	body := &patternBody{n: 100_000_000}
+	resp, got := bodyPost(t, c, url, body, body.n)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge ||
+		got != "request body exceeds the server's append size limit (1048576 bytes)\n" {
+		t.Fatalf("POST with Content-Length 100 MB: %d %q; want 413 and the limit", resp.StatusCode, got)
+	}
+	if body.sent >= body.n {
+		t.Errorf("the client sent the whole 100 MB before getting its 413")
+	}
+}
