@@ -32,6 +32,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    sse_reconnect_interval <duration>
 //	    sse_takeover           on|off
 //	    max_append_size        <size>
+//	    max_inflight_body_bytes <size>
 //	    stream_root            <path>
 //	    retention_age          <duration>
 //	    retention_bytes        <size>
@@ -81,6 +82,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "max_append_size":
 			if err := parseSize(d, &h.MaxAppendSize); err != nil {
+				return err
+			}
+		case "max_inflight_body_bytes":
+			if err := parseSize(d, &h.MaxInflightBodyBytes); err != nil {
 				return err
 			}
 		case "retention_age":

@@ -35,6 +35,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				sse_reconnect_interval 2m
 				sse_takeover off
 				max_append_size 10MB
+				max_inflight_body_bytes 1GiB
 				stream_root /streams
 				retention_age 7d
 				retention_bytes 10GiB
@@ -48,6 +49,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				SSEReconnectInterval: caddy.Duration(2 * time.Minute),
 				SSETakeover:          new(false),
 				MaxAppendSize:        10_000_000,
+				MaxInflightBodyBytes: 1 << 30,
 				StreamRoot:           "/streams",
 				RetentionAge:         caddy.Duration(7 * 24 * time.Hour),
 				RetentionBytes:       10 << 30,
@@ -270,6 +272,18 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 			contains: "parsing retention_bytes",
 		},
 		{
+			name:     "unparsable max_inflight_body_bytes",
+			input:    "durable_streams {\n max_inflight_body_bytes plenty\n}",
+			line:     2,
+			contains: "parsing max_inflight_body_bytes",
+		},
+		{
+			name:     "zero max_inflight_body_bytes",
+			input:    "durable_streams {\n max_inflight_body_bytes 0\n}",
+			line:     2,
+			contains: "max_inflight_body_bytes out of range",
+		},
+		{
 			name:     "zero segment_size",
 			input:    "durable_streams {\n segment_size 0\n}",
 			line:     2,
@@ -301,6 +315,7 @@ type config struct {
 	SSEReconnectInterval caddy.Duration
 	SSETakeover          string // "" (default), "on" or "off"
 	MaxAppendSize        int64
+	MaxInflightBodyBytes int64
 	StreamRoot           string
 	RetentionAge         caddy.Duration
 	RetentionBytes       int64
@@ -313,7 +328,7 @@ func configOf(h Handler) config {
 		takeover = map[bool]string{true: "on", false: "off"}[*h.SSETakeover]
 	}
 	return config{h.DataDir, h.Fsync, h.FsyncInterval, h.LongPollTimeout, h.SSEReconnectInterval, takeover,
-		h.MaxAppendSize, h.StreamRoot, h.RetentionAge, h.RetentionBytes, h.SegmentSize}
+		h.MaxAppendSize, h.MaxInflightBodyBytes, h.StreamRoot, h.RetentionAge, h.RetentionBytes, h.SegmentSize}
 }
 
 func sameConfig(a, b Handler) bool { return configOf(a) == configOf(b) }

@@ -33,6 +33,9 @@ const (
 	DefaultStreamRoot           = "/v1/stream"
 	// MinSegmentSize keeps segment files from becoming one file per append.
 	MinSegmentSize = 64 << 10
+	// DefaultMaxInflightBodyBytes is max_inflight_body_bytes unless
+	// max_append_size is larger.
+	DefaultMaxInflightBodyBytes = 256 << 20
 )
 
 func init() {
@@ -91,6 +94,15 @@ type Handler struct {
 	// 64 MiB.
 	MaxAppendSize int64 `json:"max_append_size,omitempty"`
 
+	// The most bytes of append and create bodies this handler holds at
+	// once, across all requests. A body that does not fit is not read: the
+	// request is answered 503 with Retry-After (load shedding). A body with
+	// a Content-Length counts its length; one without counts 64 KiB until
+	// it outgrows that, then max_append_size until it is complete. Must be
+	// at least max_append_size. Default: 256 MiB, or max_append_size if
+	// that is larger.
+	MaxInflightBodyBytes int64 `json:"max_inflight_body_bytes,omitempty"`
+
 	// Retention: drop a stream's oldest data once it is older than
 	// retention_age, or while the data after it still amounts to at least
 	// retention_bytes (either or both; zero means no limit, the default).
@@ -112,6 +124,7 @@ type Handler struct {
 	StreamRoot string `json:"stream_root,omitempty"`
 
 	engine   engine
+	bodies   *bodyBudget // request bytes in flight, bounded by MaxInflightBodyBytes
 	poolKey  string      // set once the pool handed us an engine
 	stopping *stopSignal // closed when this config stops
 	owner    uint64      // tags the SSE sessions this handler handed to the engine
@@ -139,6 +152,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.Validate(); err != nil {
 		return err
 	}
+	h.bodies = newBodyBudget(h.MaxInflightBodyBytes)
 
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
@@ -158,6 +172,9 @@ func (h *Handler) applyDefaults() {
 	}
 	if h.MaxAppendSize == 0 {
 		h.MaxAppendSize = DefaultMaxAppendSize
+	}
+	if h.MaxInflightBodyBytes == 0 {
+		h.MaxInflightBodyBytes = max(DefaultMaxInflightBodyBytes, h.MaxAppendSize)
 	}
 	if h.StreamRoot == "" {
 		h.StreamRoot = DefaultStreamRoot
@@ -251,6 +268,13 @@ func (h *Handler) Validate() error {
 	}
 	if h.MaxAppendSize < 0 {
 		return fmt.Errorf("max_append_size must not be negative: %d", h.MaxAppendSize)
+	}
+	if h.MaxInflightBodyBytes < 0 {
+		return fmt.Errorf("max_inflight_body_bytes must not be negative: %d", h.MaxInflightBodyBytes)
+	}
+	if h.MaxInflightBodyBytes != 0 && h.MaxInflightBodyBytes < h.MaxAppendSize {
+		return fmt.Errorf("max_inflight_body_bytes (%d) must be at least max_append_size (%d), or no body of the largest size could be read",
+			h.MaxInflightBodyBytes, h.MaxAppendSize)
 	}
 	if _, ok := fsyncModes[h.Fsync]; !ok {
 		return fmt.Errorf("fsync must be always, interval or off: %q", h.Fsync)

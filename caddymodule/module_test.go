@@ -20,6 +20,9 @@ func TestValidateRejects(t *testing.T) {
 		{"negative retention_bytes", Handler{RetentionBytes: -1}, "retention_bytes must not be negative"},
 		{"tiny segment_size", Handler{SegmentSize: 4096}, "segment_size must be at least 65536 bytes"},
 		{"unknown fsync", Handler{Fsync: "sometimes"}, "fsync must be always, interval or off"},
+		{"negative max_inflight_body_bytes", Handler{MaxInflightBodyBytes: -1}, "max_inflight_body_bytes must not be negative"},
+		{"budget below max_append_size", Handler{MaxAppendSize: 2 << 20, MaxInflightBodyBytes: 1 << 20},
+			"max_inflight_body_bytes (1048576) must be at least max_append_size (2097152)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := tc.h
@@ -34,5 +37,27 @@ func TestValidateRejects(t *testing.T) {
 	ok.applyDefaults()
 	if err := ok.Validate(); err != nil {
 		t.Errorf("Validate() of a valid retention config: %v", err)
+	}
+}
+
+// The in-flight body budget defaults to 256 MiB, or max_append_size when
+// that is larger, so a body of the largest size always fits.
+func TestInflightBodyBudgetDefault(t *testing.T) {
+	for _, tc := range []struct {
+		h    Handler
+		want int64
+	}{
+		{Handler{}, 256 << 20},
+		{Handler{MaxAppendSize: 1 << 30}, 1 << 30},
+		{Handler{MaxInflightBodyBytes: 128 << 20}, 128 << 20},
+	} {
+		h := tc.h
+		h.applyDefaults()
+		if err := h.Validate(); err != nil {
+			t.Fatalf("Validate(%+v): %v", tc.h, err)
+		}
+		if h.MaxInflightBodyBytes != tc.want {
+			t.Errorf("max_inflight_body_bytes for %+v = %d, want %d", tc.h, h.MaxInflightBodyBytes, tc.want)
+		}
 	}
 }

@@ -1,10 +1,8 @@
 package caddymodule
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -177,7 +175,7 @@ func mayPark(r *http.Request, durable bool) bool {
 // call. The request and body buffers go back to their pools as soon as the
 // engine has copied what it keeps, not when a live response ends.
 func (h *Handler) handle(r *http.Request, session uint64) (response, error) {
-	body, err := readBody(r, h.MaxAppendSize)
+	body, err := readBody(r, h.MaxAppendSize, h.bodies)
 	if err != nil {
 		return nil, caddyhttp.Error(http.StatusBadRequest, err)
 	}
@@ -189,7 +187,7 @@ func (h *Handler) handle(r *http.Request, session uint64) (response, error) {
 		requests.Put(req)
 	}()
 	translate(req, r)
-	req.Body, req.BodyTooLarge = body.bytes(), body.tooLarge
+	req.Body, req.BodyTooLarge, req.BodyOverBudget = body.bytes(), body.tooLarge, body.overBudget
 
 	resp, err := h.engine.Handle(req, session)
 	if err != nil {
@@ -238,72 +236,6 @@ func requestBase(r *http.Request) string {
 		return ""
 	}
 	return scheme + "://" + host
-}
-
-// ---- Request bodies -----------------------------------------------------
-
-// requestBody is a request body read whole into a pooled buffer, or the
-// fact that it was too large to read.
-type requestBody struct {
-	buf      *bytes.Buffer
-	tooLarge bool
-}
-
-func (b *requestBody) bytes() []byte {
-	if b.buf == nil {
-		return nil
-	}
-	return b.buf.Bytes()
-}
-
-// release returns the buffer to the pool; safe to call twice.
-func (b *requestBody) release() {
-	if b.buf == nil {
-		return
-	}
-	if b.buf.Cap() <= maxPooledBody {
-		b.buf.Reset()
-		bodyBuffers.Put(b.buf)
-	}
-	b.buf = nil
-}
-
-const maxPooledBody = 1 << 20
-
-var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// readBody reads at most limit+1 bytes, so it also bounds chunked and HTTP/2
-// bodies without a Content-Length. A body known or found to exceed limit is
-// reported too large and not kept (the engine answers 413); so is one cut
-// short by Caddy's request_body max_size.
-func readBody(r *http.Request, limit int64) (requestBody, error) {
-	var b requestBody
-	// A server request's ContentLength 0 means no body (an unknown length is
-	// -1). Not reading it also spares the idle-timeout reader Caddy wraps
-	// around every body its deadline bookkeeping, on every GET.
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return b, nil
-	}
-	if r.ContentLength > limit {
-		b.tooLarge = true
-		return b, nil
-	}
-	b.buf = bodyBuffers.Get().(*bytes.Buffer)
-	if r.ContentLength > 0 {
-		// Room for the body and the final read that sees EOF: no regrowth.
-		b.buf.Grow(int(r.ContentLength) + bytes.MinRead)
-	}
-	n, err := b.buf.ReadFrom(io.LimitReader(r.Body, limit+1))
-	if _, ok := errors.AsType[*http.MaxBytesError](err); ok || (err == nil && n > limit) {
-		b.release()
-		b.tooLarge = true
-		return b, nil
-	}
-	if err != nil {
-		b.release()
-		return requestBody{}, err
-	}
-	return b, nil
 }
 
 // ---- Responses ----------------------------------------------------------

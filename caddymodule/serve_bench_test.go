@@ -22,7 +22,8 @@ func benchHandler(b *testing.B) *Handler {
 		b.Fatal(err)
 	}
 	b.Cleanup(e.Close)
-	return &Handler{MaxAppendSize: DefaultMaxAppendSize, engine: nativeEngine{e}, logger: zap.NewNop(), stopping: newStopSignal()}
+	return &Handler{MaxAppendSize: DefaultMaxAppendSize, engine: nativeEngine{e}, logger: zap.NewNop(), stopping: newStopSignal(),
+		bodies: newBodyBudget(DefaultMaxInflightBodyBytes)}
 }
 
 func benchServe(b *testing.B, h *Handler, method, target, contentType, body string, want int) {

@@ -233,7 +233,7 @@ func TestReadBody(t *testing.T) {
 			if tc.body == nil {
 				r.Body = http.NoBody
 			}
-			b, err := readBody(r, limit)
+			b, err := readBody(r, limit, nil)
 			if tc.wantErr {
 				if err == nil {
 					t.Fatal("want an error")

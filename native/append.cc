@@ -1,6 +1,7 @@
 // POST: append, close, and idempotent producers (§5.2, §5.2.1, §5.3).
 #include <optional>
 
+#include "body_refusal.h"
 #include "content_type.h"
 #include "engine.h"
 #include "json_mode.h"
@@ -52,10 +53,7 @@ Response ClosedConflict(uint64_t tail) {
 }  // namespace
 
 Response Engine::Append(const Request& request, uint64_t session_id) {
-  if (request.body_too_large) {
-    return ErrorResponse(413, "request body exceeds the server's append size limit (" +
-                                  std::to_string(options_.max_append_bytes) + " bytes)");
-  }
+  if (auto refused = RefuseUnreadBody(request, options_.max_append_bytes)) return *refused;
   StreamPtr stream = Lookup(std::string(request.path));
   if (stream == nullptr) return ErrorResponse(404, "stream not found");
   if (auto refused = RefuseWrites()) return *refused;

@@ -378,10 +378,15 @@ type Request struct {
 	present uint32
 
 	// Body is the request body, read whole; the engine copies what it keeps.
+	// It may be Go memory or memory the caller mapped itself (never kept).
 	Body []byte
 	// BodyTooLarge says the body exceeded the engine's max_append_bytes and
 	// was not read; the engine answers 413.
 	BodyTooLarge bool
+	// BodyOverBudget says the caller's budget for request bodies in flight
+	// had no room for this body, which was not read; an append or create
+	// answers 503 with Retry-After.
+	BodyOverBudget bool
 }
 
 // Set stores a field; an empty value is present-but-empty. Setting a field
@@ -408,6 +413,7 @@ func (r *Request) Reset() {
 	r.present = 0
 	r.Body = nil
 	r.BodyTooLarge = false
+	r.BodyOverBudget = false
 }
 
 // ---- Responses ----------------------------------------------------------
@@ -558,6 +564,7 @@ func (e *Engine) Handle(req *Request, session uint64) (*Response, error) {
 	f.req.fields = req.fields
 	f.req.present = C.uint32_t(req.present)
 	f.req.body_too_large = C.bool(req.BodyTooLarge)
+	f.req.body_over_budget = C.bool(req.BodyOverBudget)
 
 	var text, body *C.uint8_t
 	if len(req.text) > 0 {

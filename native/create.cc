@@ -2,12 +2,14 @@
 // (§4.2).
 #include <optional>
 
+#include "body_refusal.h"
 #include "content_type.h"
 #include "engine.h"
 #include "expiry.h"
 #include "json_mode.h"
 #include "number.h"
 #include "offset.h"
+#include "url_path.h"
 
 namespace ds {
 namespace {
@@ -40,16 +42,21 @@ bool SameConfig(const StreamConfig& a, const StreamConfig& b) {
          a.expires_at_ms == b.expires_at_ms;
 }
 
-// A PUT body in storage form: JSON streams validate and frame it (an empty
-// array creates an empty stream, §9.1.3); others keep its bytes.
-std::optional<Response> InitialContent(const Request& request, bool json, std::string* out) {
+// A PUT body in storage form, viewed in *out: JSON streams validate and
+// frame it into *framed (an empty array creates an empty stream, §9.1.3);
+// others keep the body's own bytes, not a copy (a large body would
+// otherwise be held twice until it is stored).
+std::optional<Response> InitialContent(const Request& request, bool json, std::string* framed,
+                                       std::string_view* out) {
   if (!json || request.body.empty()) {
-    out->assign(request.body);
+    *out = request.body;
     return std::nullopt;
   }
   size_t messages;
-  std::string error = EncodeJsonMessages(request.body, JsonAppendKind::kCreate, out, &messages);
+  std::string error =
+      EncodeJsonMessages(request.body, JsonAppendKind::kCreate, framed, &messages);
   if (!error.empty()) return ErrorResponse(400, error);
+  *out = *framed;
   return std::nullopt;
 }
 
@@ -60,8 +67,10 @@ Response CreatedResponse(const Request& request, int status, const Stream& strea
   r.status = status;
   if (status == 201) {
     // Absolute when the HTTP layer told us how the client reached us.
+    // The path is percent-encoded again: following Location must reach
+    // this stream, whatever bytes (?, #, %, space, CR/LF, UTF-8) it holds.
     std::string location(request.header(DS_FIELD_REQUEST_BASE).value_or(""));
-    location += stream.path;
+    AppendEncodedPath(stream.path, &location);
     r.Set(header::kLocation, std::move(location));
   }
   r.Set(header::kContentType, stream.config.content_type);
@@ -73,6 +82,7 @@ Response CreatedResponse(const Request& request, int status, const Stream& strea
 }  // namespace
 
 Response Engine::Create(const Request& request) {
+  if (auto refused = RefuseUnreadBody(request, options_.max_append_bytes)) return *refused;
   StreamConfig config;
   if (auto error = ParseLifetime(request, &config)) return *error;
   bool closed = HeaderIsTrue(request.header(DS_FIELD_STREAM_CLOSED));
@@ -87,8 +97,10 @@ Response Engine::Create(const Request& request) {
                             ? std::string(*content_type)
                             : std::string(kDefaultContentType);
 
-  std::string initial;
-  if (auto error = InitialContent(request, IsJsonMediaType(config.content_type), &initial)) {
+  std::string framed;
+  std::string_view initial;
+  if (auto error = InitialContent(request, IsJsonMediaType(config.content_type), &framed,
+                                  &initial)) {
     return *error;
   }
 
@@ -246,8 +258,9 @@ Response Engine::CreateFork(const Request& request, StreamConfig config, bool cl
       }
     }
 
-    std::string initial;
-    if (auto error = InitialContent(request, source->json, &initial)) return *error;
+    std::string framed;
+    std::string_view initial;
+    if (auto error = InitialContent(request, source->json, &framed, &initial)) return *error;
 
     if (auto it = streams_.find(path); it != streams_.end()) {
       Stream& existing = *it->second;

@@ -161,6 +161,10 @@ typedef struct ds_request {
   uint32_t present;     /* bit i set: fields[i] is present */
   bool body_too_large;  /* the body exceeded max_append_bytes and was not
                            read whole; the engine answers 413 */
+  bool body_over_budget; /* the caller's budget for request bodies in
+                            flight had no room for this one, so it was not
+                            read; an append or create answers 503 with
+                            Retry-After (load shedding) */
 } ds_request;
 
 /* ---- Responses --------------------------------------------------------- */

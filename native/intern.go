@@ -24,6 +24,8 @@ func Interned(s string) (string, bool) {
 		return "Location", true
 	case "Allow":
 		return "Allow", true
+	case "Retry-After":
+		return "Retry-After", true
 	case "Stream-Next-Offset":
 		return "Stream-Next-Offset", true
 	case "Stream-Up-To-Date":

@@ -1,9 +1,14 @@
 #include "json_mode.h"
 
+#include <optional>
+
 #include <simdjson.h>
 
 namespace ds {
 namespace {
+
+// Bodies up to this size are parsed by the thread's reused parser.
+constexpr size_t kReusedJsonParserMaxBytes = 1 << 20;
 
 bool IsJsonSpace(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r';
@@ -77,9 +82,16 @@ std::string EncodeJsonMessages(std::string_view body, JsonAppendKind kind,
   *messages = 0;
   // One parser per thread: parsers are not thread-safe and reusing one
   // avoids reallocating its buffers on every append.
-  thread_local simdjson::dom::parser parser;
+  // A large body gets a parser of its own, freed on return: the thread's
+  // parser keeps the capacity of the largest document it has seen (its
+  // tape and string buffer, several times the text), which would leave
+  // every engine thread holding that much after one large append.
+  thread_local simdjson::dom::parser reused;
+  std::optional<simdjson::dom::parser> own;
+  simdjson::dom::parser* parser = &reused;
+  if (body.size() > kReusedJsonParserMaxBytes) parser = &own.emplace();
   simdjson::dom::element root;
-  auto error = parser.parse(body.data(), body.size(), true).get(root);
+  auto error = parser->parse(body.data(), body.size(), true).get(root);
   if (error) {
     return std::string("invalid JSON: ") + simdjson::error_message(error);
   }

@@ -17,6 +17,7 @@ struct Request {
   std::optional<std::string_view> fields[DS_FIELD_COUNT];
   std::string_view body;
   bool body_too_large = false;
+  bool body_over_budget = false;
 
   std::optional<std::string_view> header(ds_field_id id) const {
     return fields[id];

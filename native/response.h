@@ -21,6 +21,7 @@ inline constexpr std::string_view kCacheControl = "Cache-Control";
 inline constexpr std::string_view kETag = "Etag";
 inline constexpr std::string_view kLocation = "Location";
 inline constexpr std::string_view kAllow = "Allow";
+inline constexpr std::string_view kRetryAfter = "Retry-After";
 inline constexpr std::string_view kStreamNextOffset = "Stream-Next-Offset";
 inline constexpr std::string_view kStreamUpToDate = "Stream-Up-To-Date";
 inline constexpr std::string_view kStreamClosed = "Stream-Closed";

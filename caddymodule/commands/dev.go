@@ -85,6 +85,15 @@ func durationFlag(fl caddycmd.Flags, name string) (time.Duration, error) {
 	return d, nil
 }
 
+// The read timeouts the shipped configs set (Caddy's `timeouts { read_header
+// read_body }`): headers within 10s, the whole request within 60s, which
+// still lets a 64 MiB append (the default max_append_size) arrive at about
+// 1.1 MB/s.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readBodyTimeout   = 60 * time.Second
+)
+
 // devConfig builds the dev server's JSON config: one HTTP server, no admin
 // API, no automatic HTTPS, /health and the stream routes.
 func devConfig(opts devOptions) (*caddy.Config, error) {
@@ -99,6 +108,10 @@ func devConfig(opts devOptions) (*caddy.Config, error) {
 	server := &caddyhttp.Server{
 		Listen:    []string{opts.listen},
 		AutoHTTPS: &caddyhttp.AutoHTTPSConfig{Disabled: true},
+		// As Caddyfile.example: a client that trickles its request in is
+		// cut off instead of holding a connection and its body forever.
+		ReadHeaderTimeout: caddy.Duration(readHeaderTimeout),
+		ReadTimeout:       caddy.Duration(readBodyTimeout),
 		Routes: caddyhttp.RouteList{
 			devRoute("/health", caddyconfig.JSONModuleObject(health, "handler", "static_response", nil)),
 			devRoute(caddymodule.DefaultStreamRoot+"/*", caddyconfig.JSONModuleObject(streams, "handler", "durable_streams", nil)),

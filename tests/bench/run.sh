@@ -15,7 +15,7 @@
 #   --duration D  load time per scenario and server (default 8s; quick 2s)
 #   --scenario    scenarios to run (default all):
 #                   append-1 append-64 append-producer read-small read-large
-#                   fanout-sse fanout-longpoll many-streams
+#                   fanout-sse fanout-longpoll many-streams bodies
 #   --servers     servers to run (default all):
 #                   ceiling ours-mem ours-disk node-mem node-disk goplugin-mem goplugin-disk
 #   --no-build    use bin/durable-streams-server as it is
@@ -28,7 +28,8 @@
 # marked "unavailable" and the run goes on.
 #
 # Environment: GO_PLUGIN_VERSION (default below), BENCH_KEEP_WORK=1 keeps the
-# scratch directory (data dirs, configs).
+# scratch directory (data dirs, configs), BODIES_BUDGET (e.g. 4GiB) sets
+# max_inflight_body_bytes for the bodies scenario (default: the server's).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -37,10 +38,10 @@ cd "$ROOT"
 
 GO_PLUGIN_MODULE="github.com/durable-streams/durable-streams/packages/caddy-plugin"
 GO_PLUGIN_VERSION="${GO_PLUGIN_VERSION:-v0.1.0}"
-ALL_SCENARIOS="append-1 append-64 append-producer read-small read-large fanout-sse fanout-longpoll many-streams"
+ALL_SCENARIOS="append-1 append-64 append-producer read-small read-large fanout-sse fanout-longpoll many-streams bodies"
 ALL_SERVERS="ceiling ours-mem ours-disk node-mem node-disk goplugin-mem goplugin-disk"
 
-MODE=full DURATION="" SCENARIOS="" SERVERS="" BUILD=1 BIN="$ROOT/bin/durable-streams-server" OUT=""
+CURRENT_SCENARIO="" MODE=full DURATION="" SCENARIOS="" SERVERS="" BUILD=1 BIN="$ROOT/bin/durable-streams-server" OUT=""
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -64,9 +65,9 @@ done
 # Sizes per mode. Every load loop is bounded by time (DURATION, timeouts) and
 # by count (subscribers, streams, bytes).
 case "$MODE" in
-  full)  : "${DURATION:=8s}";  FANOUT_SUBS=5000; FANOUT_APPENDS=10; FANOUT_BUDGET=45s; LARGE_MIB=64; MANY=100000; CREATE_TIMEOUT=60s ;;
-  quick) : "${DURATION:=2s}";  FANOUT_SUBS=1000; FANOUT_APPENDS=5;  FANOUT_BUDGET=10s; LARGE_MIB=16; MANY=5000;   CREATE_TIMEOUT=10s ;;
-  smoke) : "${DURATION:=1s}";  FANOUT_SUBS=50;   FANOUT_APPENDS=3;  FANOUT_BUDGET=10s; LARGE_MIB=3;  MANY=300;    CREATE_TIMEOUT=20s
+  full)  : "${DURATION:=8s}";  FANOUT_SUBS=5000; FANOUT_APPENDS=10; FANOUT_BUDGET=45s; LARGE_MIB=64; MANY=100000; CREATE_TIMEOUT=60s; BODIES_MB=100 ;;
+  quick) : "${DURATION:=2s}";  FANOUT_SUBS=1000; FANOUT_APPENDS=5;  FANOUT_BUDGET=10s; LARGE_MIB=16; MANY=5000;   CREATE_TIMEOUT=10s; BODIES_MB=20 ;;
+  smoke) : "${DURATION:=1s}";  FANOUT_SUBS=50;   FANOUT_APPENDS=3;  FANOUT_BUDGET=10s; LARGE_MIB=3;  MANY=300;    CREATE_TIMEOUT=20s; BODIES_MB=1
          : "${SERVERS:=ours-mem}" ;;
 esac
 SCENARIOS="$(echo ${SCENARIOS:-$ALL_SCENARIOS})"
@@ -257,6 +258,11 @@ start_server() {
           printf '\thandle /file/* {\n\t\troot * %s\n\t\tfile_server\n\t}\n' "$WORK/files"
         else
           printf '\troute /v1/stream/* {\n\t\tdurable_streams {\n\t\t\tlong_poll_timeout 30s\n'
+          # bodies: half the POSTs are BODIES_MB MB, exactly the limit.
+          if [ "$CURRENT_SCENARIO" = bodies ]; then
+            printf '\t\t\tmax_append_size %sMB\n' "$BODIES_MB"
+            [ -n "${BODIES_BUDGET:-}" ] && printf '\t\t\tmax_inflight_body_bytes %s\n' "$BODIES_BUDGET"
+          fi
           [ -n "$data" ] && printf '\t\t\tdata_dir %s\n' "$data"
           printf '\t\t}\n\t}\n'
           # Our engine's counters (group commits); no per-request metrics.
@@ -339,6 +345,13 @@ ceiling_applies() {
   return 1
 }
 
+# bodies measures our server's memory only: the reference servers are not
+# asked to swallow gigabytes.
+scenario_applies() {
+  case "$1/$2" in bodies/ours-*) return 0 ;; bodies/*) return 1 ;; esac
+  return 0
+}
+
 run_scenario() {
   local sc=$1 srv=$2 b=$BASE
   case "$sc" in
@@ -379,6 +392,12 @@ run_scenario() {
       [ "$sc" = fanout-longpoll ] && mode=longpoll
       timeout -k 5 300 "$DSBENCH" fanout -base "$b" -server "$srv" -scenario "$sc" -out "$RESULTS" -pid "$SERVER_PID" \
         -mode "$mode" -subs "$FANOUT_SUBS" -appends "$FANOUT_APPENDS" -budget "$FANOUT_BUDGET" || true ;;
+    bodies)
+      # 16 concurrent chunked POSTs: 8 of BODIES_MB MB (the raised
+      # max_append_size, stored unless the in-flight budget sheds them) and
+      # 8 of BODIES_MB MiB (past it: 413).
+      timeout -k 5 600 "$DSBENCH" bodies -base "$b" -server "$srv" -scenario "$sc" -out "$RESULTS" -pid "$SERVER_PID" \
+        -n 16 -under $(( BODIES_MB * 1000000 )) -over $(( BODIES_MB * 1048576 )) -timeout 540s || true ;;
     many-streams)
       timeout -k 5 $(( ${CREATE_TIMEOUT%s} + LIMIT + 30 )) "$DSBENCH" manystreams -base "$b" -server "$srv" -scenario "$sc" \
         -out "$RESULTS" -pid "$SERVER_PID" -n "$MANY" -conns 64 -duration "${DUR_S}s" -create-timeout "$CREATE_TIMEOUT" || true ;;
@@ -389,6 +408,8 @@ log "mode $MODE, ${DUR_S}s per run; scenarios: $SCENARIOS; servers: $SERVERS; re
 for sc in $SCENARIOS; do
   for srv in $SERVERS; do
     if [ "$srv" = ceiling ] && ! ceiling_applies "$sc"; then continue; fi
+    if ! scenario_applies "$sc" "$srv"; then continue; fi
+    CURRENT_SCENARIO="$sc"
     if [ -n "${UNAVAILABLE[$srv]:-}" ]; then
       "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status unavailable -note "${UNAVAILABLE[$srv]}"
       continue
@@ -422,7 +443,7 @@ done
   echo "load tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), dsbench (tests/bench/dsbench, $(go env GOVERSION))"
   echo "node reference: @durable-streams/server ${NODE_PKG_VERSION:-unavailable} on node $(node --version 2>/dev/null || echo none)"
   echo "go plugin: $GO_PLUGIN_MODULE: $GOPLUGIN_STATUS"
-  echo "scenarios: append = 100-byte POSTs by wrk (-t2 -c64); producer = 16 wrk threads x 1 connection, 8 pipelined POSTs with Producer-Id/Epoch/Seq; read-small = GET ?offset=-1 of a ${SMALL_BYTES}-byte stream (ceiling: respond with a ${SMALL_BYTES}-byte body); read-large = 2 readers following Stream-Next-Offset through the whole stream (ceiling: file_server, 1 MiB Range requests); fan-out = dsbench, one connection per subscriber (raw sockets read by 2 epoll loops polling every 250 µs; a long-poll subscriber re-issues its request on the same connection as soon as an answer is in); many-streams = 64 connections creating, then appending 100 B to random streams"
+  echo "scenarios: append = 100-byte POSTs by wrk (-t2 -c64); producer = 16 wrk threads x 1 connection, 8 pipelined POSTs with Producer-Id/Epoch/Seq; read-small = GET ?offset=-1 of a ${SMALL_BYTES}-byte stream (ceiling: respond with a ${SMALL_BYTES}-byte body); read-large = 2 readers following Stream-Next-Offset through the whole stream (ceiling: file_server, 1 MiB Range requests); fan-out = dsbench, one connection per subscriber (raw sockets read by 2 epoll loops polling every 250 µs; a long-poll subscriber re-issues its request on the same connection as soon as an answer is in); many-streams = 64 connections creating, then appending 100 B to random streams; bodies = 16 concurrent chunked POSTs to their own streams, 8 of ${BODIES_MB} MB (= max_append_size) and 8 of ${BODIES_MB} MiB (past it), the server's peak RSS growth"
 } >"$OUT/meta.txt"
 
 echo

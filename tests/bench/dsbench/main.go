@@ -27,6 +27,7 @@ commands:
   bigread      catch-up read of a large stream (or file) in chunks: MB/s
   fanout       SSE or long-poll fan-out: delivery latency, RSS, threads
   manystreams  create many streams, then append to random ones
+  bodies       concurrent large chunked POSTs: the server's peak RSS growth
   report       print the table, write results.md and the chart data
 `
 
@@ -46,6 +47,7 @@ func main() {
 		"bigread":     cmdBigRead,
 		"fanout":      cmdFanout,
 		"manystreams": cmdManyStreams,
+		"bodies":      cmdBodies,
 		"report":      cmdReport,
 	}
 	cmd, ok := cmds[os.Args[1]]

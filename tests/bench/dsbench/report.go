@@ -23,6 +23,7 @@ var scenarioOrder = []scenarioInfo{
 	{"fanout-sse", "fan-out to SSE subscribers", true},
 	{"fanout-longpoll", "fan-out to long-poll subscribers", true},
 	{"many-streams", "many streams: appends to random ones", false},
+	{"bodies", "concurrent large chunked POSTs: server peak RSS growth", false},
 }
 
 // ceiling-hdrs is the respond ceiling of read-small sending the same headers
