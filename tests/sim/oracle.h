@@ -1,0 +1,21 @@
+// The oracle: opens a materialized crash state through the real store and
+// recovery and checks it against what the workload did (model.h).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model.h"
+
+namespace dssim {
+
+struct Finding {
+  bool violation;    // false: a documented weakness of the fsync policy
+  std::string kind;  // short label, e.g. "wrong-bytes", "producer-ahead"
+  std::string text;
+};
+
+// `data_dir` holds the crash state at log position `point`.
+std::vector<Finding> CheckCrashState(const Model& model, uint64_t point, const std::string& data_dir);
+
+}  // namespace dssim
