@@ -15,7 +15,7 @@ namespace dssim {
 constexpr uint64_t kNever = ~0ull;
 
 struct Event {
-  enum Kind { kCreate, kAppend, kRetry, kClose, kDelete, kSweep, kRetention, kFlush, kCloseEngine };
+  enum Kind { kCreate, kAppend, kRetry, kClose, kDelete, kSweep, kRetention, kFlush, kRestart, kBackup, kCloseEngine };
   Kind kind;
   int stream = -1;       // index into Model::streams
   uint64_t begin = 0;    // log index of the begin marker
@@ -58,6 +58,8 @@ struct Model {
   uint64_t wal_checkpoint_bytes = 0;
   std::vector<Event> events;
   std::vector<StreamModel> streams;
+  // ds_backup calls: the event and the backup's directory under the root.
+  std::vector<std::pair<int, std::string>> backups;
   uint64_t unexpected_answers = 0;  // workload answers the model did not predict
 };
 

@@ -15,7 +15,8 @@ struct Finding {
   std::string text;
 };
 
-// `data_dir` holds the crash state at log position `point`.
-std::vector<Finding> CheckCrashState(const Model& model, uint64_t point, const std::string& data_dir);
+// `root` holds the crash state at log position `point`: the data
+// directory `data` and the backups the workload made.
+std::vector<Finding> CheckCrashState(const Model& model, uint64_t point, const std::string& root);
 
 }  // namespace dssim

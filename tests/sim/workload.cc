@@ -283,16 +283,10 @@ class Driver {
     if (!s.ok()) fprintf(stderr, "workload: flush failed: %s\n", s.message().c_str());
   }
 
-  bool Run(const std::string& data_dir, std::string* error) {
-    m_.fsync = config_.fsync;
-    const uint64_t segs[] = {256, 1024, 4096, 65536};
-    m_.segment_bytes = segs[R(4)];
-    m_.retention_bytes = P(40) ? 2 * m_.segment_bytes : 0;
-    const uint64_t ckpt[] = {2048, 16384, 1 << 20};
-    m_.wal_checkpoint_bytes = ckpt[R(3)];
-
+  // Opens the store and the engine over data_dir and recovers.
+  bool OpenEngine(std::string* error) {
     ds::LmdbStoreOptions so;
-    so.data_dir = data_dir;
+    so.data_dir = data_dir_;
     so.fsync = config_.fsync;
     so.fsync_interval_ms = kFar;
     so.segment_bytes = m_.segment_bytes;
@@ -300,7 +294,6 @@ class Driver {
     so.wal_checkpoint_bytes = m_.wal_checkpoint_bytes;
     so.wal_checkpoint_interval_ms = kFar;
     std::unique_ptr<ds::LmdbStore> store;
-    rec_.set_active(1);
     ds::Status s = ds::LmdbStore::Open(so, &store);
     if (!s.ok()) {
       *error = "open: " + s.message();
@@ -319,6 +312,46 @@ class Driver {
       *error = "recover: " + s.message();
       return false;
     }
+    return true;
+  }
+
+  // A clean restart: close (syncs everything) and recover.
+  bool Restart(std::string* error) {
+    int ev = Begin(Event::kRestart, -1);
+    engine_.reset();
+    store_ = nullptr;
+    bool ok = OpenEngine(error);
+    Ack(ev);
+    return ok;
+  }
+
+  // ds_backup into <root>/backup<N> while the engine is open.
+  void Backup() {
+    std::string name = "backup" + std::to_string(m_.backups.size());
+    std::string dest = data_dir_.substr(0, data_dir_.rfind('/')) + "/" + name;
+    int ev = Begin(Event::kBackup, -1);
+    ds_error err;
+    ds_code code = ds_backup(data_dir_.c_str(), dest.c_str(), &err);
+    Ack(ev);
+    if (code != DS_OK) {
+      ++m_.unexpected_answers;
+      fprintf(stderr, "workload: backup failed: %s\n", err.message);
+      return;
+    }
+    m_.backups.push_back({ev, name});
+  }
+
+  bool Run(const std::string& data_dir, std::string* error) {
+    data_dir_ = data_dir;
+    m_.fsync = config_.fsync;
+    const uint64_t segs[] = {256, 1024, 4096, 65536};
+    m_.segment_bytes = segs[R(4)];
+    m_.retention_bytes = P(40) ? 2 * m_.segment_bytes : 0;
+    const uint64_t ckpt[] = {2048, 16384, 1 << 20};
+    m_.wal_checkpoint_bytes = ckpt[R(3)];
+
+    rec_.set_active(1);
+    if (!OpenEngine(error)) return false;
     for (int i = 0; i < config_.operations; ++i) {
       int dice = static_cast<int>(R(100));
       if (dice < 14) Create();
@@ -329,7 +362,9 @@ class Driver {
       else if (dice < 80) Delete();
       else if (dice < 85) Sweep();
       else if (dice < 92) { if (m_.retention_bytes) Retention(); else Append(); }
-      else if (dice < 97) { if (config_.fsync == DS_FSYNC_INTERVAL) Flush(); else Append(); }
+      else if (dice < 95) { if (config_.fsync == DS_FSYNC_INTERVAL) Flush(); else Append(); }
+      else if (dice < 97) Backup();
+      else if (dice < 98) { if (!Restart(error)) return false; }
       else clock_->Advance(static_cast<int64_t>(R(3000)));
     }
     // A clean close syncs everything under every policy.
@@ -348,6 +383,7 @@ class Driver {
   std::shared_ptr<ds::ManualClock> clock_ = std::make_shared<ds::ManualClock>(kStartMs);
   std::unique_ptr<ds::Engine> engine_;
   ds::LmdbStore* store_ = nullptr;
+  std::string data_dir_;
   uint64_t messages_ = 0;
 };
 
