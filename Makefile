@@ -65,8 +65,12 @@ sim-build:
 test-sim: sim-build
 	$(SIM_BIN) --seeds 1-3 --points 24 --variants 4 --known $(SIM_KNOWN) $(SIM_ARGS)
 
-sim-long: sim-build
-	$(SIM_BIN) --seeds 1-30 --points 30 --variants 4 --known $(SIM_KNOWN) $(SIM_ARGS)
+# The long run uses its own optimised build without sanitizers (build/sim):
+# about 10x cheaper per crash state than the ASan build.
+sim-long:
+	cmake -S tests/sim -B build/sim -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build/sim
+	build/sim/ds_powerloss_sim --seeds 1-30 --points 30 --variants 4 --known $(SIM_KNOWN) $(SIM_ARGS)
 
 test-go: build
 	@echo "gofmt -l (excluding node_modules and build/)"; \

@@ -255,13 +255,14 @@ void RunOne(const Args& args, const Recorder& rec, const std::string& self, uint
     auto [point, variant] = states[i];
     const std::vector<Finding>& found = results[i];
     bool bad = false, bad_known = false;
+    std::set<std::string> state_kinds;  // counted once per state
     for (const Finding& f : found) {
       // Known kinds: the data directory under interval/off only.
       const bool is_known = f.violation && mode != DS_FSYNC_ALWAYS &&
                             args.known_kinds.count(f.kind) > 0 && f.text.rfind("data ", 0) == 0;
       if (f.violation) {
         (is_known ? bad_known : bad) = true;
-        ++kinds[is_known ? f.kind + " (known)" : f.kind];
+        state_kinds.insert(is_known ? f.kind + " (known)" : f.kind);
       } else {
         ++notes;
       }
@@ -272,6 +273,7 @@ void RunOne(const Args& args, const Recorder& rec, const std::string& self, uint
                (unsigned long long)variant, f.kind.c_str(), f.text.c_str());
       }
     }
+    for (const std::string& k : state_kinds) ++kinds[k];
     if (bad) ++violations;
     else if (bad_known) ++known;
     if (bad || bad_known) {
@@ -281,9 +283,10 @@ void RunOne(const Args& args, const Recorder& rec, const std::string& self, uint
     }
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  printf("seed %llu fsync=%s: %zu workload events (%zu streams, %zu backups), %zu file ops, %zu crash states, "
+  printf("seed %llu fsync=%s: segment %llu B, retention %llu B; %zu workload events (%zu streams, %zu backups), %zu file ops, %zu crash states, "
          "%llu violations, %llu known, %llu notes (%.1f s)\n",
-         (unsigned long long)seed, ModeName(mode), model.events.size(), model.streams.size(),
+         (unsigned long long)seed, ModeName(mode), (unsigned long long)model.segment_bytes,
+         (unsigned long long)model.retention_bytes, model.events.size(), model.streams.size(),
          model.backups.size(), log.size(), states.size(), (unsigned long long)violations,
          (unsigned long long)known, (unsigned long long)notes, secs);
   for (auto& [k, n] : kinds) printf("    %s: %llu states\n", k.c_str(), (unsigned long long)n);

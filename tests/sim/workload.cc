@@ -170,7 +170,8 @@ class Driver {
     Ack(ev);
     StreamModel& sm = m_.streams[idx];
     if (r.status != 201) {
-      Unexpected("fork", r.status, r.body);
+      // 410: the offset fell below what retention keeps of the source.
+      if (r.status != 410) Unexpected("fork", r.status, r.body);
       sm.del = ev;
       return;
     }
