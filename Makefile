@@ -63,14 +63,14 @@ sim-build:
 	cmake --build $(NATIVE_DIR) --target ds_powerloss_sim
 
 test-sim: sim-build
-	$(SIM_BIN) --seeds 4-6 --points 24 --variants 4 --known $(SIM_KNOWN) $(SIM_ARGS)
+	$(SIM_BIN) --self-test --seeds 4-6 --points 24 --variants 4 --known $(SIM_KNOWN) $(SIM_ARGS)
 
 # The long run uses its own optimised build without sanitizers (build/sim):
 # about 10x cheaper per crash state than the ASan build.
 sim-long:
 	cmake -S tests/sim -B build/sim -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build/sim
-	build/sim/ds_powerloss_sim --seeds 1-30 --points 30 --variants 4 --known $(SIM_KNOWN) $(SIM_ARGS)
+	build/sim/ds_powerloss_sim --self-test --seeds 1-30 --points 30 --variants 4 --known $(SIM_KNOWN) $(SIM_ARGS)
 
 test-go: build
 	@echo "gofmt -l (excluding node_modules and build/)"; \

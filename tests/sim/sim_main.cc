@@ -2,7 +2,7 @@
 //
 //   ds_powerloss_sim [--seeds A-B | --seed S] [--mode always|interval|off|all]
 //                    [--ops N] [--points N] [--variants N]
-//                    [--crash K --variant V] [--keep DIR] [--known KIND,...] [-v]
+//                    [--crash K --variant V] [--keep DIR] [--known KIND,...] [--self-test] [-v]
 //
 // For each seed and fsync mode: runs the workload (workload.h) with the
 // recorder (recorder.cc, preloaded: the program re-executes itself with
@@ -34,6 +34,7 @@
 #include "crash_state.h"
 #include "file_util.h"
 #include "oracle.h"
+#include "self_test.h"
 #include "workload.h"
 
 using namespace dssim;
@@ -54,6 +55,7 @@ struct Args {
   // applied to fsync=always nor to backups.
   std::set<std::string> known_kinds;
   bool verbose = false;
+  bool self_test = false;
 };
 
 const char* ModeName(ds_fsync m) {
@@ -337,6 +339,8 @@ bool ParseArgs(int argc, char** argv, Args* a) {
         a->known_kinds.insert(v.substr(p, c - p));
         p = c + 1;
       }
+    } else if (s == "--self-test") {
+      a->self_test = true;
     } else if (s == "-v") {
       a->verbose = true;
     } else {
@@ -359,6 +363,10 @@ int main(int argc, char** argv) {
   if (n <= 0) return 2;
   exe[n] = '\0';
   std::string self = exe;
+  if (args.self_test && RunSelfTest() != 0) {
+    printf("0 passed, 1 failed\n");
+    return 1;
+  }
   Recorder rec;
   rec.set_active = reinterpret_cast<dsrec_set_active_fn>(dlsym(RTLD_DEFAULT, "dsrec_set_active"));
   rec.ack = reinterpret_cast<dsrec_ack_fn>(dlsym(RTLD_DEFAULT, "dsrec_ack"));
