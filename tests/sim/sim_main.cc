@@ -2,7 +2,7 @@
 //
 //   ds_powerloss_sim [--seeds A-B | --seed S] [--mode always|interval|off|all]
 //                    [--ops N] [--points N] [--variants N]
-//                    [--crash K --variant V] [--keep DIR] [--known KIND,...] [--self-test] [-v]
+//                    [--crash K --variant V] [--keep DIR] [--known KIND,...] [--self-test] [--dump-log] [-v]
 //
 // For each seed and fsync mode: runs the workload (workload.h) with the
 // recorder (recorder.cc, preloaded: the program re-executes itself with
@@ -56,6 +56,7 @@ struct Args {
   std::set<std::string> known_kinds;
   bool verbose = false;
   bool self_test = false;
+  bool dump_log = false;  // with --crash: print the op log up to the point
 };
 
 const char* ModeName(ds_fsync m) {
@@ -223,6 +224,19 @@ void RunOne(const Args& args, const Recorder& rec, const std::string& self, uint
   rec.reset(root.c_str());
   ds::RemoveTree(root);
 
+  if (args.dump_log) {
+    static const char* kNames[] = {"open", "close", "write", "truncate", "fallocate", "fsync", "syncfs",
+                                   "rename", "unlink", "mkdir", "rmdir", "link", "mark"};
+    uint64_t end = args.crash >= 0 ? std::min<uint64_t>(args.crash, log.size()) : log.size();
+    for (uint64_t i = 0; i < end; ++i) {
+      const Op& op = log[i];
+      printf("%6llu %-9s fd=%-3d %s%s%s off=%llu len=%llu cover=%llu flags=%#x%s%s\n", (unsigned long long)i,
+             kNames[static_cast<int>(op.kind)], op.fd, op.path.c_str(), op.path2.empty() ? "" : " -> ",
+             op.path2.c_str(), (unsigned long long)op.off, (unsigned long long)op.len,
+             (unsigned long long)op.cover, op.flags, op.kind == OpKind::kAck ? " " : "",
+             op.kind == OpKind::kAck ? op.data.c_str() : "");
+    }
+  }
   std::vector<std::pair<uint64_t, uint64_t>> states;
   if (args.crash >= 0) {
     states.push_back({static_cast<uint64_t>(args.crash), static_cast<uint64_t>(std::max<int64_t>(args.variant, 0))});
@@ -339,6 +353,8 @@ bool ParseArgs(int argc, char** argv, Args* a) {
         a->known_kinds.insert(v.substr(p, c - p));
         p = c + 1;
       }
+    } else if (s == "--dump-log") {
+      a->dump_log = true;
     } else if (s == "--self-test") {
       a->self_test = true;
     } else if (s == "-v") {
