@@ -53,9 +53,10 @@ test-native:
 
 # The power-loss simulator (tests/sim, docs/powerloss-simulator.md), built over
 # test-native's engine (ASan/UBSan). Violation kinds that today's code is known
-# to produce under fsync interval/off (issue 19: NUL bytes served from a hole,
-# a JSON stream's tail lowered inside a message) are listed with their seeds
-# but not counted as failures; fsync always and backups are never excused.
+# to produce under fsync interval/off (issue 19; native/STORAGE_FORMAT.md,
+# "Fault model and simulation") are listed with their seeds but not counted as
+# failures; fsync always and backups are never excused. Drop a kind from
+# SIM_KNOWN once its fix lands.
 SIM_BIN   := $(NATIVE_DIR)/sim/ds_powerloss_sim
 SIM_KNOWN ?= nul-bytes-served,json-torn,delete-not-atomic,trim-not-atomic,store-lost
 sim-build:
