@@ -64,7 +64,7 @@ sim-build:
 	cmake --build $(NATIVE_DIR) --target ds_powerloss_sim
 
 test-sim: sim-build
-	$(SIM_BIN) --self-test --seeds 4-6 --points 24 --variants 4 --known $(SIM_KNOWN) $(SIM_ARGS)
+	$(SIM_BIN) --self-test --seeds 4-6 --points 20 --variants 4 --known $(SIM_KNOWN) $(SIM_ARGS)
 
 # The long run uses its own optimised build without sanitizers (build/sim):
 # about 10x cheaper per crash state than the ASan build.
