@@ -2,8 +2,10 @@
 #
 #   make build             bin/durable-streams-server
 #   make dev               build, then run the in-memory dev server (DEV_ARGS=...)
-#   make test              test-native, test-go, test-conformance; summary at the end
+#   make test              test-native, test-sim, test-go, test-conformance; summary at the end
 #   make test-native       GoogleTest suites in tests/native (CMake + Ninja)
+#   make test-sim          power-loss simulator, short run (fixed seeds, every fsync mode)
+#   make sim-long          power-loss simulator, long run (>= 10,000 crash states; SIM_ARGS=...)
 #   make test-go           gofmt check, go vet, go test (e2e tests use the built binary)
 #   make test-conformance  protocol conformance suite, in memory and with data_dir
 #   make test-browser      SSE reconnects: EventSource in headless Chromium, official client
@@ -35,7 +37,7 @@ VERSION    := $(shell sed -n 's/.*kVersion\[\] = "\(.*\)";/\1/p' native/version.
 GOOS       := $(shell $(GO) env GOOS)
 GOARCH     := $(shell $(GO) env GOARCH)
 
-.PHONY: build dev test test-native test-go test-conformance test-browser test-bench-smoke bench bench-quick dist fuzz clean test-xcaddy test-kubernetes test-container-conformance
+.PHONY: build dev test test-native sim-build test-sim sim-long test-go test-conformance test-browser test-bench-smoke bench bench-quick dist fuzz clean test-xcaddy test-kubernetes test-container-conformance
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/durable-streams-server
@@ -52,6 +54,28 @@ test-native:
 	cmake -S tests/native -B $(NATIVE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug; \
 	cmake --build $(NATIVE_DIR); \
 	ctest --test-dir $(NATIVE_DIR) --output-on-failure --no-tests=error
+
+# The power-loss simulator (tests/sim, docs/powerloss-simulator.md), built over
+# test-native's engine (ASan/UBSan). Violation kinds that today's code is known
+# to produce under fsync interval/off (issue 19; native/STORAGE_FORMAT.md,
+# "Fault model and simulation") are listed with their seeds but not counted as
+# failures; fsync always and backups are never excused. Drop a kind from
+# SIM_KNOWN once its fix lands.
+SIM_BIN   := $(NATIVE_DIR)/sim/ds_powerloss_sim
+SIM_KNOWN ?= nul-bytes-served,json-torn,delete-not-atomic,trim-not-atomic,store-lost
+sim-build:
+	cmake -S tests/native -B $(NATIVE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build $(NATIVE_DIR) --target ds_powerloss_sim
+
+test-sim: sim-build
+	$(SIM_BIN) --self-test --seeds 4-6 --points 20 --variants 4 --known $(SIM_KNOWN) $(SIM_ARGS)
+
+# The long run uses its own optimised build without sanitizers (build/sim):
+# about 10x cheaper per crash state than the ASan build.
+sim-long:
+	cmake -S tests/sim -B build/sim -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build/sim
+	build/sim/ds_powerloss_sim --self-test --seeds 1-30 --points 30 --variants 4 --known $(SIM_KNOWN) $(SIM_ARGS)
 
 test-go: build
 	@echo "gofmt -l (excluding node_modules and build/)"; \
@@ -103,6 +127,7 @@ test:
 	}; \
 	if step build; then \
 	  step test-native || true; \
+	  step test-sim || true; \
 	  step test-go || true; \
 	  step test-conformance || true; \
 	  step test-browser || true; \
@@ -115,6 +140,9 @@ test:
 	if [ -f $(LOG_DIR)/test-conformance.log ]; then \
 	  awk '/^conformance \(/ { h = $$0; sub(/:.*/, "", h) } \
 	       /^[0-9]+ passed, [0-9]+ failed/ { print "  " h ": " $$0 }' $(LOG_DIR)/test-conformance.log; \
+	fi; \
+	if [ -f $(LOG_DIR)/test-sim.log ]; then \
+	  awk '/^[0-9]+ passed, [0-9]+ failed/ { print "  power-loss simulator (crash states): " $$0 }' $(LOG_DIR)/test-sim.log; \
 	fi; \
 	if [ $$failed -ne 0 ]; then echo "make test: FAILED"; exit 1; fi; \
 	echo "make test: all passed"
