@@ -54,7 +54,7 @@ Response ClosedConflict(uint64_t tail) {
 Response Engine::Append(const Request& request, uint64_t session_id) {
   if (request.body_too_large) {
     return ErrorResponse(413, "request body exceeds the server's append size limit (" +
-                                  std::to_string(options_.max_append_bytes) + " bytes)");
+                                  std::to_string(max_append_bytes_.load(std::memory_order_relaxed)) + " bytes)");
   }
   StreamPtr stream = Lookup(std::string(request.path));
   if (stream == nullptr) return ErrorResponse(404, "stream not found");
