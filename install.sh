@@ -62,8 +62,9 @@ if [ "$systemd" = 1 ]; then
   fi
   sed "s#/usr/local/bin/durable-streams-server#$prefix/bin/durable-streams-server#" \
     "$here/packaging/systemd/durable-streams.service" > /etc/systemd/system/durable-streams.service
+  install -m 0644 "$here/packaging/systemd/durable-streams.socket" /etc/systemd/system/durable-streams.socket
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
-    echo "Start it with: systemctl enable --now durable-streams"
+    echo "Start it with: systemctl enable --now durable-streams.socket durable-streams"
   fi
 fi

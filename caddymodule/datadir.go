@@ -77,11 +77,11 @@ func checkDataDir(dir string) error {
 	return nil
 }
 
-// processUser names this process's user as `"name" (uid N)`.
+// processUser names this process's user as `name (uid N)`.
 func processUser() string {
 	uid := os.Getuid()
 	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
-		return fmt.Sprintf("%q (uid %d)", u.Username, uid)
+		return fmt.Sprintf("%s (uid %d)", u.Username, uid)
 	}
 	return fmt.Sprintf("uid %d", uid)
 }
