@@ -245,6 +245,7 @@ http://%s {
 	waitLine(t, lines, "data:second")
 
 	load() // the engine outlives the old config: its adopted session streams on
+	http.DefaultClient.CloseIdleConnections() // the old server closed them
 	mustDo(t, http.MethodPost, base+"/v1/stream/mw", "third")
 	waitLine(t, lines, "data:third")
 	waitPooledAdopted(t, "memory:/v1/stream", 1)

@@ -119,6 +119,7 @@ type Handler struct {
 	engine   engine
 	opts     native.Options // what Provision resolved; the engine opens with them
 	poolKey  string         // set once the pool handed us an engine
+	lease    *engineLease   // this handler's share of it, held by its requests too
 	ready    *stopSignal    // closed once engine is set (or will never be); nil: set already
 	stopping *stopSignal    // closed when this config stops
 	owner    uint64         // tags the SSE sessions this handler handed to the engine
@@ -267,6 +268,7 @@ func (h *Handler) open(first *Handler) error {
 		return fmt.Errorf("opening durable streams engine (%s): %w", key, err)
 	}
 	h.poolKey = key
+	h.lease = newEngineLease(key)
 	h.engine = nativeEngine{shared.Engine}
 	h.markReady()
 	if loaded {
@@ -363,18 +365,56 @@ func (h *Handler) Validate() error {
 func (h *Handler) Cleanup() error {
 	h.stop()
 	h.markReady() // requests still waiting for an engine that never opened: 503
-	if h.poolKey == "" {
-		return nil // Provision failed before the pool handed us an engine
+	if h.lease == nil {
+		return nil // the engine never opened
 	}
-	key := h.poolKey
-	h.poolKey = ""
-	return releaseEngine(key)
+	h.lease.done()
+	return nil
+}
+
+// engineLease is a handler's use of a pooled engine, shared with the
+// requests it is serving: the engine is given back to the pool when the
+// handler is cleaned up and its last request has ended, whichever comes
+// last. On reload Caddy cleans the old config up without waiting for its
+// requests; when the new config uses another data_dir, the old engine must
+// still serve them.
+type engineLease struct {
+	n       atomic.Int64 // the handler's own hold (1 until Cleanup) plus requests
+	once    sync.Once
+	poolKey string
+}
+
+func newEngineLease(poolKey string) *engineLease {
+	l := &engineLease{poolKey: poolKey}
+	l.n.Store(1)
+	return l
+}
+
+// hold counts a request in; a nil lease (an engine not from the pool, as in
+// tests) holds nothing.
+func (l *engineLease) hold() {
+	if l != nil {
+		l.n.Add(1)
+	}
+}
+
+// done counts a request (or the handler) out; the last one gives the engine
+// back. A request that arrives after that finds the engine closed (503).
+func (l *engineLease) done() {
+	if l != nil && l.n.Add(-1) == 0 {
+		l.once.Do(func() {
+			if err := releaseEngine(l.poolKey); err != nil {
+				caddy.Log().Error("releasing durable streams engine", zap.String("storage", l.poolKey), zap.Error(err))
+			}
+		})
+	}
 }
 
 // awaitEngine holds a request that arrives before the durable_streams app
 // has opened the engine (Caddy may start the http app first) until it has.
 // It returns false when the request cannot be served: the client left
-// (nothing to write) or the engine will not open (503).
+// (nothing to write) or the engine will not open (503). When it returns
+// true the request holds the engine (h.lease) until it calls h.lease.done.
 func (h *Handler) awaitEngine(r *http.Request) (bool, error) {
 	if h.ready != nil {
 		select {
@@ -390,6 +430,7 @@ func (h *Handler) awaitEngine(r *http.Request) (bool, error) {
 	if h.engine == nil {
 		return false, caddyhttp.Error(http.StatusServiceUnavailable, errors.New("durable streams engine is not open"))
 	}
+	h.lease.hold()
 	return true, nil
 }
 

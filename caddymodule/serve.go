@@ -102,6 +102,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 	if ok, err := h.awaitEngine(r); !ok {
 		return 0, err
 	}
+	defer h.lease.done()
 	// Reads can park, and so can appends to durable storage (until their
 	// group commit). Register before Handle so that a wake sent while the
 	// engine is still answering is not lost.
