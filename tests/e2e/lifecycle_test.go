@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -252,5 +253,113 @@ func TestReloadAppliesOptionsAndKeepsReaders(t *testing.T) {
 	wg.Wait()
 	if f := failures.Load(); f != 0 {
 		t.Errorf("%d appends failed across the reload (first: %v)", f, firstFailure.Load())
+	}
+}
+
+// A reload that changes data_dir hands the handler to a new engine: new
+// streams live in the new directory, the old config's long-poll gets the
+// old engine's answer (not a closed engine's 503), and the old engine is
+// closed once its last request is over, releasing its directory to another
+// server.
+func TestReloadToAnotherDataDir(t *testing.T) {
+	bin := binary(t)
+	admin := "unix/" + filepath.Join(t.TempDir(), "admin.sock")
+	oldDir, newDir := filepath.Join(t.TempDir(), "old"), filepath.Join(t.TempDir(), "new")
+	port := freePort(t)
+	conf := filepath.Join(t.TempDir(), "Caddyfile")
+	write := func(dataDir string) {
+		t.Helper()
+		cfg := fmt.Sprintf(`{
+	admin %s
+	auto_https off
+	metrics
+}
+
+http://127.0.0.1:%d {
+	handle /health {
+		respond "OK" 200
+	}
+	handle /metrics {
+		metrics
+	}
+	route /v1/stream/* {
+		durable_streams {
+			data_dir %q
+			long_poll_timeout 1m
+		}
+	}
+}
+`, admin, port, dataDir)
+		if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(oldDir)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	srv := startProcess(t, base, nil, "run", "--config", conf, "--adapter", "caddyfile")
+	srv.waitHealthy(time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := &http.Client{Timeout: 30 * time.Second}
+	tailOffset := put(t, c, base+"/v1/stream/before")
+	polled := make(chan pollResult, 1)
+	go func() { polled <- longPoll(ctx, &http.Client{}, base+"/v1/stream/before", tailOffset) }()
+	srv.waitMetric(t, ctx, c, "the long-poll parked", metricParked, 1)
+	// And an append whose body is still coming when the reload happens.
+	body, bodyWriter := io.Pipe()
+	appended := make(chan reply, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/stream/before", body)
+		req.Header.Set("Content-Type", "text/plain")
+		res, err := (&http.Client{}).Do(req)
+		if err != nil {
+			appended <- reply{status: -1, body: []byte(err.Error())}
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		appended <- reply{status: res.StatusCode, body: b}
+	}()
+	if _, err := bodyWriter.Write([]byte("slow ")); err != nil {
+		t.Fatal(err)
+	}
+	// In flight in the routes (handler "subroute"): the long-poll, the
+	// append and this scrape.
+	srv.waitMetric(t, ctx, c, "the slow append in the handler", "caddy_http_requests_in_flight", 3, `handler="subroute"`)
+
+	write(newDir)
+	out, err := exec.CommandContext(ctx, bin, "reload", "--config", conf, "--adapter", "caddyfile", "--address", admin, "--force").CombinedOutput()
+	if err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	select {
+	case r := <-polled:
+		if r.err != nil || r.status != http.StatusNoContent {
+			t.Errorf("the long-poll open across the reload: %d %v; want the old engine's 204", r.status, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the long-poll open across the reload was not answered within 10s")
+	}
+	if _, err := bodyWriter.Write([]byte("append")); err != nil {
+		t.Fatal(err)
+	}
+	bodyWriter.Close()
+	if r := <-appended; r.status != http.StatusNoContent {
+		t.Errorf("an append whose body was still coming during the reload: %d %q; want the old engine's 204", r.status, r.body)
+	}
+	c.CloseIdleConnections()
+	put(t, c, base+"/v1/stream/after")
+	if _, err := os.Stat(filepath.Join(newDir, "LOCK")); err != nil {
+		t.Errorf("the new data_dir has no LOCK after the reload: %v", err)
+	}
+	if r := mustSend(t, c, http.MethodHead, base+"/v1/stream/before", nil, nil); r.status != http.StatusNotFound {
+		t.Errorf("HEAD of a stream of the old data_dir after the reload: %d; want 404", r.status)
+	}
+
+	// The old directory is free: another server opens it and finds its stream.
+	other := newNode(t, oldDir, "")
+	other.start()
+	if got := readStream(t, other.client, other.url("before")).data; string(got) != "slow append" {
+		t.Errorf("the old data_dir's stream, on a server started on it: %q; want the append made across the reload", got)
 	}
 }
