@@ -39,7 +39,7 @@ func checkDataDir(dir string) error {
 			}
 			break
 		}
-		if !errors.Is(err, fs.ErrNotExist) {
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 			return fmt.Errorf("data_dir %s: user %s cannot reach it: %w", dir, who, err)
 		}
 		parent := filepath.Dir(p)
