@@ -244,7 +244,8 @@ http://%s {
 	mustDo(t, http.MethodPost, base+"/v1/stream/mw", "second")
 	waitLine(t, lines, "data:second")
 
-	load() // the engine outlives the old config: its adopted session streams on
+	// The engine outlives the old config: its adopted session streams on.
+	load()
 	http.DefaultClient.CloseIdleConnections() // the old server closed them
 	mustDo(t, http.MethodPost, base+"/v1/stream/mw", "third")
 	waitLine(t, lines, "data:third")

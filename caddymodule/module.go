@@ -1,8 +1,9 @@
 // Package caddymodule is the Caddy HTTP handler `durable_streams`: it parses
-// the configuration, provisions a shared engine per data_dir, copies each
-// request into one engine call and writes back what the engine answers. It
-// makes no protocol decision; package native and the C++ engine behind it
-// decide every status, header and body.
+// the configuration, opens a shared engine per data_dir when the config
+// starts (the `durable_streams` app, app.go), copies each request into one
+// engine call and writes back what the engine answers. It makes no protocol
+// decision; package native and the C++ engine behind it decide every
+// status, header and body.
 package caddymodule
 
 import (

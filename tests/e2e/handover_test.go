@@ -363,8 +363,8 @@ func (l *handoverLoad) wait() { l.wg.Wait() }
 
 type loadReport struct {
 	requests, refused, failed, retried int
-	firstError                error
-	longest, blackout         time.Duration
+	firstError                         error
+	longest, blackout                  time.Duration
 }
 
 // report sums up the requests that ended in [from, to]: counts, the
