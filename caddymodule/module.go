@@ -271,12 +271,12 @@ func (h *Handler) open(first *Handler) error {
 	h.poolKey = key
 	h.lease = newEngineLease(key)
 	h.engine = nativeEngine{shared.Engine}
-	h.markReady()
 	if loaded {
 		if err := h.adopt(shared, first); err != nil {
 			return err
 		}
 	}
+	h.markReady() // only now: requests see the new options from the start
 	h.logger.Info("durable streams engine ready",
 		zap.String("storage", key),
 		zap.Bool("shared", loaded),
@@ -360,9 +360,8 @@ func (h *Handler) Validate() error {
 }
 
 // Cleanup ends this handler's open live requests and releases its share of
-// the engine; the last handler to let go closes it. Caddy cleans a config up
-// after its servers have shut down (waiting for their requests), so a reload
-// to another data_dir closes the old engine once its last request is over.
+// the engine; the last handler to let go closes it, once its own last
+// request is over (see engineLease).
 func (h *Handler) Cleanup() error {
 	h.stop()
 	h.markReady() // requests still waiting for an engine that never opened: 503
