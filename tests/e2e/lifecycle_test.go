@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -146,7 +147,7 @@ func TestReloadAppliesOptionsAndKeepsReaders(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "admin.sock")
 	admin := "unix/" + sock
 	n := newNode(t, filepath.Join(t.TempDir(), "data"), "max_append_size 1KiB\n\t\t\tlong_poll_timeout 1m")
-	n.global = "admin " + admin + "|0600"
+	n.global = "admin " + admin + "|0600\n\tservers {\n\t\tprotocols h1 h2c\n\t}"
 	n.writeConfig()
 	n.start()
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
@@ -182,6 +183,40 @@ func TestReloadAppliesOptionsAndKeepsReaders(t *testing.T) {
 	}
 	polled := make(chan pollResult, 1)
 	go func() { polled <- longPoll(ctx, &http.Client{}, n.url("live"), tailOffset) }()
+	// An SSE reader over h2c: a goroutine serves it (no takeover), so the
+	// reload ends it, on a final control event.
+	h2c := &http.Transport{Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	goSSE := make(chan []string, 1) // the event types it received, once it ended
+	goSSEReady := make(chan struct{})
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.url("live")+"?offset="+tailOffset+"&live=sse", nil)
+		res, err := (&http.Client{Transport: h2c}).Do(req)
+		if err != nil {
+			goSSE <- []string{"error: " + err.Error()}
+			return
+		}
+		defer res.Body.Close()
+		var events []string
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			if ev, ok := strings.CutPrefix(sc.Text(), "event:"); ok {
+				events = append(events, strings.TrimSpace(ev))
+				if len(events) == 1 {
+					close(goSSEReady)
+				}
+			}
+		}
+		if sc.Err() != nil {
+			events = append(events, "error: "+sc.Err().Error())
+		}
+		goSSE <- events
+	}()
+	select {
+	case <-goSSEReady:
+	case <-ctx.Done():
+		t.Fatal("the h2c SSE reader got no first event")
+	}
 
 	// Writers, to their own streams, through the reload.
 	var stop atomic.Bool
@@ -222,6 +257,16 @@ func TestReloadAppliesOptionsAndKeepsReaders(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the long-poll open across the reload was not answered within 10s")
+	}
+	// The goroutine-served SSE response ended cleanly on a second control
+	// event (the first said where the tail was when it began).
+	select {
+	case events := <-goSSE:
+		if strings.Join(events, ",") != "control,control" {
+			t.Errorf("the h2c SSE reader open across the reload received %q; want the first control event, then a final one, then the end", events)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the h2c SSE reader open across the reload was not ended within 10s")
 	}
 	// The new options are in force.
 	if msg := tooLarge(3000); !strings.Contains(msg, "(2048 bytes)") {
