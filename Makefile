@@ -12,6 +12,7 @@
 #   make bench             benchmarks (tests/bench/run.sh, BENCH_ARGS=...)
 #   make bench-quick       short benchmark run (about 3 minutes)
 #   make test-bench-smoke  every benchmark scenario at tiny size (< 60 s)
+#   make ops-restart       restart/upgrade under load with 100,000 streams (STREAMS=...)
 #   make dist              release tarball in dist/
 #   make test-xcaddy       xcaddy build --with this module (+ another plugin), then serve a stream
 #   make test-kubernetes   packaging/kubernetes decoded strictly into the Kubernetes API types
@@ -37,7 +38,7 @@ VERSION    := $(shell sed -n 's/.*kVersion\[\] = "\(.*\)";/\1/p' native/version.
 GOOS       := $(shell $(GO) env GOOS)
 GOARCH     := $(shell $(GO) env GOARCH)
 
-.PHONY: build dev test test-native sim-build test-sim sim-long test-go test-conformance test-browser test-bench-smoke bench bench-quick dist fuzz clean test-xcaddy test-kubernetes test-container-conformance
+.PHONY: build dev test test-native sim-build test-sim sim-long test-go test-conformance test-browser test-bench-smoke bench bench-quick ops-restart dist fuzz clean test-xcaddy test-kubernetes test-container-conformance
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/durable-streams-server
@@ -169,6 +170,11 @@ bench-quick:
 
 test-bench-smoke: build
 	tests/bench/run.sh --smoke --no-build
+
+# Restart and binary upgrade under load, socket handed over as systemd does
+# (tests/ops/restart.sh); make test runs the same test with 1,000 streams.
+ops-restart: build
+	tests/ops/restart.sh --no-build
 
 # durable-streams-server_<VERSION>_<os>_<arch>.tar.gz, as install.sh --tarball takes it.
 dist: build

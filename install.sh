@@ -251,8 +251,8 @@ if [ "$systemd" = 1 ]; then
 	done
 	if [ -z "$root" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 		systemctl daemon-reload
-		say "systemd reloaded; start it with: systemctl enable --now durable-streams"
+		say "systemd reloaded; start it with: systemctl enable --now durable-streams.socket durable-streams"
 	else
-		say "start it with: systemctl daemon-reload && systemctl enable --now durable-streams"
+		say "start it with: systemctl daemon-reload && systemctl enable --now durable-streams.socket durable-streams"
 	fi
 fi

@@ -188,7 +188,8 @@ func freeLoopbackAddr(t *testing.T) string {
 // TestCaddyTakeoverBehindMiddleware runs an SSE response through Caddy with
 // the middleware production configs have in front of it (access log,
 // metrics, a CORS header): the engine still takes the connection over, the
-// headers are there, and a reload ends it cleanly so the client reconnects.
+// headers are there, a reload that keeps the storage leaves it streaming,
+// and stopping the server ends it cleanly so the client reconnects.
 func TestCaddyTakeoverBehindMiddleware(t *testing.T) {
 	t.Setenv("HOME", t.TempDir())
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
@@ -243,13 +244,24 @@ http://%s {
 	mustDo(t, http.MethodPost, base+"/v1/stream/mw", "second")
 	waitLine(t, lines, "data:second")
 
-	load() // the old config's adopted session ends; its client reconnects
+	// The engine outlives the old config: its adopted session streams on.
+	load()
+	http.DefaultClient.CloseIdleConnections() // the old server closed them
+	mustDo(t, http.MethodPost, base+"/v1/stream/mw", "third")
+	waitLine(t, lines, "data:third")
+	waitPooledAdopted(t, "memory:/v1/stream", 1)
+
+	if err := caddy.Stop(); err != nil { // the last config: the session ends
+		t.Fatal(err)
+	}
 	for range lines {
 	}
 	if err := <-ended; err != nil {
 		t.Errorf("the SSE body ended with %v, want its terminating chunk", err)
 	}
-	waitPooledAdopted(t, "memory:/v1/stream", 0)
+	if _, ok := engines.References("memory:/v1/stream"); ok {
+		t.Error("the engine is still open after Caddy stopped")
+	}
 }
 
 func waitPooledAdopted(t *testing.T, key string, n uint64) {

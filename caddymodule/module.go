@@ -1,13 +1,16 @@
 // Package caddymodule is the Caddy HTTP handler `durable_streams`: it parses
-// the configuration, provisions a shared engine per data_dir, copies each
-// request into one engine call and writes back what the engine answers. It
-// makes no protocol decision; package native and the C++ engine behind it
-// decide every status, header and body.
+// the configuration, opens a shared engine per data_dir when the config
+// starts (the `durable_streams` app, app.go), copies each request into one
+// engine call and writes back what the engine answers. It makes no protocol
+// decision; package native and the C++ engine behind it decide every
+// status, header and body.
 package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -50,10 +53,12 @@ func init() {
 // stream_root go on to the next handler, so it needs no matcher there.
 //
 // Handlers with the same data_dir (or, in memory, the same stream_root) share
-// one engine, across sites and across config reloads; the engine's options are
-// those of the first handler that opened it, until every handler using it is
-// gone (a reload that changes only timeouts keeps the old ones; a warning is
-// logged).
+// one engine, across sites and across config reloads. Storage opens when
+// the config starts (the durable_streams app, app.go), never at Provision,
+// so `validate` touches nothing. A reload applies the new config's
+// long_poll_timeout, sse_reconnect_interval, max_append_size and retention
+// to the running engine; fsync, fsync_interval, segment_size and (with
+// data_dir) stream_root are fixed while it is open (a warning says so).
 type Handler struct {
 	// Directory for durable storage (LMDB metadata and stream segments).
 	// Relative paths are resolved against the working directory. Empty keeps
@@ -124,10 +129,13 @@ type Handler struct {
 	StreamRoot string `json:"stream_root,omitempty"`
 
 	engine   engine
-	bodies   *bodyBudget // request bytes in flight, bounded by MaxInflightBodyBytes
-	poolKey  string      // set once the pool handed us an engine
-	stopping *stopSignal // closed when this config stops
-	owner    uint64      // tags the SSE sessions this handler handed to the engine
+	bodies   *bodyBudget    // request bytes in flight, bounded by MaxInflightBodyBytes
+	opts     native.Options // what Provision resolved; the engine opens with them
+	poolKey  string         // set once the pool handed us an engine
+	lease    *engineLease   // this handler's share of it, held by its requests too
+	ready    *stopSignal    // closed once engine is set (or will never be); nil: set already
+	stopping *stopSignal    // closed when this config stops
+	owner    uint64         // tags the SSE sessions this handler handed to the engine
 	logger   *zap.Logger
 }
 
@@ -142,17 +150,30 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision fills in defaults, registers metrics and opens (or shares) the
-// engine.
+// Provision fills in defaults, checks the options (and that data_dir is
+// usable by this process's user, creating nothing) and registers the
+// handler with the durable_streams app, which opens the engine when the
+// config starts.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.stopping = newStopSignal()
 	h.owner = handlerOwners.Add(1)
+	h.ready = newStopSignal()
 	h.applyDefaults()
 	if err := h.Validate(); err != nil {
 		return err
 	}
 	h.bodies = newBodyBudget(h.MaxInflightBodyBytes)
+	opts, err := h.engineOptions()
+	if err != nil {
+		return err
+	}
+	if opts.DataDir != "" {
+		if err := checkDataDir(opts.DataDir); err != nil {
+			return err
+		}
+	}
+	h.opts = opts
 
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
@@ -160,7 +181,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.endLiveRequestsOnStop(ctx); err != nil {
 		return err
 	}
-	return h.openEngine()
+	app, err := ctx.App(appName)
+	if err != nil {
+		return err
+	}
+	app.(*App).register(h)
+	return nil
 }
 
 func (h *Handler) applyDefaults() {
@@ -196,17 +222,32 @@ func (h *Handler) endLiveRequestsOnStop(ctx caddy.Context) error {
 	return app.(*caddyevents.App).On("stopping", stoppingHandler(h.stop))
 }
 
-// stop ends this handler's live requests: those a goroutine serves, and the
-// SSE sessions it handed to the engine (which end as at their reconnect
-// interval, so their clients reconnect to whatever config comes next).
+// stop ends this handler's live requests: those a goroutine serves end at
+// once (SSE on a final control event, long-polls as on their timeout), so
+// their clients resume at once, from whatever config comes next. The SSE
+// sessions it handed to the engine keep streaming when the engine outlives
+// this config (a reload that keeps the storage: the next config's handler
+// shares it); otherwise they end as at their reconnect interval.
 func (h *Handler) stop() {
 	h.stopping.stop()
-	if h.engine != nil {
+	if h.engine != nil && !h.engineOutlivesConfig() {
 		h.engine.EndAdopted(h.owner)
 	}
 }
 
-func (h *Handler) openEngine() error {
+// engineOutlivesConfig says another handler (of the next config) holds
+// this handler's engine too.
+func (h *Handler) engineOutlivesConfig() bool {
+	if h.poolKey == "" {
+		return false
+	}
+	n, _ := engines.References(h.poolKey)
+	return n > 1
+}
+
+// engineOptions turns the handler's options into the engine's, with
+// data_dir absolute and its symlinks resolved.
+func (h *Handler) engineOptions() (native.Options, error) {
 	opts := native.Options{
 		Fsync:                fsyncModes[h.Fsync],
 		FsyncInterval:        time.Duration(h.FsyncInterval),
@@ -221,7 +262,7 @@ func (h *Handler) openEngine() error {
 	if h.DataDir != "" {
 		dir, err := filepath.Abs(h.DataDir)
 		if err != nil {
-			return fmt.Errorf("data_dir %q: %w", h.DataDir, err)
+			return opts, fmt.Errorf("data_dir %q: %w", h.DataDir, err)
 		}
 		// One directory reached through a symlink is still one engine: a
 		// reload that names it differently must share, not lock itself out.
@@ -230,24 +271,68 @@ func (h *Handler) openEngine() error {
 		}
 		opts.DataDir = dir
 	}
-	key := poolKey(opts)
-	shared, loaded, err := loadEngine(key, opts)
+	return opts, nil
+}
+
+// open takes the handler's engine from the pool, opening it if no handler
+// holds it yet. An engine already open (the previous config's, on reload)
+// takes this handler's tunable options, unless first, a handler of the
+// same config, already set them.
+func (h *Handler) open(first *Handler) error {
+	key := poolKey(h.opts)
+	shared, loaded, err := loadEngine(key, h.opts)
 	if err != nil {
 		return fmt.Errorf("opening durable streams engine (%s): %w", key, err)
 	}
 	h.poolKey = key
+	h.lease = newEngineLease(key)
 	h.engine = nativeEngine{shared.Engine}
-	if loaded && shared.opts != opts {
-		h.logger.Warn("engine already open with other options; the first handler's options stay in force until every handler using this storage is gone",
-			zap.String("storage", key),
-			zap.Any("in_force", shared.opts),
-			zap.Any("configured", opts))
+	if loaded {
+		if err := h.adopt(shared, first); err != nil {
+			return err
+		}
 	}
+	h.markReady() // only now: requests see the new options from the start
 	h.logger.Info("durable streams engine ready",
 		zap.String("storage", key),
 		zap.Bool("shared", loaded),
 		zap.String("engine_version", native.Version()))
 	return nil
+}
+
+// adopt brings an engine that was already open in line with this
+// handler's options, as far as a running engine can follow.
+func (h *Handler) adopt(shared *sharedEngine, first *Handler) error {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	key := h.poolKey
+	if first != nil {
+		if first.opts != h.opts {
+			h.logger.Warn("handlers of one config share this storage with different options; the first one's apply",
+				zap.String("storage", key), zap.Any("in_force", shared.opts), zap.Any("configured", h.opts))
+		}
+		return nil
+	}
+	if want := h.opts.Tunables(); shared.opts.Tunables() != want {
+		if err := shared.SetTunables(want); err != nil {
+			return fmt.Errorf("applying the new options to the open engine (%s): %w", key, err)
+		}
+		h.logger.Info("durable streams engine options changed",
+			zap.String("storage", key), zap.Any("before", shared.opts.Tunables()), zap.Any("now", want))
+		shared.opts.LongPollTimeout, shared.opts.SSEReconnectInterval = want.LongPollTimeout, want.SSEReconnectInterval
+		shared.opts.MaxAppendBytes = want.MaxAppendBytes
+		shared.opts.RetentionAge, shared.opts.RetentionBytes = want.RetentionAge, want.RetentionBytes
+	}
+	if shared.opts != h.opts {
+		h.logger.Warn("the open engine keeps its fsync, fsync_interval, segment_size and stream_root until the server restarts",
+			zap.String("storage", key), zap.Any("in_force", shared.opts), zap.Any("configured", h.opts))
+	}
+	return nil
+}
+
+// markReady lets requests waiting for the engine go on.
+func (h *Handler) markReady() {
+	h.ready.stop()
 }
 
 // fsyncModes maps the fsync option to the engine's modes ("" is the default).
@@ -298,19 +383,99 @@ func (h *Handler) Validate() error {
 }
 
 // Cleanup ends this handler's open live requests and releases its share of
-// the engine; the last handler to let go closes it.
+// the engine; the last handler to let go closes it, once its own last
+// request is over (see engineLease).
 func (h *Handler) Cleanup() error {
 	h.stop()
-	if h.poolKey == "" {
-		return nil // Provision failed before the pool handed us an engine
+	h.markReady() // requests still waiting for an engine that never opened: 503
+	if h.lease == nil {
+		return nil // the engine never opened
 	}
-	key := h.poolKey
-	h.poolKey = ""
-	return releaseEngine(key)
+	h.lease.done()
+	return nil
 }
 
-// stopSignal is closed once, when the handler's config stops; live requests
-// waiting on it end.
+// engineLease is a handler's use of a pooled engine, shared with the
+// requests it is serving: the engine is given back to the pool when the
+// handler is cleaned up and its last request has ended, whichever comes
+// last. On reload Caddy cleans the old config up without waiting for its
+// requests; when the new config uses another data_dir, the old engine must
+// still serve them.
+type engineLease struct {
+	n       atomic.Int64 // the handler's own hold (1 until Cleanup) plus requests
+	once    sync.Once
+	poolKey string
+}
+
+func newEngineLease(poolKey string) *engineLease {
+	l := &engineLease{poolKey: poolKey}
+	l.n.Store(1)
+	return l
+}
+
+// hold counts a request in; a nil lease (an engine not from the pool, as in
+// tests) holds nothing.
+func (l *engineLease) hold() {
+	if l != nil {
+		l.n.Add(1)
+	}
+}
+
+// done counts a request (or the handler) out; the last one gives the engine
+// back. A request that arrives after that finds the engine closed (503).
+func (l *engineLease) done() {
+	if l != nil && l.n.Add(-1) == 0 {
+		l.once.Do(func() {
+			if err := releaseEngine(l.poolKey); err != nil {
+				caddy.Log().Error("releasing durable streams engine", zap.String("storage", l.poolKey), zap.Error(err))
+			}
+		})
+	}
+}
+
+// awaitEngine holds a request that arrives before the durable_streams app
+// has opened the engine (Caddy may start the http app first) until it has.
+// It returns false when the request cannot be served: the client left
+// (nothing to write) or the engine will not open (503). When it returns
+// true the request holds the engine (h.lease) until it calls h.lease.done.
+func (h *Handler) awaitEngine(r *http.Request) (bool, error) {
+	if h.ready != nil {
+		select {
+		case <-h.ready.done():
+		default:
+			select {
+			case <-h.ready.done():
+			case <-r.Context().Done():
+				return false, nil
+			}
+		}
+	}
+	if h.engine == nil {
+		return false, caddyhttp.Error(http.StatusServiceUnavailable, errors.New("durable streams engine is not open"))
+	}
+	h.lease.hold()
+	return true, nil
+}
+
+// endStream ends a goroutine-served SSE response because its config stops:
+// the engine sends what is pending and a final control event, so the
+// client resumes at once from where it was. It returns whether the
+// response can be completed (false: the client is gone).
+func (h *Handler) endStream(session uint64, send func([]byte) error) bool {
+	resp, err := h.engine.Resume(session, native.ResumeEnd)
+	if err != nil {
+		h.engine.Cancel(session)
+		return true
+	}
+	defer resp.Release()
+	if !resp.Done() {
+		h.engine.Cancel(session)
+	}
+	return send(resp.Body()) == nil
+}
+
+// stopSignal is closed once: when the handler's config stops (live requests
+// waiting on it end), or when its engine is ready.
 type stopSignal struct {
 	once sync.Once
 	ch   chan struct{}

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"sync"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/durable-streams-server/durable-streams-server/native"
@@ -12,9 +14,11 @@ import (
 // environment must never be opened twice in one process.
 var engines = caddy.NewUsagePool()
 
-// sharedEngine is an engine in the pool, with the options it was opened with.
+// sharedEngine is an engine in the pool, with the options in force: those it
+// was opened with, the tunable ones as the last reload set them.
 type sharedEngine struct {
 	*native.Engine
+	mu   sync.Mutex // guards opts
 	opts native.Options
 }
 

@@ -117,6 +117,10 @@ func underStreamRoot(root, path string) bool {
 // serve returns the status it wrote (0 if none) or an error for Caddy to
 // answer.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
+	if ok, err := h.awaitEngine(r); !ok {
+		return 0, err
+	}
+	defer h.lease.done()
 	// Reads can park, and so can appends to durable storage (until their
 	// group commit). Register before Handle so that a wake sent while the
 	// engine is still answering is not lost.
@@ -477,6 +481,7 @@ func (h *Handler) longPoll(w http.ResponseWriter, r *http.Request, resp response
 			return 0, nil
 		case shuttingDown:
 			stopping = true
+			reason = native.ResumeEnd
 		}
 
 		var err error
@@ -557,8 +562,7 @@ func (h *Handler) follow(ctx context.Context, resp response, wake <-chan struct{
 			h.engine.Cancel(session)
 			return false
 		case shuttingDown:
-			h.engine.Cancel(session)
-			return true
+			return h.endStream(session, send)
 		}
 
 		var err error

@@ -678,8 +678,8 @@ func TestLongPollConfigStopping(t *testing.T) {
 		t.Fatal(err)
 	}
 	reasons, _, _, _ := e.snapshot()
-	if w.Code != 204 || len(reasons) != 1 || reasons[0] != native.ResumeTimeout {
-		t.Errorf("got %d, reasons %v: a stopping config answers with the engine's timeout response", w.Code, reasons)
+	if w.Code != 204 || len(reasons) != 1 || reasons[0] != native.ResumeEnd {
+		t.Errorf("got %d, reasons %v: a stopping config resumes with ResumeEnd and answers what the engine says (its timeout response)", w.Code, reasons)
 	}
 }
 
@@ -782,32 +782,48 @@ func TestSSEStreamsUntilDone(t *testing.T) {
 	}
 }
 
-func TestSSEEndsOnClientGoneAndStop(t *testing.T) {
-	for _, how := range []string{"client gone", "config stopping"} {
-		t.Run(how, func(t *testing.T) {
-			e := newFakeEngine(&fakeResponse{status: 200, body: "event: a\n\n", live: native.LiveStream, wait: time.Minute})
-			h := testHandler(e)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			w := newRecorder()
-			wait := serveAsync(h, w, httptest.NewRequest(http.MethodGet, "/v1/stream/s?live=sse", nil).WithContext(ctx))
-			session := waitParked(t, e)
-			if how == "client gone" {
-				cancel()
-			} else {
-				h.stopping.stop()
-			}
-			if err := wait(); err != nil {
-				t.Fatal(err)
-			}
-			reasons, cancels, released, registered := e.snapshot()
-			if len(reasons) != 0 || len(cancels) != 1 || cancels[0] != session || released != 1 || registered != 0 {
-				t.Errorf("reasons %v, cancels %v, released %d, registered %d", reasons, cancels, released, registered)
-			}
-			if w.Body.String() != "event: a\n\n" {
-				t.Errorf("body %q", w.Body.String())
-			}
-		})
+func TestSSEEndsOnClientGone(t *testing.T) {
+	e := newFakeEngine(&fakeResponse{status: 200, body: "event: a\n\n", live: native.LiveStream, wait: time.Minute})
+	h := testHandler(e)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := newRecorder()
+	wait := serveAsync(h, w, httptest.NewRequest(http.MethodGet, "/v1/stream/s?live=sse", nil).WithContext(ctx))
+	session := waitParked(t, e)
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	reasons, cancels, released, registered := e.snapshot()
+	if len(reasons) != 0 || len(cancels) != 1 || cancels[0] != session || released != 1 || registered != 0 {
+		t.Errorf("reasons %v, cancels %v, released %d, registered %d", reasons, cancels, released, registered)
+	}
+	if w.Body.String() != "event: a\n\n" {
+		t.Errorf("body %q", w.Body.String())
+	}
+}
+
+// A stopping config ends a goroutine-served SSE response with what the
+// engine answers to ResumeEnd: its final control event.
+func TestSSEEndsOnStopWithAFinalControlEvent(t *testing.T) {
+	e := newFakeEngine(
+		&fakeResponse{status: 200, body: "event: a\n\n", live: native.LiveStream, wait: time.Minute},
+		&fakeResponse{body: "event: control\n\n", live: native.LiveStream, done: true},
+	)
+	h := testHandler(e)
+	w := newRecorder()
+	wait := serveAsync(h, w, httptest.NewRequest(http.MethodGet, "/v1/stream/s?live=sse", nil))
+	waitParked(t, e)
+	h.stopping.stop()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	reasons, cancels, released, registered := e.snapshot()
+	if len(reasons) != 1 || reasons[0] != native.ResumeEnd || len(cancels) != 0 || released != 2 || registered != 0 {
+		t.Errorf("reasons %v, cancels %v, released %d, registered %d; want one ResumeEnd, no cancel", reasons, cancels, released, registered)
+	}
+	if w.Body.String() != "event: a\n\nevent: control\n\n" {
+		t.Errorf("body %q; want the final control event after the first piece", w.Body.String())
 	}
 }
 

@@ -247,6 +247,29 @@ void ds_engine_end_adopted(ds_engine* engine, uint64_t owner) {
   }
 }
 
+ds_code ds_engine_set_tunables(ds_engine* engine, const ds_tunables* tunables, ds_error* err) {
+  return Guard(err, [&]() -> ds_code {
+    if (engine == nullptr || tunables == nullptr) {
+      SetError(err, DS_ERR_INVALID_ARGUMENT, "engine and tunables are required");
+      return DS_ERR_INVALID_ARGUMENT;
+    }
+    constexpr uint64_t kMaxMs = std::numeric_limits<int64_t>::max();
+    ds::Engine::Tunables t;  // its defaults are ds_options' zero meanings
+    if (tunables->long_poll_timeout_ms) {
+      t.long_poll_timeout_ms = static_cast<int64_t>(std::min(tunables->long_poll_timeout_ms, kMaxMs));
+    }
+    if (tunables->sse_reconnect_interval_ms) {
+      t.sse_reconnect_interval_ms =
+          static_cast<int64_t>(std::min(tunables->sse_reconnect_interval_ms, kMaxMs));
+    }
+    if (tunables->max_append_bytes) t.max_append_bytes = tunables->max_append_bytes;
+    t.retention_age_ms = static_cast<int64_t>(std::min(tunables->retention_age_ms, kMaxMs));
+    t.retention_bytes = tunables->retention_bytes;
+    engine->engine->SetTunables(t);
+    return DS_OK;
+  });
+}
+
 void ds_response_free(ds_response* response) {
   delete reinterpret_cast<ResponseHolder*>(response);
 }

@@ -53,7 +53,7 @@ Response ClosedConflict(uint64_t tail) {
 }  // namespace
 
 Response Engine::Append(const Request& request, uint64_t session_id) {
-  if (auto refused = RefuseUnreadBody(request, options_.max_append_bytes)) return *refused;
+  if (auto refused = RefuseUnreadBody(request, max_append_bytes_.load(std::memory_order_relaxed))) return *refused;
   StreamPtr stream = Lookup(std::string(request.path));
   if (stream == nullptr) return ErrorResponse(404, "stream not found");
   if (auto refused = RefuseWrites()) return *refused;

@@ -179,6 +179,53 @@ func Open(opts Options) (*Engine, error) {
 	return e, nil
 }
 
+// Tunables are the Options a configuration reload may change on an open
+// engine (ds_tunables); zero values mean the defaults, as in Options.
+type Tunables struct {
+	LongPollTimeout      time.Duration
+	SSEReconnectInterval time.Duration
+	MaxAppendBytes       int64
+	RetentionAge         time.Duration
+	RetentionBytes       int64
+}
+
+// Tunables returns the tunable part of opts.
+func (opts Options) Tunables() Tunables {
+	return Tunables{
+		LongPollTimeout:      opts.LongPollTimeout,
+		SSEReconnectInterval: opts.SSEReconnectInterval,
+		MaxAppendBytes:       opts.MaxAppendBytes,
+		RetentionAge:         opts.RetentionAge,
+		RetentionBytes:       opts.RetentionBytes,
+	}
+}
+
+// SetTunables replaces the engine's tunable options, each atomically, for
+// the requests and sessions that start afterwards (ds_engine_set_tunables).
+func (e *Engine) SetTunables(t Tunables) error {
+	if t.LongPollTimeout < 0 || t.SSEReconnectInterval < 0 || t.MaxAppendBytes < 0 ||
+		t.RetentionAge < 0 || t.RetentionBytes < 0 {
+		return &Error{Op: "set tunables", Code: CodeInvalidArgument, Message: "negative option"}
+	}
+	ct := C.ds_tunables{
+		long_poll_timeout_ms:      C.uint64_t(t.LongPollTimeout.Milliseconds()),
+		sse_reconnect_interval_ms: C.uint64_t(t.SSEReconnectInterval.Milliseconds()),
+		max_append_bytes:          C.uint64_t(t.MaxAppendBytes),
+		retention_age_ms:          C.uint64_t(t.RetentionAge.Milliseconds()),
+		retention_bytes:           C.uint64_t(t.RetentionBytes),
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.ptr == nil {
+		return ErrClosed
+	}
+	var cerr C.ds_error
+	if code := C.ds_engine_set_tunables(e.ptr, &ct, &cerr); code != C.DS_OK {
+		return newError("set tunables", code, &cerr)
+	}
+	return nil
+}
+
 // Close ends every parked session, stops background work and frees the
 // engine. It waits for calls in flight, then wakes every registered waiter
 // so that its next call returns ErrClosed. Later calls return ErrClosed.
@@ -442,6 +489,10 @@ type ResumeReason int
 const (
 	ResumeWake    ResumeReason = C.DS_RESUME_WAKE    // its wake channel fired
 	ResumeTimeout ResumeReason = C.DS_RESUME_TIMEOUT // Wait() elapsed without a wake
+	// ResumeEnd: the caller is stopping. A long-poll is answered as on its
+	// timeout; an SSE response gets what is pending and a final control
+	// event, and is done.
+	ResumeEnd ResumeReason = C.DS_RESUME_END
 )
 
 // Response is an engine-owned ds_response. Its Body and Header views point

@@ -82,7 +82,7 @@ Response CreatedResponse(const Request& request, int status, const Stream& strea
 }  // namespace
 
 Response Engine::Create(const Request& request) {
-  if (auto refused = RefuseUnreadBody(request, options_.max_append_bytes)) return *refused;
+  if (auto refused = RefuseUnreadBody(request, max_append_bytes_.load(std::memory_order_relaxed))) return *refused;
   StreamConfig config;
   if (auto error = ParseLifetime(request, &config)) return *error;
   bool closed = HeaderIsTrue(request.header(DS_FIELD_STREAM_CLOSED));

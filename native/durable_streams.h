@@ -183,7 +183,12 @@ typedef enum ds_live {
 
 typedef enum ds_resume_reason {
   DS_RESUME_WAKE = 0,    /* the wake callback named this session */
-  DS_RESUME_TIMEOUT = 1  /* wait_ms elapsed without a wake */
+  DS_RESUME_TIMEOUT = 1, /* wait_ms elapsed without a wake */
+  DS_RESUME_END = 2      /* the caller is stopping (e.g. a config reload): a
+                            long-poll is answered as on its timeout; an SSE
+                            response gets the events pending and then a final
+                            control event (streamNextOffset, so its client
+                            resumes at once), and is done */
 } ds_resume_reason;
 
 /* A response, owned by the engine until ds_response_free. */
@@ -252,6 +257,23 @@ ds_code ds_session_adopt(ds_engine* engine, uint64_t session, int socket_fd,
  * would (the terminating chunk, then close), so their clients reconnect,
  * e.g. to a new configuration. Returns at once; never blocks. */
 void ds_engine_end_adopted(ds_engine* engine, uint64_t owner);
+
+/* The options a configuration reload may change on a running engine. The
+ * rest of ds_options (data_dir, fsync, stream_root, segment_bytes, ...) is
+ * fixed when the engine opens. 0 means the default, as in ds_options. */
+typedef struct ds_tunables {
+  uint64_t long_poll_timeout_ms;
+  uint64_t sse_reconnect_interval_ms;
+  uint64_t max_append_bytes;          /* also named by the 413 message */
+  uint64_t retention_age_ms;          /* 0: no age limit */
+  uint64_t retention_bytes;           /* 0: no size limit */
+} ds_tunables;
+
+/* Replaces the engine's tunable options, each atomically: requests, new
+ * live sessions and retention passes that start after the call use the new
+ * values; sessions already parked keep their deadlines. Never blocks. */
+ds_code ds_engine_set_tunables(ds_engine* engine, const ds_tunables* tunables,
+                               ds_error* err);
 
 void ds_response_free(ds_response* response);
 

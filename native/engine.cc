@@ -14,6 +14,11 @@ namespace ds {
 Engine::Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn wake,
                std::unique_ptr<Store> store)
     : options_(std::move(options)),
+      long_poll_timeout_ms_(options_.long_poll_timeout_ms),
+      sse_reconnect_interval_ms_(options_.sse_reconnect_interval_ms),
+      max_append_bytes_(options_.max_append_bytes),
+      retention_age_ms_(options_.retention_age_ms),
+      retention_bytes_(options_.retention_bytes),
       clock_(std::move(clock)),
       wake_(std::move(wake)),
       store_(store ? std::move(store) : std::make_unique<MemoryStore>()),
@@ -34,6 +39,24 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn
   if (options_.sweep_interval_ms > 0) {
     sweeper_ = std::thread([this] { SweeperLoop(); });
   }
+}
+
+void Engine::SetTunables(const Tunables& t) {
+  long_poll_timeout_ms_.store(t.long_poll_timeout_ms, std::memory_order_relaxed);
+  sse_reconnect_interval_ms_.store(t.sse_reconnect_interval_ms, std::memory_order_relaxed);
+  max_append_bytes_.store(t.max_append_bytes, std::memory_order_relaxed);
+  retention_age_ms_.store(t.retention_age_ms, std::memory_order_relaxed);
+  retention_bytes_.store(t.retention_bytes, std::memory_order_relaxed);
+}
+
+Engine::Tunables Engine::tunables() const {
+  Tunables t;
+  t.long_poll_timeout_ms = long_poll_timeout_ms_.load(std::memory_order_relaxed);
+  t.sse_reconnect_interval_ms = sse_reconnect_interval_ms_.load(std::memory_order_relaxed);
+  t.max_append_bytes = max_append_bytes_.load(std::memory_order_relaxed);
+  t.retention_age_ms = retention_age_ms_.load(std::memory_order_relaxed);
+  t.retention_bytes = retention_bytes_.load(std::memory_order_relaxed);
+  return t;
 }
 
 Status Engine::Recover() {

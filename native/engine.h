@@ -10,6 +10,7 @@
 // with no lock held.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -125,7 +126,21 @@ class Engine : private SseSource {
   void ApplyRetention();
 
   EngineStats Stats() const;
+  // The options as opened; the tunable ones below may have changed since.
   const EngineOptions& options() const { return options_; }
+
+  // The options a configuration reload may change while the engine runs.
+  // Each takes effect for the requests, sessions and retention passes that
+  // start after the call; sessions already parked keep their deadlines.
+  struct Tunables {
+    int64_t long_poll_timeout_ms = 30000;
+    int64_t sse_reconnect_interval_ms = 60000;
+    uint64_t max_append_bytes = 64ull << 20;
+    int64_t retention_age_ms = 0;
+    uint64_t retention_bytes = 0;
+  };
+  void SetTunables(const Tunables& tunables);
+  Tunables tunables() const;
 
  private:
   struct Session;
@@ -234,7 +249,8 @@ class Engine : private SseSource {
   // has more than one segment (when retention is on). Requires stream.mu.
   void NoteSegments(const StreamPtr& stream);
   bool retention_on() const {
-    return options_.retention_age_ms > 0 || options_.retention_bytes > 0;
+    return retention_age_ms_.load(std::memory_order_relaxed) > 0 ||
+           retention_bytes_.load(std::memory_order_relaxed) > 0;
   }
 
   void SweeperLoop();
@@ -254,6 +270,13 @@ class Engine : private SseSource {
   Status FinishTrim(const PendingTrim& trim);
 
   const EngineOptions options_;
+  // The Tunables, read without a lock on every request that uses them (each
+  // is read once per use, so a request sees one value).
+  std::atomic<int64_t> long_poll_timeout_ms_;
+  std::atomic<int64_t> sse_reconnect_interval_ms_;
+  std::atomic<uint64_t> max_append_bytes_;
+  std::atomic<int64_t> retention_age_ms_;
+  std::atomic<uint64_t> retention_bytes_;
   const std::shared_ptr<const Clock> clock_;
   const WakeFn wake_;
   const std::unique_ptr<Store> store_;

@@ -64,7 +64,7 @@ Response Engine::StartLongPoll(const StreamPtr& stream, uint64_t offset, std::st
                                uint64_t session_id) {
   auto session = NewSession(/*sse=*/false, stream, offset, std::move(cursor),
                             session_id);
-  session->deadline_ms = clock_->NowMs() + options_.long_poll_timeout_ms;
+  session->deadline_ms = clock_->NowMs() + long_poll_timeout_ms_.load(std::memory_order_relaxed);
   Response r = ResumeLongPoll(*session, DS_RESUME_WAKE);
   if (r.live == DS_LIVE_WAIT) {
     std::lock_guard lock(sessions_mu_);
@@ -91,7 +91,7 @@ Response Engine::ResumeLongPoll(Session& session, ds_resume_reason reason) {
     return r;
   }
   int64_t now = clock_->NowMs();
-  if (closed || reason == DS_RESUME_TIMEOUT || now >= session.deadline_ms) {
+  if (closed || reason != DS_RESUME_WAKE || now >= session.deadline_ms) {
     return LongPollTimeout(tail, closed, closed ? std::string() : Cursor(session.client_cursor));
   }
   if (!session.registration.parked ||
@@ -114,7 +114,7 @@ Response Engine::StartSse(const StreamPtr& stream, uint64_t offset, std::string 
                           uint64_t session_id) {
   auto session = NewSession(/*sse=*/true, stream, offset, std::move(cursor), session_id);
   int64_t now = clock_->NowMs();
-  session->deadline_ms = now + options_.sse_reconnect_interval_ms;
+  session->deadline_ms = now + sse_reconnect_interval_ms_.load(std::memory_order_relaxed);
   session->next_keepalive_ms = now + options_.sse_keepalive_interval_ms;
 
   Response r = ResumeSse(*session, DS_RESUME_WAKE);
@@ -145,10 +145,15 @@ Response Engine::ResumeSse(Session& session, ds_resume_reason reason) {
     r.done = true;
     return r;
   }
+  // Ending (DS_RESUME_END): send what is there, then end on a control
+  // event that names where to resume, whatever this call wrote before.
+  const bool ending = reason == DS_RESUME_END;
+  bool wrote = false;
   for (int i = 0; i < kSseChunksPerCall; ++i) {
     SseStep step = NextSseEvents(stream, session.offset, session.client_cursor, &r.body);
     session.offset = step.next_offset;
     if (step.wrote) {
+      wrote = true;
       session.sent_control = true;
       session.next_keepalive_ms = now + options_.sse_keepalive_interval_ms;
     }
@@ -157,6 +162,17 @@ Response Engine::ResumeSse(Session& session, ds_resume_reason reason) {
       return r;
     }
     if (step.wrote) continue;
+    if (ending) {
+      if (!wrote) {
+        SseControl control;
+        control.next_offset = EncodeOffset(session.offset);
+        control.up_to_date = true;
+        control.cursor = Cursor(session.client_cursor);
+        AppendSseControl(control, &r.body);
+      }
+      r.done = true;
+      return r;
+    }
     // Caught up: park until the next append, closure or deletion (unless
     // one came in since NextSseEvents looked).
     if (!ParkSseWaiter(stream, session.id, session.offset, &session.registration)) continue;
@@ -177,7 +193,9 @@ Response Engine::ResumeSse(Session& session, ds_resume_reason reason) {
     r.wait_ms = Remaining(std::min(session.deadline_ms, session.next_keepalive_ms), now);
     return r;
   }
-  // More data remains: come straight back for the next piece.
+  // More data remains: come straight back for the next piece (or, ending,
+  // leave it to the next connection: the last event was a control event).
+  r.done = ending;
   r.wait_ms = 0;
   return r;
 }

@@ -43,16 +43,16 @@ uint64_t Engine::RetentionStart(const Stream& stream, int64_t now_ms) const {
   // Only committed bytes count, so a trim never outruns what readers see.
   const uint64_t tail = stream.tail.load(std::memory_order_acquire);
   const std::vector<LogSegment> segments = stream.log->Segments();
+  const int64_t age_ms = retention_age_ms_.load(std::memory_order_relaxed);
+  const uint64_t max_bytes = retention_bytes_.load(std::memory_order_relaxed);
   uint64_t cut = current;
   // The last segment is the active one: appends continue in it.
   for (size_t i = 0; i + 1 < segments.size(); ++i) {
     const LogSegment& segment = segments[i];
     if (segment.end <= cut) continue;
     if (segment.end > tail) break;
-    const bool too_old = options_.retention_age_ms > 0 &&
-                         segment.last_write_ms <= now_ms - options_.retention_age_ms;
-    const bool over_size =
-        options_.retention_bytes > 0 && tail - segment.end >= options_.retention_bytes;
+    const bool too_old = age_ms > 0 && segment.last_write_ms <= now_ms - age_ms;
+    const bool over_size = max_bytes > 0 && tail - segment.end >= max_bytes;
     if (!too_old && !over_size) break;
     cut = segment.end;
   }
@@ -95,8 +95,9 @@ Status Engine::FinishTrim(const PendingTrim& trim) {
 
 void Engine::NoteSegments(const StreamPtr& stream) {
   // A single segment is the active one: nothing to drop. Most streams stay
-  // there, and the sweep never looks at them.
-  if (!retention_on() || stream->retention_listed || stream->log->segment_count() < 2) return;
+  // there, and the sweep never looks at them. Listed even while retention
+  // is off (once per stream), so a reload that turns it on finds them.
+  if (stream->retention_listed || stream->log->segment_count() < 2) return;
   stream->retention_listed = true;
   std::lock_guard lock(segmented_mu_);
   segmented_.push_back(stream);
