@@ -187,11 +187,16 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
       }
       // Published by the committer once durable: readers never see bytes
       // a crash could take back, nor does an acknowledgement precede them.
-      ticket = Submit({std::move(m)}, [this, stream, tail, close, session_id](
+      // A failed commit (a full disk) undoes the pending state back to the
+      // committed one, so the stream takes writes again once there is room.
+      const uint64_t generation = stream->undo_generation.load();
+      ticket = Submit({std::move(m)}, [this, stream, tail, close, session_id, generation](
                                           const Status& outcome, std::vector<uint64_t>* wake) {
         if (!outcome.ok()) {
           RecordFailure(outcome);
+          RollBack(stream, generation);
         } else {
+          NoteCommitted();
           std::lock_guard lock(stream->mu);
           if (tail > stream->tail.load()) stream->tail.store(tail, std::memory_order_release);
           if (close) stream->closed_visible = true;
@@ -199,7 +204,7 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
           wake->insert(wake->end(), readers.begin(), readers.end());
         }
         if (session_id != 0) wake->push_back(session_id);
-      });
+      }, Unchanged(stream));
     } else {
       stream->tail.store(tail, std::memory_order_release);
       if (close) stream->closed_visible = true;

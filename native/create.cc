@@ -159,6 +159,9 @@ Response Engine::FinishCreate(const Request& request, PendingCreate& pending) {
       // streams and the next create at this path replaces it.
       stream.deleted = true;
       expiry_.Erase(stream);
+      // Its bytes take room the disk may be short of; Recover would remove
+      // them anyway (no record names them).
+      stream.log->Rewind(stream.log->start());
       if (stream.source) {
         std::lock_guard source_lock(stream.source->mu);
         if (stream.source->fork_refs > 0) --stream.source->fork_refs;
