@@ -78,6 +78,13 @@ TEST_F(StorageFullTest, ProducerStateAndStreamSeqOfAFailedCommitAreUndone) {
   // is not taken.
   EXPECT_EQ(Post("/s", h, "b").status, 200);
   EXPECT_EQ(Get("/s").body, "ab");
+  // A producer whose first append failed is unknown again.
+  FailNextCommit(Status::NoSpace("disk full"));
+  Headers q = Producer("0");
+  q[DS_FIELD_PRODUCER_ID] = "q";
+  EXPECT_EQ(Post("/s", q, "c").status, 507);
+  EXPECT_EQ(Post("/s", q, "c").status, 200);
+  EXPECT_EQ(Get("/s").body, "abc");
   Restart();
   EXPECT_EQ(Post("/s", Producer("1"), "b").status, 204);
 }
