@@ -169,7 +169,7 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
     // Bytes first; nothing else changes if they cannot be written.
     if (!bytes.empty()) {
       Status s = stream->log->Append(bytes, now_ms);
-      if (!s.ok()) return StorageFailure(s);
+      if (!s.ok()) return WriteFailure(s);
       NoteSegments(stream);
       tail = stream->log->tail();
       appends_.fetch_add(1, std::memory_order_relaxed);

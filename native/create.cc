@@ -128,7 +128,7 @@ std::optional<Response> Engine::BeginCreate(const std::string& path, StreamConfi
   const int64_t now_ms = clock_->NowMs();
   Status s = store_->CreateLog(id, fork_offset, &log);
   if (s.ok() && !initial.empty()) s = log->Append(initial, now_ms);
-  if (!s.ok()) return StorageFailure(s);
+  if (!s.ok()) return WriteFailure(s);
   auto stream = std::make_shared<Stream>(path, id, std::move(config), source, fork_offset,
                                          std::move(log));
   stream->closed = closed;

@@ -265,6 +265,13 @@ Response Engine::StorageFailure(const Status& status) const {
   return ErrorResponse(500, "storage error: " + status.message());
 }
 
+Response Engine::WriteFailure(const Status& status) {
+  if (status.code() == Status::Code::kIoError || status.code() == Status::Code::kCorruption) {
+    RecordFailure(status);
+  }
+  return StorageFailure(status);
+}
+
 void Engine::RollBack(const StreamPtr& stream, uint64_t generation) {
   std::lock_guard lock(stream->mu);
   if (stream->deleted || stream->undo_generation.load() != generation) return;

@@ -227,6 +227,9 @@ class Engine : private SseSource {
   std::optional<Response> RefuseWrites() const;
   // The answer for a failed storage operation (507, 500, or 410), counted.
   Response StorageFailure(const Status& status) const;
+  // The answer for a segment write that failed (and was undone): an I/O
+  // error other than a full disk is fatal, as a failed commit's is.
+  Response WriteFailure(const Status& status);
   // The pending state of `stream` is committed as long as its
   // undo_generation stays as it is now. Requires stream.mu.
   static CommitQueue::Valid Unchanged(const StreamPtr& stream);
