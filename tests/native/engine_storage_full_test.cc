@@ -147,6 +147,34 @@ TEST_F(StorageFullTest, AnEraseThatFailedIsRecordedWithTheNextCommit) {
   EXPECT_EQ(state_->records.size(), 1u);
 }
 
+TEST_F(StorageFullTest, ExpiryRunsWhileTheDiskIsFull) {
+  ASSERT_EQ(Put("/s", Text(), "a").status, 201);
+  Headers ttl = Text();
+  ttl[DS_FIELD_STREAM_TTL] = "1";
+  ASSERT_EQ(Put("/t", ttl, "b").status, 201);
+  FailNextCommit(Status::NoSpace("disk full"));
+  ASSERT_EQ(Post("/s", Text(), "c").status, 507);
+  clock_->Advance(2000);
+  engine_->SweepExpired();
+  std::lock_guard lock(state_->mu);
+  EXPECT_EQ(state_->records.size(), 1u);  // /t's record is erased
+}
+
+TEST_F(StorageFullTest, ATrimThatFailedToCommitIsTriedAgain) {
+  EngineOptions options;
+  options.retention_bytes = 1;
+  OpenOver(options, std::make_unique<FakeDurableStore>(state_));
+  ASSERT_EQ(Put("/s", {{DS_FIELD_CONTENT_TYPE, "application/octet-stream"}}).status, 201);
+  const uint64_t mib = MemoryStreamLog::kBlockBytes;
+  ASSERT_EQ(Post("/s", {{DS_FIELD_CONTENT_TYPE, "application/octet-stream"}},
+                 std::string(2 * mib + 1, 'x')).status, 204);
+  FailNextCommit(Status::NoSpace("disk full"));
+  engine_->ApplyRetention();
+  EXPECT_EQ(Get("/s", "offset=" + EncodeOffset(0)).status, 200);
+  engine_->ApplyRetention();  // room again: the retry trims
+  EXPECT_EQ(Get("/s", "offset=" + EncodeOffset(0)).status, 410);
+}
+
 TEST_F(StorageFullTest, AnIoErrorStopsWritesUntilRestart) {
   ASSERT_EQ(Put("/s", Text(), "a").status, 201);
   FailNextCommit(Status::IoError("fdatasync x: Input/output error"));
