@@ -204,7 +204,7 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
           wake->insert(wake->end(), readers.begin(), readers.end());
         }
         if (session_id != 0) wake->push_back(session_id);
-      }, Unchanged(stream));
+      }, UnchangedWhileHeld(*stream));  // the OnCommit holds `stream`
     } else {
       stream->tail.store(tail, std::memory_order_release);
       if (close) stream->closed_visible = true;

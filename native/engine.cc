@@ -210,6 +210,12 @@ CommitQueue::Valid Engine::Unchanged(const StreamPtr& stream) {
   return [stream, generation] { return stream->undo_generation.load() == generation; };
 }
 
+CommitQueue::Valid Engine::UnchangedWhileHeld(const Stream& stream) {
+  const Stream* held = &stream;
+  const uint64_t generation = stream.undo_generation.load();
+  return [held, generation] { return held->undo_generation.load() == generation; };
+}
+
 Status Engine::Await(const CommitQueue::Ticket& ticket) {
   Status s = commit_queue_->Wait(ticket);
   if (!s.ok()) {

@@ -233,6 +233,10 @@ class Engine : private SseSource {
   // The pending state of `stream` is committed as long as its
   // undo_generation stays as it is now. Requires stream.mu.
   static CommitQueue::Valid Unchanged(const StreamPtr& stream);
+  // The same without owning `stream` (small enough for std::function to
+  // hold without allocating, on the append path): the entry's OnCommit must
+  // keep the stream alive.
+  static CommitQueue::Valid UnchangedWhileHeld(const Stream& stream);
   // Undoes in memory what the failed commits of `stream` wrote ahead
   // (log bytes, producers, Stream-Seq, closure) back to its committed state
   // and bumps its undo_generation, unless that is no longer `generation`
