@@ -46,6 +46,12 @@ var (
 		committedWrites: prometheus.NewDesc("caddy_durable_streams_committed_writes_total",
 			"Writes (appends, creates, deletes, ...) the group commits to a data_dir carried, by storage; divided by the commit count, the mean batch.",
 			[]string{"storage"}, nil),
+		storageState: prometheus.NewDesc("caddy_durable_streams_storage_state",
+			"Storage health of a data_dir: 0 fine; 1 full (the last commit failed for lack of space: writes answer 507 until one succeeds, DELETE, expiry and retention go on); 2 failed (a storage I/O error, such as a failed fsync, stopped writes until restart).",
+			[]string{"storage"}, nil),
+		storageErrors: prometheus.NewDesc("caddy_durable_streams_storage_errors_total",
+			`Requests answered with a storage error since the engine opened, by storage and reason ("no_space": 507, "io_error": 500).`,
+			[]string{"storage", "reason"}, nil),
 	}
 )
 
@@ -137,6 +143,7 @@ var statusLabels = func() []string {
 type engineCollector struct {
 	streams, parked, adopted, appends, appendedBytes *prometheus.Desc
 	commits, committedWrites                         *prometheus.Desc // data_dir engines only
+	storageState, storageErrors                      *prometheus.Desc // data_dir engines only
 }
 
 func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -147,6 +154,8 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.appendedBytes
 	ch <- c.commits
 	ch <- c.committedWrites
+	ch <- c.storageState
+	ch <- c.storageErrors
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
@@ -162,6 +171,9 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstSummary(c.commits, s.Commits, s.CommitTime.Seconds(), nil, key)
 		ch <- prometheus.MustNewConstMetric(c.committedWrites, prometheus.CounterValue, float64(s.CommittedWrites), key)
+		ch <- prometheus.MustNewConstMetric(c.storageState, prometheus.GaugeValue, float64(s.StorageState), key)
+		ch <- prometheus.MustNewConstMetric(c.storageErrors, prometheus.CounterValue, float64(s.NoSpaceAnswers), key, "no_space")
+		ch <- prometheus.MustNewConstMetric(c.storageErrors, prometheus.CounterValue, float64(s.StorageErrorAnswers), key, "io_error")
 	})
 }
 

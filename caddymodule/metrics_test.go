@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -131,6 +132,7 @@ func TestMetricsReportCommitsOfDataDirEngines(t *testing.T) {
 		t.Fatalf("gather (pedantic): %v", err)
 	}
 	var commits, writes, seconds float64
+	storageSamples := map[string]float64{} // storage_state and storage_errors_total, by reason
 	for _, f := range families {
 		for _, m := range f.GetMetric() {
 			storage := ""
@@ -153,6 +155,22 @@ func TestMetricsReportCommitsOfDataDirEngines(t *testing.T) {
 					continue
 				}
 				writes = m.GetCounter().GetValue()
+			case "caddy_durable_streams_storage_state", "caddy_durable_streams_storage_errors_total":
+				if storage != key {
+					t.Errorf("%s reported for %q", f.GetName(), storage)
+					continue
+				}
+				name := f.GetName()
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "reason" {
+						name += "/" + l.GetValue()
+					}
+				}
+				if g := m.GetGauge(); g != nil {
+					storageSamples[name] = g.GetValue()
+				} else {
+					storageSamples[name] = m.GetCounter().GetValue()
+				}
 			}
 		}
 	}
@@ -161,5 +179,13 @@ func TestMetricsReportCommitsOfDataDirEngines(t *testing.T) {
 	}
 	if seconds <= 0 {
 		t.Errorf("commit time %v, want > 0", seconds)
+	}
+	wantStorage := map[string]float64{
+		"caddy_durable_streams_storage_state":                 0,
+		"caddy_durable_streams_storage_errors_total/no_space": 0,
+		"caddy_durable_streams_storage_errors_total/io_error": 0,
+	}
+	if !maps.Equal(storageSamples, wantStorage) {
+		t.Errorf("storage samples %v; want %v", storageSamples, wantStorage)
 	}
 }

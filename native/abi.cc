@@ -286,6 +286,9 @@ void ds_engine_stats(ds_engine* engine, ds_stats* out) {
     out->commits = s.commits;
     out->committed_writes = s.committed_writes;
     out->commit_nanos = s.commit_nanos;
+    out->storage_state = s.writes_failed ? 2 : s.no_space ? 1 : 0;
+    out->storage_no_space_answers = s.answered_no_space;
+    out->storage_io_error_answers = s.answered_io_error;
   } catch (...) {
     *out = ds_stats{};
   }

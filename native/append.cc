@@ -167,7 +167,7 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
     // Bytes first; nothing else changes if they cannot be written.
     if (!bytes.empty()) {
       Status s = stream->log->Append(bytes, now_ms);
-      if (!s.ok()) return StorageFailure(s);
+      if (!s.ok()) return WriteFailure(s);
       NoteSegments(stream);
       tail = stream->log->tail();
       appends_.fetch_add(1, std::memory_order_relaxed);
@@ -185,11 +185,16 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
       }
       // Published by the committer once durable: readers never see bytes
       // a crash could take back, nor does an acknowledgement precede them.
-      ticket = Submit({std::move(m)}, [this, stream, tail, close, session_id](
+      // A failed commit (a full disk) undoes the pending state back to the
+      // committed one, so the stream takes writes again once there is room.
+      const uint64_t generation = stream->undo_generation.load();
+      ticket = Submit({std::move(m)}, [this, stream, tail, close, session_id, generation](
                                           const Status& outcome, std::vector<uint64_t>* wake) {
         if (!outcome.ok()) {
           RecordFailure(outcome);
+          RollBack(stream, generation);
         } else {
+          NoteCommitted();
           std::lock_guard lock(stream->mu);
           if (tail > stream->tail.load()) stream->tail.store(tail, std::memory_order_release);
           if (close) stream->closed_visible = true;
@@ -197,7 +202,7 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
           wake->insert(wake->end(), readers.begin(), readers.end());
         }
         if (session_id != 0) wake->push_back(session_id);
-      });
+      }, UnchangedWhileHeld(*stream));  // the OnCommit holds `stream`
     } else {
       stream->tail.store(tail, std::memory_order_release);
       if (close) stream->closed_visible = true;

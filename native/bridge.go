@@ -282,7 +282,27 @@ type Stats struct {
 	Commits         uint64
 	CommittedWrites uint64
 	CommitTime      time.Duration
+	// Storage health (StorageOK, StorageFull, StorageFailed) and the
+	// requests answered 507 (no space) and 500 (storage I/O errors,
+	// refusals included) since open.
+	StorageState        StorageState
+	NoSpaceAnswers      uint64
+	StorageErrorAnswers uint64
 }
+
+// StorageState is an engine's storage health.
+type StorageState uint64
+
+const (
+	// StorageOK: commits succeed.
+	StorageOK StorageState = 0
+	// StorageFull: the last commit failed for a full disk; writes are still
+	// tried, answer 507 meanwhile, and resume once a commit succeeds.
+	StorageFull StorageState = 1
+	// StorageFailed: a storage I/O error (a failed fsync, say) stopped
+	// writes until restart; reads go on.
+	StorageFailed StorageState = 2
+)
 
 // Stats reads the engine's counters; zero after Close.
 func (e *Engine) Stats() Stats {
@@ -294,14 +314,17 @@ func (e *Engine) Stats() Stats {
 	var s C.ds_stats
 	C.ds_engine_stats(e.ptr, &s)
 	return Stats{
-		Streams:         uint64(s.streams),
-		ParkedSessions:  uint64(s.parked_sessions),
-		AdoptedSessions: uint64(s.adopted_sessions),
-		Appends:         uint64(s.appends),
-		BytesAppended:   uint64(s.bytes_appended),
-		Commits:         uint64(s.commits),
-		CommittedWrites: uint64(s.committed_writes),
-		CommitTime:      time.Duration(s.commit_nanos),
+		Streams:             uint64(s.streams),
+		ParkedSessions:      uint64(s.parked_sessions),
+		AdoptedSessions:     uint64(s.adopted_sessions),
+		Appends:             uint64(s.appends),
+		BytesAppended:       uint64(s.bytes_appended),
+		Commits:             uint64(s.commits),
+		CommittedWrites:     uint64(s.committed_writes),
+		CommitTime:          time.Duration(s.commit_nanos),
+		StorageState:        StorageState(s.storage_state),
+		NoSpaceAnswers:      uint64(s.storage_no_space_answers),
+		StorageErrorAnswers: uint64(s.storage_io_error_answers),
 	}
 }
 

@@ -24,10 +24,11 @@ CommitQueue::~CommitQueue() {
 }
 
 CommitQueue::Ticket CommitQueue::Enqueue(std::vector<StreamMutation> mutations,
-                                         OnCommit on_commit) {
+                                         OnCommit on_commit, Valid valid) {
   auto entry = std::make_shared<Entry>();
   entry->mutations = std::move(mutations);
   entry->on_commit = std::move(on_commit);
+  entry->valid = std::move(valid);
   bool was_empty;
   {
     std::lock_guard lock(mu_);
@@ -63,24 +64,41 @@ void CommitQueue::CommitterLoop() {
     }
 
     // Moved, not copied: nothing reads an entry's mutations once taken.
-    mutations.clear();
-    for (const Ticket& t : batch) {
+    // Entries built on undone state are left out (they fail below).
+    mutations = carried_erases_;
+    std::vector<bool> dropped(batch.size(), false);
+    bool any = !mutations.empty();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const Ticket& t = batch[i];
+      if (t->valid && !t->valid()) {
+        dropped[i] = true;
+        continue;
+      }
+      any = any || !t->mutations.empty();
       mutations.insert(mutations.end(), std::make_move_iterator(t->mutations.begin()),
                        std::make_move_iterator(t->mutations.end()));
     }
     const auto started = std::chrono::steady_clock::now();
-    const Status status = store_->Commit(mutations);
+    const Status status = any ? store_->Commit(mutations) : Status::OK();
     const auto took = std::chrono::steady_clock::now() - started;
+    carried_erases_.clear();
+    if (!status.ok()) {
+      last_failure_ = status;
+      for (StreamMutation& m : mutations) {
+        if (m.kind == StreamMutation::Kind::kErase) carried_erases_.push_back(std::move(m));
+      }
+    }
+    const Status superseded = last_failure_.ok() ? Status::IoError("superseded") : last_failure_;
 
     wake.clear();
-    for (const Ticket& t : batch) {
-      if (t->on_commit) t->on_commit(status, &wake);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i]->on_commit) batch[i]->on_commit(dropped[i] ? superseded : status, &wake);
     }
     {
       std::lock_guard lock(mu_);
-      for (const Ticket& t : batch) {
-        t->status = status;
-        t->done = true;
+      for (size_t i = 0; i < batch.size(); ++i) {
+        batch[i]->status = dropped[i] ? superseded : status;
+        batch[i]->done = true;
       }
       ++counters_.commits;
       counters_.entries += batch.size();

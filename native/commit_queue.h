@@ -36,10 +36,16 @@ class CommitQueue {
   // Appends to *wake the sessions to wake.
   using OnCommit = std::function<void(const Status& outcome, std::vector<uint64_t>* wake)>;
   using WakeFn = std::function<void(std::vector<uint64_t> sessions)>;
+  // Runs on the committer thread just before the entry's batch is
+  // committed: false drops the entry uncommitted, failed with the last
+  // failed commit's status. The engine's answer to "this entry was built on
+  // state that a failed commit has since undone" (engine.h, RollBack).
+  using Valid = std::function<bool()>;
 
   struct Entry {
     std::vector<StreamMutation> mutations;
     OnCommit on_commit;
+    Valid valid;
     Status status;
     bool done = false;  // guarded by the queue's mutex
   };
@@ -53,7 +59,14 @@ class CommitQueue {
   CommitQueue& operator=(const CommitQueue&) = delete;
 
   // Queues `mutations` as one atomic unit. Never blocks on I/O.
-  Ticket Enqueue(std::vector<StreamMutation> mutations, OnCommit on_commit = nullptr);
+  //
+  // After a failed commit, its batch's kErase mutations go again at the
+  // head of every following batch until one commits: a stream the engine
+  // let go of (DELETE, expiry) is erased from the store with the next
+  // commit that succeeds, rather than coming back at the next start while
+  // its path may already name a new stream.
+  Ticket Enqueue(std::vector<StreamMutation> mutations, OnCommit on_commit = nullptr,
+                 Valid valid = nullptr);
 
   // Blocks until the ticket's batch is committed; returns the outcome.
   Status Wait(const Ticket& ticket);
@@ -78,6 +91,9 @@ class CommitQueue {
   std::condition_variable done_cv_;  // Wait: a batch finished
   std::deque<Ticket> queue_;
   bool stopping_ = false;
+  // Committer thread only: erases of failed batches, and the last failure.
+  std::vector<StreamMutation> carried_erases_;
+  Status last_failure_;
   Counters counters_;
   std::thread committer_;  // last: starts once the rest is constructed
 };

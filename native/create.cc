@@ -140,7 +140,7 @@ std::optional<Response> Engine::BeginCreate(const std::string& path, StreamConfi
   const int64_t now_ms = clock_->NowMs();
   Status s = store_->CreateLog(id, fork_offset, &log);
   if (s.ok() && !initial.empty()) s = log->Append(initial, now_ms);
-  if (!s.ok()) return StorageFailure(s);
+  if (!s.ok()) return WriteFailure(s);
   auto stream = std::make_shared<Stream>(path, id, std::move(config), source, fork_offset,
                                          std::move(log));
   stream->closed = closed;
@@ -171,6 +171,9 @@ Response Engine::FinishCreate(const Request& request, PendingCreate& pending) {
       // streams and the next create at this path replaces it.
       stream.deleted = true;
       expiry_.Erase(stream);
+      // Its bytes take room the disk may be short of; Recover would remove
+      // them anyway (no record names them).
+      stream.log->Rewind(stream.log->start());
       if (stream.source) {
         std::lock_guard source_lock(stream.source->mu);
         if (stream.source->fork_refs > 0) --stream.source->fork_refs;

@@ -300,6 +300,13 @@ typedef struct ds_stats {
   uint64_t commits;
   uint64_t committed_writes;
   uint64_t commit_nanos;
+  /* Storage health: 0 fine; 1 the last commit failed for a full disk
+     (writes are tried and answer 507 until one commits); 2 a storage error
+     stopped writes until restart. And the requests answered 507 (no space)
+     and 500 (storage I/O errors, refusals included) since open. */
+  uint64_t storage_state;
+  uint64_t storage_no_space_answers;
+  uint64_t storage_io_error_answers;
 } ds_stats;
 
 void ds_engine_stats(ds_engine* engine, ds_stats* out);

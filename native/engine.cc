@@ -224,22 +224,52 @@ Status Engine::AppendBody(const Stream& stream, uint64_t from, uint64_t to,
 }
 
 CommitQueue::Ticket Engine::Submit(std::vector<StreamMutation> mutations,
-                                   CommitQueue::OnCommit on_commit) {
-  return commit_queue_->Enqueue(std::move(mutations), std::move(on_commit));
+                                   CommitQueue::OnCommit on_commit, CommitQueue::Valid valid) {
+  return commit_queue_->Enqueue(std::move(mutations), std::move(on_commit), std::move(valid));
+}
+
+CommitQueue::Valid Engine::Unchanged(const StreamPtr& stream) {
+  const uint64_t generation = stream->undo_generation.load();
+  return [stream, generation] { return stream->undo_generation.load() == generation; };
+}
+
+CommitQueue::Valid Engine::UnchangedWhileHeld(const Stream& stream) {
+  const Stream* held = &stream;
+  const uint64_t generation = stream.undo_generation.load();
+  return [held, generation] { return held->undo_generation.load() == generation; };
 }
 
 Status Engine::Await(const CommitQueue::Ticket& ticket) {
   Status s = commit_queue_->Wait(ticket);
-  if (!s.ok()) RecordFailure(s);
+  if (!s.ok()) {
+    RecordFailure(s);
+  } else {
+    NoteCommitted();
+  }
   return s;
 }
 
 void Engine::RecordFailure(const Status& s) {
+  if (s.code() == Status::Code::kNoSpace) {
+    if (!no_space_.exchange(true)) {
+      std::fprintf(stderr,
+                   "durable-streams: storage is full; writes answer 507 until a commit "
+                   "succeeds again (delete streams or free space): %s\n",
+                   s.message().c_str());
+    }
+    return;
+  }
   std::lock_guard lock(failure_mu_);
   if (failure_.ok()) {
     failure_ = s;
     std::fprintf(stderr, "durable-streams: commit failed, refusing writes until restart: %s\n",
                  s.message().c_str());
+  }
+}
+
+void Engine::NoteCommitted() {
+  if (no_space_.load(std::memory_order_relaxed) && no_space_.exchange(false)) {
+    std::fprintf(stderr, "durable-streams: commits succeed again; writes resume\n");
   }
 }
 
@@ -251,15 +281,50 @@ std::optional<Response> Engine::RefuseWrites() const {
   return r;
 }
 
-Response Engine::StorageFailure(const Status& status) {
+Response Engine::StorageFailure(const Status& status) const {
   if (status.code() == Status::Code::kGone) {
     // Retention dropped the bytes while the request was on its way (§5.6).
     return ErrorResponse(410, "offset is before the earliest retained offset");
   }
   if (status.code() == Status::Code::kNoSpace) {
+    answered_no_space_.fetch_add(1, std::memory_order_relaxed);
     return ErrorResponse(507, "insufficient storage: " + status.message());
   }
+  answered_io_error_.fetch_add(1, std::memory_order_relaxed);
   return ErrorResponse(500, "storage error: " + status.message());
+}
+
+Response Engine::WriteFailure(const Status& status) {
+  if (status.code() == Status::Code::kIoError || status.code() == Status::Code::kCorruption) {
+    RecordFailure(status);
+  }
+  return StorageFailure(status);
+}
+
+void Engine::RollBack(const StreamPtr& stream, uint64_t generation) {
+  std::lock_guard lock(stream->mu);
+  if (stream->deleted || stream->undo_generation.load() != generation) return;
+  // From here on, queued commits built on the pending state are dropped.
+  stream->undo_generation.fetch_add(1);
+  // Every earlier commit's OnCommit has run (this thread runs them in
+  // order), so the published tail is the committed one.
+  Status s = stream->log->Rewind(stream->tail.load());
+  bool found = false;
+  StreamRecord record;
+  std::vector<ProducerRecord> producers;
+  if (s.ok()) s = store_->LoadStream(stream->id, &found, &record, &producers);
+  if (s.ok() && !found) s = Status::Corruption("it has no record");
+  if (!s.ok()) {
+    RecordFailure(Status::IoError("cannot undo a failed commit of stream " + stream->path + ": " +
+                                  s.message()));
+    return;
+  }
+  stream->closed = stream->closed_visible;
+  stream->last_stream_seq = record.last_stream_seq;
+  stream->producers.clear();
+  for (const ProducerRecord& p : producers) {
+    stream->producers[p.producer_id] = ProducerState{p.epoch, p.last_seq};
+  }
 }
 
 void Engine::QueueExpiry(const StreamPtr& stream) {
@@ -288,7 +353,8 @@ void Engine::FlushAccessTimes() {
     std::lock_guard lock(stream->mu);
     if (!stream->access_dirty || stream->deleted) continue;
     stream->access_dirty = false;
-    tickets.push_back(Submit({{StreamMutation::Kind::kUpsert, stream->Record(), {}, nullptr}}));
+    tickets.push_back(Submit({{StreamMutation::Kind::kUpsert, stream->Record(), {}, nullptr}},
+                             nullptr, Unchanged(stream)));
   }
   for (const auto& ticket : tickets) Await(ticket);
 }
@@ -356,7 +422,11 @@ Engine::Removal Engine::BeginRemoval(const StreamPtr& stream) {
         source = std::move(next);
       }
     }
-    if (durable_) removal.ticket = Submit(std::move(mutations));
+    if (durable_) {
+      // A soft delete records the pending state; an erase needs none.
+      removal.ticket = Submit(std::move(mutations), nullptr,
+                              stream->soft_deleted ? Unchanged(stream) : nullptr);
+    }
   }
   return removal;
 }
@@ -434,6 +504,13 @@ EngineStats Engine::Stats() const {
   stats.expiring_streams = expiry_.size();
   stats.appends = appends_.load();
   stats.bytes_appended = bytes_appended_.load();
+  stats.no_space = no_space_.load();
+  {
+    std::lock_guard lock(failure_mu_);
+    stats.writes_failed = !failure_.ok();
+  }
+  stats.answered_no_space = answered_no_space_.load();
+  stats.answered_io_error = answered_io_error_.load();
   if (commit_queue_) {
     const CommitQueue::Counters c = commit_queue_->counters();
     stats.submitted_writes = c.enqueued;

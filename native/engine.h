@@ -74,6 +74,13 @@ struct EngineStats {
   uint64_t committed_writes = 0;
   uint64_t commit_nanos = 0;
   uint64_t expiring_streams = 0;  // queued for the expiry sweep
+  // Storage: whether the last commit failed for a full disk (writes answer
+  // 507 until one succeeds), whether a fatal storage error stopped writes
+  // until restart, and the answers given for each reason.
+  bool no_space = false;
+  bool writes_failed = false;
+  uint64_t answered_no_space = 0;  // 507s
+  uint64_t answered_io_error = 0;  // 500s for storage errors, refusals included
 };
 
 class Engine : private SseSource {
@@ -218,15 +225,38 @@ class Engine : private SseSource {
 
   // Durability (see commit_queue.h). Submit queues mutations (call it with
   // the stream lock held, so a stream's commits keep its write order);
-  // Await waits for them and, on failure, stops the engine taking writes.
-  // on_commit runs on the committer thread (commit_queue.h).
+  // Await waits for them and records the outcome. on_commit and valid run
+  // on the committer thread (commit_queue.h).
   CommitQueue::Ticket Submit(std::vector<StreamMutation> mutations,
-                             CommitQueue::OnCommit on_commit = nullptr);
+                             CommitQueue::OnCommit on_commit = nullptr,
+                             CommitQueue::Valid valid = nullptr);
   Status Await(const CommitQueue::Ticket& ticket);
+  // A failed commit: NoSpace (a full disk or map) is soft, every write is
+  // still tried and the next commit that succeeds clears it (NoteCommitted);
+  // anything else stops the engine taking writes until restart (a failed
+  // fsync leaves the page cache untrustworthy: STORAGE_FORMAT.md).
   void RecordFailure(const Status& status);
-  // Non-null once a commit failed: every later write is refused with it.
+  void NoteCommitted();
+  // Non-null once a fatal storage error happened: every later write is
+  // refused with it.
   std::optional<Response> RefuseWrites() const;
-  static Response StorageFailure(const Status& status);
+  // The answer for a failed storage operation (507, 500, or 410), counted.
+  Response StorageFailure(const Status& status) const;
+  // The answer for a segment write that failed (and was undone): an I/O
+  // error other than a full disk is fatal, as a failed commit's is.
+  Response WriteFailure(const Status& status);
+  // The pending state of `stream` is committed as long as its
+  // undo_generation stays as it is now. Requires stream.mu.
+  static CommitQueue::Valid Unchanged(const StreamPtr& stream);
+  // The same without owning `stream` (small enough for std::function to
+  // hold without allocating, on the append path): the entry's OnCommit must
+  // keep the stream alive.
+  static CommitQueue::Valid UnchangedWhileHeld(const Stream& stream);
+  // Undoes in memory what the failed commits of `stream` wrote ahead
+  // (log bytes, producers, Stream-Seq, closure) back to its committed state
+  // and bumps its undo_generation, unless that is no longer `generation`
+  // (undone already). Runs on the committer thread, from an OnCommit.
+  void RollBack(const StreamPtr& stream, uint64_t generation);
 
   // Shared response pieces.
   // On every response with a status line: Handle's, and a resumed session's
@@ -264,6 +294,7 @@ class Engine : private SseSource {
   struct PendingTrim {
     StreamPtr stream;  // none: nothing was due
     uint64_t new_start = 0;
+    uint64_t old_start = 0;  // put back if the commit fails
     CommitQueue::Ticket ticket;
   };
   PendingTrim BeginTrim(const StreamPtr& stream, int64_t now_ms);
@@ -283,7 +314,10 @@ class Engine : private SseSource {
   const bool durable_;  // store_ makes commits durable (so they cost I/O)
   std::unique_ptr<CommitQueue> commit_queue_;  // durable engines only
   mutable std::mutex failure_mu_;
-  Status failure_;  // the first failed commit, if any
+  Status failure_;  // the first fatal storage failure, if any
+  std::atomic<bool> no_space_{false};  // the last commit failed for a full disk
+  mutable std::atomic<uint64_t> answered_no_space_{0};
+  mutable std::atomic<uint64_t> answered_io_error_{0};
 
   mutable std::shared_mutex registry_mu_;
   std::unordered_map<std::string, StreamPtr> streams_;

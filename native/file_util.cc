@@ -110,13 +110,27 @@ Status CopyFileBytes(int src, int dst, uint64_t len, const std::string& src_path
   return Status::OK();
 }
 
+namespace {
+
+// A failed fsync is an I/O error whatever its errno, ENOSPC included: the
+// kernel may have dropped the pages it could not write back and cleared
+// the error, so nothing written since the last good sync can be trusted
+// to be on disk, and a later sync succeeding proves nothing
+// (STORAGE_FORMAT.md, "Commit protocol"). Not a full disk to wait out.
+Status SyncFailure(std::string_view what, const std::string& path, int err) {
+  Status s = ErrnoStatus(what, path, err);
+  return s.code() == Status::Code::kNoSpace ? Status::IoError(s.message()) : s;
+}
+
+}  // namespace
+
 Status SyncData(int fd, const std::string& path) {
-  if (::fdatasync(fd) != 0) return ErrnoStatus("fdatasync", path, errno);
+  if (::fdatasync(fd) != 0) return SyncFailure("fdatasync", path, errno);
   return Status::OK();
 }
 
 Status SyncFile(int fd, const std::string& path) {
-  if (::fsync(fd) != 0) return ErrnoStatus("fsync", path, errno);
+  if (::fsync(fd) != 0) return SyncFailure("fsync", path, errno);
   return Status::OK();
 }
 
@@ -131,7 +145,7 @@ Status SyncFileSystem(const std::string& path) {
   UniqueFd fd;
   Status s = OpenFile(path, O_RDONLY | O_DIRECTORY, 0, &fd);
   if (!s.ok()) return s;
-  if (::syncfs(fd.get()) != 0) return ErrnoStatus("syncfs", path, errno);
+  if (::syncfs(fd.get()) != 0) return SyncFailure("syncfs", path, errno);
   return Status::OK();
 }
 

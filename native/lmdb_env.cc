@@ -192,4 +192,41 @@ Status ReadStreams(MDB_txn* txn, const Dbs& dbs, std::vector<RecoveredStream>* s
   return Status::OK();
 }
 
+Status ReadStream(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, bool* found,
+                  StreamRecord* record, std::vector<ProducerRecord>* producers) {
+  *found = false;
+  producers->clear();
+  const std::string key = StreamKey(stream_id);
+  MDB_val k = Val(key), v;
+  int rc = mdb_get(txn, dbs.streams, &k, &v);
+  if (rc == MDB_NOTFOUND) return Status::OK();
+  if (rc != 0) return ToStatus("read stream " + std::to_string(stream_id), rc);
+  Status st = DecodeStreamRecord(View(v), record);
+  if (!st.ok()) return Status::Corruption("stream " + std::to_string(stream_id) + ": " + st.message());
+  *found = true;
+  // Its producer keys start with its stream key.
+  Cursor cursor;
+  rc = cursor.Open(txn, dbs.producers);
+  if (rc != 0) return ToStatus("open producers cursor", rc);
+  MDB_val pk = Val(key), pv;
+  for (rc = mdb_cursor_get(cursor.get(), &pk, &pv, MDB_SET_RANGE);
+       rc == 0 && View(pk).substr(0, key.size()) == key;
+       rc = mdb_cursor_get(cursor.get(), &pk, &pv, MDB_NEXT)) {
+    if (IsProducerBucketKey(View(pk))) {
+      std::vector<ProducerRecord> bucket;
+      st = DecodeProducerBucket(View(pv), &bucket);
+      for (ProducerRecord& p : bucket) producers->push_back(std::move(p));
+    } else {
+      ProducerRecord p;
+      st = DecodeProducerRecord(View(pv), &p);
+      producers->push_back(std::move(p));
+    }
+    if (!st.ok()) {
+      return Status::Corruption("stream " + std::to_string(stream_id) + " producer: " + st.message());
+    }
+  }
+  if (rc != 0 && rc != MDB_NOTFOUND) return ToStatus("read producers", rc);
+  return Status::OK();
+}
+
 }  // namespace ds::lmdb

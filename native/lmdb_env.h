@@ -138,4 +138,8 @@ int EraseStream(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id);
 Status ReadStreams(MDB_txn* txn, const Dbs& dbs, std::vector<RecoveredStream>* streams,
                    std::vector<std::string>* orphans);
 
+// One stream's record and producers; *found is false if it has no record.
+Status ReadStream(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, bool* found,
+                  StreamRecord* record, std::vector<ProducerRecord>* producers);
+
 }  // namespace ds::lmdb

@@ -352,7 +352,13 @@ Status LmdbStore::Write(const char* what, const std::function<int(MDB_txn*)>& bo
       continue;
     }
     if (rc == 0) rc = body(txn.get());
-    if (rc == 0) rc = txn.Commit();
+    int commit_errno = 0;
+    if (rc == 0) {
+      errno = 0;
+      rc = txn.Commit();
+      commit_errno = errno;
+    }
+    if (rc == EIO || rc == ENOSPC || rc == EDQUOT) return CommitIoFailure(what, rc, commit_errno);
     if (rc == MDB_MAP_FULL) {
       txn.Abort();  // no transaction may be open while the map is resized
       Status s = GrowMap();
@@ -364,10 +370,44 @@ Status LmdbStore::Write(const char* what, const std::function<int(MDB_txn*)>& bo
   }
 }
 
+Status LmdbStore::CommitIoFailure(const char* what, int rc, int commit_errno) {
+  // mdb_txn_commit (LMDB 0.9: mdb_page_flush, mdb_env_sync0,
+  // mdb_env_write_meta) returns a failed syscall's errno as it is, but EIO
+  // for a write that came back short. Only a failed syscall sets errno (and
+  // nothing else on the failure path does), so EIO with errno still 0 is a
+  // short write. A short write to a regular file means the filesystem ran
+  // out of room mid-write (a quota or RLIMIT_FSIZE behave alike).
+  //
+  // The data pages are written, and (fsync always) fdatasync'ed, before the
+  // meta page moves: a failure there leaves the previous meta naming a
+  // consistent tree, and the pages this transaction wrote are free again
+  // and are written whole before any later meta names them. So a full disk
+  // there is recoverable: the next commit may succeed. A failed meta write
+  // is not: LMDB flags the environment (MDB_FATAL_ERROR) and every later
+  // transaction fails with MDB_PANIC, so probe for that. EIO from the
+  // syscall itself is a device error: fatal.
+  std::string msg = std::string(what) + ": " + mdb_strerror(rc);
+  if (rc == EIO && commit_errno != 0) return Status::IoError(std::move(msg));
+  lmdb::Txn probe;
+  const int probe_rc = probe.Begin(env_.get(), MDB_RDONLY);
+  if (probe_rc != 0) return Status::IoError(msg + " (then " + mdb_strerror(probe_rc) + ")");
+  if (rc == EIO) msg = std::string(what) + ": short write to streams.db (the filesystem is full)";
+  return Status::NoSpace(std::move(msg));
+}
+
 void LmdbStore::Fail(const Status& s) {
   std::lock_guard lock(failure_mu_);
-  if (failure_.ok()) failure_ = s;
+  if (failure_.ok()) failure_ = s.code() == Status::Code::kIoError ? s : Status::IoError(s.message());
   failed_.store(true);
+}
+
+Status LmdbStore::LoadStream(uint64_t stream_id, bool* found, StreamRecord* record,
+                             std::vector<ProducerRecord>* producers) {
+  std::shared_lock lock(env_mu_);
+  lmdb::Txn txn;
+  int rc = txn.Begin(env_.get(), MDB_RDONLY);
+  if (rc != 0) return lmdb::ToStatus("read stream " + std::to_string(stream_id), rc);
+  return lmdb::ReadStream(txn.get(), dbs_, stream_id, found, record, producers);
 }
 
 Status LmdbStore::failure() const {
@@ -649,7 +689,7 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     Status s = sync.empty() && !checkpoint ? Status::OK() : SyncLogs(sync, checkpoint);
     if (!s.ok()) {
       Fail(s);
-      return s;
+      return failure();
     }
   }
 
@@ -688,7 +728,11 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     if (!s.ok()) {
       // An I/O failure inside the commit (LMDB's fsync, most likely) may
       // have lost pages the kernel will not write again; refuse from now on.
-      if (s.code() == Status::Code::kIoError || s.code() == Status::Code::kCorruption) Fail(s);
+      // A full disk or map (NoSpace) is not: see CommitIoFailure.
+      if (s.code() != Status::Code::kNoSpace) {
+        Fail(s);
+        return failure();
+      }
       return s;
     }
     next_stream_id_ = next;

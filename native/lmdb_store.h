@@ -74,6 +74,8 @@ class LmdbStore final : public Store {
   Status Recover(std::vector<RecoveredStream>* streams, uint64_t* next_stream_id) override;
   Status CreateLog(uint64_t stream_id, uint64_t base, std::unique_ptr<StreamLog>* log) override;
   Status Commit(const std::vector<StreamMutation>& batch) override;
+  Status LoadStream(uint64_t stream_id, bool* found, StreamRecord* record,
+                    std::vector<ProducerRecord>* producers) override;
   // Always: even without fsync, records must be committed to be kept.
   bool durable() const override { return true; }
 
@@ -105,6 +107,10 @@ class LmdbStore final : public Store {
   // and retrying on MDB_MAP_FULL. `body` must be repeatable.
   Status Write(const char* what, const std::function<int(MDB_txn*)>& body);
   Status GrowMap();
+  // Classifies mdb_txn_commit's EIO, ENOSPC and EDQUOT (see the .cc):
+  // NoSpace when the disk is full and the environment is still usable,
+  // IoError otherwise.
+  Status CommitIoFailure(const char* what, int rc, int commit_errno);
   Status SyncEnvironment();
   void SyncerLoop();
   void Fail(const Status& s);
@@ -131,8 +137,10 @@ class LmdbStore final : public Store {
   std::mutex commit_mu_;
   uint64_t next_stream_id_ = 1;  // guarded by commit_mu_: the stored value
 
-  // Set once an fsync or commit fails: the kernel may have dropped dirty
-  // pages, so every later Commit fails too (the engine then refuses writes).
+  // Set once an fsync or commit fails for another reason than a full disk:
+  // the kernel may have dropped dirty pages, so every later Commit fails
+  // too (the engine then refuses writes). Stored as an IoError whatever the
+  // errno (an fsync's ENOSPC is as final as its EIO).
   std::atomic<bool> failed_{false};
   mutable std::mutex failure_mu_;
   Status failure_;  // guarded by failure_mu_

@@ -75,11 +75,13 @@ Engine::PendingTrim Engine::BeginTrim(const StreamPtr& stream, int64_t now_ms) {
   if (stream->deleted || stream->soft_deleted || stream->fork_refs > 0) return trim;
   const uint64_t new_start = RetentionStart(*stream, now_ms);
   if (new_start <= stream->retained_start) return trim;
+  trim.old_start = stream->retained_start;
   stream->retained_start = new_start;
   trim.stream = stream;
   trim.new_start = new_start;
   if (durable_) {
-    trim.ticket = Submit({{StreamMutation::Kind::kUpsert, stream->Record(), {}, nullptr}});
+    trim.ticket = Submit({{StreamMutation::Kind::kUpsert, stream->Record(), {}, nullptr}},
+                         nullptr, Unchanged(stream));
   }
   return trim;
 }
@@ -88,7 +90,13 @@ Status Engine::FinishTrim(const PendingTrim& trim) {
   if (!trim.stream) return Status::OK();  // nothing was due
   if (trim.ticket) {
     Status s = Await(trim.ticket);
-    if (!s.ok()) return s;
+    if (!s.ok()) {
+      // Not recorded: the next pass tries again (a full disk is when
+      // retention matters most).
+      std::lock_guard lock(trim.stream->mu);
+      if (trim.stream->retained_start == trim.new_start) trim.stream->retained_start = trim.old_start;
+      return s;
+    }
   }
   return trim.stream->log->Trim(trim.new_start);
 }

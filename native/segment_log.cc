@@ -435,6 +435,44 @@ Status SegmentLog::Append(std::string_view bytes, int64_t now_ms) {
   return Status::OK();
 }
 
+Status SegmentLog::Rewind(uint64_t to) {
+  std::lock_guard append_lock(append_mu_);
+  // Sync (the INTERVAL syncer's too) must not look for a file we drop.
+  std::lock_guard sync_lock(sync_mu_);
+  const uint64_t tail = tail_.load(std::memory_order_relaxed);
+  if (to >= tail) return Status::OK();
+  if (to < start_.load(std::memory_order_acquire)) {
+    return Status::InvalidArgument("rewind below the log's start");
+  }
+  // Files starting at or past `to` hold no byte below it: drop them (the
+  // next append starts a file at `to` again if the one before is full).
+  size_t keep = bases_.size();
+  while (keep > 0 && bases_[keep - 1] >= to) --keep;
+  std::vector<uint64_t> dropped(bases_.begin() + static_cast<ptrdiff_t>(keep), bases_.end());
+  {
+    std::unique_lock lock(table_mu_);
+    bases_.resize(keep);
+    write_ms_.resize(keep);
+  }
+  if (!dropped.empty() && keep > 0) {
+    active_write_ms_.store(write_ms_[keep - 1], std::memory_order_relaxed);
+  }
+  tail_.store(to, std::memory_order_release);
+  synced_ = std::min(synced_, to);
+  wal_covered_ = std::min(wal_covered_, to);
+  for (uint64_t seg_base : dropped) {
+    files_->fds().Forget(Key(seg_base));
+    RemoveFile(files_->FilePath(Key(seg_base)));  // best effort, as in RollBack
+  }
+  if (keep == 0) return Status::OK();
+  const uint64_t active = bases_[keep - 1];
+  const std::string path = files_->FilePath(Key(active));
+  SegmentFdCache::Handle fd;
+  Status s = files_->fds().Get(Key(active), path, &fd);
+  if (s.ok()) s = Truncate(fd->get(), to - active, path);
+  return s;
+}
+
 Status SegmentLog::Sync() {
   std::lock_guard lock(sync_mu_);
   if (!sync_error_.ok()) return sync_error_;

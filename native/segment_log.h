@@ -176,6 +176,11 @@ class SegmentLog final : public StreamLog {
   // stays failed: the kernel may have dropped the dirty pages, so a later
   // "successful" fsync would prove nothing.
   Status Sync() override;
+  // Truncates the file holding `to` and deletes the files past it (best
+  // effort: Recover cuts past the recorded tail anyway); what was synced
+  // or put in the WAL past `to` no longer counts. Fails only if the file
+  // holding `to` cannot be truncated.
+  Status Rewind(uint64_t to) override;
   // Write-ahead commit (LmdbStore, fsync always): instead of syncing the
   // file, the store puts the bytes a commit needs, [*from, to), into its
   // LMDB transaction. WalRange says which bytes those are (none when they

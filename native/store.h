@@ -88,8 +88,18 @@ class Store {
 
   // Applies `batch` in order, atomically and durably (as the fsync policy
   // promises): first every log's pending bytes, then one transaction. On
-  // failure nothing of the batch is recorded; the engine then refuses writes.
+  // failure nothing of the batch is recorded. NoSpace: the disk (or the
+  // map) is full and a later commit may succeed; any other failure is
+  // sticky (every later Commit fails) and the engine refuses writes.
   virtual Status Commit(const std::vector<StreamMutation>& batch) = 0;
+
+  // The committed state of stream `stream_id` (its record and every
+  // producer), read back so that the engine can undo in memory what a failed
+  // commit did not record; *found is false if it has no record.
+  virtual Status LoadStream(uint64_t stream_id, bool* found, StreamRecord* record,
+                            std::vector<ProducerRecord>* producers) {
+    return Status::NotSupported("this store cannot read back one stream");
+  }
 
   // Whether the store keeps anything: false means Commit would be a no-op,
   // and the engine skips the commit queue altogether (MemoryStore).

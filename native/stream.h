@@ -68,6 +68,10 @@ struct Stream {
   // In the engine's list of streams with more than one segment, the only
   // ones retention can trim.
   bool retention_listed = false;
+  // Bumped (under mu, on the committer thread) each time a failed commit's
+  // pending state is undone (Engine::RollBack): a queued commit built on
+  // the pending state of an older generation is dropped uncommitted.
+  std::atomic<uint64_t> undo_generation{0};
   std::vector<uint64_t> waiters;  // parked sessions to wake on change
   // Bumped each time `waiters` is handed to the wake callback, so a session
   // knows whether its registration is still in the list.

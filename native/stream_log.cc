@@ -44,6 +44,24 @@ Status MemoryStreamLog::Append(std::string_view bytes, int64_t now_ms) {
   return Status::OK();
 }
 
+Status MemoryStreamLog::Rewind(uint64_t to) {
+  std::unique_lock lock(mu_);
+  const uint64_t tail = tail_.load(std::memory_order_relaxed);
+  if (to >= tail) return Status::OK();
+  if (to < start_.load(std::memory_order_relaxed)) {
+    return Status::InvalidArgument("rewind below the log's start");
+  }
+  // Blocks hold whole kBlockBytes but the last: keep what lies below `to`.
+  uint64_t keep = to - (base_ + dropped_blocks_ * kBlockBytes);
+  size_t blocks = static_cast<size_t>((keep + kBlockBytes - 1) / kBlockBytes);
+  blocks = std::max<size_t>(blocks, std::min<size_t>(blocks_.size(), 1));  // keep the active one
+  blocks_.resize(blocks);
+  block_write_ms_.resize(blocks);
+  if (!blocks_.empty()) blocks_.back().resize(static_cast<size_t>(keep - (blocks - 1) * kBlockBytes));
+  tail_.store(to, std::memory_order_release);
+  return Status::OK();
+}
+
 size_t MemoryStreamLog::memory_bytes() const {
   std::shared_lock lock(mu_);
   size_t total = 0;

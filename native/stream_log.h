@@ -44,6 +44,12 @@ class StreamLog {
   virtual Status Append(std::string_view bytes, int64_t now_ms) = 0;
   // Makes every appended byte durable (a no-op in memory).
   virtual Status Sync() = 0;
+  // Takes back the bytes at and past `to` (start() <= to <= tail()): the
+  // tail becomes `to`, so the next append writes there. For a commit that
+  // failed with its bytes already written (disk full): nobody read past
+  // the committed tail, and no record points past it. The caller is the
+  // only appender meanwhile (it holds the stream's lock).
+  virtual Status Rewind(uint64_t to) = 0;
   // Bytes held in memory by this log (for stats and limits).
   virtual size_t memory_bytes() const = 0;
 
@@ -75,6 +81,7 @@ class MemoryStreamLog final : public StreamLog {
   Status Read(uint64_t from, size_t len, std::string* out) const override;
   Status Append(std::string_view bytes, int64_t now_ms) override;
   Status Sync() override { return Status::OK(); }
+  Status Rewind(uint64_t to) override;
   size_t memory_bytes() const override;
   std::vector<LogSegment> Segments() const override;
   size_t segment_count() const override;

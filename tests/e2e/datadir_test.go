@@ -301,9 +301,10 @@ func TestDataDirStartupWithManyStreams(t *testing.T) {
 
 // (d) A full disk: an append that does not fit gets 507 with a message and
 // nothing acknowledged is lost; once even the metadata cannot be committed,
-// writes are refused until a restart (README, Durability); reads and HEAD go
-// on throughout, and a restart on the still-full file system serves
-// everything acknowledged.
+// writes answer 507 too, or succeed where they still fit: a full disk is
+// not fatal (README, Durability; diskfull_test.go has the recovery); reads
+// and HEAD go on throughout, and a restart on the still-full file system
+// serves everything acknowledged.
 func TestDataDirDiskFull(t *testing.T) {
 	binary(t)
 	if runtime.GOOS != "linux" {
@@ -386,8 +387,8 @@ func TestDataDirDiskFull(t *testing.T) {
 	check("after the first 507")
 
 	// 2. Nothing is left at all (a file of ours takes the rest): sooner or
-	// later a commit cannot write streams.db. From then on every write is
-	// refused with 507 until a restart.
+	// later a commit cannot write streams.db: 507. A later write is tried
+	// again: 507, or 204 where LMDB finds free pages; never a 500.
 	filler, err := os.Create(filepath.Join(mnt, "filler"))
 	if err != nil {
 		t.Fatal(err)
@@ -414,10 +415,10 @@ func TestDataDirDiskFull(t *testing.T) {
 			t.Errorf("a create on the full file system: %d %q; want 507 with a message", refused.status, refused.body)
 		}
 		t.Logf("create %d on the full file system: %d %q", creates, refused.status, bytes.TrimSpace(refused.body))
-		if r := appendTo("small", text, []byte("x")); r.status != http.StatusInsufficientStorage {
-			t.Errorf("an append after a failed commit: %d %q; want 507 (writes refused until restart)", r.status, r.body)
+		if r := appendTo("small", text, []byte("x")); r.status != http.StatusInsufficientStorage && r.status != http.StatusNoContent {
+			t.Errorf("an append after a failed commit: %d %q; want 507 or 204 (a full disk is not fatal)", r.status, r.body)
 		} else {
-			t.Logf("next append: 507 %q", bytes.TrimSpace(r.body))
+			t.Logf("next append: %d %q", r.status, bytes.TrimSpace(r.body))
 		}
 	}
 	check("with the file system full")

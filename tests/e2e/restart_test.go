@@ -416,8 +416,9 @@ type node struct {
 	port     int
 	base     string // http://127.0.0.1:PORT
 	dataDir  string
-	global   string // Caddy global options (default "admin off")
-	handler  string // extra lines inside durable_streams { }
+	global   string   // Caddy global options (default "admin off")
+	handler  string   // extra lines inside durable_streams { }
+	env      []string // extra environment for the server process
 	confPath string
 	srv      *server
 	client   *http.Client
@@ -469,7 +470,7 @@ func (n *node) url(name string) string { return n.base + "/v1/stream/" + name }
 func (n *node) launch() *server {
 	n.t.Helper()
 	n.client.CloseIdleConnections()
-	n.srv = startProcess(n.t, n.base, nil, "run", "--config", n.confPath, "--adapter", "caddyfile")
+	n.srv = startProcess(n.t, n.base, n.env, "run", "--config", n.confPath, "--adapter", "caddyfile")
 	n.starts++
 	return n.srv
 }

@@ -95,6 +95,18 @@ class FakeDurableStore final : public Store {
     return Status::OK();
   }
 
+  Status LoadStream(uint64_t stream_id, bool* found, StreamRecord* record,
+                    std::vector<ProducerRecord>* producers) override {
+    std::lock_guard lock(state_->mu);
+    producers->clear();
+    auto it = state_->records.find(stream_id);
+    *found = it != state_->records.end();
+    if (!*found) return Status::OK();
+    *record = it->second;
+    for (const auto& [pid, p] : state_->producers[stream_id]) producers->push_back(p);
+    return Status::OK();
+  }
+
   bool durable() const override { return true; }
 
  private:
@@ -112,6 +124,7 @@ class FakeDurableStore final : public Store {
       return log_->Append(bytes, now_ms);
     }
     Status Sync() override { return Status::OK(); }
+    Status Rewind(uint64_t to) override { return log_->Rewind(to); }
     size_t memory_bytes() const override { return log_->memory_bytes(); }
     std::vector<LogSegment> Segments() const override { return log_->Segments(); }
     size_t segment_count() const override { return log_->segment_count(); }

@@ -382,3 +382,60 @@ TEST_F(SegmentRecoverTest, MissingBytesAfterTheStartStillLowerTheTail) {
 
 }  // namespace
 }  // namespace ds
+
+namespace ds {
+namespace {
+
+// Rewind (a commit that failed for a full disk): the bytes past the
+// committed tail go, files that only hold them are deleted, and the next
+// append writes where they were.
+TEST_F(SegmentLogTest, RewindCutsTheFileAndDropsTheFilesPastIt) {
+  SegmentLog log(Files(10), 1, 0);
+  ASSERT_TRUE(log.Append(Bytes(0, 14), 0).ok());
+  ASSERT_TRUE(log.Sync().ok());
+  ASSERT_TRUE(log.Append(std::string(13, '!'), 0).ok());  // into files 10 and 20
+  ASSERT_TRUE(log.Rewind(14).ok());
+  EXPECT_EQ(log.tail(), 14u);
+  EXPECT_EQ(log.segment_count(), 2u);
+  EXPECT_EQ(SizeOf(FilePath(1, 10)), 4u);
+  EXPECT_EQ(SizeOf(FilePath(1, 20)), UINT64_MAX);
+  ASSERT_TRUE(log.Append(Bytes(14, 25), 0).ok());
+  EXPECT_EQ(Read(log, 0, 25), Bytes(0, 25));
+  ASSERT_TRUE(log.Sync().ok());
+}
+
+TEST_F(SegmentLogTest, RewindToAFileBoundaryStartsThatFileAgain) {
+  SegmentLog log(Files(10), 1, 0);
+  ASSERT_TRUE(log.Append(Bytes(0, 10), 0).ok());
+  ASSERT_TRUE(log.Append(std::string(5, '!'), 0).ok());
+  ASSERT_TRUE(log.Rewind(10).ok());
+  EXPECT_EQ(SizeOf(FilePath(1, 10)), UINT64_MAX);
+  ASSERT_TRUE(log.Append(Bytes(10, 12), 0).ok());
+  EXPECT_EQ(SizeOf(FilePath(1, 10)), 2u);
+  EXPECT_EQ(Read(log, 0, 12), Bytes(0, 12));
+  ASSERT_TRUE(log.Rewind(0).ok());
+  EXPECT_EQ(log.segment_count(), 0u);
+  ASSERT_TRUE(log.Append(Bytes(0, 3), 0).ok());
+  EXPECT_EQ(Read(log, 0, 3), Bytes(0, 3));
+}
+
+TEST(MemoryStreamLogTest, RewindKeepsTheBytesBelowAcrossBlocks) {
+  const uint64_t block = MemoryStreamLog::kBlockBytes;
+  MemoryStreamLog log(0);
+  ASSERT_TRUE(log.Append(std::string(block + 5, 'a'), 0).ok());
+  ASSERT_TRUE(log.Append(std::string(block, 'b'), 0).ok());
+  ASSERT_TRUE(log.Rewind(block + 3).ok());
+  EXPECT_EQ(log.tail(), block + 3);
+  ASSERT_TRUE(log.Append("cd", 0).ok());
+  std::string out;
+  ASSERT_TRUE(log.Read(block, 5, &out).ok());
+  EXPECT_EQ(out, "aaacd");
+  ASSERT_TRUE(log.Rewind(0).ok());
+  ASSERT_TRUE(log.Append("e", 0).ok());
+  out.clear();
+  ASSERT_TRUE(log.Read(0, 1, &out).ok());
+  EXPECT_EQ(out, "e");
+}
+
+}  // namespace
+}  // namespace ds
