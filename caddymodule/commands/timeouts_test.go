@@ -1,4 +1,4 @@
-package main
+package commands
 
 import (
 	"encoding/json"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	_ "github.com/durable-streams-server/durable-streams-server/caddymodule"
 )
 
 // serverTimeouts are the read timeouts of one HTTP server in a JSON config.
@@ -51,13 +53,22 @@ func TestDevConfigSetsReadTimeouts(t *testing.T) {
 }
 
 func TestCaddyfileExampleSetsReadTimeouts(t *testing.T) {
-	body, err := os.ReadFile("../../Caddyfile.example")
+	checkCaddyfileTimeouts(t, "../../Caddyfile.example")
+}
+
+func TestDockerCaddyfileSetsReadTimeouts(t *testing.T) {
+	checkCaddyfileTimeouts(t, "../../packaging/docker/Caddyfile")
+}
+
+func checkCaddyfileTimeouts(t *testing.T, path string) {
+	t.Helper()
+	body, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(body, map[string]any{"filename": "Caddyfile.example"})
+	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(body, map[string]any{"filename": path})
 	if err != nil {
-		t.Fatalf("adapting Caddyfile.example: %v", err)
+		t.Fatalf("adapting %s: %v", path, err)
 	}
 	var cfg struct {
 		Apps struct {
@@ -67,5 +78,5 @@ func TestCaddyfileExampleSetsReadTimeouts(t *testing.T) {
 	if err := json.Unmarshal(adapted, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	checkTimeouts(t, "Caddyfile.example", httpServers(t, cfg.Apps.HTTP))
+	checkTimeouts(t, path, httpServers(t, cfg.Apps.HTTP))
 }
