@@ -9,7 +9,9 @@
 #   make bench             benchmarks (tests/bench/run.sh, BENCH_ARGS=...)
 #   make bench-quick       short benchmark run (about 3 minutes)
 #   make test-bench-smoke  every benchmark scenario at tiny size (< 60 s)
-#   make dist              release tarball in dist/
+#   make dist              release archives for every platform + SHA256SUMS in dist/
+#                          (RELEASE_TARGETS=linux_amd64 ... for a subset)
+#   make test-release      test the archives in dist/ (chroot, qemu, wine; tests/release)
 #   make fuzz              libFuzzer on the engine's request parsing (clang; FUZZ_SECONDS=60)
 #   make clean
 
@@ -31,7 +33,7 @@ VERSION    := $(shell sed -n 's/.*kVersion\[\] = "\(.*\)";/\1/p' native/version.
 GOOS       := $(shell $(GO) env GOOS)
 GOARCH     := $(shell $(GO) env GOARCH)
 
-.PHONY: build dev test test-native test-go test-conformance test-bench-smoke bench bench-quick dist fuzz clean
+.PHONY: build dev test test-native test-go test-conformance test-bench-smoke bench bench-quick dist test-release fuzz clean
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/durable-streams-server
@@ -105,15 +107,15 @@ bench-quick:
 test-bench-smoke: build
 	tests/bench/run.sh --smoke --no-build
 
-# durable-streams-server_<VERSION>_<os>_<arch>.tar.gz, as install.sh --tarball takes it.
-dist: build
-	@name=durable-streams-server_$(VERSION)_$(GOOS)_$(GOARCH); \
-	rm -rf dist/$$name; mkdir -p dist/$$name; \
-	cp $(BIN) README.md Caddyfile.example install.sh dist/$$name/; \
-	cp -r packaging dist/$$name/; \
-	tar -C dist -czf dist/$$name.tar.gz $$name; \
-	rm -rf dist/$$name; \
-	echo "dist/$$name.tar.gz"
+# durable-streams-server_<VERSION>_<os>_<arch>.tar.gz (.zip for windows) and
+# dist/SHA256SUMS, named as the deployment guide says; self-contained binaries
+# cross-compiled by tools/release/build.sh (gcc, aarch64-linux-gnu-gcc, zig).
+RELEASE_TARGETS ?= linux_amd64 linux_arm64 darwin_amd64 darwin_arm64 windows_amd64
+dist:
+	tools/release/dist.sh $(VERSION) $(RELEASE_TARGETS)
+
+test-release: $(CONF_STAMP)
+	tests/release/run.sh dist
 
 FUZZ_CXX     ?= clang++-14
 FUZZ_SECONDS ?= 60

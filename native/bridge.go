@@ -14,7 +14,7 @@ package native
 /*
 #cgo CXXFLAGS: -std=c++20 -O2 -Wall
 #cgo CXXFLAGS: -I${SRCDIR}/third_party/lmdb -I${SRCDIR}/third_party/simdjson
-#cgo windows CXXFLAGS: -include ${SRCDIR}/win32_compat.h -I${SRCDIR}/compat/win32
+#cgo windows CXXFLAGS: -include ${SRCDIR}/win32_compat.h -I${SRCDIR}/compat/win32 -D_FILE_OFFSET_BITS=64
 #cgo LDFLAGS: -lstdc++
 #cgo !windows LDFLAGS: -lpthread
 #include <stdlib.h>
