@@ -77,9 +77,7 @@ Status CopyFileBytes(int src, int dst, uint64_t len, const std::string& src_path
                      const std::string& dst_path, uint64_t* copied) {
   uint64_t done = 0;
 #if defined(__linux__)
-  bool kernel_copy = true;
-#else
-  const bool kernel_copy = false;  // copy_file_range(2) is Linux's
+  bool kernel_copy = true;  // copy_file_range(2) is Linux's
 #endif
   std::string buf;
   while (done < len) {

@@ -30,7 +30,7 @@
 // Directories are never opened as files on Windows (see SyncDir).
 #define O_DIRECTORY 0x10000000
 #ifndef EDQUOT
-#define EDQUOT ENOSPC
+#define EDQUOT 10069  // WSAEDQUOT: never an errno here, but a distinct case value
 #endif
 #ifndef EWOULDBLOCK
 #define EWOULDBLOCK EAGAIN

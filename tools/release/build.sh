@@ -6,8 +6,9 @@
 # Targets and toolchains:
 #   linux_amd64    the host's gcc/g++, glibc, libstdc++ and libgcc all static
 #   linux_arm64    Debian's aarch64-linux-gnu-gcc/g++ (g++-aarch64-linux-gnu), static
-#   darwin_amd64   zig cc -target x86_64-macos   (PyPI's ziglang package)
-#   darwin_arm64   zig cc -target aarch64-macos
+#   darwin_amd64   zig cc -target x86_64-macos.12.0   (PyPI's ziglang package), linked
+#                  against stubs of the frameworks Go imports (darwin-stubs.sh)
+#   darwin_arm64   zig cc -target aarch64-macos.12.0
 #   windows_amd64  zig cc -target x86_64-windows-gnu (mingw-w64 and libc++, static)
 #
 # Linux binaries are fully static (no ELF interpreter, no shared library) and
@@ -52,10 +53,15 @@ case $target in
     command -v "$CXX" >/dev/null || {
       echo "build.sh: $CXX not found: apt-get install g++-aarch64-linux-gnu" >&2; exit 1; } ;;
   darwin_amd64|darwin_arm64)
-    [ "$goarch" = amd64 ] && zig_wrappers x86_64-macos || zig_wrappers aarch64-macos
+    # macOS 12 is the oldest Go 1.26 supports (zig would default to its newest).
+    [ "$goarch" = amd64 ] && zig_wrappers x86_64-macos.12.0 || zig_wrappers aarch64-macos.12.0
     # zig's macOS headers lack <mach/mach_vm.h>, which a dependency's cgo
     # file includes; tools/release/darwin-include declares what it uses.
-    export CGO_CFLAGS="${CGO_CFLAGS:--O2} -I$(pwd)/tools/release/darwin-include" ;;
+    export CGO_CFLAGS="${CGO_CFLAGS:--O2} -I$(pwd)/tools/release/darwin-include"
+    # ... and no macOS frameworks: stubs of the symbols Go imports from them.
+    stubs=$(pwd)/build/release/darwin-stubs
+    tools/release/darwin-stubs.sh "$stubs"
+    ldflags="$ldflags -extldflags '-F $stubs -L $stubs'" ;;
   windows_amd64) zig_wrappers x86_64-windows-gnu ;;
   *) echo "build.sh: unknown target $target" >&2; exit 2 ;;
 esac
@@ -69,3 +75,6 @@ export CGO_ENABLED=1 GOOS=$goos GOARCH=$goarch CC CXX
 mkdir -p "$(dirname "$out")"
 echo "build.sh: $target with CC=$CC CXX=$CXX" >&2
 ${GO:-go} build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out" ./cmd/durable-streams-server
+# zig leaves empty a.out / -.o files behind from Go's compiler-flag probes.
+for f in a.out -.o; do [ -f "$f" ] && [ ! -s "$f" ] && rm -f -- "$f"; done
+exit 0
