@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Release archives, as the deployment guide names them, and their checksums:
 #
-#   tools/release/dist.sh <version> [<os>_<arch> ...]
+#   tools/release/dist.sh [--no-build] <version> [<os>_<arch> ...]
 #
 # For each target (default: all five) builds the binary (tools/release/build.sh)
 # and packs dist/durable-streams-server_<version>_<os>_<arch>.tar.gz (.zip for
@@ -9,8 +9,12 @@
 # Caddyfile.example, install.sh, packaging/ and THIRD_PARTY_LICENSES (LMDB's
 # and simdjson's, whose code the binary contains). Then writes
 # dist/SHA256SUMS over every archive in dist/ and prints each binary's size.
+# --no-build packs the binaries already in build/release/<os>_<arch>/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+build=1
+if [ "${1:-}" = --no-build ]; then build=0; shift; fi
 
 [ $# -ge 1 ] || { echo "usage: $0 <version> [<os>_<arch> ...]" >&2; exit 2; }
 version=$1
@@ -38,7 +42,8 @@ for target in "${targets[@]}"; do
   exe=durable-streams-server
   [ "${target%_*}" = windows ] && exe=$exe.exe
   bin=build/release/$target/$exe
-  tools/release/build.sh "$target" "$bin"
+  if [ $build = 1 ]; then tools/release/build.sh "$target" "$bin"; fi
+  [ -x "$bin" ] || { echo "dist.sh: $bin missing" >&2; exit 1; }
   name=durable-streams-server_${version}_$target
   stage=build/release/stage/$name
   rm -rf "$stage"
