@@ -35,6 +35,20 @@ cleanup() {
 }
 trap cleanup EXIT
 export WINEPREFIX=$tmp/prefix WINEDEBUG=-all HOME=$tmp
+# Wine 8 (Debian 12) lacks bcryptprimitives.dll, which Go's runtime loads;
+# a stand-in (wine/bcryptprimitives.c, built with zig) goes into the
+# prefix's System32. Newer Wine and every Windows 10+ have the real one.
+if ! "$wine" --version 2>/dev/null | grep -qE 'wine-(9|[1-9][0-9])\.'; then
+  zig=$(python3 -c 'import ziglang, os; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))' 2>/dev/null) || {
+    echo "windows.sh: Wine 8 needs a bcryptprimitives.dll stand-in built with zig: pip install ziglang" >&2; exit 2; }
+  zc=${ZIG_CACHE:-$tmp/zig}
+  (cd "$tmp" && ZIG_GLOBAL_CACHE_DIR=$zc ZIG_LOCAL_CACHE_DIR=$zc \
+    "$zig" cc -target x86_64-windows-gnu -shared -O2 -o "$tmp/bcryptprimitives.dll" "$here/wine/bcryptprimitives.c" -ladvapi32)
+  # Go loads it from System32 only: make the prefix, then put it there.
+  "$wine" wineboot --init >/dev/null 2>&1 || true
+  cp "$tmp/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/"
+  export WINEDLLOVERRIDES="bcryptprimitives=n"
+fi
 # Z: is Wine's view of / ; the server sees Windows paths.
 winpath() { echo "Z:${1//\//\\}"; }
 
