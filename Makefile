@@ -13,7 +13,9 @@
 #   make bench-quick       short benchmark run (about 3 minutes)
 #   make test-bench-smoke  every benchmark scenario at tiny size (< 60 s)
 #   make ops-restart       restart/upgrade under load with 100,000 streams (STREAMS=...)
-#   make dist              release tarball in dist/
+#   make dist              release archives for every platform + SHA256SUMS in dist/
+#                          (RELEASE_TARGETS=linux_amd64 ... for a subset)
+#   make test-release      test the archives in dist/ (chroot, qemu, wine; tests/release)
 #   make test-xcaddy       xcaddy build --with this module (+ another plugin), then serve a stream
 #   make test-kubernetes   packaging/kubernetes decoded strictly into the Kubernetes API types
 #   make test-container-conformance  conformance suite against the container image (buildah)
@@ -38,7 +40,7 @@ VERSION    := $(shell sed -n 's/.*kVersion\[\] = "\(.*\)";/\1/p' native/version.
 GOOS       := $(shell $(GO) env GOOS)
 GOARCH     := $(shell $(GO) env GOARCH)
 
-.PHONY: build dev test test-native sim-build test-sim sim-long test-go test-conformance test-browser test-bench-smoke bench bench-quick ops-restart dist fuzz clean test-xcaddy test-kubernetes test-container-conformance
+.PHONY: build dev test test-native sim-build test-sim sim-long test-go test-conformance test-browser test-bench-smoke bench bench-quick ops-restart dist test-release fuzz clean test-xcaddy test-kubernetes test-container-conformance
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/durable-streams-server
@@ -176,15 +178,17 @@ test-bench-smoke: build
 ops-restart: build
 	tests/ops/restart.sh --no-build
 
-# durable-streams-server_<VERSION>_<os>_<arch>.tar.gz, as install.sh --tarball takes it.
-dist: build
-	@name=durable-streams-server_$(VERSION)_$(GOOS)_$(GOARCH); \
-	rm -rf dist/$$name; mkdir -p dist/$$name; \
-	cp $(BIN) README.md Caddyfile.example install.sh dist/$$name/; \
-	cp -r packaging dist/$$name/; \
-	tar -C dist -czf dist/$$name.tar.gz $$name; \
-	rm -rf dist/$$name; \
-	echo "dist/$$name.tar.gz"
+# durable-streams-server_<VERSION>_<os>_<arch>.tar.gz (.zip for windows) and
+# dist/SHA256SUMS, named as the deployment guide says; self-contained binaries
+# cross-compiled by tools/release/build.sh (gcc, aarch64-linux-gnu-gcc, zig).
+# darwin_amd64 is left out: a Caddy dependency needs the macOS SDK headers to
+# build for it (see README, Release artifacts); add it where an SDK is present.
+RELEASE_TARGETS ?= linux_amd64 linux_arm64 darwin_arm64 windows_amd64
+dist:
+	tools/release/dist.sh $(VERSION) $(RELEASE_TARGETS)
+
+test-release: $(CONF_STAMP)
+	tests/release/run.sh dist
 
 FUZZ_CXX     ?= clang++-14
 FUZZ_SECONDS ?= 60

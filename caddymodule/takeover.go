@@ -3,14 +3,11 @@ package caddymodule
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
-	"syscall"
 
 	"go.uber.org/zap"
 )
@@ -34,7 +31,11 @@ import (
 // time until the takeover.
 
 // takeoverEnabled says whether sse_takeover is on (the default).
-func (h *Handler) takeoverEnabled() bool { return h.SSETakeover == nil || *h.SSETakeover }
+// It is never on where the engine cannot take a socket (takeoverSupported:
+// Linux only, takeover_linux.go).
+func (h *Handler) takeoverEnabled() bool {
+	return takeoverSupported && (h.SSETakeover == nil || *h.SSETakeover)
+}
 
 // mayTakeOver says, before anything is written, whether an SSE response
 // could move to the engine after its first piece: HTTP/1.1 (chunked
@@ -95,59 +96,6 @@ func innermostWriter(w http.ResponseWriter) http.ResponseWriter {
 		}
 		w = u.Unwrap()
 	}
-}
-
-var errNoSocket = errors.New("not a connection whose socket may be written directly")
-
-// dupMu lets one goroutine at a time allocate a descriptor. While the
-// kernel grows a process's descriptor table (as connections pile up), every
-// allocation sleeps for an RCU grace period, and each goroutine sleeping in
-// a system call ties up an OS thread: thousands of connections arriving at
-// once would otherwise add dozens of threads. Waiting on a mutex ties up
-// none.
-var dupMu sync.Mutex
-
-// socketOf returns a close-on-exec duplicate of the connection's socket when
-// writing to it directly is the same as writing to the connection: a plain
-// TCP or Unix connection, or a PROXY-protocol connection over TCP (Caddy's
-// proxy_protocol listener wrapper, github.com/pires/go-proxyproto, passes
-// writes through). TLS and unknown wrappers (which may count, limit or
-// rewrite bytes) are refused.
-func socketOf(c net.Conn) (int, error) {
-	var sc syscall.Conn
-	switch c := c.(type) {
-	case *net.TCPConn:
-		sc = c
-	case *net.UnixConn:
-		sc = c
-	case interface{ TCPConn() (*net.TCPConn, bool) }:
-		tc, ok := c.TCPConn()
-		if !ok {
-			return -1, errNoSocket
-		}
-		sc = tc
-	default:
-		return -1, errNoSocket
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	dupMu.Lock()
-	defer dupMu.Unlock()
-	fd, dupErr := -1, error(nil)
-	err = raw.Control(func(s uintptr) {
-		r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
-		if errno != 0 {
-			dupErr = errno
-			return
-		}
-		fd = int(r)
-	})
-	if err != nil {
-		return -1, err
-	}
-	return fd, dupErr
 }
 
 // streamHijacked streams the rest of a response over a hijacked connection

@@ -54,7 +54,12 @@ Status PrepareDestination(const std::string& dest) {
 // map under a separately opened environment.
 Status CopyInto(MDB_env* env, int fd, const std::string& dest_path) {
   for (;;) {
+#if defined(_WIN32)
+    // LMDB takes a Win32 HANDLE there, not a C runtime descriptor.
+    int rc = mdb_env_copyfd2(env, reinterpret_cast<mdb_filehandle_t>(::_get_osfhandle(fd)), 0);
+#else
     int rc = mdb_env_copyfd2(env, fd, 0);
+#endif
     if (rc == 0) return Status::OK();
     if (rc != MDB_MAP_RESIZED) return lmdb::ToStatus("copy LMDB environment to " + dest_path, rc);
     rc = mdb_env_set_mapsize(env, 0);

@@ -2,7 +2,8 @@
 // the C++ engine, hands it requests and returns its responses. It makes no
 // protocol decision; the engine decides every status, header and body.
 //
-// This is the only file in the repository that imports "C". cgo compiles
+// This is the only file of the engine that imports "C" (the packages under
+// third_party do too, only to compile LMDB and simdjson). cgo compiles
 // every .cc file in this directory, so `go build` builds the engine too.
 //
 // Memory rules (see the header's conventions): request text and body are Go
@@ -12,7 +13,10 @@ package native
 
 /*
 #cgo CXXFLAGS: -std=c++20 -O2 -Wall
-#cgo LDFLAGS: -llmdb -lsimdjson -lstdc++ -lpthread
+#cgo CXXFLAGS: -I${SRCDIR}/third_party/lmdb -I${SRCDIR}/third_party/simdjson
+#cgo windows CXXFLAGS: -include ${SRCDIR}/win32_compat.h -I${SRCDIR}/compat/win32 -D_FILE_OFFSET_BITS=64
+#cgo LDFLAGS: -lstdc++
+#cgo !windows LDFLAGS: -lpthread
 #include <stdlib.h>
 #include "durable_streams.h"
 
@@ -31,9 +35,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
+
+	// LMDB and simdjson, vendored and compiled from source (their headers
+	// are on the include path above): the binary needs no shared library
+	// beyond the C and C++ runtimes.
+	_ "github.com/durable-streams-server/durable-streams-server/native/third_party/lmdb"
+	_ "github.com/durable-streams-server/durable-streams-server/native/third_party/simdjson"
 )
 
 // ---- Errors -------------------------------------------------------------
@@ -701,7 +710,7 @@ func (e *Engine) Adopt(session uint64, fd int, owner uint64) error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.ptr == nil {
-		_ = syscall.Close(fd) // it was the engine's to close
+		closeFD(fd) // it was the engine's to close
 		return ErrClosed
 	}
 	var cerr C.ds_error

@@ -76,10 +76,13 @@ Status ReadAt(int fd, char* buf, size_t len, uint64_t offset, const std::string&
 Status CopyFileBytes(int src, int dst, uint64_t len, const std::string& src_path,
                      const std::string& dst_path, uint64_t* copied) {
   uint64_t done = 0;
-  bool kernel_copy = true;
+#if defined(__linux__)
+  bool kernel_copy = true;  // copy_file_range(2) is Linux's
+#endif
   std::string buf;
   while (done < len) {
     const size_t want = static_cast<size_t>(std::min<uint64_t>(len - done, 1u << 20));
+#if defined(__linux__)
     if (kernel_copy) {
       loff_t in = static_cast<loff_t>(done), out = static_cast<loff_t>(done);
       ssize_t n = ::copy_file_range(src, &in, dst, &out, want, 0);
@@ -97,6 +100,7 @@ Status CopyFileBytes(int src, int dst, uint64_t len, const std::string& src_path
       }
       return ErrnoStatus("copy_file_range to " + dst_path + " from", src_path, errno);
     }
+#endif
     buf.resize(want);
     size_t got = 0;
     Status s = ReadAt(src, buf.data(), want, done, src_path, &got);
@@ -124,23 +128,53 @@ Status SyncFailure(std::string_view what, const std::string& path, int err) {
 
 }  // namespace
 
+// macOS: fsync(2) only hands the data to the drive, whose cache may still
+// lose it; F_FULLFSYNC asks the drive to flush too (fsync where the file
+// system cannot). Windows: _commit is FlushFileBuffers (win32_compat.h).
+#if defined(__APPLE__)
+static int FullSync(int fd) {
+  if (::fcntl(fd, F_FULLFSYNC) == 0) return 0;
+  return ::fsync(fd);
+}
+#endif
+
 Status SyncData(int fd, const std::string& path) {
+#if defined(__APPLE__)
+  if (FullSync(fd) != 0) return SyncFailure("fcntl F_FULLFSYNC", path, errno);
+#elif defined(_WIN32)
+  if (::_commit(fd) != 0) return SyncFailure("FlushFileBuffers", path, errno);
+#else
   if (::fdatasync(fd) != 0) return SyncFailure("fdatasync", path, errno);
+#endif
   return Status::OK();
 }
 
 Status SyncFile(int fd, const std::string& path) {
+#if defined(__APPLE__)
+  if (FullSync(fd) != 0) return SyncFailure("fcntl F_FULLFSYNC", path, errno);
+#elif defined(_WIN32)
+  if (::_commit(fd) != 0) return SyncFailure("FlushFileBuffers", path, errno);
+#else
   if (::fsync(fd) != 0) return SyncFailure("fsync", path, errno);
+#endif
   return Status::OK();
 }
 
 Status SyncDir(const std::string& path) {
+#if defined(_WIN32)
+  // A directory cannot be opened as a file descriptor on Windows; NTFS
+  // journals its names itself, so there is nothing to sync here.
+  (void)path;
+  return Status::OK();
+#else
   UniqueFd fd;
   Status s = OpenFile(path, O_RDONLY | O_DIRECTORY, 0, &fd);
   if (!s.ok()) return s;
   return SyncFile(fd.get(), path);
+#endif
 }
 
+#if defined(__linux__)
 Status SyncFileSystem(const std::string& path) {
   UniqueFd fd;
   Status s = OpenFile(path, O_RDONLY | O_DIRECTORY, 0, &fd);
@@ -148,6 +182,34 @@ Status SyncFileSystem(const std::string& path) {
   if (::syncfs(fd.get()) != 0) return SyncFailure("syncfs", path, errno);
   return Status::OK();
 }
+#else
+// Without syncfs(2): what callers need from it is that every file and name
+// under `path` is durable, so sync each of them (slower, as many syncs as
+// files, but the same guarantee).
+Status SyncFileSystem(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat", path, errno);
+  if (!S_ISDIR(st.st_mode)) {
+    UniqueFd fd;
+#if defined(_WIN32)
+    const int flags = O_RDWR;  // FlushFileBuffers needs write access
+#else
+    const int flags = O_RDONLY;
+#endif
+    Status s = OpenFile(path, flags, 0, &fd);
+    if (!s.ok()) return s;
+    return SyncFile(fd.get(), path);
+  }
+  std::vector<std::string> names;
+  Status s = ListDir(path, &names, nullptr);
+  if (!s.ok()) return s;
+  for (const std::string& name : names) {
+    s = SyncFileSystem(JoinPath(path, name));
+    if (!s.ok()) return s;
+  }
+  return SyncDir(path);
+}
+#endif
 
 Status FileSize(int fd, const std::string& path, uint64_t* size) {
   struct stat st;

@@ -664,8 +664,15 @@ Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_
     struct stat st;
     const std::string path = JoinPath(dir, name);
     if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat", path, errno);
+#if defined(__APPLE__)
+    const int64_t mtime_ms = static_cast<int64_t>(st.st_mtimespec.tv_sec) * 1000 +
+                             st.st_mtimespec.tv_nsec / 1000000;
+#elif defined(_WIN32)
+    const int64_t mtime_ms = static_cast<int64_t>(st.st_mtime) * 1000;  // whole seconds
+#else
     const int64_t mtime_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 +
                              st.st_mtim.tv_nsec / 1000000;
+#endif
     found.push_back(
         FoundSegment{seg_base, static_cast<uint64_t>(st.st_size), mtime_ms, std::move(name)});
   }

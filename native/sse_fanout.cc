@@ -1,5 +1,10 @@
 #include "sse_fanout.h"
 
+// epoll and eventfd: Linux only. Elsewhere sse_fanout_unsupported.cc
+// defines a fan-out that refuses every adoption (the HTTP layer does not
+// offer one there: caddymodule/takeover_other.go).
+#if defined(__linux__)
+
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -510,3 +515,5 @@ void SseFanout::RemoveEmptyGroups() {
 }
 
 }  // namespace ds
+
+#endif  // __linux__

@@ -17,6 +17,8 @@
 #                                 (default 2000)
 #   DS_CONFORMANCE_DEADLINE_S     stop the suite after this many seconds (default 1200)
 #   DS_CONFORMANCE_KEEP_TMP       1 keeps the temp dir (Caddyfile, server.log, data)
+#   DS_CONFORMANCE_RUNNER         command that runs the binary, e.g. qemu-aarch64-static
+#                                 (tests/release runs the linux_arm64 build that way)
 # Extra arguments go to `vitest run` (e.g. --reporter=verbose). Note that -t
 # replaces the DS_CONFORMANCE_EXCLUDE pattern.
 set -euo pipefail
@@ -37,7 +39,7 @@ bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 
 long_poll_ms=${DS_CONFORMANCE_LONG_POLL_MS:-2000}
 subscriptions=${DS_CONFORMANCE_SUBSCRIPTIONS:-1}
-health_deadline_s=30
+health_deadline_s=${DS_CONFORMANCE_HEALTH_S:-30}  # longer under an emulator
 suite_deadline_s=${DS_CONFORMANCE_DEADLINE_S:-1200}
 stop_deadline_s=10
 
@@ -154,7 +156,8 @@ for attempt in 1 2 3 4 5; do
   # XDG dirs keep Caddy's autosave/state out of $HOME.
   (
     export XDG_CONFIG_HOME=$tmp/xdg-config XDG_DATA_HOME=$tmp/xdg-data
-    spawn "$bin" run --config "$tmp/Caddyfile" --adapter caddyfile
+    # shellcheck disable=SC2086 # the runner may be a command with arguments
+    spawn ${DS_CONFORMANCE_RUNNER:-} "$bin" run --config "$tmp/Caddyfile" --adapter caddyfile
   ) >"$log" 2>&1 </dev/null &
   server_pid=$!
   end=$((SECONDS + health_deadline_s))
