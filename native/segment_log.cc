@@ -550,8 +550,30 @@ Status CutFile(const std::string& path, uint64_t size) {
 
 }  // namespace
 
+namespace {
+
+// The end of the bytes present without a gap from `start`, given each
+// file's base (ascending) and size.
+uint64_t ContiguousEnd(const std::vector<uint64_t>& bases, const std::vector<uint64_t>& sizes,
+                       uint64_t start) {
+  auto it = std::upper_bound(bases.begin(), bases.end(), start);
+  if (it == bases.begin()) return start;
+  uint64_t pos = start;
+  for (size_t i = static_cast<size_t>(it - bases.begin()) - 1; i < bases.size(); ++i) {
+    if (bases[i] > pos) break;  // a missing file
+    const uint64_t next = i + 1 < bases.size() ? bases[i + 1] : UINT64_MAX;
+    const uint64_t end = bases[i] + sizes[i];
+    pos = std::max(pos, std::min(end, next));
+    if (end < next) break;  // a short file
+  }
+  return pos;
+}
+
+}  // namespace
+
 Status SegmentLog::ReplayWal(const std::shared_ptr<SegmentFiles>& files, uint64_t stream_id,
-                             uint64_t start, uint64_t tail, const std::vector<WalEntry>& entries) {
+                             uint64_t start, uint64_t tail, const std::vector<WalEntry>& entries,
+                             std::vector<std::pair<uint64_t, uint64_t>>* replayed) {
   const std::string dir = files->StreamDir(stream_id);
   const std::string who = "stream " + std::to_string(stream_id) + " (" + dir + ")";
   std::vector<std::string> names;
@@ -564,11 +586,33 @@ Status SegmentLog::ReplayWal(const std::shared_ptr<SegmentFiles>& files, uint64_
     if (ParseSegmentFileName(name, &seg_base)) bases.push_back(seg_base);
   }
   std::sort(bases.begin(), bases.end());
+  std::vector<uint64_t> sizes(bases.size());
+  for (size_t i = 0; i < bases.size(); ++i) {
+    const std::string path = files->FilePath(SegmentKey{stream_id, bases[i]});
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat", path, errno);
+    sizes[i] = static_cast<uint64_t>(st.st_size);
+  }
 
+  // In position order, and never past a gap: an entry written beyond the
+  // end of what a file holds would extend it with a hole that reads as NUL
+  // bytes, and the hole would then pass for data (the file is no longer
+  // short). Bytes after a gap are left out; Recover lowers the tail there.
+  std::vector<const WalEntry*> ordered;
+  ordered.reserve(entries.size());
+  for (const WalEntry& e : entries) ordered.push_back(&e);
+  std::stable_sort(ordered.begin(), ordered.end(),
+                   [](const WalEntry* a, const WalEntry* b) { return a->position < b->position; });
+  uint64_t frontier = ContiguousEnd(bases, sizes, start);
   std::vector<uint64_t> touched;
-  for (const WalEntry& e : entries) {
-    const uint64_t end = std::min(e.position + e.bytes.size(), tail);
-    uint64_t pos = std::max(e.position, start);
+  for (const WalEntry* e : ordered) {
+    const uint64_t end = std::min(e->position + e->bytes.size(), tail);
+    uint64_t pos = std::max(e->position, start);
+    if (pos < end && pos > frontier) {
+      Warn(who + ": bytes [" + std::to_string(frontier) + ", " + std::to_string(pos) +
+           ") are missing before a write-ahead entry; not replaying from " + std::to_string(pos));
+      break;
+    }
     while (pos < end) {
       auto next = std::upper_bound(bases.begin(), bases.end(), pos);
       if (next == bases.begin()) {
@@ -576,19 +620,23 @@ Status SegmentLog::ReplayWal(const std::shared_ptr<SegmentFiles>& files, uint64_
              " of a write-ahead entry; leaving it out");
         break;
       }
-      const uint64_t seg_base = *(next - 1);
+      const size_t index = static_cast<size_t>(next - bases.begin()) - 1;
+      const uint64_t seg_base = bases[index];
       const uint64_t piece_end = next == bases.end() ? end : std::min(end, *next);
       const std::string path = files->FilePath(SegmentKey{stream_id, seg_base});
       UniqueFd fd;
       s = OpenFile(path, O_WRONLY, 0, &fd);
       if (s.ok()) {
-        s = WriteAt(fd.get(), std::string_view(e.bytes).substr(pos - e.position, piece_end - pos),
+        s = WriteAt(fd.get(), std::string_view(e->bytes).substr(pos - e->position, piece_end - pos),
                     pos - seg_base, path);
       }
       if (!s.ok()) return s;
+      sizes[index] = std::max(sizes[index], piece_end - seg_base);
       if (touched.empty() || touched.back() != seg_base) touched.push_back(seg_base);
+      if (replayed != nullptr) replayed->emplace_back(pos, piece_end);
       pos = piece_end;
     }
+    frontier = ContiguousEnd(bases, sizes, start);
   }
   std::sort(touched.begin(), touched.end());
   touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
@@ -690,7 +738,8 @@ Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_
   if (contiguous < recorded) {
     Warn(who + ": recorded tail is " + std::to_string(recorded) + " but only bytes [" +
          std::to_string(start) + ", " + std::to_string(contiguous) +
-         ") are present; lowering the tail to " + std::to_string(contiguous) +
+         ") are present; bytes [" + std::to_string(contiguous) + ", " + std::to_string(recorded) +
+         ") are lost; lowering the tail to " + std::to_string(contiguous) +
          " (acknowledged bytes were lost: was the disk written without fsync, or were files removed?)");
   }
   if (names_changed) {

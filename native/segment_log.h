@@ -187,14 +187,18 @@ class SegmentLog final : public StreamLog {
   void WalCommitted(uint64_t to);
   // Writes committed WAL entries back into a stream's files at startup,
   // before Recover: each entry's bytes within [start, tail) go to the file
-  // holding their positions, and the touched files are fdatasync'ed. Bytes
-  // whose file is missing are left out (Recover then lowers the tail).
+  // holding their positions, in position order, and the touched files are
+  // fdatasync'ed. Nothing is written past a gap (a missing file or a file
+  // shorter than the entry's position): that would make a hole that reads
+  // as NUL bytes. Bytes left out make Recover lower the tail. The ranges
+  // written are added to `replayed` (if not null), for checksum checks.
   struct WalEntry {
     uint64_t position = 0;
     std::string bytes;
   };
   static Status ReplayWal(const std::shared_ptr<SegmentFiles>& files, uint64_t stream_id,
-                          uint64_t start, uint64_t tail, const std::vector<WalEntry>& entries);
+                          uint64_t start, uint64_t tail, const std::vector<WalEntry>& entries,
+                          std::vector<std::pair<uint64_t, uint64_t>>* replayed = nullptr);
   // The same guarantee through one syncfs(2) for a whole batch of logs:
   // BeginFilesystemSync (before the syncfs) returns the tail it will cover,
   // EndFilesystemSync records the outcome (a failure is sticky, as in Sync).
