@@ -46,6 +46,9 @@ var (
 		committedWrites: prometheus.NewDesc("caddy_durable_streams_committed_writes_total",
 			"Writes (appends, creates, deletes, ...) the group commits to a data_dir carried, by storage; divided by the commit count, the mean batch.",
 			[]string{"storage"}, nil),
+		checksumFailures: prometheus.NewDesc("caddy_durable_streams_checksum_failures_total",
+			"Reads refused with 500 because bytes in a data_dir did not match their checksum, by storage (the log names stream and range).",
+			[]string{"storage"}, nil),
 	}
 )
 
@@ -136,7 +139,7 @@ var statusLabels = func() []string {
 // engineCollector reports every open engine's counters at scrape time.
 type engineCollector struct {
 	streams, parked, adopted, appends, appendedBytes *prometheus.Desc
-	commits, committedWrites                         *prometheus.Desc // data_dir engines only
+	commits, committedWrites, checksumFailures       *prometheus.Desc // data_dir engines only
 }
 
 func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -147,6 +150,7 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.appendedBytes
 	ch <- c.commits
 	ch <- c.committedWrites
+	ch <- c.checksumFailures
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
@@ -162,6 +166,7 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstSummary(c.commits, s.Commits, s.CommitTime.Seconds(), nil, key)
 		ch <- prometheus.MustNewConstMetric(c.committedWrites, prometheus.CounterValue, float64(s.CommittedWrites), key)
+		ch <- prometheus.MustNewConstMetric(c.checksumFailures, prometheus.CounterValue, float64(s.ChecksumFailures), key)
 	})
 }
 

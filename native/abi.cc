@@ -262,6 +262,7 @@ void ds_engine_stats(ds_engine* engine, ds_stats* out) {
     out->commits = s.commits;
     out->committed_writes = s.committed_writes;
     out->commit_nanos = s.commit_nanos;
+    out->checksum_failures = s.checksum_failures;
   } catch (...) {
     *out = ds_stats{};
   }

@@ -411,6 +411,7 @@ EngineStats Engine::Stats() const {
   stats.expiring_streams = expiry_.size();
   stats.appends = appends_.load();
   stats.bytes_appended = bytes_appended_.load();
+  stats.checksum_failures = store_->checksum_failures();
   if (commit_queue_) {
     const CommitQueue::Counters c = commit_queue_->counters();
     stats.submitted_writes = c.enqueued;

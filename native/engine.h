@@ -73,6 +73,8 @@ struct EngineStats {
   uint64_t committed_writes = 0;
   uint64_t commit_nanos = 0;
   uint64_t expiring_streams = 0;  // queued for the expiry sweep
+  // Reads refused because stored bytes did not match their checksum.
+  uint64_t checksum_failures = 0;
 };
 
 class Engine : private SseSource {
