@@ -357,5 +357,72 @@ TEST_F(IntegrityTest, UpgradingAFormat3DirectoryComputesChecksums) {
   EXPECT_EQ(streams[0].log->Read(0, 100, &out).code(), Status::Code::kCorruption);
 }
 
+// A fork's log starts mid-block: its first block's checksum covers the
+// fork's own bytes only, and is checked like any other.
+TEST_F(IntegrityTest, AForksFirstBlockStartsAtItsForkOffset) {
+  LmdbStoreOptions o = Options();
+  o.fsync = DS_FSYNC_OFF;
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    std::unique_ptr<StreamLog> log;
+    ASSERT_TRUE(store->CreateLog(2, 100000, &log).ok());
+    StreamRecord r = Record(2);
+    r.fork_offset = r.start = 100000;
+    r.source_id = 1;
+    ASSERT_TRUE(log->Append(Bytes(2, 100000, 200000), 0).ok());
+    r.tail = 200000;
+    ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r, {}, log.get()}}).ok());
+  }
+  std::vector<std::pair<uint64_t, uint32_t>> want{
+      {1, crc32c::Value(Bytes(2, 100000, 131072))},
+      {2, crc32c::Value(Bytes(2, 131072, 196608))},
+      {3, crc32c::Value(Bytes(2, 196608, 200000))}};
+  EXPECT_EQ(StoredChecksums(2), want);
+  Overwrite(SegmentPath(2, 100000), 10, "#");
+  auto store = Open(o);
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(streams[0].record.tail, 200000u);
+  std::string out;
+  Status s = streams[0].log->Read(100000, 100, &out);
+  EXPECT_EQ(s.code(), Status::Code::kCorruption);
+  EXPECT_NE(s.message().find("bytes [100000, 131072) of stream 2"), std::string::npos) << s.message();
+  out.clear();
+  ASSERT_TRUE(streams[0].log->Read(131072, 200000 - 131072, &out).ok());
+  EXPECT_TRUE(out == Bytes(2, 131072, 200000));
+}
+
+// Retention drops whole files from the front: checksums of blocks wholly
+// below the new start go with them, and the block the start falls in
+// (its first bytes gone) is no longer checked.
+TEST_F(IntegrityTest, RetentionDropsTheChecksumsBelowTheStart) {
+  LmdbStoreOptions o = Options();
+  o.fsync = DS_FSYNC_OFF;
+  o.segment_bytes = 100000;  // files do not line up with blocks
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    std::unique_ptr<StreamLog> log;
+    WriteStream(store.get(), 1, 300000, 60000, &log);
+    StreamRecord r = Record(1);
+    r.tail = 300000;
+    r.start = 150000;
+    ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r, {}, nullptr}}).ok());
+    ASSERT_TRUE(log->Trim(150000).ok());
+  }
+  auto stored = StoredChecksums(1);
+  auto want = ExpectedChecksums(1, 300000);
+  want.erase(want.begin(), want.begin() + 2);  // blocks 0 and 1 end below 150000
+  EXPECT_EQ(stored, want);
+  auto store = Open(o);
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(streams[0].record.tail, 300000u);
+  std::string out;
+  ASSERT_TRUE(streams[0].log->Read(150000, 150000, &out).ok());
+  EXPECT_TRUE(out == Bytes(1, 150000, 300000));
+}
+
 }  // namespace
 }  // namespace ds
