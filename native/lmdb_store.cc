@@ -601,6 +601,7 @@ Status LmdbStore::CreateLog(uint64_t stream_id, uint64_t base, std::unique_ptr<S
 
 Status LmdbStore::LoadChecksums(uint64_t stream_id, uint64_t first, uint64_t last,
                                 std::vector<std::pair<uint64_t, uint32_t>>* out) {
+  std::lock_guard one_at_a_time(checksum_read_mu_);
   std::shared_lock lock(env_mu_);
   lmdb::Txn txn;
   int rc = txn.Begin(env_.get(), MDB_RDONLY);

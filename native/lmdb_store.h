@@ -167,6 +167,10 @@ class LmdbStore final : public Store {
   // A directory older than format 4 has none: Recover computes them from
   // the segments and stores them, then the format version.
   bool upgrade_checksums_ = false;
+  // One checksum lookup at a time: each is a short read transaction, and
+  // many readers checking blocks at once after a start must not use up
+  // LMDB's reader slots (MDB_READERS_FULL would fail their reads).
+  std::mutex checksum_read_mu_;
   Status StoreUpgradeChecksums(const std::vector<RecoveredStream>& streams,
                                const std::vector<ChecksumRecovery>& checksums);
 
