@@ -239,7 +239,8 @@ SegmentLog::SegmentLog(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, 
       start_(base),
       tail_(base),
       synced_(base),
-      crc_block_(base / kChecksumBlockBytes) {}
+      crc_block_(base / kChecksumBlockBytes),
+      committed_crc_block_(base / kChecksumBlockBytes) {}
 
 size_t SegmentLog::segment_count() const {
   std::shared_lock lock(table_mu_);
@@ -651,7 +652,26 @@ void SegmentLog::ChecksumsCommitted(uint64_t to) {
   std::lock_guard lock(crc_mu_);
   auto it = pending_crcs_.begin();
   while (it != pending_crcs_.end() && it->end <= to) ++it;
+  if (it != pending_crcs_.begin() && (it - 1)->end == to) {
+    committed_crc_block_ = (it - 1)->block;
+    committed_crc_value_ = (it - 1)->crc;
+    committed_crc_known_ = true;
+  }
   pending_crcs_.erase(pending_crcs_.begin(), it);
+}
+
+void SegmentLog::RewindChecksumsLocked(uint64_t to) {
+  std::lock_guard lock(crc_mu_);
+  std::erase_if(pending_crcs_, [&](const PendingChecksum& p) { return p.end > to; });
+  if (!pending_crcs_.empty() && pending_crcs_.back().end == to) {
+    crc_block_ = pending_crcs_.back().block;
+    crc_value_ = pending_crcs_.back().crc;
+    crc_known_ = true;
+  } else {
+    crc_block_ = committed_crc_block_;
+    crc_value_ = committed_crc_value_;
+    crc_known_ = committed_crc_known_;
+  }
 }
 
 Status SegmentLog::CheckChecksums(uint64_t recorded_tail,
@@ -793,6 +813,12 @@ void SegmentLog::InitChecksums(const ChecksumRecovery& found) {
   crc_known_ = found.last_known;
   crc_value_ = BlockStart(crc_block_) == t ? 0 : found.last_crc;
   if (BlockStart(crc_block_) == t) crc_known_ = true;
+  {
+    std::lock_guard lock(crc_mu_);
+    committed_crc_block_ = crc_block_;
+    committed_crc_value_ = crc_value_;
+    committed_crc_known_ = crc_known_;
+  }
   // Every whole block below the one holding the tail is checked on its
   // first read, unless recovery checked it already.
   verify_first_ = start_pos / kChecksumBlockBytes;

@@ -235,6 +235,11 @@ class SegmentLog final : public StreamLog {
   void PendingChecksums(uint64_t to, std::vector<BlockChecksum>* out) const;
   // The commit recording `to` succeeded.
   void ChecksumsCommitted(uint64_t to);
+  // Forgets the checksums of bytes past `to`, the last committed tail, and
+  // makes the next append extend the checksum as of `to`: for a log whose
+  // uncommitted bytes are dropped again (a commit failed; the caller holds
+  // append_mu_ and cuts the files). A no-op when nothing is past `to`.
+  void RewindChecksumsLocked(uint64_t to);
   // Recovery, on a log just opened by Recover with the stream's recorded
   // tail `recorded_tail`: checks the block holding the tail, the blocks
   // before it back to the first one that matches (a power loss leaves a
@@ -349,6 +354,11 @@ class SegmentLog final : public StreamLog {
   };
   mutable std::mutex crc_mu_;
   std::vector<PendingChecksum> pending_crcs_;  // guarded by crc_mu_
+  // The running checksum as of the last committed tail (crc_mu_), what
+  // RewindChecksumsLocked goes back to.
+  uint64_t committed_crc_block_ = 0;
+  uint32_t committed_crc_value_ = 0;
+  bool committed_crc_known_ = true;
   // Blocks [verify_first_, verify_first_ + verify_count_) existed at open
   // and are checked on their first read (a set bit: checked). Fixed by
   // InitChecksums before the log is shared.
