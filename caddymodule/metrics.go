@@ -52,6 +52,9 @@ var (
 		storageErrors: prometheus.NewDesc("caddy_durable_streams_storage_errors_total",
 			`Requests answered with a storage error since the engine opened, by storage and reason ("no_space": 507, "io_error": 500).`,
 			[]string{"storage", "reason"}, nil),
+		checksumFailures: prometheus.NewDesc("caddy_durable_streams_checksum_failures_total",
+			"Reads refused with 500 because bytes in a data_dir did not match their checksum, by storage (the log names stream and range).",
+			[]string{"storage"}, nil),
 	}
 )
 
@@ -142,7 +145,7 @@ var statusLabels = func() []string {
 // engineCollector reports every open engine's counters at scrape time.
 type engineCollector struct {
 	streams, parked, adopted, appends, appendedBytes *prometheus.Desc
-	commits, committedWrites                         *prometheus.Desc // data_dir engines only
+	commits, committedWrites, checksumFailures       *prometheus.Desc // data_dir engines only
 	storageState, storageErrors                      *prometheus.Desc // data_dir engines only
 }
 
@@ -156,6 +159,7 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.committedWrites
 	ch <- c.storageState
 	ch <- c.storageErrors
+	ch <- c.checksumFailures
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
@@ -174,6 +178,7 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.storageState, prometheus.GaugeValue, float64(s.StorageState), key)
 		ch <- prometheus.MustNewConstMetric(c.storageErrors, prometheus.CounterValue, float64(s.NoSpaceAnswers), key, "no_space")
 		ch <- prometheus.MustNewConstMetric(c.storageErrors, prometheus.CounterValue, float64(s.StorageErrorAnswers), key, "io_error")
+		ch <- prometheus.MustNewConstMetric(c.checksumFailures, prometheus.CounterValue, float64(s.ChecksumFailures), key)
 	})
 }
 

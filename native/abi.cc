@@ -289,6 +289,7 @@ void ds_engine_stats(ds_engine* engine, ds_stats* out) {
     out->storage_state = s.writes_failed ? 2 : s.no_space ? 1 : 0;
     out->storage_no_space_answers = s.answered_no_space;
     out->storage_io_error_answers = s.answered_io_error;
+    out->checksum_failures = s.checksum_failures;
   } catch (...) {
     *out = ds_stats{};
   }

@@ -68,7 +68,7 @@ func (c Code) Error() string { return C.GoString(C.ds_code_name(C.ds_code(c))) }
 // Error is a failed engine call: the operation, the engine's code and its
 // message. It unwraps to its Code.
 type Error struct {
-	Op      string // "open", "handle", "resume", "adopt", "backup"
+	Op      string // "open", "handle", "resume", "adopt", "backup", "verify"
 	Code    Code
 	Message string // may be empty
 }
@@ -276,6 +276,35 @@ func Backup(dataDir, dest string) error {
 	return nil
 }
 
+// VerifyResult is what Verify found (ds_verify_result).
+type VerifyResult struct {
+	Streams  uint64   // streams in the snapshot
+	Blocks   uint64   // checksum blocks compared
+	Bytes    uint64   // bytes they hold
+	Problems []string // one line per problem: stream id, path, byte range
+}
+
+// Verify checks every stream's segment bytes in dataDir against their
+// stored checksums, offline or while a server writes to dataDir. An error
+// means the check could not run; problems found are in the result.
+func Verify(dataDir string) (VerifyResult, error) {
+	cdir := C.CString(dataDir)
+	defer C.free(unsafe.Pointer(cdir))
+	var cerr C.ds_error
+	var out C.ds_verify_result
+	if code := C.ds_verify(cdir, &out, &cerr); code != C.DS_OK {
+		return VerifyResult{}, newError("verify", code, &cerr)
+	}
+	defer C.ds_verify_result_free(&out)
+	r := VerifyResult{Streams: uint64(out.streams), Blocks: uint64(out.blocks), Bytes: uint64(out.bytes)}
+	for _, line := range strings.Split(C.GoString(out.report), "\n") {
+		if line != "" {
+			r.Problems = append(r.Problems, line)
+		}
+	}
+	return r, nil
+}
+
 // Version is the engine's version string (ds_version).
 func Version() string { return C.GoString(C.ds_version()) }
 
@@ -297,6 +326,9 @@ type Stats struct {
 	StorageState        StorageState
 	NoSpaceAnswers      uint64
 	StorageErrorAnswers uint64
+
+	// Reads refused because stored bytes did not match their checksum.
+	ChecksumFailures uint64
 }
 
 // StorageState is an engine's storage health.
@@ -334,6 +366,7 @@ func (e *Engine) Stats() Stats {
 		StorageState:        StorageState(s.storage_state),
 		NoSpaceAnswers:      uint64(s.storage_no_space_answers),
 		StorageErrorAnswers: uint64(s.storage_io_error_answers),
+		ChecksumFailures:    uint64(s.checksum_failures),
 	}
 }
 

@@ -285,6 +285,23 @@ void ds_response_free(ds_response* response);
  * duration of the copy. */
 ds_code ds_backup(const char* data_dir, const char* dest, ds_error* err);
 
+/* Checks every stream's segment bytes in data_dir against their stored
+ * checksums, offline or while a server writes to it (one LMDB read
+ * snapshot; bytes committed after it are not checked). DS_OK means the
+ * check ran: out->problems says what it found, out->report has one line
+ * per problem (stream id, path and byte range). Free out->report with
+ * ds_verify_result_free. */
+typedef struct ds_verify_result {
+  uint64_t streams;  /* streams in the snapshot */
+  uint64_t blocks;   /* checksum blocks read and compared */
+  uint64_t bytes;    /* bytes they hold */
+  uint64_t problems; /* mismatches, missing bytes, missing checksums */
+  char* report;      /* NUL-terminated, "" when problems == 0 */
+} ds_verify_result;
+
+ds_code ds_verify(const char* data_dir, ds_verify_result* out, ds_error* err);
+void ds_verify_result_free(ds_verify_result* result);
+
 /* ---- Introspection ----------------------------------------------------- */
 
 typedef struct ds_stats {
@@ -307,6 +324,9 @@ typedef struct ds_stats {
   uint64_t storage_state;
   uint64_t storage_no_space_answers;
   uint64_t storage_io_error_answers;
+  /* Reads refused (500) because stored bytes did not match their checksum
+     (data_dir only). */
+  uint64_t checksum_failures;
 } ds_stats;
 
 void ds_engine_stats(ds_engine* engine, ds_stats* out);

@@ -511,6 +511,7 @@ EngineStats Engine::Stats() const {
   }
   stats.answered_no_space = answered_no_space_.load();
   stats.answered_io_error = answered_io_error_.load();
+  stats.checksum_failures = store_->checksum_failures();
   if (commit_queue_) {
     const CommitQueue::Counters c = commit_queue_->counters();
     stats.submitted_writes = c.enqueued;

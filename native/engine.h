@@ -81,6 +81,8 @@ struct EngineStats {
   bool writes_failed = false;
   uint64_t answered_no_space = 0;  // 507s
   uint64_t answered_io_error = 0;  // 500s for storage errors, refusals included
+  // Reads refused because stored bytes did not match their checksum.
+  uint64_t checksum_failures = 0;
 };
 
 class Engine : private SseSource {

@@ -35,8 +35,67 @@ int OpenDbs(MDB_txn* txn, bool create, Dbs* dbs) {
   if (rc != 0) return rc;
   rc = mdb_dbi_open(txn, kWalDb, flags, &dbs->wal);
   dbs->has_wal = rc == 0;
+  if (rc != 0 && !(rc == MDB_NOTFOUND && !create)) return rc;
+  rc = mdb_dbi_open(txn, kCrcDb, flags, &dbs->crc);
+  dbs->has_crc = rc == 0;
   if (rc == MDB_NOTFOUND && !create) return 0;
   return rc;
+}
+
+std::string CrcKey(uint64_t stream_id, uint64_t block) {
+  std::string key = StreamKey(stream_id);
+  key += StreamKey(block);  // the same 8-byte big-endian spelling
+  return key;
+}
+
+int PutCrc(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t block, uint32_t crc) {
+  const std::string key = CrcKey(stream_id, block);
+  char value[4];
+  for (int i = 0; i < 4; ++i) value[i] = static_cast<char>(crc >> (8 * i));
+  MDB_val k = Val(key), v = Val(std::string_view(value, 4));
+  return mdb_put(txn, dbs.crc, &k, &v, 0);
+}
+
+int GetCrcs(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t first, uint64_t last,
+            std::vector<std::pair<uint64_t, uint32_t>>* out) {
+  if (!dbs.has_crc) return 0;
+  Cursor cursor;
+  int rc = cursor.Open(txn, dbs.crc);
+  if (rc != 0) return rc;
+  const std::string from = CrcKey(stream_id, first);
+  MDB_val k = Val(from), v;
+  for (rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_SET_RANGE); rc == 0;
+       rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT)) {
+    uint64_t id = 0, block = 0;
+    const std::string_view key = View(k);
+    if (key.size() != 16 || !ParseStreamKey(key.substr(0, 8), &id) || id != stream_id) break;
+    if (!ParseStreamKey(key.substr(8), &block) || block > last) break;
+    if (v.mv_size != 4) return MDB_CORRUPTED;
+    const auto* b = static_cast<const unsigned char*>(v.mv_data);
+    out->emplace_back(block, static_cast<uint32_t>(b[0]) | static_cast<uint32_t>(b[1]) << 8 |
+                                 static_cast<uint32_t>(b[2]) << 16 | static_cast<uint32_t>(b[3]) << 24);
+  }
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int DeleteCrcs(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t first, uint64_t last) {
+  if (!dbs.has_crc || first >= last) return 0;
+  Cursor cursor;
+  int rc = cursor.Open(txn, dbs.crc);
+  if (rc != 0) return rc;
+  const std::string from = CrcKey(stream_id, first);
+  for (;;) {
+    MDB_val k = Val(from), v;
+    rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc != 0) return rc;
+    uint64_t id = 0, block = 0;
+    const std::string_view key = View(k);
+    if (key.size() != 16 || !ParseStreamKey(key.substr(0, 8), &id) || id != stream_id) return 0;
+    if (!ParseStreamKey(key.substr(8), &block) || block >= last) return 0;
+    rc = mdb_cursor_del(cursor.get(), 0);
+    if (rc != 0) return rc;
+  }
 }
 
 std::string WalKey(uint64_t commit_seq, uint64_t stream_id, uint64_t position) {
@@ -114,6 +173,8 @@ int EraseStream(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id) {
   MDB_val k = Val(key);
   int rc = mdb_del(txn, dbs.streams, &k, nullptr);
   if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+  rc = DeleteCrcs(txn, dbs, stream_id, 0, UINT64_MAX);
+  if (rc != 0) return rc;
   // Producer keys start with the stream key: delete the whole range,
   // seeking afresh after each delete (a stream has few producers).
   Cursor cursor;

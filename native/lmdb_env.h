@@ -93,24 +93,33 @@ struct Dbs {
   MDB_dbi meta = 0;
   MDB_dbi wal = 0;  // valid when has_wal
   bool has_wal = false;
+  MDB_dbi crc = 0;  // valid when has_crc (format 4)
+  bool has_crc = false;
 };
 inline constexpr unsigned kMaxDbs = 8;  // four, and room for more
 inline constexpr const char* kStreamsDb = "streams";
 inline constexpr const char* kProducersDb = "producers";
 inline constexpr const char* kMetaDb = "meta";
 inline constexpr const char* kWalDb = "wal";
+inline constexpr const char* kCrcDb = "crc";
 inline constexpr std::string_view kFormatVersionKey = "format_version";
 inline constexpr std::string_view kNextStreamIdKey = "next_stream_id";
 // The layout version this code writes (STORAGE_FORMAT.md). Version 2 added
-// the `wal` database, version 3 led its keys with the commit sequence. Older
+// the `wal` database, version 3 led its keys with the commit sequence,
+// version 4 added the `crc` database (checksums of segment bytes). Older
 // environments are upgraded on open (version 1 has no wal entries to lose;
-// version 2's are read as they are and replayed), and an older server
+// version 2's are read as they are and replayed; before version 4 the
+// checksums are computed from the segments once), and an older server
 // refuses a newer version.
-inline constexpr uint64_t kFormatVersion = 3;
+inline constexpr uint64_t kFormatVersion = 4;
+// The version whose layout the checksum upgrade starts from: an older
+// directory is written as this until its checksums are in place.
+inline constexpr uint64_t kLastFormatWithoutChecksums = 3;
 inline constexpr uint64_t kOldestReadableFormatVersion = 1;
 
 // Opens the databases; with `create`, in a write transaction, makes them.
-// Without it, a missing `wal` database (format version 1) is no error.
+// Without it, a missing `wal` (format version 1) or `crc` database (before
+// version 4) is no error.
 int OpenDbs(MDB_txn* txn, bool create, Dbs* dbs);
 
 // `wal` database key (format 3): the commit's sequence number, the stream
@@ -124,13 +133,27 @@ std::string WalKey(uint64_t commit_seq, uint64_t stream_id, uint64_t position);
 // *commit_seq is then 0).
 bool ParseWalKey(std::string_view key, uint64_t* commit_seq, uint64_t* stream_id, uint64_t* position);
 
+// `crc` database key: stream id ‖ block index, 8 bytes big-endian each, so
+// a stream's checksums are one key range in block order. The value is the
+// CRC32C (u32 little-endian) of the block's bytes below the stream's
+// committed tail (see segment_log.h, kChecksumBlockBytes).
+std::string CrcKey(uint64_t stream_id, uint64_t block);
+int PutCrc(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t block, uint32_t crc);
+// The stored checksums of blocks [first, last] of a stream that has them,
+// in block order.
+int GetCrcs(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t first, uint64_t last,
+            std::vector<std::pair<uint64_t, uint32_t>>* out);
+// Deletes a stream's checksums of blocks [first, last).
+int DeleteCrcs(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t first, uint64_t last);
+
 int GetU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t* value, bool* found);
 int PutU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t value);
 
 int PutStream(MDB_txn* txn, const Dbs& dbs, const StreamRecord& record);
 // Inserts or replaces one producer's state (bucketed for long ids).
 int PutProducer(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, const ProducerRecord& producer);
-// Deletes a stream's record and all its producers. A missing record is fine.
+// Deletes a stream's record, all its producers and its checksums. A
+// missing record is fine.
 int EraseStream(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id);
 
 // Every stream record with its producers, in id order (log left null).

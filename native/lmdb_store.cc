@@ -199,6 +199,10 @@ Status LmdbStore::Open(const LmdbStoreOptions& options, std::unique_ptr<LmdbStor
   files.max_open_files = options.max_open_files;
   files.track_unsynced = options.fsync != DS_FSYNC_ALWAYS;
   store->files_ = std::make_shared<SegmentFiles>(std::move(files));
+  store->files_->SetChecksumSource([s = store.get()](uint64_t id, uint64_t first, uint64_t last,
+                                                     std::vector<std::pair<uint64_t, uint32_t>>* out) {
+    return s->LoadChecksums(id, first, last, out);
+  });
   try {
     if (options.fsync == DS_FSYNC_ALWAYS) store->sync_pool_ = std::make_unique<LogSyncPool>(kSyncThreads - 1);
     if (options.fsync == DS_FSYNC_INTERVAL) {
@@ -212,6 +216,9 @@ Status LmdbStore::Open(const LmdbStoreOptions& options, std::unique_ptr<LmdbStor
 }
 
 LmdbStore::~LmdbStore() {
+  // Logs may outlive the store; their reads must stop looking in our
+  // environment before it closes.
+  if (files_ != nullptr) files_->SetChecksumSource(nullptr);
   if (syncer_.joinable()) {
     {
       std::lock_guard lock(syncer_mu_);
@@ -293,11 +300,20 @@ Status LmdbStore::OpenEnvironment() {
       unknown_format = true;
       return MDB_INCOMPATIBLE;  // aborts the transaction
     }
-    if (!found || found_version != lmdb::kFormatVersion) {
-      // New, or an older layout this code upgrades (OpenDbs made the rest).
+    if (!found) {
+      // New: no segments, so no checksums to compute.
       found_version = lmdb::kFormatVersion;
       err = lmdb::PutU64(txn, dbs_.meta, lmdb::kFormatVersionKey, lmdb::kFormatVersion);
       if (err != 0) return err;
+    } else if (found_version < lmdb::kFormatVersion) {
+      // An older layout this code upgrades (OpenDbs made the databases).
+      // The checksums are computed by Recover, which then writes the
+      // version: until then the directory stays readable as version 3.
+      upgrade_checksums_ = true;
+      if (found_version < lmdb::kLastFormatWithoutChecksums) {
+        err = lmdb::PutU64(txn, dbs_.meta, lmdb::kFormatVersionKey, lmdb::kLastFormatWithoutChecksums);
+        if (err != 0) return err;
+      }
     }
     err = lmdb::GetU64(txn, dbs_.meta, lmdb::kNextStreamIdKey, &next, &found);
     if (!found) next = 1;
@@ -465,6 +481,7 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
   // independent (one directory each), so this runs on several threads: at
   // 100,000 streams it is a few hundred thousand directory syscalls.
   std::vector<Status> results(loaded.size());
+  std::vector<ChecksumRecovery> checksums(loaded.size());
   auto recover_range = [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
       StreamRecord& rec = loaded[i].record;
@@ -475,15 +492,35 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
              " is below its fork offset " + std::to_string(base) + "; treating it as empty");
         tail = base;
       }
+      std::vector<std::pair<uint64_t, uint64_t>> replayed;
       if (auto it = wal.find(rec.id); it != wal.end()) {
         // Committed bytes a power loss may have kept from the files.
         results[i] = SegmentLog::ReplayWal(files_, rec.id, std::max(rec.start, base), tail,
-                                           it->second);
+                                           it->second, &replayed);
         if (!results[i].ok()) return;
       }
+      const uint64_t recorded = tail;
       std::unique_ptr<SegmentLog> log;
       results[i] = SegmentLog::Recover(files_, rec.id, base, rec.start, &tail, &log);
       if (!results[i].ok()) return;
+      // Every byte kept must be one that was written: the checksums of the
+      // tail region and of what the wal wrote back must match.
+      ChecksumRecovery& found = checksums[i];
+      if (upgrade_checksums_) {
+        results[i] = log->ComputeChecksums(&found);
+      } else {
+        results[i] = log->CheckChecksums(recorded, replayed, &found);
+        if (results[i].ok() && found.good_tail < tail) {
+          Warn("stream " + std::to_string(rec.id) + " (" + files_->StreamDir(rec.id) + "): bytes [" +
+               std::to_string(found.good_tail) + ", " + std::to_string(tail) +
+               ") do not match their checksums; lowering the tail to " + std::to_string(found.good_tail) +
+               " (acknowledged bytes were lost or damaged)");
+          tail = found.good_tail;
+          results[i] = SegmentLog::Recover(files_, rec.id, base, rec.start, &tail, &log);
+        }
+      }
+      if (!results[i].ok()) return;
+      log->InitChecksums(found);
       rec.tail = tail;  // lowered if bytes were missing
       rec.start = log->start();
       loaded[i].log = std::move(log);
@@ -512,19 +549,40 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
   }
   std::vector<StreamRecord> lowered;
   uint64_t max_id = 0;
+  bool checksum_repairs = false;
   for (size_t i = 0; i < loaded.size(); ++i) {
     if (!results[i].ok()) return results[i];
     max_id = std::max(max_id, loaded[i].record.id);
     if (loaded[i].record.tail != recorded_tails[i]) lowered.push_back(loaded[i].record);
+    if (!upgrade_checksums_ && !checksums[i].puts.empty()) checksum_repairs = true;
   }
 
   // Record what recovery found, so the next start does not warn again.
-  if (!lowered.empty() || !orphan_producers.empty()) {
+  if (!lowered.empty() || !orphan_producers.empty() || checksum_repairs) {
     std::lock_guard lock(commit_mu_);
     s = Write("record recovery repairs", [&](MDB_txn* txn) -> int {
       for (const StreamRecord& record : lowered) {
         int rc = lmdb::PutStream(txn, dbs_, record);
         if (rc != 0) return rc;
+        // Checksums of blocks wholly past the lowered tail describe bytes
+        // that are gone.
+        const uint64_t b = record.tail / kChecksumBlockBytes;
+        const bool empty = std::max(b * kChecksumBlockBytes, record.fork_offset) >= record.tail;
+        rc = lmdb::DeleteCrcs(txn, dbs_, record.id, empty ? b : b + 1, UINT64_MAX);
+        if (rc != 0) return rc;
+      }
+      for (size_t i = 0; !upgrade_checksums_ && i < loaded.size(); ++i) {
+        for (const BlockChecksum& c : checksums[i].puts) {
+          int rc = lmdb::PutCrc(txn, dbs_, loaded[i].record.id, c.block, c.crc);
+          if (rc != 0) return rc;
+        }
+        if (!checksums[i].last_known) {
+          // No valid checksum for the block holding the tail: drop the
+          // stale one, the block goes unchecked.
+          const uint64_t b = loaded[i].record.tail / kChecksumBlockBytes;
+          int rc = lmdb::DeleteCrcs(txn, dbs_, loaded[i].record.id, b, b + 1);
+          if (rc != 0) return rc;
+        }
       }
       for (const std::string& key : orphan_producers) {
         MDB_val k = lmdb::Val(key);
@@ -533,6 +591,11 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
       }
       return 0;
     });
+    if (!s.ok()) return s;
+  }
+
+  if (upgrade_checksums_) {
+    s = StoreUpgradeChecksums(loaded, checksums);
     if (!s.ok()) return s;
   }
 
@@ -573,6 +636,61 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
 Status LmdbStore::CreateLog(uint64_t stream_id, uint64_t base, std::unique_ptr<StreamLog>* log) {
   if (stream_id == 0) return Status::InvalidArgument("stream id 0 is reserved");
   *log = std::make_unique<SegmentLog>(files_, stream_id, base);
+  return Status::OK();
+}
+
+Status LmdbStore::LoadChecksums(uint64_t stream_id, uint64_t first, uint64_t last,
+                                std::vector<std::pair<uint64_t, uint32_t>>* out) {
+  std::lock_guard one_at_a_time(checksum_read_mu_);
+  std::shared_lock lock(env_mu_);
+  lmdb::Txn txn;
+  int rc = txn.Begin(env_.get(), MDB_RDONLY);
+  if (rc == 0) rc = lmdb::GetCrcs(txn.get(), dbs_, stream_id, first, last, out);
+  if (rc != 0) return lmdb::ToStatus("read the checksums of stream " + std::to_string(stream_id), rc);
+  return Status::OK();
+}
+
+Status LmdbStore::StoreUpgradeChecksums(const std::vector<RecoveredStream>& streams,
+                                        const std::vector<ChecksumRecovery>& checksums) {
+  // In slices (one transaction for a whole large directory could outgrow
+  // LMDB's dirty-page limit); the version goes last, so a crash part way
+  // leaves a version 3 directory whose next open starts over.
+  constexpr size_t kPerTxn = 16384;
+  std::lock_guard lock(commit_mu_);
+  Status s = Write("start the checksum upgrade",
+                   [&](MDB_txn* txn) -> int { return mdb_drop(txn, dbs_.crc, 0); });
+  size_t i = 0, j = 0;
+  uint64_t blocks = 0;
+  while (s.ok() && i < streams.size()) {
+    const size_t from_i = i, from_j = j;
+    s = Write("store checksums computed for the upgrade", [&](MDB_txn* txn) -> int {
+      i = from_i;
+      j = from_j;
+      for (size_t n = 0; n < kPerTxn && i < streams.size();) {
+        const std::vector<BlockChecksum>& puts = checksums[i].puts;
+        for (; j < puts.size() && n < kPerTxn; ++j, ++n) {
+          int rc = lmdb::PutCrc(txn, dbs_, streams[i].record.id, puts[j].block, puts[j].crc);
+          if (rc != 0) return rc;
+        }
+        if (j == puts.size()) {
+          ++i;
+          j = 0;
+        }
+      }
+      return 0;
+    });
+  }
+  for (const ChecksumRecovery& c : checksums) blocks += c.puts.size();
+  if (s.ok()) {
+    s = Write("record storage format 4", [&](MDB_txn* txn) -> int {
+      return lmdb::PutU64(txn, dbs_.meta, lmdb::kFormatVersionKey, lmdb::kFormatVersion);
+    });
+  }
+  if (!s.ok()) return s;
+  upgrade_checksums_ = false;
+  Warn("upgraded " + options_.data_dir + " to storage format " + std::to_string(lmdb::kFormatVersion) +
+       ": computed checksums of " + std::to_string(blocks) + " blocks of " + std::to_string(streams.size()) +
+       " streams");
   return Status::OK();
 }
 
@@ -693,6 +811,28 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     }
   }
 
+  // The checksums of the bytes the new tails cover, stored with them.
+  struct Checksums {
+    uint64_t stream_id = 0;
+    uint64_t to = 0;
+    SegmentLog* log = nullptr;
+    std::vector<BlockChecksum> blocks;
+  };
+  std::vector<Checksums> checksums;
+  for (const StreamMutation& m : batch) {
+    if (m.kind != StreamMutation::Kind::kUpsert || m.log == nullptr || !dbs_.has_crc) continue;
+    auto* segment_log = dynamic_cast<SegmentLog*>(m.log);
+    if (segment_log == nullptr) continue;
+    auto same = std::find_if(checksums.begin(), checksums.end(),
+                             [&](const Checksums& c) { return c.log == segment_log; });
+    if (same == checksums.end()) {
+      checksums.push_back(Checksums{m.record.id, m.record.tail, segment_log, {}});
+    } else {
+      same->to = std::max(same->to, m.record.tail);
+    }
+  }
+  for (Checksums& c : checksums) c.log->PendingChecksums(c.to, &c.blocks);
+
   // (b, c) One transaction for the whole batch.
   std::vector<uint64_t> erased;
   {
@@ -719,8 +859,18 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
           for (size_t i = 0; rc == 0 && i < m.producers.size(); ++i) {
             rc = lmdb::PutProducer(txn, dbs_, m.record.id, m.producers[i]);
           }
+          if (rc == 0 && m.record.start > m.record.fork_offset && dbs_.has_crc) {
+            // Retention: blocks wholly below the retained start are gone.
+            rc = lmdb::DeleteCrcs(txn, dbs_, m.record.id, 0, m.record.start / kChecksumBlockBytes);
+          }
         }
         if (rc != 0) return rc;
+      }
+      for (const Checksums& c : checksums) {
+        for (const BlockChecksum& b : c.blocks) {
+          int rc = lmdb::PutCrc(txn, dbs_, c.stream_id, b.block, b.crc);
+          if (rc != 0) return rc;
+        }
       }
       if (next != next_stream_id_) return lmdb::PutU64(txn, dbs_.meta, lmdb::kNextStreamIdKey, next);
       return 0;
@@ -744,6 +894,7 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     wal_bytes_ += wal_total;
   }
   for (const WalWrite& w : wal) w.log->WalCommitted(w.to);
+  for (const Checksums& c : checksums) c.log->ChecksumsCommitted(c.to);
 
   // (d) Erased streams' bytes, now that no record points at them. A
   // failure leaves an orphan directory that the next Recover removes.

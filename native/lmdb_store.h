@@ -84,6 +84,9 @@ class LmdbStore final : public Store {
   // INTERVAL and OFF. Thread-safe; briefly excludes Commit.
   Status Flush();
 
+  // Reads refused since open because bytes did not match their checksum.
+  uint64_t checksum_failures() const override { return files_->checksum_failures(); }
+
   const LmdbStoreOptions& options() const { return options_; }
   uint64_t map_bytes() const;
   size_t open_segment_files() const { return files_->fds().size(); }
@@ -164,6 +167,20 @@ class LmdbStore final : public Store {
                  std::unordered_map<uint64_t, std::vector<SegmentLog::WalEntry>>* wal,
                  uint64_t* max_seq);
   std::unique_ptr<LogSyncPool> sync_pool_;
+
+  // Checksums (STORAGE_FORMAT.md, "Checksums"). The stored checksums of
+  // blocks [first, last] of a stream, in one read transaction.
+  Status LoadChecksums(uint64_t stream_id, uint64_t first, uint64_t last,
+                       std::vector<std::pair<uint64_t, uint32_t>>* out);
+  // A directory older than format 4 has none: Recover computes them from
+  // the segments and stores them, then the format version.
+  bool upgrade_checksums_ = false;
+  // One checksum lookup at a time: each is a short read transaction, and
+  // many readers checking blocks at once after a start must not use up
+  // LMDB's reader slots (MDB_READERS_FULL would fail their reads).
+  std::mutex checksum_read_mu_;
+  Status StoreUpgradeChecksums(const std::vector<RecoveredStream>& streams,
+                               const std::vector<ChecksumRecovery>& checksums);
 
   std::mutex syncer_mu_;
   std::condition_variable syncer_cv_;

@@ -11,6 +11,8 @@
 #include <limits>
 #include <utility>
 
+#include "crc32c.h"
+
 namespace ds {
 namespace {
 
@@ -200,6 +202,18 @@ Status SegmentFiles::SyncUnsynced() {
   return Status::OK();
 }
 
+void SegmentFiles::SetChecksumSource(ChecksumSource source) {
+  std::unique_lock lock(checksum_mu_);
+  checksum_source_ = std::move(source);
+}
+
+Status SegmentFiles::LoadChecksums(uint64_t stream_id, uint64_t first, uint64_t last,
+                                   std::vector<std::pair<uint64_t, uint32_t>>* out) const {
+  std::shared_lock lock(checksum_mu_);
+  if (!checksum_source_) return Status::NotSupported("no checksums");
+  return checksum_source_(stream_id, first, last, out);
+}
+
 Status SegmentFiles::RemoveStream(uint64_t stream_id) {
   const std::string dir = StreamDir(stream_id);
   std::vector<std::string> names;
@@ -224,7 +238,9 @@ SegmentLog::SegmentLog(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, 
       base_(base),
       start_(base),
       tail_(base),
-      synced_(base) {}
+      synced_(base),
+      crc_block_(base / kChecksumBlockBytes),
+      committed_crc_block_(base / kChecksumBlockBytes) {}
 
 size_t SegmentLog::segment_count() const {
   std::shared_lock lock(table_mu_);
@@ -294,6 +310,73 @@ bool SegmentLog::Locate(uint64_t pos, uint64_t* seg_base, uint64_t* seg_end) con
 }
 
 Status SegmentLog::Read(uint64_t from, size_t len, std::string* out) const {
+  const size_t old_size = out->size();
+  Status s = ReadUnchecked(from, len, out);
+  if (!s.ok() || verify_count_ == 0 || len == 0) return s;
+  s = CheckRead(from, len, out->data() + old_size);
+  if (!s.ok()) out->resize(old_size);
+  return s;
+}
+
+bool SegmentLog::Verified(uint64_t block) const {
+  if (block < verify_first_ || block - verify_first_ >= verify_count_) return true;
+  const uint64_t i = block - verify_first_;
+  return (verified_[i / 64].load(std::memory_order_acquire) >> (i % 64)) & 1;
+}
+
+void SegmentLog::MarkVerified(uint64_t block) const {
+  if (block < verify_first_ || block - verify_first_ >= verify_count_) return;
+  const uint64_t i = block - verify_first_;
+  verified_[i / 64].fetch_or(uint64_t{1} << (i % 64), std::memory_order_acq_rel);
+}
+
+Status SegmentLog::CheckRead(uint64_t from, size_t len, const char* data) const {
+  const uint64_t first = std::max(from / kChecksumBlockBytes, verify_first_);
+  const uint64_t last = std::min((from + len - 1) / kChecksumBlockBytes, verify_first_ + verify_count_ - 1);
+  std::vector<uint64_t> todo;
+  for (uint64_t b = first; b <= last && first <= last; ++b) {
+    if (!Verified(b)) todo.push_back(b);
+  }
+  if (todo.empty()) return Status::OK();
+  std::vector<std::pair<uint64_t, uint32_t>> stored;
+  Status s = files_->LoadChecksums(stream_id_, todo.front(), todo.back(), &stored);
+  if (s.code() == Status::Code::kNotSupported) return Status::OK();  // no store behind us
+  if (!s.ok()) return s;
+  size_t j = 0;
+  for (uint64_t b : todo) {
+    // Every block in the checked range is whole: the one holding the tail
+    // at open was checked by recovery.
+    const uint64_t lo = BlockStart(b), hi = (b + 1) * kChecksumBlockBytes;
+    while (j < stored.size() && stored[j].first < b) ++j;
+    if (lo < start() || j == stored.size() || stored[j].first != b) {
+      // Retention dropped the block's first bytes, or it has no checksum:
+      // nothing to check it against.
+      MarkVerified(b);
+      continue;
+    }
+    uint32_t crc = 0;
+    if (lo >= from && hi <= from + len) {
+      crc = crc32c::Extend(0, data + (lo - from), hi - lo);
+    } else {
+      std::string block;
+      s = ReadUnchecked(lo, hi - lo, &block);
+      if (!s.ok()) return s;
+      crc = crc32c::Value(block);
+    }
+    if (crc != stored[j].second) {
+      files_->NoteChecksumFailure();
+      const std::string range = "bytes [" + std::to_string(lo) + ", " + std::to_string(hi) + ") of stream " +
+                                std::to_string(stream_id_);
+      Warn(range + " do not match their checksum; refusing to serve them (" +
+           files_->StreamDir(stream_id_) + ")");
+      return Status::Corruption(range + " do not match their checksum");
+    }
+    MarkVerified(b);
+  }
+  return Status::OK();
+}
+
+Status SegmentLog::ReadUnchecked(uint64_t from, size_t len, std::string* out) const {
   if (len == 0) return Status::OK();
   const uint64_t tail = tail_.load(std::memory_order_acquire);
   if (from >= base_ && from < start_.load(std::memory_order_acquire)) {
@@ -405,6 +488,32 @@ Status SegmentLog::Append(std::string_view bytes, int64_t now_ms) {
   const uint64_t segment_bytes = files_->segment_bytes();
   uint64_t pos = old_tail;
   Status s;
+  // The checksums as of this append's end, per block it touches: taken by
+  // the commit that records the new tail. Kept only if the append succeeds.
+  uint64_t crc_block = crc_block_;
+  uint32_t crc_value = crc_value_;
+  bool crc_known = crc_known_;
+  std::vector<PendingChecksum> crcs;
+  auto checksum = [&](uint64_t at, std::string_view piece) {
+    while (!piece.empty()) {
+      const uint64_t b = at / kChecksumBlockBytes;
+      if (b != crc_block) {
+        crc_block = b;
+        crc_value = 0;
+        crc_known = true;
+      }
+      const size_t m = static_cast<size_t>(std::min<uint64_t>(piece.size(), (b + 1) * kChecksumBlockBytes - at));
+      crc_value = crc32c::Extend(crc_value, piece.substr(0, m));
+      at += m;
+      piece.remove_prefix(m);
+      if (!crc_known) continue;
+      if (!crcs.empty() && crcs.back().block == b) {
+        crcs.back() = PendingChecksum{at, b, crc_value};
+      } else {
+        crcs.push_back(PendingChecksum{at, b, crc_value});
+      }
+    }
+  };
   while (!bytes.empty()) {
     if (bases_.empty() || pos - bases_.back() >= segment_bytes) {
       s = StartSegment(pos);
@@ -419,6 +528,7 @@ Status SegmentLog::Append(std::string_view bytes, int64_t now_ms) {
     s = files_->fds().Get(key, path, &fd);
     if (s.ok()) s = WriteAt(fd->get(), bytes.substr(0, n), pos - seg_base, path);
     if (!s.ok()) break;
+    checksum(pos, bytes.substr(0, n));
     active_write_ms_.store(now_ms, std::memory_order_relaxed);
     if (files_->tracks_unsynced()) files_->NoteUnsyncedFile(key);
     pos += n;
@@ -428,6 +538,13 @@ Status SegmentLog::Append(std::string_view bytes, int64_t now_ms) {
     RollBack(old_tail, old_count);
     active_write_ms_.store(old_write_ms, std::memory_order_relaxed);
     return s;
+  }
+  crc_block_ = crc_block;
+  crc_value_ = crc_value;
+  crc_known_ = crc_known;
+  if (!crcs.empty()) {
+    std::lock_guard lock(crc_mu_);
+    pending_crcs_.insert(pending_crcs_.end(), crcs.begin(), crcs.end());
   }
   // Publish the whole append at once (release: a reader that sees the new
   // tail sees the bytes, the file table entry and the unsynced flags).
@@ -458,6 +575,7 @@ Status SegmentLog::Rewind(uint64_t to) {
     active_write_ms_.store(write_ms_[keep - 1], std::memory_order_relaxed);
   }
   tail_.store(to, std::memory_order_release);
+  RewindChecksumsLocked(to);
   synced_ = std::min(synced_, to);
   wal_covered_ = std::min(wal_covered_, to);
   for (uint64_t seg_base : dropped) {
@@ -555,6 +673,204 @@ void SegmentLog::EndFilesystemSync(uint64_t tail, const Status& synced) {
   synced_ = std::max(synced_, tail);
 }
 
+// ---- Checksums -----------------------------------------------------------
+
+void SegmentLog::PendingChecksums(uint64_t to, std::vector<BlockChecksum>* out) const {
+  std::lock_guard lock(crc_mu_);
+  for (const PendingChecksum& p : pending_crcs_) {
+    if (p.end > to) break;  // appended after the record was taken
+    if (!out->empty() && out->back().block == p.block) {
+      out->back().crc = p.crc;
+    } else {
+      out->push_back(BlockChecksum{p.block, p.crc});
+    }
+  }
+}
+
+void SegmentLog::ChecksumsCommitted(uint64_t to) {
+  std::lock_guard lock(crc_mu_);
+  auto it = pending_crcs_.begin();
+  while (it != pending_crcs_.end() && it->end <= to) ++it;
+  if (it != pending_crcs_.begin() && (it - 1)->end == to) {
+    committed_crc_block_ = (it - 1)->block;
+    committed_crc_value_ = (it - 1)->crc;
+    committed_crc_known_ = true;
+  }
+  pending_crcs_.erase(pending_crcs_.begin(), it);
+}
+
+void SegmentLog::RewindChecksumsLocked(uint64_t to) {
+  std::lock_guard lock(crc_mu_);
+  std::erase_if(pending_crcs_, [&](const PendingChecksum& p) { return p.end > to; });
+  if (!pending_crcs_.empty() && pending_crcs_.back().end == to) {
+    crc_block_ = pending_crcs_.back().block;
+    crc_value_ = pending_crcs_.back().crc;
+    crc_known_ = true;
+  } else {
+    crc_block_ = committed_crc_block_;
+    crc_value_ = committed_crc_value_;
+    crc_known_ = committed_crc_known_;
+  }
+}
+
+Status SegmentLog::CheckChecksums(uint64_t recorded_tail,
+                                  const std::vector<std::pair<uint64_t, uint64_t>>& replayed,
+                                  ChecksumRecovery* out) const {
+  const uint64_t t = tail(), start_pos = start();
+  const uint64_t recorded = std::max(recorded_tail, t);
+  *out = ChecksumRecovery{};
+  out->good_tail = t;
+  enum class Result { kMatch, kMismatch, kUncheckable };
+  std::vector<uint64_t> checked;
+  std::vector<uint64_t> bad;  // mismatching blocks left for reads to refuse
+  uint64_t last_block_crc_for = UINT64_MAX;  // the block last_crc describes
+  // The block holding the tail, if the tail is not at its start: appends
+  // extend its checksum.
+  const uint64_t tail_block = BlockStart(t / kChecksumBlockBytes) < t ? t / kChecksumBlockBytes : UINT64_MAX;
+  // Checks block b against its stored checksum, which covers the block's
+  // bytes below the recorded tail.
+  auto check = [&](uint64_t b, Result* result) -> Status {
+    checked.push_back(b);
+    const uint64_t lo = BlockStart(b), end = (b + 1) * kChecksumBlockBytes;
+    const uint64_t hi = std::min(end, t), covered = std::min(end, recorded);
+    std::vector<std::pair<uint64_t, uint32_t>> stored;
+    Status s = files_->LoadChecksums(stream_id_, b, b, &stored);
+    if (s.code() == Status::Code::kNotSupported) s = Status::OK();
+    if (!s.ok()) return s;
+    const bool have = !stored.empty();
+    if (lo < start_pos) {
+      // Retention dropped the block's first bytes: nothing to check, but
+      // the stored value still extends if it covers exactly up to t.
+      *result = Result::kUncheckable;
+      if (have && hi == covered && b == tail_block) {
+        last_block_crc_for = b;
+        out->last_crc = stored[0].second;
+      }
+      return Status::OK();
+    }
+    std::string bytes;
+    s = ReadUnchecked(lo, hi - lo, &bytes);
+    if (!s.ok()) return s;
+    const uint32_t crc = crc32c::Value(bytes);
+    if (hi < covered || !have) {
+      // The tail was lowered inside this block (its stored checksum covers
+      // bytes that are gone), or it has none: the bytes kept define it.
+      out->puts.push_back(BlockChecksum{b, crc});
+      *result = Result::kUncheckable;
+    } else {
+      *result = crc == stored[0].second ? Result::kMatch : Result::kMismatch;
+    }
+    if (*result != Result::kMismatch && b == tail_block) {
+      last_block_crc_for = b;
+      out->last_crc = crc;
+    }
+    return Status::OK();
+  };
+  if (t > start_pos) {
+    // The tail region: from the last block back to the first that matches.
+    const uint64_t first = start_pos / kChecksumBlockBytes;
+    for (uint64_t b = (t - 1) / kChecksumBlockBytes + 1; b-- > first;) {
+      Result r;
+      Status s = check(b, &r);
+      if (!s.ok()) return s;
+      if (r != Result::kMismatch) break;
+      out->good_tail = BlockStart(b);
+    }
+    // Bytes written back from the wal: the rest of their blocks must agree.
+    for (const auto& [from, to] : replayed) {
+      const uint64_t end = std::min(to, out->good_tail);
+      if (from >= end) continue;
+      for (uint64_t b = from / kChecksumBlockBytes; b <= (end - 1) / kChecksumBlockBytes; ++b) {
+        if (std::find(checked.begin(), checked.end(), b) != checked.end()) continue;
+        Result r;
+        Status s = check(b, &r);
+        if (!s.ok()) return s;
+        if (r != Result::kMismatch) continue;
+        // Damaged below the tail region, where the wal could not repair
+        // it: the range is lost, but what follows it is not. Reads of it
+        // fail (and say why); the tail stays.
+        bad.push_back(b);
+        Warn("stream " + std::to_string(stream_id_) + " (" + files_->StreamDir(stream_id_) + "): bytes [" +
+             std::to_string(BlockStart(b)) + ", " + std::to_string((b + 1) * kChecksumBlockBytes) +
+             ") do not match their checksum after the write-ahead replay; reads of them will fail");
+      }
+    }
+  }
+  const uint64_t good = out->good_tail;
+  std::erase_if(out->puts, [&](const BlockChecksum& c) { return BlockStart(c.block) >= good; });
+  for (uint64_t b : checked) {
+    if (BlockStart(b) < good && std::find(bad.begin(), bad.end(), b) == bad.end()) out->verified.push_back(b);
+  }
+  const uint64_t last = good / kChecksumBlockBytes;
+  if (BlockStart(last) == good) {
+    out->last_known = true;  // the block holding the tail is empty
+    out->last_crc = 0;
+  } else if (last_block_crc_for == last) {
+    out->last_known = true;
+  } else if (good == recorded && t == start_pos) {
+    // Nothing readable (retention took it all): the stored value, if any,
+    // covers exactly [block start, tail).
+    std::vector<std::pair<uint64_t, uint32_t>> stored;
+    Status s = files_->LoadChecksums(stream_id_, last, last, &stored);
+    if (s.ok() && !stored.empty()) {
+      out->last_known = true;
+      out->last_crc = stored[0].second;
+    }
+  }
+  return Status::OK();
+}
+
+Status SegmentLog::ComputeChecksums(ChecksumRecovery* out) const {
+  const uint64_t t = tail(), start_pos = start();
+  *out = ChecksumRecovery{};
+  out->good_tail = t;
+  if (t > start_pos) {
+    for (uint64_t b = start_pos / kChecksumBlockBytes; b <= (t - 1) / kChecksumBlockBytes; ++b) {
+      const uint64_t lo = BlockStart(b), hi = std::min((b + 1) * kChecksumBlockBytes, t);
+      out->verified.push_back(b);  // computed from the bytes: nothing to check
+      if (lo < start_pos) continue;  // its first bytes are gone: no checksum
+      std::string bytes;
+      Status s = ReadUnchecked(lo, hi - lo, &bytes);
+      if (!s.ok()) return s;
+      out->puts.push_back(BlockChecksum{b, crc32c::Value(bytes)});
+    }
+  }
+  const uint64_t last = t / kChecksumBlockBytes;
+  if (BlockStart(last) == t) {
+    out->last_known = true;
+  } else if (!out->puts.empty() && out->puts.back().block == last) {
+    out->last_known = true;
+    out->last_crc = out->puts.back().crc;
+  }
+  return Status::OK();
+}
+
+void SegmentLog::InitChecksums(const ChecksumRecovery& found) {
+  std::lock_guard append_lock(append_mu_);
+  const uint64_t t = tail(), start_pos = start();
+  crc_block_ = t / kChecksumBlockBytes;
+  crc_known_ = found.last_known;
+  crc_value_ = BlockStart(crc_block_) == t ? 0 : found.last_crc;
+  if (BlockStart(crc_block_) == t) crc_known_ = true;
+  {
+    std::lock_guard lock(crc_mu_);
+    committed_crc_block_ = crc_block_;
+    committed_crc_value_ = crc_value_;
+    committed_crc_known_ = crc_known_;
+  }
+  // Every whole block below the one holding the tail is checked on its
+  // first read, unless recovery checked it already.
+  verify_first_ = start_pos / kChecksumBlockBytes;
+  verify_count_ = t > start_pos ? static_cast<size_t>((t - 1) / kChecksumBlockBytes - verify_first_) : 0;
+  verified_.reset();
+  if (verify_count_ > 0) {
+    const size_t words = (verify_count_ + 63) / 64;
+    verified_ = std::make_unique<std::atomic<uint64_t>[]>(words);
+    for (size_t i = 0; i < words; ++i) verified_[i].store(0, std::memory_order_relaxed);
+    for (uint64_t b : found.verified) MarkVerified(b);
+  }
+}
+
 // ---- Recovery ------------------------------------------------------------
 
 namespace {
@@ -588,8 +904,30 @@ Status CutFile(const std::string& path, uint64_t size) {
 
 }  // namespace
 
+namespace {
+
+// The end of the bytes present without a gap from `start`, given each
+// file's base (ascending) and size.
+uint64_t ContiguousEnd(const std::vector<uint64_t>& bases, const std::vector<uint64_t>& sizes,
+                       uint64_t start) {
+  auto it = std::upper_bound(bases.begin(), bases.end(), start);
+  if (it == bases.begin()) return start;
+  uint64_t pos = start;
+  for (size_t i = static_cast<size_t>(it - bases.begin()) - 1; i < bases.size(); ++i) {
+    if (bases[i] > pos) break;  // a missing file
+    const uint64_t next = i + 1 < bases.size() ? bases[i + 1] : UINT64_MAX;
+    const uint64_t end = bases[i] + sizes[i];
+    pos = std::max(pos, std::min(end, next));
+    if (end < next) break;  // a short file
+  }
+  return pos;
+}
+
+}  // namespace
+
 Status SegmentLog::ReplayWal(const std::shared_ptr<SegmentFiles>& files, uint64_t stream_id,
-                             uint64_t start, uint64_t tail, const std::vector<WalEntry>& entries) {
+                             uint64_t start, uint64_t tail, const std::vector<WalEntry>& entries,
+                             std::vector<std::pair<uint64_t, uint64_t>>* replayed) {
   const std::string dir = files->StreamDir(stream_id);
   const std::string who = "stream " + std::to_string(stream_id) + " (" + dir + ")";
   std::vector<std::string> names;
@@ -602,11 +940,33 @@ Status SegmentLog::ReplayWal(const std::shared_ptr<SegmentFiles>& files, uint64_
     if (ParseSegmentFileName(name, &seg_base)) bases.push_back(seg_base);
   }
   std::sort(bases.begin(), bases.end());
+  std::vector<uint64_t> sizes(bases.size());
+  for (size_t i = 0; i < bases.size(); ++i) {
+    const std::string path = files->FilePath(SegmentKey{stream_id, bases[i]});
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat", path, errno);
+    sizes[i] = static_cast<uint64_t>(st.st_size);
+  }
 
+  // In position order, and never past a gap: an entry written beyond the
+  // end of what a file holds would extend it with a hole that reads as NUL
+  // bytes, and the hole would then pass for data (the file is no longer
+  // short). Bytes after a gap are left out; Recover lowers the tail there.
+  std::vector<const WalEntry*> ordered;
+  ordered.reserve(entries.size());
+  for (const WalEntry& e : entries) ordered.push_back(&e);
+  std::stable_sort(ordered.begin(), ordered.end(),
+                   [](const WalEntry* a, const WalEntry* b) { return a->position < b->position; });
+  uint64_t frontier = ContiguousEnd(bases, sizes, start);
   std::vector<uint64_t> touched;
-  for (const WalEntry& e : entries) {
-    const uint64_t end = std::min(e.position + e.bytes.size(), tail);
-    uint64_t pos = std::max(e.position, start);
+  for (const WalEntry* e : ordered) {
+    const uint64_t end = std::min(e->position + e->bytes.size(), tail);
+    uint64_t pos = std::max(e->position, start);
+    if (pos < end && pos > frontier) {
+      Warn(who + ": bytes [" + std::to_string(frontier) + ", " + std::to_string(pos) +
+           ") are missing before a write-ahead entry; not replaying from " + std::to_string(pos));
+      break;
+    }
     while (pos < end) {
       auto next = std::upper_bound(bases.begin(), bases.end(), pos);
       if (next == bases.begin()) {
@@ -614,19 +974,23 @@ Status SegmentLog::ReplayWal(const std::shared_ptr<SegmentFiles>& files, uint64_
              " of a write-ahead entry; leaving it out");
         break;
       }
-      const uint64_t seg_base = *(next - 1);
+      const size_t index = static_cast<size_t>(next - bases.begin()) - 1;
+      const uint64_t seg_base = bases[index];
       const uint64_t piece_end = next == bases.end() ? end : std::min(end, *next);
       const std::string path = files->FilePath(SegmentKey{stream_id, seg_base});
       UniqueFd fd;
       s = OpenFile(path, O_WRONLY, 0, &fd);
       if (s.ok()) {
-        s = WriteAt(fd.get(), std::string_view(e.bytes).substr(pos - e.position, piece_end - pos),
+        s = WriteAt(fd.get(), std::string_view(e->bytes).substr(pos - e->position, piece_end - pos),
                     pos - seg_base, path);
       }
       if (!s.ok()) return s;
+      sizes[index] = std::max(sizes[index], piece_end - seg_base);
       if (touched.empty() || touched.back() != seg_base) touched.push_back(seg_base);
+      if (replayed != nullptr) replayed->emplace_back(pos, piece_end);
       pos = piece_end;
     }
+    frontier = ContiguousEnd(bases, sizes, start);
   }
   std::sort(touched.begin(), touched.end());
   touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
@@ -735,7 +1099,8 @@ Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_
   if (contiguous < recorded) {
     Warn(who + ": recorded tail is " + std::to_string(recorded) + " but only bytes [" +
          std::to_string(start) + ", " + std::to_string(contiguous) +
-         ") are present; lowering the tail to " + std::to_string(contiguous) +
+         ") are present; bytes [" + std::to_string(contiguous) + ", " + std::to_string(recorded) +
+         ") are lost; lowering the tail to " + std::to_string(contiguous) +
          " (acknowledged bytes were lost: was the disk written without fsync, or were files removed?)");
   }
   if (names_changed) {

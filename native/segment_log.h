@@ -12,8 +12,10 @@
 // (SegmentFdCache); a log's active file may be closed and reopened at will.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -21,6 +23,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "file_util.h"
@@ -83,6 +86,25 @@ class SegmentFdCache {
   std::unordered_map<SegmentKey, std::list<Entry>::iterator, SegmentKeyHash> index_;  // mu_
 };
 
+// Checksums (STORAGE_FORMAT.md, "Checksums"): a stream's positions are cut
+// into blocks of this many, block b holding [b * size, (b + 1) * size), and
+// the store keeps the CRC32C of each block's bytes below the committed tail
+// (a fork's first block starts at its base). 64 KiB: a catch-up read
+// (up to a few MiB) covers whole blocks, so checking a block costs no extra
+// read; one small stored value per 64 KiB (0.05% of the bytes); and the
+// block a small append extends stays cheap to checksum incrementally.
+inline constexpr uint64_t kChecksumBlockBytes = 64 << 10;
+
+struct BlockChecksum {
+  uint64_t block = 0;
+  uint32_t crc = 0;
+};
+
+// Reads the stored checksums of blocks [first, last] of a stream, in block
+// order (missing blocks are simply absent).
+using ChecksumSource = std::function<Status(uint64_t stream_id, uint64_t first, uint64_t last,
+                                            std::vector<std::pair<uint64_t, uint32_t>>* out)>;
+
 struct SegmentFilesOptions {
   std::string segments_dir;  // data_dir/segments
   uint64_t segment_bytes = 64ull << 20;
@@ -121,6 +143,16 @@ class SegmentFiles {
   Status SyncUnsynced();
   static constexpr size_t kSyncfsThreshold = 256;
 
+  // Where reads find the stored checksums (the store's LMDB environment);
+  // unset, reads check nothing. Reset before the source goes away.
+  void SetChecksumSource(ChecksumSource source);
+  // NotSupported when no source is set.
+  Status LoadChecksums(uint64_t stream_id, uint64_t first, uint64_t last,
+                       std::vector<std::pair<uint64_t, uint32_t>>* out) const;
+  // Reads refused because bytes did not match their checksum.
+  void NoteChecksumFailure() { checksum_failures_.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t checksum_failures() const { return checksum_failures_.load(std::memory_order_relaxed); }
+
   // Deletes a stream's directory and every file in it, then syncs segments/
   // so the deletion is durable. Used after an erase commits, and for
   // orphans found by Recover.
@@ -134,6 +166,25 @@ class SegmentFiles {
   std::unordered_set<SegmentKey, SegmentKeyHash> unsynced_files_;  // unsynced_mu_
   std::unordered_set<uint64_t> unsynced_stream_dirs_;              // unsynced_mu_
   bool unsynced_segments_dir_ = false;                             // unsynced_mu_
+
+  mutable std::shared_mutex checksum_mu_;
+  ChecksumSource checksum_source_;  // guarded by checksum_mu_
+  std::atomic<uint64_t> checksum_failures_{0};
+};
+
+// What SegmentLog::CheckChecksums found at recovery.
+struct ChecksumRecovery {
+  // Bytes [start, good_tail) match their checksums (or cannot be checked);
+  // from good_tail on (a block start) they do not: the tail goes there.
+  uint64_t good_tail = 0;
+  // Checksums to store: blocks whose stored value no longer applies (the
+  // tail was lowered inside them) or was missing.
+  std::vector<BlockChecksum> puts;
+  // The checksum of the block holding the tail, if it can be extended.
+  bool last_known = false;
+  uint32_t last_crc = 0;
+  // Blocks checked (or not checkable): reads need not check them again.
+  std::vector<uint64_t> verified;
 };
 
 // One stream's own bytes, [base, tail), in segment files named by their
@@ -169,7 +220,38 @@ class SegmentLog final : public StreamLog {
   uint64_t base() const override { return base_; }
   uint64_t start() const override { return start_.load(std::memory_order_acquire); }
   uint64_t tail() const override { return tail_.load(std::memory_order_acquire); }
+  // Checks every block of [from, from + len) not yet checked since open
+  // against its stored checksum (blocks appended by this process count as
+  // checked); a mismatch fails the read with Corruption naming the stream
+  // and range, is logged and counted, and serves nothing.
   Status Read(uint64_t from, size_t len, std::string* out) const override;
+  // The bytes as they are on disk, unchecked (recovery, verification).
+  Status ReadUnchecked(uint64_t from, size_t len, std::string* out) const;
+
+  // ---- Checksums (STORAGE_FORMAT.md, "Checksums") ----
+  // The checksums a commit recording tail `to` must store: for each block
+  // that appends below `to` changed since the last ChecksumsCommitted, its
+  // CRC32C as of `to`. Computed as the bytes were appended, never re-read.
+  void PendingChecksums(uint64_t to, std::vector<BlockChecksum>* out) const;
+  // The commit recording `to` succeeded.
+  void ChecksumsCommitted(uint64_t to);
+  // Forgets the checksums of bytes past `to`, the last committed tail, and
+  // makes the next append extend the checksum as of `to`: for a log whose
+  // uncommitted bytes are dropped again (a commit failed; the caller holds
+  // append_mu_ and cuts the files). A no-op when nothing is past `to`.
+  void RewindChecksumsLocked(uint64_t to);
+  // Recovery, on a log just opened by Recover with the stream's recorded
+  // tail `recorded_tail`: checks the block holding the tail, the blocks
+  // before it back to the first one that matches (a power loss leaves a
+  // damaged suffix), and the blocks holding `replayed` ranges.
+  Status CheckChecksums(uint64_t recorded_tail,
+                        const std::vector<std::pair<uint64_t, uint64_t>>& replayed,
+                        ChecksumRecovery* out) const;
+  // Upgrade: the checksum of every block, read from the files once.
+  Status ComputeChecksums(ChecksumRecovery* out) const;
+  // Installs what recovery learnt: the last block's running checksum and
+  // the blocks already checked (the others are checked on first read).
+  void InitChecksums(const ChecksumRecovery& found);
   Status Append(std::string_view bytes, int64_t now_ms) override;
   // fdatasync of every file that got bytes since the last Sync, and fsync
   // of the directories that got new names. Once an fsync fails the log
@@ -192,14 +274,18 @@ class SegmentLog final : public StreamLog {
   void WalCommitted(uint64_t to);
   // Writes committed WAL entries back into a stream's files at startup,
   // before Recover: each entry's bytes within [start, tail) go to the file
-  // holding their positions, and the touched files are fdatasync'ed. Bytes
-  // whose file is missing are left out (Recover then lowers the tail).
+  // holding their positions, in position order, and the touched files are
+  // fdatasync'ed. Nothing is written past a gap (a missing file or a file
+  // shorter than the entry's position): that would make a hole that reads
+  // as NUL bytes. Bytes left out make Recover lower the tail. The ranges
+  // written are added to `replayed` (if not null), for checksum checks.
   struct WalEntry {
     uint64_t position = 0;
     std::string bytes;
   };
   static Status ReplayWal(const std::shared_ptr<SegmentFiles>& files, uint64_t stream_id,
-                          uint64_t start, uint64_t tail, const std::vector<WalEntry>& entries);
+                          uint64_t start, uint64_t tail, const std::vector<WalEntry>& entries,
+                          std::vector<std::pair<uint64_t, uint64_t>>* replayed = nullptr);
   // The same guarantee through one syncfs(2) for a whole batch of logs:
   // BeginFilesystemSync (before the syncfs) returns the tail it will cover,
   // EndFilesystemSync records the outcome (a failure is sticky, as in Sync).
@@ -219,6 +305,11 @@ class SegmentLog final : public StreamLog {
   // (the next file's base, or UINT64_MAX for the active file).
   bool Locate(uint64_t pos, uint64_t* seg_base, uint64_t* seg_end) const;
   Status StartSegment(uint64_t base);
+  // The first position of block `b` that belongs to this log.
+  uint64_t BlockStart(uint64_t b) const { return std::max(b * kChecksumBlockBytes, base_); }
+  Status CheckRead(uint64_t from, size_t len, const char* data) const;
+  bool Verified(uint64_t block) const;
+  void MarkVerified(uint64_t block) const;
   void RollBack(uint64_t old_tail, size_t old_count);
   SegmentKey Key(uint64_t seg_base) const { return SegmentKey{stream_id_, seg_base}; }
 
@@ -252,6 +343,33 @@ class SegmentLog final : public StreamLog {
   uint64_t synced_;     // guarded by sync_mu_: bytes below are durable
   uint64_t wal_covered_ = 0;  // guarded by sync_mu_: bytes below are durable or in the WAL
   Status sync_error_;   // guarded by sync_mu_: sticky
+
+  // The running checksum of the block holding the tail (guarded by
+  // append_mu_); crc_known_ is false when recovery could not establish it
+  // (that block then goes without a checksum).
+  uint64_t crc_block_;
+  uint32_t crc_value_ = 0;
+  bool crc_known_ = true;
+  // Per append and block touched: the block's checksum as of `end`. Taken
+  // by the commit recording a tail >= end.
+  struct PendingChecksum {
+    uint64_t end = 0;
+    uint64_t block = 0;
+    uint32_t crc = 0;
+  };
+  mutable std::mutex crc_mu_;
+  std::vector<PendingChecksum> pending_crcs_;  // guarded by crc_mu_
+  // The running checksum as of the last committed tail (crc_mu_), what
+  // RewindChecksumsLocked goes back to.
+  uint64_t committed_crc_block_ = 0;
+  uint32_t committed_crc_value_ = 0;
+  bool committed_crc_known_ = true;
+  // Blocks [verify_first_, verify_first_ + verify_count_) existed at open
+  // and are checked on their first read (a set bit: checked). Fixed by
+  // InitChecksums before the log is shared.
+  uint64_t verify_first_ = 0;
+  size_t verify_count_ = 0;
+  std::unique_ptr<std::atomic<uint64_t>[]> verified_;
 };
 
 // `<base>.seg` for a segment's first position.

@@ -104,6 +104,9 @@ class Store {
   // Whether the store keeps anything: false means Commit would be a no-op,
   // and the engine skips the commit queue altogether (MemoryStore).
   virtual bool durable() const = 0;
+
+  // Reads refused because stored bytes did not match their checksum.
+  virtual uint64_t checksum_failures() const { return 0; }
 };
 
 // The store of an engine without data_dir: logs in memory, commits free.

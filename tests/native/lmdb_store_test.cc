@@ -779,7 +779,7 @@ TEST_F(LmdbStoreTest, AFormatVersion1DirectoryIsUpgraded) {
   ASSERT_EQ(format, 1u);
   ASSERT_NO_FATAL_FAILURE(CommitAppendsToNewStream(1, {5, 9}));
   auto wal = WalEntries(data_dir(), &format);
-  EXPECT_EQ(format, 3u);
+  EXPECT_EQ(format, lmdb::kFormatVersion);  // through version 3, then checksums (4)
   EXPECT_EQ((wal[{1, 5}]), Bytes(1, 5, 9));
 }
 
@@ -854,7 +854,7 @@ TEST_F(LmdbStoreTest, AFormatVersion2WalIsReplayedAndTheDirectoryUpgraded) {
   uint64_t format = 0;
   std::vector<std::pair<uint64_t, uint64_t>> seqs;
   auto wal = WalEntries(data_dir(), &format, &seqs);
-  EXPECT_EQ(format, 3u);
+  EXPECT_EQ(format, lmdb::kFormatVersion);
   ASSERT_EQ(seqs.size(), 1u);  // the replayed entries went, the new one has a sequence
   EXPECT_GT(seqs[0].first, 0u);
   EXPECT_EQ((wal[{1, 160}]), Bytes(1, 160, 170));
