@@ -445,5 +445,3 @@ func BenchmarkVerifyToken(b *testing.B) {
 		})
 	}
 }
-
-
