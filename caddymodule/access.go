@@ -50,13 +50,13 @@ var (
 	}()
 )
 
-// privateResponse marks, in a request's context, that its token came in
-// the query: its responses must not be stored by a shared cache.
+// privateResponse marks, in a request's context, that its responses must
+// not be stored by a shared cache: it carried a token (see shared_cache).
 type privateResponse struct{}
 
-// queryTokensInUse says some handler accepts query tokens, so responses
-// look for privateResponse at all.
-var queryTokensInUse atomic.Bool
+// tokensInUse says some handler checks tokens, so responses look for
+// privateResponse at all.
+var tokensInUse atomic.Bool
 
 // admit applies the limits and the token check to r. When r may not go on,
 // it writes the refusal and returns its status. Otherwise it returns the
@@ -88,8 +88,10 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (*http.Request, 
 		if ok, why := authorize(scope, r, h.StreamRoot, relativePath(h.StreamRoot, r.URL.Path)); !ok {
 			return nil, nil, refuse(w, r, denial{status: http.StatusForbidden, reason: rejectTokenScope, message: why})
 		}
-		if fromQuery {
+		if fromQuery || !v.sharedCache {
 			r = r.WithContext(context.WithValue(r.Context(), privateResponse{}, true))
+		}
+		if fromQuery {
 			u := *r.URL
 			r.URL = &u
 			v.stripQueryToken(r)
@@ -145,11 +147,11 @@ func refuse(w http.ResponseWriter, r *http.Request, d denial) int {
 	return d.status
 }
 
-// markPrivate makes a response to a request whose token came in the query
-// uncacheable by shared caches: "public" (and s-maxage) give way to
+// markPrivate makes a response to a request with a token uncacheable by
+// shared caches: "public" (and s-maxage) give way to
 // "private".
 func markPrivate(w http.ResponseWriter, r *http.Request) {
-	if !queryTokensInUse.Load() {
+	if !tokensInUse.Load() {
 		return
 	}
 	if private, _ := r.Context().Value(privateResponse{}).(bool); !private {

@@ -179,8 +179,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.tokens = tokens
-	if tokens != nil && tokens.queryParam != "" {
-		queryTokensInUse.Store(true)
+	if tokens != nil {
+		tokensInUse.Store(true)
 	}
 	opts, err := h.engineOptions()
 	if err != nil {

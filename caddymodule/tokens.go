@@ -52,6 +52,15 @@ type TokenAuth struct {
 	QueryParameter string `json:"query_parameter,omitempty"`
 	// The longest token accepted, in bytes. Default: 8 KiB.
 	MaxTokenSize int `json:"max_token_size,omitempty"`
+
+	// Responses to requests with a token are marked Cache-Control: private
+	// (the engine's catch-up reads say "public", which lets a shared cache
+	// serve a response to an Authorization request to anyone, token or
+	// not). shared_cache keeps the engine's Cache-Control for tokens from
+	// the Authorization header: only for a cache in front that checks
+	// tokens itself or keys on Authorization. Query tokens are always
+	// private.
+	SharedCache bool `json:"shared_cache,omitempty"`
 }
 
 // HMACSecret is one HS256 secret.
@@ -88,13 +97,14 @@ func (t *TokenAuth) Validate() error {
 
 // tokenVerifier is TokenAuth in force.
 type tokenVerifier struct {
-	policy     tokenPolicy
-	queryParam string // "" : header only
-	static     []*verifyKey
-	keys       atomic.Pointer[keySet]
-	loaders    []func(context.Context) ([]*verifyKey, error)
-	refresh    time.Duration
-	now        func() time.Time
+	policy      tokenPolicy
+	queryParam  string // "" : header only
+	sharedCache bool
+	static      []*verifyKey
+	keys        atomic.Pointer[keySet]
+	loaders     []func(context.Context) ([]*verifyKey, error)
+	refresh     time.Duration
+	now         func() time.Time
 
 	mu          sync.Mutex // one reload at a time
 	loadedAt    time.Time
@@ -110,9 +120,10 @@ func newTokenVerifier(t *TokenAuth) (*tokenVerifier, error) {
 	v := &tokenVerifier{
 		policy: tokenPolicy{audience: t.Audience, issuer: t.Issuer, leeway: time.Duration(t.Leeway),
 			maxSize: t.MaxTokenSize},
-		queryParam: t.QueryParameter,
-		refresh:    time.Duration(t.JWKSRefresh),
-		now:        time.Now,
+		queryParam:  t.QueryParameter,
+		sharedCache: t.SharedCache,
+		refresh:     time.Duration(t.JWKSRefresh),
+		now:         time.Now,
 	}
 	if t.Leeway == 0 {
 		v.policy.leeway = defaultTokenLeeway
@@ -284,6 +295,7 @@ func (v *tokenVerifier) stripQueryToken(r *http.Request) {
 //	    jwks_refresh    <duration>
 //	    query_parameter <name>|off
 //	    max_token_size  <size>
+//	    shared_cache
 //	}
 func parseTokenAuth(d *caddyfile.Dispenser) (*TokenAuth, error) {
 	t := new(TokenAuth)
@@ -310,6 +322,11 @@ func parseTokenAuth(d *caddyfile.Dispenser) (*TokenAuth, error) {
 			default:
 				t.QueryParameter = s
 			}
+		case "shared_cache":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			t.SharedCache = true
 		case "leeway":
 			if err := parseDuration(d, &t.Leeway); err != nil {
 				return nil, err

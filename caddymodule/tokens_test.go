@@ -324,7 +324,7 @@ func TestAdmitTokens(t *testing.T) {
 	h := &Handler{StreamRoot: "/v1/stream"}
 	h.tokens = k.verifier(t)
 	h.tokens.now = func() time.Time { return testNow }
-	queryTokensInUse.Store(true)
+	tokensInUse.Store(true)
 	tok := mintToken(t, map[string]any{"alg": "EdDSA", "kid": "ed1"}, validClaims(), k.ed)
 	do := func(method, target, auth string) (*httptest.ResponseRecorder, *http.Request) {
 		r := httptest.NewRequest(method, target, nil)
@@ -374,8 +374,23 @@ func TestAdmitTokens(t *testing.T) {
 	rec.Header().Set("Cache-Control", "public, max-age=60")
 	_, hr := do("GET", "/v1/stream/chat/42/inbox", "Bearer "+tok)
 	markPrivate(rec, hr)
+	if got := rec.Header().Get("Cache-Control"); got != "private, max-age=60" {
+		t.Fatalf("header token: Cache-Control %q", got)
+	}
+	h.tokens.sharedCache = true
+	rec = httptest.NewRecorder()
+	rec.Header().Set("Cache-Control", "public, max-age=60")
+	_, hr = do("GET", "/v1/stream/chat/42/inbox", "Bearer "+tok)
+	markPrivate(rec, hr)
 	if got := rec.Header().Get("Cache-Control"); got != "public, max-age=60" {
-		t.Fatalf("header token changed Cache-Control to %q", got)
+		t.Fatalf("header token with shared_cache: Cache-Control %q", got)
+	}
+	_, qr := do("GET", "/v1/stream/chat/42/inbox?token="+tok, "")
+	rec = httptest.NewRecorder()
+	rec.Header().Set("Cache-Control", "public, max-age=60")
+	markPrivate(rec, qr)
+	if got := rec.Header().Get("Cache-Control"); got != "private, max-age=60" {
+		t.Fatalf("query token with shared_cache: Cache-Control %q", got)
 	}
 }
 
@@ -392,6 +407,7 @@ func TestCaddyfileTokens(t *testing.T) {
 			jwks_refresh 10m
 			query_parameter access_token
 			max_token_size 4KiB
+			shared_cache
 		}
 	}`)
 	var h Handler
@@ -403,7 +419,7 @@ func TestCaddyfileTokens(t *testing.T) {
 	want := `{"audience":"streams.example.com","issuer":"https://auth.example.com","leeway":60000000000,` +
 		`"hmac_secrets":[{"kid":"k1","secret":"{env.DS_SECRET}"},{"secret":"{env.DS_SECRET2}"}],` +
 		`"jwks_file":"/etc/ds/jwks.json","jwks_url":"https://auth.example.com/jwks.json","jwks_refresh":600000000000,` +
-		`"query_parameter":"access_token","max_token_size":4096}`
+		`"query_parameter":"access_token","max_token_size":4096,"shared_cache":true}`
 	if string(got) != want {
 		t.Fatalf("parsed\n%s\nwant\n%s", got, want)
 	}

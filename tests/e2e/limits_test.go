@@ -207,6 +207,11 @@ func TestStreamScopedTokens(t *testing.T) {
 		t.Fatalf("GET with a bad signature: %d %q %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
 	}
 
+	resp, body = limitsDo(t, c, "GET", base+"inbox?offset=-1", map[string]string{"Authorization": "Bearer " + reader}, "")
+	if cc := resp.Header.Get("Cache-Control"); resp.StatusCode != 200 || body != "hello\n" || !strings.HasPrefix(cc, "private") || strings.Contains(cc, "public") {
+		t.Fatalf("GET with a header token: %d %q Cache-Control %q; want 200, private", resp.StatusCode, body, cc)
+	}
+
 	// EventSource-style: the token in the query.
 	resp, body = limitsDo(t, c, "GET", base+"inbox?offset=-1&token="+reader, nil, "")
 	if resp.StatusCode != 200 || body != "hello\n" {
