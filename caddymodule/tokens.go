@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -235,12 +236,25 @@ func (v *tokenVerifier) verify(token string) (*scopeClaim, error) {
 			v.reload(false)
 		}
 	}
-	scope, err := verifyToken(token, v.keys.Load(), &v.policy, now)
+	if len(token) > v.policy.maxSize {
+		return nil, errTokenOversize
+	}
+	sum := sha256.Sum256([]byte(token))
+	keys := v.keys.Load()
+	if scope, ok := keys.verified.get(&sum, now); ok {
+		return scope, nil
+	}
+	c, err := verifyTokenClaims(token, keys, &v.policy, now)
 	if errors.Is(err, errUnknownKid) && len(v.loaders) > 0 {
 		v.reload(false)
-		scope, err = verifyToken(token, v.keys.Load(), &v.policy, now)
+		keys = v.keys.Load()
+		c, err = verifyTokenClaims(token, keys, &v.policy, now)
 	}
-	return scope, err
+	if err != nil {
+		return nil, err
+	}
+	keys.verified.put(&sum, c, v.policy.leeway)
+	return c.DS, nil
 }
 
 // requestToken finds r's token: the Authorization header's, else the query

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -182,6 +183,39 @@ func TestVerifyTokenVectors(t *testing.T) {
 		})
 	}
 }
+
+// A token verified once is remembered, but only within its validity
+// window and for the key set that verified it.
+func TestVerifiedTokenCache(t *testing.T) {
+	k := newTestKeys(t)
+	v := k.verifier(t)
+	now := testNow
+	v.now = func() time.Time { return now }
+	tok := mintToken(t, map[string]any{"alg": "EdDSA", "kid": "ed1"}, with(validClaims(), "nbf", testNow.Unix()), k.ed)
+	if _, err := v.verify(tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := v.keys.Load().verified.get(ptr(sha256.Sum256([]byte(tok))), now); !ok {
+		t.Fatal("a verified token was not remembered")
+	}
+	now = testNow.Add(600*time.Second + defaultTokenLeeway)
+	if _, err := v.verify(tok); err == nil || err.Error() != "token expired" {
+		t.Fatalf("remembered token past its exp: %v", err)
+	}
+	now = testNow.Add(-defaultTokenLeeway - time.Second)
+	if _, err := v.verify(tok); err == nil || err.Error() != "token not yet valid (nbf)" {
+		t.Fatalf("remembered token before its nbf: %v", err)
+	}
+	// A reload without the key: the token no longer verifies.
+	now = testNow
+	v.loaders = []func(context.Context) ([]*verifyKey, error){func(context.Context) ([]*verifyKey, error) { return nil, nil }}
+	v.reload(true)
+	if _, err := v.verify(tok); err == nil {
+		t.Fatal("token verified after its key was withdrawn")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // A key added to the JWKS file is found when a token names its kid.
 func TestJWKSFileRotation(t *testing.T) {
@@ -447,7 +481,21 @@ func BenchmarkVerifyToken(b *testing.B) {
 	} {
 		tok := mintToken(b, tc.hdr, validClaims(), tc.key)
 		r := httptest.NewRequest("GET", "/v1/stream/chat/42/inbox", nil)
-		b.Run(tc.name, func(b *testing.B) {
+		// The signature and claims checked on every request, as without
+		// the cache; then a token seen before.
+		b.Run(tc.name+"/first", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				scope, err := verifyToken(tok, v.keys.Load(), &v.policy, testNow)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if ok, _ := authorize(scope, r, "/v1/stream", "chat/42/inbox"); !ok {
+					b.Fatal("refused")
+				}
+			}
+		})
+		b.Run(tc.name+"/again", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				scope, err := v.verify(tok)
