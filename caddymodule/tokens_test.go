@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -507,5 +508,80 @@ func BenchmarkVerifyToken(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// jwks_url: fetched when the first token needs it, again on an unknown kid
+// (rotation), and a failed fetch keeps the keys in force.
+func TestJWKSURL(t *testing.T) {
+	k1, k2 := newTestKeys(t), newTestKeys(t)
+	var mu sync.Mutex
+	body, status, fetches := k1.jwks, 200, 0
+	fetched := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return fetches
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		fetches++
+		w.WriteHeader(status)
+		w.Write(body)
+	}))
+	defer srv.Close()
+	v, err := newTokenVerifier(&TokenAuth{Audience: "streams.test", JWKSURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fetched() != 0 {
+		t.Fatal("jwks_url fetched at load")
+	}
+	now := testNow
+	v.now = func() time.Time { return now }
+	tok1 := mintToken(t, map[string]any{"alg": "EdDSA", "kid": "ed1"}, validClaims(), k1.ed)
+	if _, err := v.verify(tok1); err != nil || fetched() != 1 {
+		t.Fatalf("first token: %v, %d fetches", err, fetched())
+	}
+	// Rotation: the new key set names its key ed2.
+	mu.Lock()
+	body = []byte(strings.Replace(string(k2.jwks), `"ed1"`, `"ed2"`, 1))
+	mu.Unlock()
+	tok2 := mintToken(t, map[string]any{"alg": "EdDSA", "kid": "ed2"}, validClaims(), k2.ed)
+	now = now.Add(minUnknownKidRefresh)
+	if _, err := v.verify(tok2); err != nil {
+		t.Fatalf("token of the rotated key: %v", err)
+	}
+	if _, err := v.verify(mintToken(t, map[string]any{"alg": "EdDSA", "kid": "ed1"}, with(validClaims(), "sub", "x"), k1.ed)); err == nil {
+		t.Fatal("a token of the withdrawn key verified")
+	}
+	// The server fails: the keys in force stay.
+	mu.Lock()
+	status = 500
+	mu.Unlock()
+	now = now.Add(defaultJWKSRefresh)
+	if _, err := v.verify(mintToken(t, map[string]any{"alg": "EdDSA", "kid": "ed2"}, with(validClaims(), "sub", "y"), k2.ed)); err != nil {
+		t.Fatalf("after a failed refresh: %v", err)
+	}
+}
+
+// The blocks end where they should: options after them are still read.
+func TestCaddyfileBlocksThenOptions(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`durable_streams {
+		rate_limit {
+			per_client 1/s
+		}
+		tokens {
+			audience a
+			hmac_secret s
+		}
+		max_append_size 1MiB
+	}`)
+	var h Handler
+	if err := h.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	if h.MaxAppendSize != 1<<20 || h.RateLimit.PerClient.PerSecond != 1 || h.Tokens.Audience != "a" {
+		t.Fatalf("parsed %+v", h)
 	}
 }
