@@ -374,6 +374,21 @@ func TestAdmitTokens(t *testing.T) {
 	if w.Code != 401 || w.Header().Get("WWW-Authenticate") != `Bearer realm="durable-streams"` || w.Body.String() != "a bearer token is required\n" {
 		t.Fatalf("no token: %d %q %q", w.Code, w.Header().Get("WWW-Authenticate"), w.Body)
 	}
+	// A page can read a refusal: CORS headers unless the route set its own.
+	page := httptest.NewRequest("GET", "/v1/stream/chat/42/inbox", nil)
+	page.Header.Set("Origin", "https://app.test")
+	w = httptest.NewRecorder()
+	h.admit(w, page)
+	if w.Code != 401 || w.Header().Get("Access-Control-Allow-Origin") != "*" ||
+		w.Header().Get("Access-Control-Expose-Headers") != "Retry-After, WWW-Authenticate" {
+		t.Fatalf("refusal to a page: %d %v", w.Code, w.Header())
+	}
+	w = httptest.NewRecorder()
+	w.Header().Set("Access-Control-Allow-Origin", "https://app.test")
+	h.admit(w, page)
+	if got := w.Header().Values("Access-Control-Allow-Origin"); len(got) != 1 || got[0] != "https://app.test" {
+		t.Fatalf("the route's CORS origin replaced: %q", got)
+	}
 	w, _ = do("GET", "/v1/stream/chat/42/inbox", "Basic dTpw")
 	if w.Code != 401 {
 		t.Fatalf("Basic: %d", w.Code)
