@@ -107,11 +107,13 @@ $(BROWSER_STAMP): $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
 
 # SSE across reconnects (~20 s): a plain EventSource in Debian's chromium
 # driven by puppeteer-core (prints SKIP and passes only if chromium cannot
-# start; CHROMIUM=path picks another binary), then the official client.
+# start; CHROMIUM=path picks another binary), then the official client;
+# then the official client's appends under a tight rate limit (~10 s, 429).
 test-browser: build $(BROWSER_STAMP)
 	@rc=0; \
 	node $(BROWSER_DIR)/eventsource.test.mjs $(BIN) || rc=1; \
 	node $(BROWSER_DIR)/client.test.mjs $(BIN) || rc=1; \
+	node $(BROWSER_DIR)/ratelimit.test.mjs $(BIN) || rc=1; \
 	exit $$rc
 
 # Builds once, runs every suite even when one fails, prints a summary, and

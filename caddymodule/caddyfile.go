@@ -37,6 +37,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    retention_age          <duration>
 //	    retention_bytes        <size>
 //	    segment_size           <size>
+//	    rate_limit { ... }     (ratelimit.go)
+//	    tokens { ... }         (tokens.go)
 //	}
 //
 // Every option is optional; without a block, streams live in memory. Sizes
@@ -100,6 +102,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := parseSize(d, &h.SegmentSize); err != nil {
 				return err
 			}
+		case "rate_limit":
+			rl, err := parseRateLimits(d)
+			if err != nil {
+				return err
+			}
+			h.RateLimit = rl
+		case "tokens":
+			t, err := parseTokenAuth(d)
+			if err != nil {
+				return err
+			}
+			h.Tokens = t
 		default:
 			return d.Errf("unrecognized durable_streams option '%s'", option)
 		}

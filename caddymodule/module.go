@@ -128,6 +128,15 @@ type Handler struct {
 	// Default: /v1/stream.
 	StreamRoot string `json:"stream_root,omitempty"`
 
+	// Rate limits per client address and placement group (429), and live
+	// reads per client address. Off unless set. See RateLimits.
+	RateLimit *RateLimits `json:"rate_limit,omitempty"`
+
+	// Stream-scoped bearer tokens (401/403). Off unless set. See TokenAuth.
+	Tokens *TokenAuth `json:"tokens,omitempty"`
+
+	limits   *rateLimiter   // RateLimit in force; nil: no limits
+	tokens   *tokenVerifier // Tokens in force; nil: no token needed
 	engine   engine
 	bodies   *bodyBudget    // request bytes in flight, bounded by MaxInflightBodyBytes
 	opts     native.Options // what Provision resolved; the engine opens with them
@@ -164,6 +173,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.bodies = newBodyBudget(h.MaxInflightBodyBytes)
+	h.limits = newRateLimiter(h.RateLimit, monotonic)
+	tokens, err := newTokenVerifier(h.Tokens)
+	if err != nil {
+		return err
+	}
+	h.tokens = tokens
+	if tokens != nil {
+		tokensInUse.Store(true)
+	}
 	opts, err := h.engineOptions()
 	if err != nil {
 		return err
@@ -378,6 +396,16 @@ func (h *Handler) Validate() error {
 	}
 	if !strings.HasPrefix(h.StreamRoot, "/") {
 		return fmt.Errorf("stream_root must start with '/': %q", h.StreamRoot)
+	}
+	if h.RateLimit != nil {
+		if err := h.RateLimit.Validate(); err != nil {
+			return err
+		}
+	}
+	if h.Tokens != nil {
+		if err := h.Tokens.Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

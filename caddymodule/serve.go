@@ -91,13 +91,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !underStreamRoot(h.StreamRoot, r.URL.Path) {
 		return next.ServeHTTP(w, r)
 	}
-	status, err := h.serve(w, r)
+	method := r.Method
+	var status int
+	var err error
+	if h.limits != nil || h.tokens != nil {
+		var done func()
+		if r, done, status = h.admit(w, r); r == nil {
+			countRequest(method, status)
+			return nil
+		}
+		defer done()
+	}
+	status, err = h.serve(w, r)
 	if err != nil {
 		if he, ok := errors.AsType[caddyhttp.HandlerError](err); ok {
 			status = he.StatusCode
 		}
 	}
-	countRequest(r.Method, status)
+	countRequest(method, status)
 	return err
 }
 
@@ -184,6 +195,9 @@ func (h *Handler) handle(r *http.Request, session uint64) (response, error) {
 		return nil, caddyhttp.Error(http.StatusBadRequest, err)
 	}
 	defer body.release()
+	if h.limits != nil {
+		h.chargeReadBody(r, len(body.bytes()))
+	}
 
 	req := requests.Get().(*native.Request)
 	defer func() {
@@ -364,6 +378,7 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp response) int {
 		contentLength = len(body)
 	}
 	writeHeader(w, resp, contentLength)
+	markPrivate(w, r)
 	w.WriteHeader(status)
 	if len(body) > 0 && r.Method != http.MethodHead {
 		_, _ = w.Write(body) // a client gone away is nothing to report
@@ -519,6 +534,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, 
 	status := resp.Status()
 	takeover := h.mayTakeOver(r, resp)
 	writeHeader(w, resp, -1)
+	markPrivate(w, r)
 	if takeover {
 		// The engine closes the connection when the response ends, so the
 		// client must not count on reusing it.

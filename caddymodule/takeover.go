@@ -41,8 +41,11 @@ func (h *Handler) takeoverEnabled() bool {
 // could move to the engine after its first piece: HTTP/1.1 (chunked
 // encoding; HTTP/2 and 3 multiplex one connection), no TLS (the engine
 // writes plain bytes to the socket), and more to come after the first piece.
+//
+// With max_live_sessions_per_client, never: a session must be counted
+// until it ends, and the handler would not see that.
 func (h *Handler) mayTakeOver(r *http.Request, resp response) bool {
-	return h.takeoverEnabled() && r.ProtoMajor == 1 && r.ProtoMinor >= 1 && r.TLS == nil && !resp.Done()
+	return h.takeoverEnabled() && (h.limits == nil || h.limits.live == nil) && r.ProtoMajor == 1 && r.ProtoMinor >= 1 && r.TLS == nil && !resp.Done()
 }
 
 // takeOver moves a streaming response whose headers and first piece (resp)
