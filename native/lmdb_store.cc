@@ -209,7 +209,7 @@ Status LmdbStore::Open(const LmdbStoreOptions& options, std::unique_ptr<LmdbStor
   {
     std::lock_guard lock(RegistryMutex());
     s = store->AcquireLock();
-    if (s.ok()) s = CreateDirsDurably(JoinPath(options.data_dir, kEnvDir));
+    if (s.ok()) s = store->CreateEnvironmentIfMissing();
     if (s.ok()) s = CreateDirsDurably(JoinPath(options.data_dir, kSegmentsDir));
     if (s.ok()) s = store->OpenEnvironment();
     if (!s.ok()) return s;  // ~LmdbStore closes what was opened
@@ -303,6 +303,43 @@ Status LmdbStore::AcquireLock() {
   if (Truncate(lock_fd_.get(), 0, path).ok()) WriteAt(lock_fd_.get(), pid, 0, path);
   if (!existed) return SyncDir(options_.data_dir);
   return Status::OK();
+}
+
+// A new environment is built in streams.db.new/ and renamed into place
+// complete and synced. A power loss while LMDB creates data.mdb in place
+// (its first pages written, none synced) could leave a streams.db/ that
+// never opens again (MDB_INVALID), whatever the policy; a leftover
+// streams.db.new/ is only an interrupted creation, and nothing was
+// committed before it completed.
+Status LmdbStore::CreateEnvironmentIfMissing() {
+  const std::string env_dir = JoinPath(options_.data_dir, kEnvDir);
+  if (PathExists(JoinPath(env_dir, "data.mdb"))) return Status::OK();
+  const std::string tmp = env_dir + ".new";
+  Status s = RemoveTree(tmp);
+  if (s.ok()) s = CreateDirsDurably(tmp);
+  if (!s.ok()) return s;
+  {
+    MDB_env* raw = nullptr;
+    int rc = mdb_env_create(&raw);
+    if (rc != 0) return lmdb::ToStatus("mdb_env_create", rc);
+    lmdb::Env env(raw);
+    rc = mdb_env_set_maxdbs(raw, lmdb::kMaxDbs);
+    if (rc == 0) rc = mdb_env_set_mapsize(raw, options_.initial_map_bytes);
+    // Without MDB_NOSYNC: the commit below syncs the pages and the meta.
+    if (rc == 0) rc = mdb_env_open(raw, tmp.c_str(), MDB_NOTLS, 0644);
+    lmdb::Txn txn;
+    if (rc == 0) rc = txn.Begin(raw, 0);
+    lmdb::Dbs dbs;
+    if (rc == 0) rc = lmdb::OpenDbs(txn.get(), /*create=*/true, &dbs);
+    if (rc == 0) rc = lmdb::PutU64(txn.get(), dbs.meta, lmdb::kFormatVersionKey, lmdb::kFormatVersion);
+    if (rc == 0) rc = txn.Commit();
+    if (rc != 0) return lmdb::ToStatus("create LMDB environment " + tmp, rc);
+  }
+  s = SyncDir(tmp);
+  if (s.ok()) s = RemoveTree(env_dir);  // at most an empty directory or a stale lock.mdb
+  if (s.ok() && ::rename(tmp.c_str(), env_dir.c_str()) != 0) s = ErrnoStatus("rename", tmp, errno);
+  if (s.ok()) s = SyncDir(options_.data_dir);
+  return s;
 }
 
 Status LmdbStore::OpenEnvironment() {

@@ -581,6 +581,35 @@ TEST_F(LmdbStoreTest, ALoweredJsonTailEndsOnAMessageBoundary) {
   EXPECT_EQ(store->checksum_failures(), 0u);
 }
 
+// A power loss while a new store was being created: LMDB's first pages of
+// data.mdb never reached the disk. The environment is built aside and
+// renamed into place whole, so what is left is a streams.db.new/ (and
+// perhaps an empty streams.db/), and the next open simply creates it again.
+TEST_F(LmdbStoreTest, AnInterruptedCreationOfTheEnvironmentIsRedone) {
+  const std::string env_dir = JoinPath(data_dir(), "streams.db");
+  ASSERT_TRUE(CreateDirsDurably(env_dir).ok());
+  ASSERT_TRUE(CreateDirsDurably(env_dir + ".new").ok());
+  {
+    UniqueFd fd;
+    ASSERT_TRUE(OpenFile(env_dir + ".new/data.mdb", O_RDWR | O_CREAT, 0644, &fd).ok());
+    ASSERT_TRUE(WriteAt(fd.get(), std::string(16384, '\0'), 0, "data.mdb").ok());  // torn: no meta
+  }
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    EXPECT_TRUE(Recover(store.get()).empty());
+    EXPECT_FALSE(PathExists(env_dir + ".new"));
+    EXPECT_TRUE(PathExists(JoinPath(env_dir, "data.mdb")));
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, "kept").ok());
+  }
+  auto store = Open();
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(ReadAll(*streams[0].log), "kept");
+}
+
 TEST_F(LmdbStoreTest, OrphanDirectoryIsRemovedOnRecover) {
   {
     auto store = Open();
