@@ -14,6 +14,7 @@
 #include <system_error>
 #include <unordered_set>
 
+#include "content_type.h"
 #include "record_codec.h"
 
 namespace ds {
@@ -164,6 +165,28 @@ class LogSyncPool {
   std::vector<std::thread> threads_;
 };
 
+// The last JSON message boundary at or below `tail` in [lo, tail]: the
+// position after the last '\n' (json_mode.h), or `lo` (the stream's own
+// first position, or its retained start: both boundaries) if none.
+static Status LastJsonBoundary(const SegmentLog& log, uint64_t lo, uint64_t tail, uint64_t* boundary) {
+  constexpr uint64_t kWindow = 64 << 10;
+  uint64_t end = tail;
+  while (end > lo) {
+    const uint64_t from = end - std::min(kWindow, end - lo);
+    std::string window;
+    Status s = log.Read(from, static_cast<size_t>(end - from), &window);
+    if (!s.ok()) return s;
+    const size_t nl = window.rfind('\n');
+    if (nl != std::string::npos) {
+      *boundary = from + nl + 1;
+      return Status::OK();
+    }
+    end = from;
+  }
+  *boundary = lo;
+  return Status::OK();
+}
+
 LmdbStore::LmdbStore(const LmdbStoreOptions& options) : options_(options) {}
 
 Status LmdbStore::Open(const LmdbStoreOptions& options, std::unique_ptr<LmdbStore>* out) {
@@ -186,7 +209,7 @@ Status LmdbStore::Open(const LmdbStoreOptions& options, std::unique_ptr<LmdbStor
   {
     std::lock_guard lock(RegistryMutex());
     s = store->AcquireLock();
-    if (s.ok()) s = CreateDirsDurably(JoinPath(options.data_dir, kEnvDir));
+    if (s.ok()) s = store->CreateEnvironmentIfMissing();
     if (s.ok()) s = CreateDirsDurably(JoinPath(options.data_dir, kSegmentsDir));
     if (s.ok()) s = store->OpenEnvironment();
     if (!s.ok()) return s;  // ~LmdbStore closes what was opened
@@ -198,6 +221,22 @@ Status LmdbStore::Open(const LmdbStoreOptions& options, std::unique_ptr<LmdbStor
   files.segment_bytes = options.segment_bytes;
   files.max_open_files = options.max_open_files;
   files.track_unsynced = options.fsync != DS_FSYNC_ALWAYS;
+  // Unlinks wait for the commit that stops pointing at the files to be
+  // durable (STORAGE_FORMAT.md, "Commit protocol", step 4). INTERVAL: until
+  // the next periodic sync (a DELETE frees its space within about one
+  // interval). OFF: an environment sync first, so a DELETE still frees its
+  // space at once; erases and trims are rare next to appends, and OFF's
+  // clean close would come too late for a disk that is full now.
+  if (options.fsync == DS_FSYNC_INTERVAL) {
+    files.removal = SegmentFilesOptions::Removal::kDeferred;
+  } else if (options.fsync == DS_FSYNC_OFF) {
+    files.removal = SegmentFilesOptions::Removal::kAfterBarrier;
+    files.removal_barrier = [s = store.get()] {
+      Status synced = s->SyncEnvironment();
+      if (!synced.ok()) s->Fail(synced);  // as a failed periodic sync
+      return synced;
+    };
+  }
   store->files_ = std::make_shared<SegmentFiles>(std::move(files));
   store->files_->SetChecksumSource([s = store.get()](uint64_t id, uint64_t first, uint64_t last,
                                                      std::vector<std::pair<uint64_t, uint32_t>>* out) {
@@ -266,6 +305,43 @@ Status LmdbStore::AcquireLock() {
   return Status::OK();
 }
 
+// A new environment is built in streams.db.new/ and renamed into place
+// complete and synced. A power loss while LMDB creates data.mdb in place
+// (its first pages written, none synced) could leave a streams.db/ that
+// never opens again (MDB_INVALID), whatever the policy; a leftover
+// streams.db.new/ is only an interrupted creation, and nothing was
+// committed before it completed.
+Status LmdbStore::CreateEnvironmentIfMissing() {
+  const std::string env_dir = JoinPath(options_.data_dir, kEnvDir);
+  if (PathExists(JoinPath(env_dir, "data.mdb"))) return Status::OK();
+  const std::string tmp = env_dir + ".new";
+  Status s = RemoveTree(tmp);
+  if (s.ok()) s = CreateDirsDurably(tmp);
+  if (!s.ok()) return s;
+  {
+    MDB_env* raw = nullptr;
+    int rc = mdb_env_create(&raw);
+    if (rc != 0) return lmdb::ToStatus("mdb_env_create", rc);
+    lmdb::Env env(raw);
+    rc = mdb_env_set_maxdbs(raw, lmdb::kMaxDbs);
+    if (rc == 0) rc = mdb_env_set_mapsize(raw, options_.initial_map_bytes);
+    // Without MDB_NOSYNC: the commit below syncs the pages and the meta.
+    if (rc == 0) rc = mdb_env_open(raw, tmp.c_str(), MDB_NOTLS, 0644);
+    lmdb::Txn txn;
+    if (rc == 0) rc = txn.Begin(raw, 0);
+    lmdb::Dbs dbs;
+    if (rc == 0) rc = lmdb::OpenDbs(txn.get(), /*create=*/true, &dbs);
+    if (rc == 0) rc = lmdb::PutU64(txn.get(), dbs.meta, lmdb::kFormatVersionKey, lmdb::kFormatVersion);
+    if (rc == 0) rc = txn.Commit();
+    if (rc != 0) return lmdb::ToStatus("create LMDB environment " + tmp, rc);
+  }
+  s = SyncDir(tmp);
+  if (s.ok()) s = RemoveTree(env_dir);  // at most an empty directory or a stale lock.mdb
+  if (s.ok() && ::rename(tmp.c_str(), env_dir.c_str()) != 0) s = ErrnoStatus("rename", tmp, errno);
+  if (s.ok()) s = SyncDir(options_.data_dir);
+  return s;
+}
+
 Status LmdbStore::OpenEnvironment() {
   MDB_env* raw = nullptr;
   int rc = mdb_env_create(&raw);
@@ -326,7 +402,19 @@ Status LmdbStore::OpenEnvironment() {
   }
   if (!s.ok()) return s;
   next_stream_id_ = next;
-  return Status::OK();
+  // Make the environment itself durable, once per open, in every mode:
+  // under INTERVAL and OFF (MDB_NOSYNC) the initialising transaction is
+  // synced here, and under every mode the names LMDB created in
+  // streams.db/ (data.mdb, lock.mdb) get their directory fsync. Without it,
+  // under OFF nothing ever fsyncs streams.db/, and a power loss even after
+  // a clean close could bring back an empty store (the simulator's
+  // store-lost). The other new names (LOCK, streams.db/, segments/) are
+  // synced by AcquireLock and CreateDirsDurably.
+  if (options_.fsync != DS_FSYNC_ALWAYS) {
+    rc = mdb_env_sync(raw, 1);
+    if (rc != 0) return lmdb::ToStatus("sync " + path, rc);
+  }
+  return SyncDir(path);
 }
 
 uint64_t LmdbStore::map_bytes() const {
@@ -520,6 +608,29 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
         }
       }
       if (!results[i].ok()) return;
+      if (tail < recorded && IsJsonMediaType(rec.content_type)) {
+        // A JSON stream's offsets are message boundaries (json_mode.h:
+        // every stored message ends with '\n'); a tail lowered for lost
+        // bytes must not cut a message in two.
+        uint64_t boundary = tail;
+        results[i] = LastJsonBoundary(*log, log->start(), tail, &boundary);
+        if (!results[i].ok()) return;
+        if (boundary < tail) {
+          Warn("stream " + std::to_string(rec.id) + ": lowering the tail of this JSON stream from " +
+               std::to_string(tail) + " to " + std::to_string(boundary) +
+               ", the end of its last whole message");
+          tail = boundary;
+          results[i] = SegmentLog::Recover(files_, rec.id, base, rec.start, &tail, &log);
+          // The block now holding the tail needs its checksum recomputed
+          // from the bytes kept, as for any lowering.
+          if (results[i].ok() && !upgrade_checksums_) {
+            results[i] = log->CheckChecksums(recorded, replayed, &found);
+          } else if (results[i].ok()) {
+            results[i] = log->ComputeChecksums(&found);
+          }
+          if (!results[i].ok()) return;
+        }
+      }
       log->InitChecksums(found);
       rec.tail = tail;  // lowered if bytes were missing
       rec.start = log->start();
@@ -911,7 +1022,7 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
       break;
     }
     if (live) continue;
-    Status s = files_->RemoveStream(id);
+    Status s = files_->RemoveCommittedStream(id);
     if (!s.ok()) Warn("stream " + std::to_string(id) + " is erased but its files remain: " + s.message());
   }
   return Status::OK();
@@ -926,6 +1037,9 @@ Status LmdbStore::SyncEnvironment() {
 
 Status LmdbStore::Flush() {
   if (failed_.load()) return failure();
+  // Removals queued by commits that completed before this point: once the
+  // env syncs below succeed, no durable record points at their files.
+  const std::vector<SegmentFiles::PendingRemoval> removals = files_->TakePendingRemovals();
   // Phase 1, commits still flowing: write back the bulk of the dirty data.
   Status s = files_->SyncUnsynced();
   if (s.ok()) s = SyncEnvironment();
@@ -937,7 +1051,16 @@ Status LmdbStore::Flush() {
     s = files_->SyncUnsynced();
     if (s.ok()) s = SyncEnvironment();
   }
-  if (!s.ok()) Fail(s);
+  if (!s.ok()) {
+    // The files stay; the next Recover removes them (orphan directories,
+    // files below a recorded start).
+    Fail(s);
+    return s;
+  }
+  if (!removals.empty()) {
+    Status r = files_->RemovePending(removals);
+    if (!r.ok()) Warn("removing erased or trimmed segment files failed (the next start retries): " + r.message());
+  }
   return s;
 }
 

@@ -105,6 +105,7 @@ class LmdbStore final : public Store {
   explicit LmdbStore(const LmdbStoreOptions& options);
 
   Status AcquireLock();
+  Status CreateEnvironmentIfMissing();
   Status OpenEnvironment();
   // Runs `body` in a write transaction and commits it, doubling the map
   // and retrying on MDB_MAP_FULL. `body` must be repeatable.

@@ -230,6 +230,91 @@ Status SegmentFiles::RemoveStream(uint64_t stream_id) {
   return SyncDir(options_.segments_dir);
 }
 
+void SegmentFiles::ForgetStreamFds(uint64_t stream_id) {
+  std::vector<std::string> names;
+  bool missing = false;
+  if (!ListDir(StreamDir(stream_id), &names, &missing).ok()) return;
+  for (const std::string& name : names) {
+    uint64_t base;
+    if (ParseSegmentFileName(name, &base)) fds_.Forget(SegmentKey{stream_id, base});
+  }
+}
+
+Status SegmentFiles::RemoveCommittedStream(uint64_t stream_id) {
+  switch (options_.removal) {
+    case SegmentFilesOptions::Removal::kImmediate:
+      return RemoveStream(stream_id);
+    case SegmentFilesOptions::Removal::kAfterBarrier: {
+      Status s = options_.removal_barrier ? options_.removal_barrier() : Status::OK();
+      if (!s.ok()) return s;  // the files stay; Recover removes the orphan
+      return RemoveStream(stream_id);
+    }
+    case SegmentFilesOptions::Removal::kDeferred:
+      break;
+  }
+  ForgetStreamFds(stream_id);  // no cached descriptor outlives the stream
+  std::lock_guard lock(removal_mu_);
+  pending_removals_.push_back(PendingRemoval{stream_id, true, 0});
+  return Status::OK();
+}
+
+Status SegmentFiles::RemoveCommittedFile(const SegmentKey& key) {
+  // A read in flight keeps its descriptor (and so the file's blocks)
+  // until it finishes; the space is freed after that.
+  fds_.Forget(key);
+  switch (options_.removal) {
+    case SegmentFilesOptions::Removal::kImmediate:
+      return RemoveFile(FilePath(key));
+    case SegmentFilesOptions::Removal::kAfterBarrier: {
+      Status s = options_.removal_barrier ? options_.removal_barrier() : Status::OK();
+      if (!s.ok()) return s;  // the file stays; Recover removes it (below the start)
+      return RemoveFile(FilePath(key));
+    }
+    case SegmentFilesOptions::Removal::kDeferred:
+      break;
+  }
+  std::lock_guard lock(removal_mu_);
+  pending_removals_.push_back(PendingRemoval{key.stream_id, false, key.base});
+  return Status::OK();
+}
+
+std::vector<SegmentFiles::PendingRemoval> SegmentFiles::TakePendingRemovals() {
+  std::lock_guard lock(removal_mu_);
+  std::vector<PendingRemoval> out;
+  out.swap(pending_removals_);
+  return out;
+}
+
+size_t SegmentFiles::pending_removals() const {
+  std::lock_guard lock(removal_mu_);
+  return pending_removals_.size();
+}
+
+Status SegmentFiles::RemovePending(const std::vector<PendingRemoval>& removals) {
+  Status result;
+  bool removed_dir = false;
+  for (const PendingRemoval& r : removals) {
+    Status s;
+    if (r.whole_stream) {
+      // Something may have opened a file since it was queued (a sync).
+      ForgetStreamFds(r.stream_id);
+      s = RemoveTree(StreamDir(r.stream_id));
+      removed_dir = true;
+    } else {
+      fds_.Forget(SegmentKey{r.stream_id, r.base});
+      s = RemoveFile(FilePath(SegmentKey{r.stream_id, r.base}));
+    }
+    if (!s.ok() && result.ok()) result = s;
+  }
+  // As RemoveStream: a removed directory's name is synced away (a trim's
+  // unlinks need not be, see SegmentLog::Trim).
+  if (removed_dir) {
+    Status s = SyncDir(options_.segments_dir);
+    if (!s.ok() && result.ok()) result = s;
+  }
+  return result;
+}
+
 // ---- SegmentLog ----------------------------------------------------------
 
 SegmentLog::SegmentLog(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, uint64_t base)
@@ -286,10 +371,7 @@ Status SegmentLog::Trim(uint64_t new_start) {
   }
   Status result;
   for (uint64_t seg_base : dropped) {
-    // A read in flight keeps its descriptor (and so the file's blocks)
-    // until it finishes; the space is freed after that.
-    files_->fds().Forget(Key(seg_base));
-    Status s = RemoveFile(files_->FilePath(Key(seg_base)));
+    Status s = files_->RemoveCommittedFile(Key(seg_base));
     if (!s.ok() && result.ok()) result = s;
   }
   return result;

@@ -113,6 +113,17 @@ struct SegmentFilesOptions {
   // SyncUnsynced (the INTERVAL and OFF policies). With ALWAYS the commit
   // path syncs each log itself and nothing is tracked.
   bool track_unsynced = false;
+  // When an erased stream's files and a trim's dropped segments may be
+  // unlinked (STORAGE_FORMAT.md, "Commit protocol", step 4): only once the
+  // LMDB commit that stops pointing at them is durable, or a power loss
+  // brings the record back without its bytes.
+  enum class Removal {
+    kImmediate,    // ALWAYS: the commit is durable when it returns
+    kAfterBarrier, // OFF: call `removal_barrier` (an environment sync) first
+    kDeferred,     // INTERVAL: queue them; the store's next Flush removes them
+  };
+  Removal removal = Removal::kImmediate;
+  std::function<Status()> removal_barrier;  // kAfterBarrier only
 };
 
 // What every log of a store shares: the segments directory, the roll size,
@@ -158,6 +169,23 @@ class SegmentFiles {
   // orphans found by Recover.
   Status RemoveStream(uint64_t stream_id);
 
+  // What the store calls once a commit erased a stream, and what
+  // SegmentLog::Trim calls for a file wholly below the committed start:
+  // removes it now, after the barrier, or queues it, per `removal`.
+  Status RemoveCommittedStream(uint64_t stream_id);
+  Status RemoveCommittedFile(const SegmentKey& key);
+  // A queued removal: a stream's directory, or one of its files.
+  struct PendingRemoval {
+    uint64_t stream_id = 0;
+    bool whole_stream = false;
+    uint64_t base = 0;  // the file's, unless whole_stream
+  };
+  // The removals queued so far (kDeferred); the caller makes every commit
+  // before this call durable, then passes them to RemovePending.
+  std::vector<PendingRemoval> TakePendingRemovals();
+  Status RemovePending(const std::vector<PendingRemoval>& removals);
+  size_t pending_removals() const;
+
  private:
   const SegmentFilesOptions options_;
   SegmentFdCache fds_;
@@ -166,6 +194,10 @@ class SegmentFiles {
   std::unordered_set<SegmentKey, SegmentKeyHash> unsynced_files_;  // unsynced_mu_
   std::unordered_set<uint64_t> unsynced_stream_dirs_;              // unsynced_mu_
   bool unsynced_segments_dir_ = false;                             // unsynced_mu_
+
+  void ForgetStreamFds(uint64_t stream_id);
+  mutable std::mutex removal_mu_;
+  std::vector<PendingRemoval> pending_removals_;  // removal_mu_
 
   mutable std::shared_mutex checksum_mu_;
   ChecksumSource checksum_source_;  // guarded by checksum_mu_
@@ -294,8 +326,10 @@ class SegmentLog final : public StreamLog {
   size_t memory_bytes() const override;
   std::vector<LogSegment> Segments() const override;
   size_t segment_count() const override;
-  // Deletes the files wholly below `new_start`. Their unlinks are not
-  // synced: if a power loss brings one back, Recover deletes it again.
+  // Deletes the files wholly below `new_start` (after the commit of the
+  // new start is durable: SegmentFiles::RemoveCommittedFile). Their unlinks
+  // are not synced: if a power loss brings one back, Recover deletes it
+  // again.
   Status Trim(uint64_t new_start) override;
 
   uint64_t stream_id() const { return stream_id_; }

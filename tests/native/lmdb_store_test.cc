@@ -477,6 +477,139 @@ TEST_F(LmdbStoreTest, EraseRemovesRecordProducersAndDirectory) {
   EXPECT_EQ(next, 3u);  // ids are never reused
 }
 
+// Under INTERVAL an erase's commit is not durable when Commit returns
+// (MDB_NOSYNC): unlinking the files then would let a power loss bring the
+// record back without its bytes. The files wait for the next sync.
+TEST_F(LmdbStoreTest, UnderIntervalErasedFilesGoOnlyAfterTheNextSync) {
+  LmdbStoreOptions o = Options();
+  o.fsync = DS_FSYNC_INTERVAL;
+  o.fsync_interval_ms = 3600 * 1000;  // the test syncs (Flush) itself
+  auto store = Open(o);
+  Recover(store.get());
+  auto log = NewLog(store.get(), 1);
+  StreamRecord r = Record(1);
+  ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, "bytes").ok());
+  ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kErase, Record(1), {}, nullptr}}).ok());
+  EXPECT_TRUE(PathExists(StreamDir(1)));  // the erase is not durable yet
+  ASSERT_TRUE(store->Flush().ok());
+  EXPECT_FALSE(PathExists(StreamDir(1)));
+}
+
+TEST_F(LmdbStoreTest, UnderIntervalTrimmedFilesGoOnlyAfterTheNextSync) {
+  LmdbStoreOptions o = Options();
+  o.fsync = DS_FSYNC_INTERVAL;
+  o.fsync_interval_ms = 3600 * 1000;
+  o.segment_bytes = 10;
+  auto store = Open(o);
+  Recover(store.get());
+  auto log = NewLog(store.get(), 1);
+  StreamRecord r = Record(1);
+  ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 35)).ok());
+  r.start = 20;
+  ASSERT_TRUE(CommitRecord(store.get(), r).ok());
+  ASSERT_TRUE(log->Trim(20).ok());
+  EXPECT_EQ(log->start(), 20u);
+  EXPECT_TRUE(PathExists(JoinPath(StreamDir(1), SegmentFileName(0))));
+  EXPECT_TRUE(PathExists(JoinPath(StreamDir(1), SegmentFileName(10))));
+  ASSERT_TRUE(store->Flush().ok());
+  EXPECT_FALSE(PathExists(JoinPath(StreamDir(1), SegmentFileName(0))));
+  EXPECT_FALSE(PathExists(JoinPath(StreamDir(1), SegmentFileName(10))));
+  std::string out;
+  ASSERT_TRUE(log->Read(20, 15, &out).ok());
+  EXPECT_EQ(out, Bytes(1, 20, 35));
+}
+
+// A clean close syncs, so what was queued goes then; and ALWAYS and OFF
+// (which syncs the environment first) free the space at once.
+TEST_F(LmdbStoreTest, ErasedFilesGoAtCloseUnderIntervalAndAtOnceUnderAlwaysAndOff) {
+  for (ds_fsync policy : {DS_FSYNC_ALWAYS, DS_FSYNC_INTERVAL, DS_FSYNC_OFF}) {
+    SCOPED_TRACE(policy);
+    TempDir tmp;
+    LmdbStoreOptions o = Options();
+    o.data_dir = JoinPath(tmp.path(), "data");
+    o.fsync = policy;
+    o.fsync_interval_ms = 3600 * 1000;
+    const std::string dir = JoinPath(JoinPath(o.data_dir, "segments"), ZeroPadded(1));
+    {
+      auto store = Open(o);
+      Recover(store.get());
+      auto log = NewLog(store.get(), 1);
+      StreamRecord r = Record(1);
+      ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, "bytes").ok());
+      ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kErase, Record(1), {}, nullptr}}).ok());
+      EXPECT_EQ(PathExists(dir), policy == DS_FSYNC_INTERVAL);
+    }
+    EXPECT_FALSE(PathExists(dir));
+    auto store = Open(o);
+    EXPECT_TRUE(Recover(store.get()).empty());
+  }
+}
+
+// Recovery lowering a JSON stream's tail (bytes lost) stops at the end of
+// its last whole message, never inside one (json_mode.h: each stored
+// message ends with a newline).
+TEST_F(LmdbStoreTest, ALoweredJsonTailEndsOnAMessageBoundary) {
+  LmdbStoreOptions o = Options();
+  o.segment_bytes = 10;
+  const std::string m1 = "{\"a\":1}\n", m2 = "{\"bb\":22}\n", m3 = "[3]\n";  // 8, 10, 4 bytes
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    r.content_type = "application/json";
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, m1).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, m2).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, m3).ok());
+  }
+  // Bytes [10, 20) go: the contiguous bytes end at 10, inside m2 [8, 18).
+  ASSERT_TRUE(RemoveFile(JoinPath(StreamDir(1), SegmentFileName(10))).ok());
+  {
+    auto store = Open(o);
+    auto streams = Recover(store.get());
+    ASSERT_EQ(streams.size(), 1u);
+    EXPECT_EQ(streams[0].record.tail, 8u);
+    EXPECT_EQ(streams[0].log->tail(), 8u);
+    EXPECT_EQ(ReadAll(*streams[0].log), m1);
+  }
+  // Recorded, and the checksum of the cut block fits what was kept.
+  auto store = Open(o);
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(streams[0].record.tail, 8u);
+  EXPECT_EQ(ReadAll(*streams[0].log), m1);
+  EXPECT_EQ(store->checksum_failures(), 0u);
+}
+
+// A power loss while a new store was being created: LMDB's first pages of
+// data.mdb never reached the disk. The environment is built aside and
+// renamed into place whole, so what is left is a streams.db.new/ (and
+// perhaps an empty streams.db/), and the next open simply creates it again.
+TEST_F(LmdbStoreTest, AnInterruptedCreationOfTheEnvironmentIsRedone) {
+  const std::string env_dir = JoinPath(data_dir(), "streams.db");
+  ASSERT_TRUE(CreateDirsDurably(env_dir).ok());
+  ASSERT_TRUE(CreateDirsDurably(env_dir + ".new").ok());
+  {
+    UniqueFd fd;
+    ASSERT_TRUE(OpenFile(env_dir + ".new/data.mdb", O_RDWR | O_CREAT, 0644, &fd).ok());
+    ASSERT_TRUE(WriteAt(fd.get(), std::string(16384, '\0'), 0, "data.mdb").ok());  // torn: no meta
+  }
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    EXPECT_TRUE(Recover(store.get()).empty());
+    EXPECT_FALSE(PathExists(env_dir + ".new"));
+    EXPECT_TRUE(PathExists(JoinPath(env_dir, "data.mdb")));
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, "kept").ok());
+  }
+  auto store = Open();
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(ReadAll(*streams[0].log), "kept");
+}
+
 TEST_F(LmdbStoreTest, OrphanDirectoryIsRemovedOnRecover) {
   {
     auto store = Open();

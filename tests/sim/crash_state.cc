@@ -261,7 +261,17 @@ bool MaterializeCrashState(const OpLog& log, const CrashChoice& choice, uint64_t
             }
           }
           for (auto& m : moved) names[m.first] = m.second;
+          // LMDB's ordering (a prefix of the unsynced writes survives) is a
+          // property of its files, not of the name they were created under:
+          // the store builds a new environment in streams.db.new/ and
+          // renames it into place.
+          if (!ordered_prefix.empty()) {
+            for (auto& m : moved) {
+              if (m.first.rfind(ordered_prefix, 0) == 0) nodes[m.second].ordered = true;
+            }
+          }
         }
+        if (!ordered_prefix.empty() && op.path2.rfind(ordered_prefix, 0) == 0) nodes[inode].ordered = true;
         names[op.path2] = inode;
         break;
       }
