@@ -1,6 +1,7 @@
 #include "usage.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 namespace ds {
@@ -19,7 +20,8 @@ std::string HumanBytes(uint64_t n) {
   if (v == static_cast<double>(static_cast<uint64_t>(v))) {
     std::snprintf(buf, sizeof buf, "%llu %s", static_cast<unsigned long long>(v), kUnits[unit]);
   } else {
-    std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[unit]);
+    // Rounded down: a size just under a limit must not print as the limit.
+    std::snprintf(buf, sizeof buf, "%.1f %s", std::floor(v * 10) / 10, kUnits[unit]);
   }
   return buf;
 }
@@ -105,8 +107,9 @@ std::optional<Response> Usage::Reserve(GroupUsage& group, uint64_t n) {
   const uint64_t max_group = max_bytes_per_group_.load(std::memory_order_relaxed);
   if (max_group > 0 && n > max_group) {
     refused_bytes_.fetch_add(1, std::memory_order_relaxed);
-    return ErrorResponse(403, "forbidden: " + HumanBytes(n) + " is more than group \"" +
-                                  group.name + "\" may ever hold, the max_bytes_per_group quota (" +
+    return ErrorResponse(403, "forbidden: a body of " + std::to_string(n) +
+                                  " bytes is more than group \"" + group.name +
+                                  "\" may ever hold, the max_bytes_per_group quota (" +
                                   HumanBytes(max_group) + ")");
   }
   const uint64_t before = total_bytes_.fetch_add(n, std::memory_order_relaxed);

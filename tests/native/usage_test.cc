@@ -156,7 +156,7 @@ TEST_F(UsageTest, BytesQuotaPerGroupAnswers507OrNever403) {
   Response never = Put("/v1/stream/h/a", Text(), "123456789");
   EXPECT_EQ(never.status, 403);
   EXPECT_EQ(never.body,
-            "forbidden: 9 bytes is more than group \"h\" may ever hold, the "
+            "forbidden: a body of 9 bytes is more than group \"h\" may ever hold, the "
             "max_bytes_per_group quota (8 bytes)\n");
   EXPECT_EQ(Put("/v1/stream/h/a", Text(), "12345678").status, 201);
   EXPECT_EQ(Put("/v1/stream/g/c",
@@ -190,6 +190,7 @@ TEST_F(UsageTest, SizesInMessagesAreReadable) {
   EXPECT_EQ(HumanBytes(1023), "1023 bytes");
   EXPECT_EQ(HumanBytes(64 * kMiB), "64 MiB");
   EXPECT_EQ(HumanBytes(1288490189), "1.2 GiB");
+  EXPECT_EQ(HumanBytes(2047), "1.9 KiB");  // never rounded up to a limit
 }
 
 class DurableUsageTest : public UsageTest {
