@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -120,33 +121,48 @@ func memTotal(read readFile) int64 {
 	return 0
 }
 
-// cgroupMemoryMax is the cgroup v2 memory.max of this process's cgroup
-// (from /proc/self/cgroup's "0::<path>" line, under /sys/fs/cgroup), or 0
-// if there is none or it is "max". In a container with its own cgroup
-// namespace the path is "/", and the file is /sys/fs/cgroup/memory.max.
+// cgroupMemoryMax is the memory limit of this process's cgroup, or 0 if it
+// has none: cgroup v2's memory.max ("0::<path>" in /proc/self/cgroup, under
+// /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid systems), else cgroup
+// v1's memory.limit_in_bytes ("N:memory:<path>", under
+// /sys/fs/cgroup/memory). In a container with its own cgroup namespace
+// the path may not exist as written: the mount's root file is tried too.
+// v1's "unlimited" is a huge number, which MemTotal then undercuts.
 func cgroupMemoryMax(read readFile) int64 {
 	data, err := read("/proc/self/cgroup")
 	if err != nil {
 		return 0
 	}
+	var candidates []string
 	for _, line := range strings.Split(string(data), "\n") {
-		rel, ok := strings.CutPrefix(line, "0::")
-		if !ok {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
 			continue
 		}
-		raw, err := read(path.Join("/sys/fs/cgroup", path.Clean("/"+rel), "memory.max"))
+		rel := path.Clean("/" + parts[2])
+		switch {
+		case parts[0] == "0" && parts[1] == "":
+			candidates = append(candidates,
+				path.Join("/sys/fs/cgroup", rel, "memory.max"), "/sys/fs/cgroup/memory.max",
+				path.Join("/sys/fs/cgroup/unified", rel, "memory.max"))
+		case slices.Contains(strings.Split(parts[1], ","), "memory"):
+			candidates = append(candidates,
+				path.Join("/sys/fs/cgroup/memory", rel, "memory.limit_in_bytes"),
+				"/sys/fs/cgroup/memory/memory.limit_in_bytes")
+		}
+	}
+	for _, name := range candidates {
+		raw, err := read(name)
 		if err != nil {
-			return 0
+			continue
 		}
 		v := strings.TrimSpace(string(raw))
 		if v == "max" {
-			return 0
+			continue
 		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			return 0
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+			return n // the first file found is this process's own cgroup
 		}
-		return n
 	}
 	return 0
 }

@@ -52,10 +52,30 @@ func TestDefaultMemoryBudget(t *testing.T) {
 			"/proc/self/cgroup":         "0::/\n",
 			"/sys/fs/cgroup/memory.max": "68719476736\n",
 		}, 4 << 30},
-		{"cgroup v1 only: MemTotal", map[string]string{
+		{"cgroup v1 without a memory limit file: MemTotal", map[string]string{
 			"/proc/meminfo":     meminfo8GiB,
 			"/proc/self/cgroup": "12:memory:/docker/abc\n",
 		}, 4 << 30},
+		{"cgroup v1 memory.limit_in_bytes", map[string]string{
+			"/proc/meminfo":     meminfo8GiB,
+			"/proc/self/cgroup": "5:cpuacct,memory:/docker/abc\n0::/\n",
+			"/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": "2147483648\n",
+		}, 1 << 30},
+		{"cgroup v1 unlimited: MemTotal", map[string]string{
+			"/proc/meminfo":     meminfo8GiB,
+			"/proc/self/cgroup": "4:memory:/x\n",
+			"/sys/fs/cgroup/memory/x/memory.limit_in_bytes": "9223372036854771712\n",
+		}, 4 << 30},
+		{"cgroup v1 in a namespace: the mount's root", map[string]string{
+			"/proc/meminfo":     meminfo8GiB,
+			"/proc/self/cgroup": "4:memory:/host/path\n",
+			"/sys/fs/cgroup/memory/memory.limit_in_bytes": "1073741824\n",
+		}, 512 << 20},
+		{"hybrid: v2 in unified", map[string]string{
+			"/proc/meminfo":                       meminfo8GiB,
+			"/proc/self/cgroup":                   "0::/s\n",
+			"/sys/fs/cgroup/unified/s/memory.max": "1073741824\n",
+		}, 512 << 20},
 		{"garbage", map[string]string{
 			"/proc/meminfo":             "MemTotal: lots kB\n",
 			"/proc/self/cgroup":         "0::/\n",
