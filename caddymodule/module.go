@@ -230,6 +230,10 @@ func (h *Handler) applyDefaults() {
 	}
 	if h.MaxInflightBodyBytes == 0 {
 		h.MaxInflightBodyBytes = max(DefaultMaxInflightBodyBytes, h.MaxAppendSize)
+		if h.DataDir == "" && h.MaxMemoryBytes == 0 {
+			// Streams take half the memory by default: bodies get less.
+			h.MaxInflightBodyBytes = defaultInflightBodyBytes(systemFiles, h.MaxAppendSize)
+		}
 	}
 	if h.StreamRoot == "" {
 		h.StreamRoot = DefaultStreamRoot

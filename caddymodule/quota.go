@@ -94,11 +94,36 @@ type readFile func(name string) ([]byte, error)
 // MemTotal from /proc/meminfo, the smaller of the two when both are known.
 // Zero (no budget) when neither can be read, as on systems without /proc.
 func defaultMemoryBudget(read readFile) int64 {
+	return int64(float64(processMemoryLimit(read)) * DefaultMemoryShare)
+}
+
+// processMemoryLimit is the memory this process may use: its cgroup's
+// limit or MemTotal, whichever is smaller; 0 if neither is known.
+func processMemoryLimit(read readFile) int64 {
 	limit := memTotal(read)
 	if c := cgroupMemoryMax(read); c > 0 && (limit == 0 || c < limit) {
 		limit = c
 	}
-	return int64(float64(limit) * DefaultMemoryShare)
+	return limit
+}
+
+// inflightShare is the share of the process's memory that in-memory
+// handlers let request bodies take by default (max_inflight_body_bytes),
+// when that is less than DefaultMaxInflightBodyBytes: the streams'
+// default half plus bodies being read, and the garbage collector's slack
+// on them, must stay below the limit (measured: with 256 MiB of bodies and
+// 256 MiB of streams, a 512 MiB cgroup killed the process).
+const inflightShare = 8
+
+// defaultInflightBodyBytes is max_inflight_body_bytes's default in memory
+// mode: DefaultMaxInflightBodyBytes, but no more than 1/inflightShare of
+// the process's memory, and never less than max_append_size.
+func defaultInflightBodyBytes(read readFile, maxAppend int64) int64 {
+	n := int64(DefaultMaxInflightBodyBytes)
+	if limit := processMemoryLimit(read); limit > 0 {
+		n = min(n, limit/inflightShare)
+	}
+	return max(n, maxAppend)
 }
 
 // memTotal is MemTotal from /proc/meminfo in bytes, or 0.

@@ -90,6 +90,28 @@ func TestDefaultMemoryBudget(t *testing.T) {
 	}
 }
 
+func TestDefaultInflightBodyBytesLeavesRoomForStreams(t *testing.T) {
+	cg := func(limit string) readFile {
+		return fakeFiles(map[string]string{"/proc/meminfo": meminfo8GiB, "/proc/self/cgroup": "0::/\n",
+			"/sys/fs/cgroup/memory.max": limit})
+	}
+	for _, tc := range []struct {
+		read      readFile
+		maxAppend int64
+		want      int64
+	}{
+		{fakeFiles(nil), 64 << 20, DefaultMaxInflightBodyBytes}, // unknown: the default
+		{cg("max"), 64 << 20, DefaultMaxInflightBodyBytes},      // 8 GiB / 8 > 256 MiB
+		{cg("536870912"), 16 << 20, 64 << 20},                   // 512 MiB / 8
+		{cg("268435456"), 64 << 20, 64 << 20},                   // never below max_append_size
+		{cg("536870912"), 512 << 20, 512 << 20},
+	} {
+		if got := defaultInflightBodyBytes(tc.read, tc.maxAppend); got != tc.want {
+			t.Errorf("defaultInflightBodyBytes(max_append %d) = %d, want %d", tc.maxAppend, got, tc.want)
+		}
+	}
+}
+
 func TestMemoryBudgetAppliesInMemoryOnly(t *testing.T) {
 	files := fakeFiles(map[string]string{"/proc/meminfo": meminfo8GiB})
 	for _, tc := range []struct {
