@@ -40,7 +40,7 @@ var (
 		Namespace: "caddy",
 		Subsystem: "durable_streams",
 		Name:      "rejections_total",
-		Help:      "Requests refused before reaching the engine, by reason: rate_client, rate_group, bytes_client, bytes_group, live_sessions (429), token_missing, token_invalid (401), token_scope (403).",
+		Help:      rejectionsHelp,
 	}, []string{"reason"})
 	rejectionCounters = func() (cs [rejectReasons]prometheus.Counter) {
 		for i := range cs {

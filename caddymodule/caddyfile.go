@@ -39,6 +39,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    segment_size           <size>
 //	    rate_limit { ... }     (ratelimit.go)
 //	    tokens { ... }         (tokens.go)
+//	    max_memory_bytes       <size>|off
+//	    quota { ... }          (quota.go)
 //	}
 //
 // Every option is optional; without a block, streams live in memory. Sizes
@@ -108,6 +110,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.RateLimit = rl
+		case "max_memory_bytes":
+			if err := parseMaxMemory(d, &h.MaxMemoryBytes); err != nil {
+				return err
+			}
+		case "quota":
+			q, err := parseQuotas(d)
+			if err != nil {
+				return err
+			}
+			h.Quota = q
 		case "tokens":
 			t, err := parseTokenAuth(d)
 			if err != nil {

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -55,6 +56,21 @@ var (
 		checksumFailures: prometheus.NewDesc("caddy_durable_streams_checksum_failures_total",
 			"Reads refused with 500 because bytes in a data_dir did not match their checksum, by storage (the log names stream and range).",
 			[]string{"storage"}, nil),
+		streamBytes: prometheus.NewDesc("caddy_durable_streams_stream_bytes",
+			"Stream data held (each stream's own bytes: a fork's from its fork offset), by storage; in memory, what max_memory_bytes bounds.",
+			[]string{"storage"}, nil),
+		groupBytes: prometheus.NewDesc("caddy_durable_streams_group_bytes",
+			fmt.Sprintf("Stream data held by the %d placement groups holding the most, by storage and group (the others: other_groups_bytes).", topGroups),
+			[]string{"storage", "group"}, nil),
+		groupStreams: prometheus.NewDesc("caddy_durable_streams_group_streams",
+			fmt.Sprintf("Streams of the %d placement groups holding the most bytes, by storage and group (the others: other_groups_streams).", topGroups),
+			[]string{"storage", "group"}, nil),
+		otherBytes: prometheus.NewDesc("caddy_durable_streams_other_groups_bytes",
+			"Stream data held by the placement groups group_bytes does not list, by storage.",
+			[]string{"storage"}, nil),
+		otherStreams: prometheus.NewDesc("caddy_durable_streams_other_groups_streams",
+			"Streams of the placement groups group_streams does not list, by storage.",
+			[]string{"storage"}, nil),
 	}
 )
 
@@ -67,7 +83,7 @@ const (
 // registerMetrics registers the module's collectors on a config's registry;
 // a second handler in the same config finds them already there.
 func registerMetrics(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{requestsTotal, rejectionsTotal, liveSessions, engineStats} {
+	for _, c := range []prometheus.Collector{requestsTotal, rejections, liveSessions, engineStats} {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
 				return err
@@ -147,7 +163,13 @@ type engineCollector struct {
 	streams, parked, adopted, appends, appendedBytes *prometheus.Desc
 	commits, committedWrites, checksumFailures       *prometheus.Desc // data_dir engines only
 	storageState, storageErrors                      *prometheus.Desc // data_dir engines only
+	streamBytes, groupBytes, groupStreams            *prometheus.Desc
+	otherBytes, otherStreams                         *prometheus.Desc
 }
+
+// topGroups is how many placement groups group_bytes lists per engine:
+// the label's cardinality stays bounded however many groups there are.
+const topGroups = 10
 
 func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.streams
@@ -160,6 +182,11 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.storageState
 	ch <- c.storageErrors
 	ch <- c.checksumFailures
+	ch <- c.streamBytes
+	ch <- c.groupBytes
+	ch <- c.groupStreams
+	ch <- c.otherBytes
+	ch <- c.otherStreams
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
@@ -170,6 +197,14 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.adopted, prometheus.GaugeValue, float64(s.AdoptedSessions), key)
 		ch <- prometheus.MustNewConstMetric(c.appends, prometheus.CounterValue, float64(s.Appends), key)
 		ch <- prometheus.MustNewConstMetric(c.appendedBytes, prometheus.CounterValue, float64(s.BytesAppended), key)
+		ch <- prometheus.MustNewConstMetric(c.streamBytes, prometheus.GaugeValue, float64(s.StreamBytes), key)
+		top, rest := e.TopGroups(topGroups)
+		for _, g := range top {
+			ch <- prometheus.MustNewConstMetric(c.groupBytes, prometheus.GaugeValue, float64(g.Bytes), key, g.Name)
+			ch <- prometheus.MustNewConstMetric(c.groupStreams, prometheus.GaugeValue, float64(g.Streams), key, g.Name)
+		}
+		ch <- prometheus.MustNewConstMetric(c.otherBytes, prometheus.GaugeValue, float64(rest.Bytes), key)
+		ch <- prometheus.MustNewConstMetric(c.otherStreams, prometheus.GaugeValue, float64(rest.Streams), key)
 		if strings.HasPrefix(key, memoryKeyPrefix) {
 			return // nothing is committed in memory
 		}

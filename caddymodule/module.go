@@ -135,6 +135,17 @@ type Handler struct {
 	// Stream-scoped bearer tokens (401/403). Off unless set. See TokenAuth.
 	Tokens *TokenAuth `json:"tokens,omitempty"`
 
+	// In memory (no data_dir): the most stream bytes the engine holds;
+	// appends and creates whose bytes would go past it answer 507, reads and
+	// deletes go on, and expiry and retention free room. -1 turns it off.
+	// Default: half the memory this process may use (its cgroup v2
+	// memory.max if set, else MemTotal), none if neither is known.
+	MaxMemoryBytes int64 `json:"max_memory_bytes,omitempty"`
+
+	// Streams and bytes per placement group (507, or 403 for a body that
+	// can never fit). Off unless set. See Quotas.
+	Quota *Quotas `json:"quota,omitempty"`
+
 	limits   *rateLimiter   // RateLimit in force; nil: no limits
 	tokens   *tokenVerifier // Tokens in force; nil: no token needed
 	engine   engine
@@ -219,9 +230,17 @@ func (h *Handler) applyDefaults() {
 	}
 	if h.MaxInflightBodyBytes == 0 {
 		h.MaxInflightBodyBytes = max(DefaultMaxInflightBodyBytes, h.MaxAppendSize)
+		if h.DataDir == "" && h.MaxMemoryBytes == 0 {
+			// Streams take half the memory by default: bodies get less.
+			h.MaxInflightBodyBytes = defaultInflightBodyBytes(systemFiles, h.MaxAppendSize)
+		}
 	}
 	if h.StreamRoot == "" {
 		h.StreamRoot = DefaultStreamRoot
+	}
+	// One notion of placement group: rate limits follow quota's depth.
+	if h.RateLimit != nil && h.RateLimit.GroupDepth == 0 && h.Quota != nil {
+		h.RateLimit.GroupDepth = h.Quota.GroupDepth
 	}
 	if len(h.StreamRoot) > 1 {
 		h.StreamRoot = strings.TrimRight(h.StreamRoot, "/")
@@ -276,6 +295,11 @@ func (h *Handler) engineOptions() (native.Options, error) {
 		RetentionAge:         time.Duration(h.RetentionAge),
 		RetentionBytes:       h.RetentionBytes,
 		SegmentBytes:         h.SegmentSize,
+		MaxMemoryBytes:       h.memoryBudget(systemFiles),
+		GroupDepth:           h.groupDepth(),
+	}
+	if h.Quota != nil {
+		opts.MaxStreamsPerGroup, opts.MaxBytesPerGroup = h.Quota.MaxStreamsPerGroup, h.Quota.MaxBytesPerGroup
 	}
 	if h.DataDir != "" {
 		dir, err := filepath.Abs(h.DataDir)
@@ -340,9 +364,11 @@ func (h *Handler) adopt(shared *sharedEngine, first *Handler) error {
 		shared.opts.LongPollTimeout, shared.opts.SSEReconnectInterval = want.LongPollTimeout, want.SSEReconnectInterval
 		shared.opts.MaxAppendBytes = want.MaxAppendBytes
 		shared.opts.RetentionAge, shared.opts.RetentionBytes = want.RetentionAge, want.RetentionBytes
+		shared.opts.MaxMemoryBytes = want.MaxMemoryBytes
+		shared.opts.MaxStreamsPerGroup, shared.opts.MaxBytesPerGroup = want.MaxStreamsPerGroup, want.MaxBytesPerGroup
 	}
 	if shared.opts != h.opts {
-		h.logger.Warn("the open engine keeps its fsync, fsync_interval, segment_size and stream_root until the server restarts",
+		h.logger.Warn("the open engine keeps its fsync, fsync_interval, segment_size, stream_root and group_depth until the server restarts",
 			zap.String("storage", key), zap.Any("in_force", shared.opts), zap.Any("configured", h.opts))
 	}
 	return nil
@@ -407,7 +433,7 @@ func (h *Handler) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return h.validateLimits()
 }
 
 // Cleanup ends this handler's open live requests and releases its share of

@@ -135,6 +135,10 @@ ds_code ds_engine_open(const ds_options* options, ds_engine** out, ds_error* err
     opts.retention_age_ms = static_cast<int64_t>(
         std::min<uint64_t>(options->retention_age_ms, std::numeric_limits<int64_t>::max()));
     opts.retention_bytes = options->retention_bytes;
+    opts.max_memory_bytes = options->max_memory_bytes;
+    opts.max_streams_per_group = options->max_streams_per_group;
+    opts.max_bytes_per_group = options->max_bytes_per_group;
+    opts.group_depth = static_cast<int>(std::clamp<uint64_t>(options->group_depth, 1, 64));
     ds_wake_fn wake_fn = options->wake_fn;
     uintptr_t wake_ctx = options->wake_ctx;
     auto wake = [wake_fn, wake_ctx](const std::vector<uint64_t>& ids) {
@@ -265,6 +269,8 @@ ds_code ds_engine_set_tunables(ds_engine* engine, const ds_tunables* tunables, d
     if (tunables->max_append_bytes) t.max_append_bytes = tunables->max_append_bytes;
     t.retention_age_ms = static_cast<int64_t>(std::min(tunables->retention_age_ms, kMaxMs));
     t.retention_bytes = tunables->retention_bytes;
+    t.limits = ds::UsageLimits{tunables->max_memory_bytes, tunables->max_streams_per_group,
+                               tunables->max_bytes_per_group};
     engine->engine->SetTunables(t);
     return DS_OK;
   });
@@ -290,8 +296,35 @@ void ds_engine_stats(ds_engine* engine, ds_stats* out) {
     out->storage_no_space_answers = s.answered_no_space;
     out->storage_io_error_answers = s.answered_io_error;
     out->checksum_failures = s.checksum_failures;
+    out->stream_bytes = s.stream_bytes;
+    out->refused_memory_budget = s.refused_memory_budget;
+    out->refused_quota_streams = s.refused_quota_streams;
+    out->refused_quota_bytes = s.refused_quota_bytes;
   } catch (...) {
     *out = ds_stats{};
+  }
+}
+
+size_t ds_engine_top_groups(ds_engine* engine, ds_group_usage* out, size_t n,
+                            ds_group_usage* rest) {
+  if (rest != nullptr) *rest = ds_group_usage{};
+  if (engine == nullptr || (out == nullptr && n > 0)) return 0;
+  try {
+    ds::GroupSnapshot others;
+    std::vector<ds::GroupSnapshot> top = engine->engine->TopGroups(n, &others);
+    for (size_t i = 0; i < top.size(); ++i) {
+      out[i] = ds_group_usage{};
+      std::snprintf(out[i].name, sizeof out[i].name, "%s", top[i].name.c_str());
+      out[i].streams = top[i].streams;
+      out[i].bytes = top[i].bytes;
+    }
+    if (rest != nullptr) {
+      rest->streams = others.streams;
+      rest->bytes = others.bytes;
+    }
+    return top.size();
+  } catch (...) {
+    return 0;
   }
 }
 

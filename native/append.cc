@@ -166,8 +166,15 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
 
     // Bytes first; nothing else changes if they cannot be written.
     if (!bytes.empty()) {
+      // The memory budget and the group's byte quota; reserved before the
+      // write, so that concurrent appends never go past them together.
+      if (auto refused = usage_.Reserve(*stream->group, bytes.size())) return *refused;
       Status s = stream->log->Append(bytes, now_ms);
-      if (!s.ok()) return WriteFailure(s);
+      if (!s.ok()) {
+        usage_.Release(*stream->group, bytes.size());
+        return WriteFailure(s);
+      }
+      stream->charged += bytes.size();
       NoteSegments(stream);
       tail = stream->log->tail();
       appends_.fetch_add(1, std::memory_order_relaxed);

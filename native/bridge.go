@@ -120,6 +120,14 @@ type Options struct {
 	RetentionAge         time.Duration // zero: no age limit
 	RetentionBytes       int64         // zero: no size limit
 	SegmentBytes         int64         // with DataDir; zero: 64 MiB
+	// Stream data limits (zero: none): the bytes all streams may hold in
+	// memory (ignored with DataDir), and the streams and bytes each
+	// placement group (the first GroupDepth path segments under StreamRoot;
+	// zero: 1) may hold.
+	MaxMemoryBytes     int64
+	MaxStreamsPerGroup int64
+	MaxBytesPerGroup   int64
+	GroupDepth         int
 }
 
 // Engine is an open C++ engine. It is safe for concurrent use.
@@ -149,7 +157,8 @@ type waiterShard struct {
 func Open(opts Options) (*Engine, error) {
 	if opts.LongPollTimeout < 0 || opts.SSEReconnectInterval < 0 || opts.SSEKeepaliveInterval < 0 ||
 		opts.FsyncInterval < 0 || opts.MaxAppendBytes < 0 || opts.MaxReadBytes < 0 ||
-		opts.RetentionAge < 0 || opts.RetentionBytes < 0 || opts.SegmentBytes < 0 {
+		opts.RetentionAge < 0 || opts.RetentionBytes < 0 || opts.SegmentBytes < 0 ||
+		opts.MaxMemoryBytes < 0 || opts.MaxStreamsPerGroup < 0 || opts.MaxBytesPerGroup < 0 || opts.GroupDepth < 0 {
 		return nil, &Error{Op: "open", Code: CodeInvalidArgument, Message: "negative option"}
 	}
 	e := &Engine{}
@@ -177,6 +186,10 @@ func Open(opts Options) (*Engine, error) {
 	copts.retention_age_ms = C.uint64_t(opts.RetentionAge.Milliseconds())
 	copts.retention_bytes = C.uint64_t(opts.RetentionBytes)
 	copts.segment_bytes = C.uint64_t(opts.SegmentBytes)
+	copts.max_memory_bytes = C.uint64_t(opts.MaxMemoryBytes)
+	copts.max_streams_per_group = C.uint64_t(opts.MaxStreamsPerGroup)
+	copts.max_bytes_per_group = C.uint64_t(opts.MaxBytesPerGroup)
+	copts.group_depth = C.uint64_t(opts.GroupDepth)
 	copts.wake_fn = C.ds_wake_fn(C.dsGoWake)
 	copts.wake_ctx = C.uintptr_t(e.handle)
 
@@ -196,6 +209,9 @@ type Tunables struct {
 	MaxAppendBytes       int64
 	RetentionAge         time.Duration
 	RetentionBytes       int64
+	MaxMemoryBytes       int64 // zero: no budget
+	MaxStreamsPerGroup   int64 // zero: no quota
+	MaxBytesPerGroup     int64 // zero: no quota
 }
 
 // Tunables returns the tunable part of opts.
@@ -206,6 +222,9 @@ func (opts Options) Tunables() Tunables {
 		MaxAppendBytes:       opts.MaxAppendBytes,
 		RetentionAge:         opts.RetentionAge,
 		RetentionBytes:       opts.RetentionBytes,
+		MaxMemoryBytes:       opts.MaxMemoryBytes,
+		MaxStreamsPerGroup:   opts.MaxStreamsPerGroup,
+		MaxBytesPerGroup:     opts.MaxBytesPerGroup,
 	}
 }
 
@@ -213,7 +232,8 @@ func (opts Options) Tunables() Tunables {
 // the requests and sessions that start afterwards (ds_engine_set_tunables).
 func (e *Engine) SetTunables(t Tunables) error {
 	if t.LongPollTimeout < 0 || t.SSEReconnectInterval < 0 || t.MaxAppendBytes < 0 ||
-		t.RetentionAge < 0 || t.RetentionBytes < 0 {
+		t.RetentionAge < 0 || t.RetentionBytes < 0 || t.MaxMemoryBytes < 0 || t.MaxStreamsPerGroup < 0 ||
+		t.MaxBytesPerGroup < 0 {
 		return &Error{Op: "set tunables", Code: CodeInvalidArgument, Message: "negative option"}
 	}
 	ct := C.ds_tunables{
@@ -222,6 +242,9 @@ func (e *Engine) SetTunables(t Tunables) error {
 		max_append_bytes:          C.uint64_t(t.MaxAppendBytes),
 		retention_age_ms:          C.uint64_t(t.RetentionAge.Milliseconds()),
 		retention_bytes:           C.uint64_t(t.RetentionBytes),
+		max_memory_bytes:          C.uint64_t(t.MaxMemoryBytes),
+		max_streams_per_group:     C.uint64_t(t.MaxStreamsPerGroup),
+		max_bytes_per_group:       C.uint64_t(t.MaxBytesPerGroup),
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -329,6 +352,13 @@ type Stats struct {
 
 	// Reads refused because stored bytes did not match their checksum.
 	ChecksumFailures uint64
+
+	// Stream data held (every stream's own bytes), and the writes refused
+	// since open by the memory budget and the placement group quotas.
+	StreamBytes         uint64
+	RefusedMemoryBudget uint64
+	RefusedQuotaStreams uint64
+	RefusedQuotaBytes   uint64
 }
 
 // StorageState is an engine's storage health.
@@ -367,7 +397,44 @@ func (e *Engine) Stats() Stats {
 		NoSpaceAnswers:      uint64(s.storage_no_space_answers),
 		StorageErrorAnswers: uint64(s.storage_io_error_answers),
 		ChecksumFailures:    uint64(s.checksum_failures),
+		StreamBytes:         uint64(s.stream_bytes),
+		RefusedMemoryBudget: uint64(s.refused_memory_budget),
+		RefusedQuotaStreams: uint64(s.refused_quota_streams),
+		RefusedQuotaBytes:   uint64(s.refused_quota_bytes),
 	}
+}
+
+// GroupUsage is one placement group's streams and bytes.
+type GroupUsage struct {
+	Name    string
+	Streams uint64
+	Bytes   uint64
+}
+
+// TopGroups returns the (at most n) placement groups holding the most
+// bytes, largest first, and the sum over all the others (Name ""); nothing
+// after Close.
+func (e *Engine) TopGroups(n int) (top []GroupUsage, rest GroupUsage) {
+	if n <= 0 {
+		n = 0
+	}
+	buf := make([]C.ds_group_usage, max(n, 1))
+	var crest C.ds_group_usage
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.ptr == nil {
+		return nil, GroupUsage{}
+	}
+	got := int(C.ds_engine_top_groups(e.ptr, &buf[0], C.size_t(n), &crest))
+	top = make([]GroupUsage, got)
+	for i := range top {
+		top[i] = GroupUsage{
+			Name:    C.GoString(&buf[i].name[0]),
+			Streams: uint64(buf[i].streams),
+			Bytes:   uint64(buf[i].bytes),
+		}
+	}
+	return top, GroupUsage{Streams: uint64(crest.streams), Bytes: uint64(crest.bytes)}
 }
 
 // ---- Wake registry ------------------------------------------------------

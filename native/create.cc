@@ -135,16 +135,29 @@ std::optional<Response> Engine::BeginCreate(const std::string& path, StreamConfi
                                             const StreamPtr& source, uint64_t fork_offset,
                                             std::string_view initial, bool closed,
                                             PendingCreate* out) {
+  // The group's stream quota, then the initial bytes' budget and quota.
+  std::shared_ptr<GroupUsage> group;
+  if (auto refused = usage_.AddStream(path, &group)) return refused;
+  if (auto refused = usage_.Reserve(*group, initial.size())) {
+    usage_.RemoveStream(group);
+    return refused;
+  }
   uint64_t id = next_stream_id_++;
   std::unique_ptr<StreamLog> log;
   const int64_t now_ms = clock_->NowMs();
   Status s = store_->CreateLog(id, fork_offset, &log);
   if (s.ok() && !initial.empty()) s = log->Append(initial, now_ms);
-  if (!s.ok()) return WriteFailure(s);
+  if (!s.ok()) {
+    usage_.Release(*group, initial.size());
+    usage_.RemoveStream(group);
+    return WriteFailure(s);
+  }
   auto stream = std::make_shared<Stream>(path, id, std::move(config), source, fork_offset,
                                          std::move(log));
   stream->closed = closed;
   stream->last_access_ms = now_ms;
+  stream->group = std::move(group);
+  stream->charged = initial.size();
   if (source) ++source->fork_refs;  // the caller holds source->mu
   out->stream = stream;
   out->closed = closed;
@@ -171,6 +184,7 @@ Response Engine::FinishCreate(const Request& request, PendingCreate& pending) {
       // streams and the next create at this path replaces it.
       stream.deleted = true;
       expiry_.Erase(stream);
+      Uncharge(stream);
       // Its bytes take room the disk may be short of; Recover would remove
       // them anyway (no record names them).
       stream.log->Rewind(stream.log->start());

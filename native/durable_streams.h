@@ -107,6 +107,17 @@ typedef struct ds_options {
                                          64 MiB. In memory it is 1 MiB. */
   ds_wake_fn wake_fn;                 /* required */
   uintptr_t wake_ctx;                 /* passed back to wake_fn */
+  /* Stream data limits (0 = none). In memory (no data_dir), appends and
+   * creates whose bytes would take all streams' data past max_memory_bytes
+   * answer 507. Per placement group (the first group_depth path segments
+   * under stream_root; 0 means 1): creates past max_streams_per_group and
+   * writes past max_bytes_per_group answer 507, and a body larger than
+   * max_bytes_per_group 403. A stream counts its own bytes (a fork's from
+   * its fork offset) until it is deleted, expires or retention drops them. */
+  uint64_t max_memory_bytes;
+  uint64_t max_streams_per_group;
+  uint64_t max_bytes_per_group;
+  uint64_t group_depth;
 } ds_options;
 
 /* Opens an engine. On success *out is set and DS_OK returned. */
@@ -267,6 +278,9 @@ typedef struct ds_tunables {
   uint64_t max_append_bytes;          /* also named by the 413 message */
   uint64_t retention_age_ms;          /* 0: no age limit */
   uint64_t retention_bytes;           /* 0: no size limit */
+  uint64_t max_memory_bytes;          /* 0: none; as in ds_options */
+  uint64_t max_streams_per_group;     /* 0: none */
+  uint64_t max_bytes_per_group;       /* 0: none */
 } ds_tunables;
 
 /* Replaces the engine's tunable options, each atomically: requests, new
@@ -327,9 +341,29 @@ typedef struct ds_stats {
   /* Reads refused (500) because stored bytes did not match their checksum
      (data_dir only). */
   uint64_t checksum_failures;
+  /* Stream data held (every stream's own bytes), and the writes refused
+     since open by the memory budget, the streams quota and the bytes
+     quota of a placement group. */
+  uint64_t stream_bytes;
+  uint64_t refused_memory_budget;
+  uint64_t refused_quota_streams;
+  uint64_t refused_quota_bytes;
 } ds_stats;
 
 void ds_engine_stats(ds_engine* engine, ds_stats* out);
+
+/* One placement group's usage. `name` is NUL-terminated, cut to fit. */
+typedef struct ds_group_usage {
+  char name[128];
+  uint64_t streams;
+  uint64_t bytes;
+} ds_group_usage;
+
+/* Fills out[0..n) with the (at most n) groups holding the most bytes,
+ * largest first, and *rest with the sum of all the others (name "").
+ * Returns how many it filled. */
+size_t ds_engine_top_groups(ds_engine* engine, ds_group_usage* out, size_t n,
+                            ds_group_usage* rest);
 
 /* The engine's version string, e.g. "0.1.0". Never NULL. */
 const char* ds_version(void);

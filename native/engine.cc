@@ -22,7 +22,10 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn
       clock_(std::move(clock)),
       wake_(std::move(wake)),
       store_(store ? std::move(store) : std::make_unique<MemoryStore>()),
-      durable_(store_->durable()) {
+      durable_(store_->durable()),
+      usage_(options_.stream_root, options_.group_depth, !durable_,
+             UsageLimits{options_.max_memory_bytes, options_.max_streams_per_group,
+                         options_.max_bytes_per_group}) {
   if (durable_) {
     commit_queue_ = std::make_unique<CommitQueue>(
         store_.get(), [this](std::vector<uint64_t> sessions) { Wake(std::move(sessions)); });
@@ -47,6 +50,7 @@ void Engine::SetTunables(const Tunables& t) {
   max_append_bytes_.store(t.max_append_bytes, std::memory_order_relaxed);
   retention_age_ms_.store(t.retention_age_ms, std::memory_order_relaxed);
   retention_bytes_.store(t.retention_bytes, std::memory_order_relaxed);
+  usage_.SetLimits(t.limits);
 }
 
 Engine::Tunables Engine::tunables() const {
@@ -56,6 +60,7 @@ Engine::Tunables Engine::tunables() const {
   t.max_append_bytes = max_append_bytes_.load(std::memory_order_relaxed);
   t.retention_age_ms = retention_age_ms_.load(std::memory_order_relaxed);
   t.retention_bytes = retention_bytes_.load(std::memory_order_relaxed);
+  t.limits = usage_.limits();
   return t;
 }
 
@@ -101,6 +106,11 @@ Status Engine::Recover() {
           source->lost_forked_bytes = true;
         }
       }
+      // What is stored stays served: recovered streams count towards the
+      // quotas without a check (a lowered quota refuses new writes only).
+      stream->group = usage_.AdoptStream(rec.path);
+      stream->charged = stream->log->tail() - stream->log->start();
+      usage_.Charge(*stream->group, stream->charged);
       by_id[rec.id] = stream;
       streams_[rec.path] = stream;
     }
@@ -309,6 +319,7 @@ void Engine::RollBack(const StreamPtr& stream, uint64_t generation) {
   // Every earlier commit's OnCommit has run (this thread runs them in
   // order), so the published tail is the committed one.
   Status s = stream->log->Rewind(stream->tail.load());
+  Recharge(*stream);
   bool found = false;
   StreamRecord record;
   std::vector<ProducerRecord> producers;
@@ -325,6 +336,25 @@ void Engine::RollBack(const StreamPtr& stream, uint64_t generation) {
   for (const ProducerRecord& p : producers) {
     stream->producers[p.producer_id] = ProducerState{p.epoch, p.last_seq};
   }
+}
+
+void Engine::Recharge(Stream& stream) {
+  if (stream.group == nullptr) return;
+  const uint64_t held = stream.log->tail() - stream.log->start();
+  if (held < stream.charged) {
+    usage_.Release(*stream.group, stream.charged - held);
+  } else {
+    usage_.Charge(*stream.group, held - stream.charged);
+  }
+  stream.charged = held;
+}
+
+void Engine::Uncharge(Stream& stream) {
+  if (stream.group == nullptr) return;
+  usage_.Release(*stream.group, stream.charged);
+  stream.charged = 0;
+  usage_.RemoveStream(stream.group);
+  stream.group.reset();
 }
 
 void Engine::QueueExpiry(const StreamPtr& stream) {
@@ -400,6 +430,7 @@ Engine::Removal Engine::BeginRemoval(const StreamPtr& stream) {
       auto it = streams_.find(stream->path);
       if (it != streams_.end() && it->second == stream) streams_.erase(it);
       stream->deleted = true;
+      Uncharge(*stream);
       mutations.push_back({StreamMutation::Kind::kErase, stream->Record(), {}, nullptr});
       // Release the fork's hold on its source; a soft-deleted source that
       // no fork needs any more goes too, and so on up the chain.
@@ -413,6 +444,7 @@ Engine::Removal Engine::BeginRemoval(const StreamPtr& stream) {
             auto sit = streams_.find(source->path);
             if (sit != streams_.end() && sit->second == source) streams_.erase(sit);
             source->deleted = true;
+            Uncharge(*source);
             auto taken = source->TakeWaiters();
             woken.insert(woken.end(), taken.begin(), taken.end());
             mutations.push_back({StreamMutation::Kind::kErase, source->Record(), {}, nullptr});
@@ -512,6 +544,10 @@ EngineStats Engine::Stats() const {
   stats.answered_no_space = answered_no_space_.load();
   stats.answered_io_error = answered_io_error_.load();
   stats.checksum_failures = store_->checksum_failures();
+  stats.stream_bytes = usage_.total_bytes();
+  stats.refused_memory_budget = usage_.refused_memory();
+  stats.refused_quota_streams = usage_.refused_streams();
+  stats.refused_quota_bytes = usage_.refused_bytes();
   if (commit_queue_) {
     const CommitQueue::Counters c = commit_queue_->counters();
     stats.submitted_writes = c.enqueued;

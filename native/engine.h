@@ -31,6 +31,7 @@
 #include "sse_fanout.h"
 #include "store.h"
 #include "stream.h"
+#include "usage.h"
 
 namespace ds {
 
@@ -57,6 +58,14 @@ struct EngineOptions {
   // the threads off and call RunSseFanoutOnce.
   int sse_fanout_loops = 0;
   bool sse_fanout_thread = true;
+  // Stream data limits (usage.h; 0 = none). max_memory_bytes caps the
+  // bytes all streams hold in memory mode (ignored with a durable store);
+  // the quotas apply per placement group, the first group_depth path
+  // segments under stream_root.
+  uint64_t max_memory_bytes = 0;
+  uint64_t max_streams_per_group = 0;
+  uint64_t max_bytes_per_group = 0;
+  int group_depth = 1;
 };
 
 using WakeFn = std::function<void(const std::vector<uint64_t>& sessions)>;
@@ -83,6 +92,12 @@ struct EngineStats {
   uint64_t answered_io_error = 0;  // 500s for storage errors, refusals included
   // Reads refused because stored bytes did not match their checksum.
   uint64_t checksum_failures = 0;
+  // Stream data held (every stream's own bytes) and the writes refused by
+  // the memory budget and the group quotas (usage.h).
+  uint64_t stream_bytes = 0;
+  uint64_t refused_memory_budget = 0;
+  uint64_t refused_quota_streams = 0;
+  uint64_t refused_quota_bytes = 0;
 };
 
 class Engine : private SseSource {
@@ -135,6 +150,10 @@ class Engine : private SseSource {
   void ApplyRetention();
 
   EngineStats Stats() const;
+  // The placement groups holding the most bytes (see Usage::TopGroups).
+  std::vector<GroupSnapshot> TopGroups(size_t n, GroupSnapshot* rest) const {
+    return usage_.TopGroups(n, rest);
+  }
   // The options as opened; the tunable ones below may have changed since.
   const EngineOptions& options() const { return options_; }
 
@@ -147,6 +166,7 @@ class Engine : private SseSource {
     uint64_t max_append_bytes = 64ull << 20;
     int64_t retention_age_ms = 0;
     uint64_t retention_bytes = 0;
+    UsageLimits limits;
   };
   void SetTunables(const Tunables& tunables);
   Tunables tunables() const;
@@ -287,6 +307,12 @@ class Engine : private SseSource {
 
   void SweeperLoop();
 
+  // Usage accounting (usage.h). Charges `stream` what its log holds now
+  // (after a rewind or trim); gives back its whole charge and its place in
+  // its group (it is deleted). Both require stream.mu.
+  void Recharge(Stream& stream);
+  void Uncharge(Stream& stream);
+
   // Retention (retention.cc). The first offset `stream` should keep at
   // `now_ms` (its current one if nothing is due). Requires stream.mu.
   uint64_t RetentionStart(const Stream& stream, int64_t now_ms) const;
@@ -314,6 +340,7 @@ class Engine : private SseSource {
   const WakeFn wake_;
   const std::unique_ptr<Store> store_;
   const bool durable_;  // store_ makes commits durable (so they cost I/O)
+  Usage usage_;
   std::unique_ptr<CommitQueue> commit_queue_;  // durable engines only
   mutable std::mutex failure_mu_;
   Status failure_;  // the first fatal storage failure, if any

@@ -98,7 +98,10 @@ Status Engine::FinishTrim(const PendingTrim& trim) {
       return s;
     }
   }
-  return trim.stream->log->Trim(trim.new_start);
+  Status s = trim.stream->log->Trim(trim.new_start);
+  std::lock_guard lock(trim.stream->mu);
+  Recharge(*trim.stream);  // the dropped bytes leave the budget and quota
+  return s;
 }
 
 void Engine::NoteSegments(const StreamPtr& stream) {

@@ -25,6 +25,8 @@ struct StreamConfig {
   std::optional<int64_t> expires_at_ms;
 };
 
+struct GroupUsage;  // usage.h
+
 struct Stream {
   Stream(std::string path_in, uint64_t id_in, StreamConfig config_in,
          std::shared_ptr<Stream> source_in, uint64_t fork_offset_in,
@@ -68,6 +70,11 @@ struct Stream {
   // In the engine's list of streams with more than one segment, the only
   // ones retention can trim.
   bool retention_listed = false;
+  // The placement group it is counted in and the bytes it is charged
+  // there (usage.h): its own bytes, log->tail() - log->start(). Null once
+  // the stream is deleted and its charge given back.
+  std::shared_ptr<GroupUsage> group;
+  uint64_t charged = 0;
   // Bumped (under mu, on the committer thread) each time a failed commit's
   // pending state is undone (Engine::RollBack): a queued commit built on
   // the pending state of an older generation is dropped uncommitted.
