@@ -63,13 +63,12 @@ test-native:
 # to produce under fsync interval/off (issue 19; native/STORAGE_FORMAT.md,
 # "Fault model and simulation") are listed with their seeds but not counted as
 # failures; fsync always and backups are never excused. Drop a kind from
-# SIM_KNOWN once its fix lands. store-lost and json-torn are fixed; what is
-# left is the checksum recovery rule (STORAGE_FORMAT.md, "Fault model and
-# simulation"), which shows as nul-bytes-served and acked-bytes-lost, and as
-# delete-/trim-not-atomic for streams that had a delete or retention pass
-# (the unlinks themselves now wait for a durable commit).
+# SIM_KNOWN once its fix lands. store-lost, json-torn, acked-bytes-lost and
+# delete-/trim-not-atomic are fixed (synced checkpoints); nul-bytes-served is
+# left only under fsync off with retention dropping the head of a block
+# before it got a checkpoint (STORAGE_FORMAT.md, "Fault model and simulation").
 SIM_BIN   := $(NATIVE_DIR)/sim/ds_powerloss_sim
-SIM_KNOWN ?= nul-bytes-served,acked-bytes-lost,delete-not-atomic,trim-not-atomic
+SIM_KNOWN ?= nul-bytes-served
 sim-build:
 	cmake -S tests/native -B $(NATIVE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	cmake --build $(NATIVE_DIR) --target ds_powerloss_sim

@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "content_type.h"
+#include "crc32c.h"
 #include "record_codec.h"
 
 namespace ds {
@@ -995,6 +996,7 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
           if (rc == 0 && m.record.start > m.record.fork_offset && dbs_.has_crc) {
             // Retention: blocks wholly below the retained start are gone.
             rc = lmdb::DeleteCrcs(txn, dbs_, m.record.id, 0, m.record.start / kChecksumBlockBytes);
+            if (rc == 0) rc = PutRetentionCheckpoint(txn, m);
           }
         }
         if (rc != 0) return rc;
@@ -1093,6 +1095,51 @@ Status LmdbStore::Flush() {
     if (!r.ok()) Warn("removing erased or trimmed segment files failed (the next start retries): " + r.message());
   }
   return s;
+}
+
+int LmdbStore::PutRetentionCheckpoint(MDB_txn* txn, const StreamMutation& m) {
+  // Retention raising `start` into a block makes that block uncheckable
+  // whole (its first bytes go); a synced checkpoint at `start` with the
+  // checksum of [block start, start) lets recovery check the rest of it
+  // (Extend from there). Claiming bytes below `start` durable is vacuous:
+  // they are never read again. Only when the stored checkpoint is below
+  // `start` (a higher one says more).
+  if (options_.fsync == DS_FSYNC_ALWAYS || !dbs_.has_synced) return 0;
+  auto* log = dynamic_cast<SegmentLog*>(m.log);
+  if (log == nullptr) return 0;
+  const uint64_t start = m.record.start, id = m.record.id;
+  const std::string key = StreamKey(id);
+  MDB_val k = lmdb::Val(key), v;
+  int rc = mdb_get(txn, dbs_.synced, &k, &v);
+  bool have = false;
+  lmdb::SyncedCheckpoint cp;
+  if (rc == 0 && v.mv_size == 12) {
+    const auto* b = static_cast<const unsigned char*>(v.mv_data);
+    for (int i = 0; i < 8; ++i) cp.tail |= static_cast<uint64_t>(b[i]) << (8 * i);
+    for (int i = 0; i < 4; ++i) cp.crc |= static_cast<uint32_t>(b[8 + i]) << (8 * i);
+    have = true;
+  } else if (rc != 0 && rc != MDB_NOTFOUND) {
+    return rc;
+  }
+  if (have && cp.tail >= start) return 0;
+  const uint64_t block_start = std::max(start / kChecksumBlockBytes * kChecksumBlockBytes, m.record.fork_offset);
+  lmdb::SyncedCheckpoint at{start, 0};
+  if (block_start < start) {
+    uint64_t from = block_start;
+    uint32_t crc = 0;
+    if (have && cp.tail > block_start) {
+      from = cp.tail;  // [block start, cp.tail) may be gone already
+      crc = cp.crc;
+    }
+    std::string bytes;
+    if (!log->ReadUnchecked(from, start - from, &bytes).ok()) {
+      // Bytes already gone: the stored checkpoint (below `start`) stays,
+      // true but of no help for this block (see STORAGE_FORMAT.md).
+      return 0;
+    }
+    at.crc = crc32c::Extend(crc, bytes);
+  }
+  return lmdb::PutSynced(txn, dbs_, id, at);
 }
 
 Status LmdbStore::StoreSyncedCheckpoints(const std::unordered_map<uint64_t, SegmentFiles::TailChecksum>& tails) {

@@ -112,6 +112,7 @@ class LmdbStore final : public Store {
   Status Write(const char* what, const std::function<int(MDB_txn*)>& body);
   // The periodic sync's checkpoints (STORAGE_FORMAT.md, "Synced
   // checkpoints"); caller holds commit_mu_.
+  int PutRetentionCheckpoint(MDB_txn* txn, const StreamMutation& m);
   Status StoreSyncedCheckpoints(const std::unordered_map<uint64_t, SegmentFiles::TailChecksum>& tails);
   Status GrowMap();
   // Classifies mdb_txn_commit's EIO, ENOSPC and EDQUOT (see the .cc):

@@ -886,6 +886,32 @@ Status SegmentLog::CheckChecksums(uint64_t recorded_tail,
       // Bytes missing below the checkpoint are damage, not a power loss
       // (they were synced): handled as without a checkpoint.
       const bool past_synced = b > synced_block || (b == synced_block && synced.tail <= t);
+      if (synced.present && b == synced_block && BlockStart(b) < start_pos && start_pos <= synced.tail &&
+          synced.tail <= t) {
+        // Retention dropped the block's first bytes, so it cannot be
+        // checked whole; but the checkpoint's checksum covers them up to
+        // the synced tail: extended with the bytes after it, it must give
+        // the stored value, or the tail goes back to the synced tail.
+        std::vector<std::pair<uint64_t, uint32_t>> stored;
+        s = files_->LoadChecksums(stream_id_, b, b, &stored);
+        if (s.code() == Status::Code::kNotSupported) s = Status::OK();
+        if (!s.ok()) return s;
+        const uint64_t hi = std::min((b + 1) * kChecksumBlockBytes, t);
+        std::string bytes;
+        s = ReadUnchecked(synced.tail, hi - synced.tail, &bytes);
+        if (!s.ok()) return s;
+        if (hi == std::min((b + 1) * kChecksumBlockBytes, recorded) && !stored.empty() &&
+            crc32c::Extend(synced.crc, bytes) == stored[0].second) {
+          last_block_crc_for = b;
+          out->last_crc = stored[0].second;
+          break;
+        }
+        out->good_tail = synced.tail;
+        if (synced.tail > BlockStart(b)) out->puts.push_back(BlockChecksum{b, synced.crc});
+        last_block_crc_for = b;
+        out->last_crc = synced.crc;
+        break;
+      }
       if (r == Result::kMatch || !use_synced || !past_synced) {
         if (r != Result::kMismatch) break;
         out->good_tail = BlockStart(b);

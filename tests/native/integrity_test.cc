@@ -562,5 +562,55 @@ TEST_F(SyncedCheckpointTest, AHoleInUnsyncedBytesIsNeverServed) {
   ExpectCutToTheSyncedTail();
 }
 
+// Retention dropped the first bytes of the block holding the tail, so the
+// block cannot be checked whole. The commit that raised `start` stored
+// the checkpoint (start, checksum of the dropped head); the periodic sync
+// then moved it to its tail; recovery extends its checksum with the bytes
+// after it and, when they do not match, cuts exactly to it.
+TEST_F(SyncedCheckpointTest, ABlockRetentionCutIntoIsCheckedFromTheCheckpoint) {
+  LmdbStoreOptions o = Options();
+  o.fsync = DS_FSYNC_INTERVAL;
+  o.fsync_interval_ms = 3600 * 1000;
+  lmdb::SyncedCheckpoint synced;
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    std::unique_ptr<StreamLog> log;
+    WriteStream(store.get(), 1, 100000, 25000, &log);
+    StreamRecord r = Record(1);
+    r.tail = 100000;
+    r.start = 70000;  // retention: the commit of the new start
+    ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r, {}, log.get()}}).ok());
+    lmdb::SyncedCheckpoint head;
+    ASSERT_TRUE(StoredCheckpoint(o.data_dir, 1, &head));
+    EXPECT_EQ(head.tail, 70000u);
+    EXPECT_EQ(head.crc, crc32c::Value(Bytes(1, 65536, 70000)));
+    ASSERT_TRUE(store->Flush().ok());
+    ASSERT_TRUE(StoredCheckpoint(o.data_dir, 1, &synced));
+    EXPECT_EQ(synced.tail, 100000u);
+    EXPECT_EQ(synced.crc, crc32c::Value(Bytes(1, 65536, 100000)));
+    ASSERT_TRUE(log->Append(Bytes(1, 100000, 120000), 0).ok());
+    r.tail = 120000;
+    ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r, {}, log.get()}}).ok());
+    log.reset();
+  }
+  InEnvironment(false, [&](MDB_txn* txn, const lmdb::Dbs& dbs) { ASSERT_EQ(lmdb::PutSynced(txn, dbs, 1, synced), 0); });
+  {
+    // Intact: the extended checksum matches, nothing is cut.
+    auto store = Open(o);
+    auto streams = Recover(store.get());
+    EXPECT_EQ(streams[0].record.tail, 120000u);
+  }
+  InEnvironment(false, [&](MDB_txn* txn, const lmdb::Dbs& dbs) { ASSERT_EQ(lmdb::PutSynced(txn, dbs, 1, synced), 0); });
+  Overwrite(SegmentPath(1, 0), 100000, std::string(8192, '\0'));
+  auto store = Open(o);
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(streams[0].record.tail, 100000u);
+  std::string out;
+  ASSERT_TRUE(streams[0].log->Read(70000, 30000, &out).ok());
+  EXPECT_TRUE(out == Bytes(1, 70000, 100000));
+}
+
 }  // namespace
 }  // namespace ds
