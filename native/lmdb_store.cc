@@ -1097,6 +1097,36 @@ Status LmdbStore::Flush() {
   return s;
 }
 
+bool LmdbStore::ReadSegmentBytes(uint64_t id, uint64_t from, size_t len, std::string* out) {
+  out->clear();
+  std::vector<std::string> names;
+  const std::string dir = files_->StreamDir(id);
+  if (!ListDir(dir, &names).ok()) return false;
+  std::vector<uint64_t> bases;
+  for (const std::string& name : names) {
+    uint64_t base = 0;
+    if (ParseSegmentFileName(name, &base)) bases.push_back(base);
+  }
+  std::sort(bases.begin(), bases.end());
+  uint64_t pos = from;
+  while (out->size() < len) {
+    auto it = std::upper_bound(bases.begin(), bases.end(), pos);
+    if (it == bases.begin()) return false;
+    const uint64_t base = *(it - 1);
+    const uint64_t end = it == bases.end() ? UINT64_MAX : *it;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(len - out->size(), end - pos));
+    const std::string path = JoinPath(dir, SegmentFileName(base));
+    UniqueFd fd;
+    if (!OpenFile(path, O_RDONLY, 0, &fd).ok()) return false;
+    std::string piece(n, '\0');
+    size_t got = 0;
+    if (!ReadAt(fd.get(), piece.data(), n, pos - base, path, &got).ok() || got != n) return false;
+    out->append(piece);
+    pos += n;
+  }
+  return true;
+}
+
 int LmdbStore::PutRetentionCheckpoint(MDB_txn* txn, const StreamMutation& m) {
   // Retention raising `start` into a block makes that block uncheckable
   // whole (its first bytes go); a synced checkpoint at `start` with the
@@ -1106,7 +1136,6 @@ int LmdbStore::PutRetentionCheckpoint(MDB_txn* txn, const StreamMutation& m) {
   // `start` (a higher one says more).
   if (options_.fsync == DS_FSYNC_ALWAYS || !dbs_.has_synced) return 0;
   auto* log = dynamic_cast<SegmentLog*>(m.log);
-  if (log == nullptr) return 0;
   const uint64_t start = m.record.start, id = m.record.id;
   const std::string key = StreamKey(id);
   MDB_val k = lmdb::Val(key), v;
@@ -1132,7 +1161,10 @@ int LmdbStore::PutRetentionCheckpoint(MDB_txn* txn, const StreamMutation& m) {
       crc = cp.crc;
     }
     std::string bytes;
-    if (!log->ReadUnchecked(from, start - from, &bytes).ok()) {
+    // Retention's commit carries no log: read the files, which stay until
+    // this commit is durable.
+    if ((log == nullptr || !log->ReadUnchecked(from, start - from, &bytes).ok()) &&
+        !ReadSegmentBytes(id, from, start - from, &bytes)) {
       // Bytes already gone: the stored checkpoint (below `start`) stays,
       // true but of no help for this block (see STORAGE_FORMAT.md).
       return 0;

@@ -113,6 +113,8 @@ class LmdbStore final : public Store {
   // The periodic sync's checkpoints (STORAGE_FORMAT.md, "Synced
   // checkpoints"); caller holds commit_mu_.
   int PutRetentionCheckpoint(MDB_txn* txn, const StreamMutation& m);
+  // Bytes [from, from + len) of stream `id` straight from its files.
+  bool ReadSegmentBytes(uint64_t id, uint64_t from, size_t len, std::string* out);
   Status StoreSyncedCheckpoints(const std::unordered_map<uint64_t, SegmentFiles::TailChecksum>& tails);
   Status GrowMap();
   // Classifies mdb_txn_commit's EIO, ENOSPC and EDQUOT (see the .cc):

@@ -874,10 +874,9 @@ Status SegmentLog::CheckChecksums(uint64_t recorded_tail,
   if (t > start_pos) {
     // The tail region: from the last block back to the first that matches.
     const uint64_t first = start_pos / kChecksumBlockBytes;
-    // A synced checkpoint in a checkable block: bytes from its block on
-    // may be in part unsynced, so only a full match keeps them.
-    const bool use_synced = synced.present && synced.tail >= start_pos &&
-                            BlockStart(synced.tail / kChecksumBlockBytes) >= start_pos;
+    // With a synced checkpoint, bytes from its block on may be in part
+    // unsynced, so only a full match keeps them.
+    const bool use_synced = synced.present;
     const uint64_t synced_block = synced.tail / kChecksumBlockBytes;
     for (uint64_t b = (t - 1) / kChecksumBlockBytes + 1; b-- > first;) {
       Result r;
@@ -912,7 +911,9 @@ Status SegmentLog::CheckChecksums(uint64_t recorded_tail,
         out->last_crc = synced.crc;
         break;
       }
-      if (r == Result::kMatch || !use_synced || !past_synced) {
+      // A block whose head retention dropped and that the branch above
+      // could not check: kept as without a checkpoint.
+      if (r == Result::kMatch || !use_synced || !past_synced || BlockStart(b) < start_pos) {
         if (r != Result::kMismatch) break;
         out->good_tail = BlockStart(b);
         continue;

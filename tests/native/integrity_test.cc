@@ -579,8 +579,8 @@ TEST_F(SyncedCheckpointTest, ABlockRetentionCutIntoIsCheckedFromTheCheckpoint) {
     WriteStream(store.get(), 1, 100000, 25000, &log);
     StreamRecord r = Record(1);
     r.tail = 100000;
-    r.start = 70000;  // retention: the commit of the new start
-    ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r, {}, log.get()}}).ok());
+    r.start = 70000;  // retention: the commit of the new start (without a log, as the engine's)
+    ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r, {}, nullptr}}).ok());
     lmdb::SyncedCheckpoint head;
     ASSERT_TRUE(StoredCheckpoint(o.data_dir, 1, &head));
     EXPECT_EQ(head.tail, 70000u);
