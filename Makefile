@@ -63,26 +63,24 @@ test-native:
 # to produce under fsync interval/off (issue 19; native/STORAGE_FORMAT.md,
 # "Fault model and simulation") are listed with their seeds but not counted as
 # failures; fsync always and backups are never excused. Drop a kind from
-# SIM_KNOWN once its fix lands. store-lost and json-torn are fixed; what is
-# left is the checksum recovery rule (STORAGE_FORMAT.md, "Fault model and
-# simulation"), which shows as nul-bytes-served and acked-bytes-lost, and as
-# delete-/trim-not-atomic for streams that had a delete or retention pass
-# (the unlinks themselves now wait for a durable commit).
+# SIM_KNOWN once its fix lands. All are fixed: store-lost, json-torn,
+# delete-/trim-not-atomic (durable unlinks), nul-bytes-served and
+# acked-bytes-lost (synced checkpoints, STORAGE_FORMAT.md); none is excused.
 SIM_BIN   := $(NATIVE_DIR)/sim/ds_powerloss_sim
-SIM_KNOWN ?= nul-bytes-served,acked-bytes-lost,delete-not-atomic,trim-not-atomic
+SIM_KNOWN ?=
 sim-build:
 	cmake -S tests/native -B $(NATIVE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	cmake --build $(NATIVE_DIR) --target ds_powerloss_sim
 
 test-sim: sim-build
-	$(SIM_BIN) --self-test --seeds 4-6 --points 20 --variants 4 --known $(SIM_KNOWN) $(SIM_ARGS)
+	$(SIM_BIN) --self-test --seeds 4-6 --points 20 --variants 4 $(if $(SIM_KNOWN),--known $(SIM_KNOWN)) $(SIM_ARGS)
 
 # The long run uses its own optimised build without sanitizers (build/sim):
 # about 10x cheaper per crash state than the ASan build.
 sim-long:
 	cmake -S tests/sim -B build/sim -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build/sim
-	build/sim/ds_powerloss_sim --self-test --seeds 1-30 --points 30 --variants 4 --known $(SIM_KNOWN) $(SIM_ARGS)
+	build/sim/ds_powerloss_sim --self-test --seeds 1-30 --points 30 --variants 4 $(if $(SIM_KNOWN),--known $(SIM_KNOWN)) $(SIM_ARGS)
 
 test-go: build
 	@echo "gofmt -l (excluding node_modules and build/)"; \

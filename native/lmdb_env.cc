@@ -38,8 +38,48 @@ int OpenDbs(MDB_txn* txn, bool create, Dbs* dbs) {
   if (rc != 0 && !(rc == MDB_NOTFOUND && !create)) return rc;
   rc = mdb_dbi_open(txn, kCrcDb, flags, &dbs->crc);
   dbs->has_crc = rc == 0;
+  if (rc != 0 && !(rc == MDB_NOTFOUND && !create)) return rc;
+  rc = mdb_dbi_open(txn, kSyncedDb, flags, &dbs->synced);
+  dbs->has_synced = rc == 0;
   if (rc == MDB_NOTFOUND && !create) return 0;
   return rc;
+}
+
+int PutSynced(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, const SyncedCheckpoint& cp) {
+  if (!dbs.has_synced) return 0;
+  const std::string key = StreamKey(stream_id);
+  char value[12];
+  for (int i = 0; i < 8; ++i) value[i] = static_cast<char>(cp.tail >> (8 * i));
+  for (int i = 0; i < 4; ++i) value[8 + i] = static_cast<char>(cp.crc >> (8 * i));
+  MDB_val k = Val(key), v = Val(std::string_view(value, 12));
+  return mdb_put(txn, dbs.synced, &k, &v, 0);
+}
+
+int DeleteSynced(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id) {
+  if (!dbs.has_synced) return 0;
+  const std::string key = StreamKey(stream_id);
+  MDB_val k = Val(key);
+  int rc = mdb_del(txn, dbs.synced, &k, nullptr);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int ReadSynced(MDB_txn* txn, const Dbs& dbs, std::vector<std::pair<uint64_t, SyncedCheckpoint>>* out) {
+  if (!dbs.has_synced) return 0;
+  Cursor cursor;
+  int rc = cursor.Open(txn, dbs.synced);
+  if (rc != 0) return rc;
+  MDB_val k, v;
+  for (rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT)) {
+    uint64_t id = 0;
+    if (!ParseStreamKey(View(k), &id) || v.mv_size != 12) return MDB_CORRUPTED;
+    const auto* b = static_cast<const unsigned char*>(v.mv_data);
+    SyncedCheckpoint cp;
+    for (int i = 0; i < 8; ++i) cp.tail |= static_cast<uint64_t>(b[i]) << (8 * i);
+    for (int i = 0; i < 4; ++i) cp.crc |= static_cast<uint32_t>(b[8 + i]) << (8 * i);
+    out->emplace_back(id, cp);
+  }
+  return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 std::string CrcKey(uint64_t stream_id, uint64_t block) {
@@ -174,6 +214,7 @@ int EraseStream(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id) {
   int rc = mdb_del(txn, dbs.streams, &k, nullptr);
   if (rc != 0 && rc != MDB_NOTFOUND) return rc;
   rc = DeleteCrcs(txn, dbs, stream_id, 0, UINT64_MAX);
+  if (rc == 0) rc = DeleteSynced(txn, dbs, stream_id);
   if (rc != 0) return rc;
   // Producer keys start with the stream key: delete the whole range,
   // seeking afresh after each delete (a stream has few producers).

@@ -95,6 +95,8 @@ struct Dbs {
   bool has_wal = false;
   MDB_dbi crc = 0;  // valid when has_crc (format 4)
   bool has_crc = false;
+  MDB_dbi synced = 0;  // valid when has_synced (added within format 4)
+  bool has_synced = false;
 };
 inline constexpr unsigned kMaxDbs = 8;  // four, and room for more
 inline constexpr const char* kStreamsDb = "streams";
@@ -102,6 +104,7 @@ inline constexpr const char* kProducersDb = "producers";
 inline constexpr const char* kMetaDb = "meta";
 inline constexpr const char* kWalDb = "wal";
 inline constexpr const char* kCrcDb = "crc";
+inline constexpr const char* kSyncedDb = "synced";
 inline constexpr std::string_view kFormatVersionKey = "format_version";
 inline constexpr std::string_view kNextStreamIdKey = "next_stream_id";
 // The layout version this code writes (STORAGE_FORMAT.md). Version 2 added
@@ -145,6 +148,22 @@ int GetCrcs(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t first, ui
             std::vector<std::pair<uint64_t, uint32_t>>* out);
 // Deletes a stream's checksums of blocks [first, last).
 int DeleteCrcs(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t first, uint64_t last);
+
+// `synced` database (STORAGE_FORMAT.md, "Synced checkpoints"): key stream
+// id (8 bytes big-endian), value the tail as of the last completed sync
+// (u64 LE) ‖ CRC32C of the bytes [start of that tail's block, tail) (u32
+// LE). Durable exactly when the bytes it covers are: only the periodic
+// sync writes it, after syncing the segments and before syncing the
+// environment. A format 4 directory written by an older server lacks the
+// database; readers then behave as without checkpoints.
+struct SyncedCheckpoint {
+  uint64_t tail = 0;
+  uint32_t crc = 0;
+};
+int PutSynced(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, const SyncedCheckpoint& cp);
+int DeleteSynced(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id);
+// Every checkpoint, by stream id. A value of the wrong size is MDB_CORRUPTED.
+int ReadSynced(MDB_txn* txn, const Dbs& dbs, std::vector<std::pair<uint64_t, SyncedCheckpoint>>* out);
 
 int GetU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t* value, bool* found);
 int PutU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t value);

@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "content_type.h"
+#include "crc32c.h"
 #include "record_codec.h"
 
 namespace ds {
@@ -526,6 +527,7 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
   std::unordered_map<uint64_t, std::vector<SegmentLog::WalEntry>> wal;  // by stream
   uint64_t wal_max_seq = 0;
   uint64_t stored_next = 1;
+  std::unordered_map<uint64_t, SyncedTail> synced;  // by stream
   {
     std::shared_lock lock(env_mu_);
     lmdb::Txn txn;
@@ -535,6 +537,10 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
     if (!s.ok()) return s;
     s = ReadWal(txn.get(), &wal, &wal_max_seq);
     if (!s.ok()) return s;
+    std::vector<std::pair<uint64_t, lmdb::SyncedCheckpoint>> checkpoints;
+    rc = lmdb::ReadSynced(txn.get(), dbs_, &checkpoints);
+    if (rc != 0) return lmdb::ToStatus("read the synced checkpoints", rc);
+    for (const auto& [id, cp] : checkpoints) synced[id] = SyncedTail{true, cp.tail, cp.crc};
     bool found = false;
     rc = lmdb::GetU64(txn.get(), dbs_.meta, lmdb::kNextStreamIdKey, &stored_next, &found);
     if (rc != 0) return lmdb::ToStatus("read next_stream_id", rc);
@@ -597,7 +603,9 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
       if (upgrade_checksums_) {
         results[i] = log->ComputeChecksums(&found);
       } else {
-        results[i] = log->CheckChecksums(recorded, replayed, &found);
+        SyncedTail checkpoint;
+        if (auto it = synced.find(rec.id); it != synced.end()) checkpoint = it->second;
+        results[i] = log->CheckChecksums(recorded, replayed, &found, checkpoint);
         if (results[i].ok() && found.good_tail < tail) {
           Warn("stream " + std::to_string(rec.id) + " (" + files_->StreamDir(rec.id) + "): bytes [" +
                std::to_string(found.good_tail) + ", " + std::to_string(tail) +
@@ -681,6 +689,12 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
         const bool empty = std::max(b * kChecksumBlockBytes, record.fork_offset) >= record.tail;
         rc = lmdb::DeleteCrcs(txn, dbs_, record.id, empty ? b : b + 1, UINT64_MAX);
         if (rc != 0) return rc;
+        // A synced checkpoint past the lowered tail no longer describes
+        // bytes that will stay (new appends will rewrite those positions).
+        if (auto it = synced.find(record.id); it != synced.end() && it->second.tail > record.tail) {
+          rc = lmdb::DeleteSynced(txn, dbs_, record.id);
+          if (rc != 0) return rc;
+        }
       }
       for (size_t i = 0; !upgrade_checksums_ && i < loaded.size(); ++i) {
         for (const BlockChecksum& c : checksums[i].puts) {
@@ -943,6 +957,15 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     }
   }
   for (Checksums& c : checksums) c.log->PendingChecksums(c.to, &c.blocks);
+  // New streams under INTERVAL/OFF: the synced checkpoint (base, 0), so
+  // that until the first periodic sync none of their bytes is kept unless
+  // it verifies (STORAGE_FORMAT.md, "Synced checkpoints").
+  std::vector<std::pair<SegmentLog*, StreamRecord>> base_checkpoints;
+  for (const StreamMutation& m : batch) {
+    if (m.kind != StreamMutation::Kind::kUpsert || m.log == nullptr || !dbs_.has_synced) continue;
+    auto* segment_log = dynamic_cast<SegmentLog*>(m.log);
+    if (segment_log != nullptr && segment_log->TakeBaseCheckpoint()) base_checkpoints.emplace_back(segment_log, m.record);
+  }
 
   // (b, c) One transaction for the whole batch.
   std::vector<uint64_t> erased;
@@ -973,6 +996,7 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
           if (rc == 0 && m.record.start > m.record.fork_offset && dbs_.has_crc) {
             // Retention: blocks wholly below the retained start are gone.
             rc = lmdb::DeleteCrcs(txn, dbs_, m.record.id, 0, m.record.start / kChecksumBlockBytes);
+            if (rc == 0) rc = PutRetentionCheckpoint(txn, m);
           }
         }
         if (rc != 0) return rc;
@@ -983,10 +1007,15 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
           if (rc != 0) return rc;
         }
       }
+      for (const auto& [log, record] : base_checkpoints) {
+        int rc = lmdb::PutSynced(txn, dbs_, record.id, lmdb::SyncedCheckpoint{log->base(), 0});
+        if (rc != 0) return rc;
+      }
       if (next != next_stream_id_) return lmdb::PutU64(txn, dbs_.meta, lmdb::kNextStreamIdKey, next);
       return 0;
     });
     if (!s.ok()) {
+      for (const auto& [log, record] : base_checkpoints) log->RearmBaseCheckpoint();
       // An I/O failure inside the commit (LMDB's fsync, most likely) may
       // have lost pages the kernel will not write again; refuse from now on.
       // A full disk or map (NoSpace) is not: see CommitIoFailure.
@@ -1048,7 +1077,11 @@ Status LmdbStore::Flush() {
   // makes durable points at bytes already synced.
   if (s.ok()) {
     std::lock_guard lock(commit_mu_);
+    // Tails committed so far: their bytes were written before their
+    // commit, so the segment sync below covers them.
+    const auto tails = files_->TakeCommittedTails();
     s = files_->SyncUnsynced();
+    if (s.ok() && !tails.empty() && dbs_.has_synced) s = StoreSyncedCheckpoints(tails);
     if (s.ok()) s = SyncEnvironment();
   }
   if (!s.ok()) {
@@ -1060,6 +1093,106 @@ Status LmdbStore::Flush() {
   if (!removals.empty()) {
     Status r = files_->RemovePending(removals);
     if (!r.ok()) Warn("removing erased or trimmed segment files failed (the next start retries): " + r.message());
+  }
+  return s;
+}
+
+bool LmdbStore::ReadSegmentBytes(uint64_t id, uint64_t from, size_t len, std::string* out) {
+  out->clear();
+  std::vector<std::string> names;
+  const std::string dir = files_->StreamDir(id);
+  if (!ListDir(dir, &names).ok()) return false;
+  std::vector<uint64_t> bases;
+  for (const std::string& name : names) {
+    uint64_t base = 0;
+    if (ParseSegmentFileName(name, &base)) bases.push_back(base);
+  }
+  std::sort(bases.begin(), bases.end());
+  uint64_t pos = from;
+  while (out->size() < len) {
+    auto it = std::upper_bound(bases.begin(), bases.end(), pos);
+    if (it == bases.begin()) return false;
+    const uint64_t base = *(it - 1);
+    const uint64_t end = it == bases.end() ? UINT64_MAX : *it;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(len - out->size(), end - pos));
+    const std::string path = JoinPath(dir, SegmentFileName(base));
+    UniqueFd fd;
+    if (!OpenFile(path, O_RDONLY, 0, &fd).ok()) return false;
+    std::string piece(n, '\0');
+    size_t got = 0;
+    if (!ReadAt(fd.get(), piece.data(), n, pos - base, path, &got).ok() || got != n) return false;
+    out->append(piece);
+    pos += n;
+  }
+  return true;
+}
+
+int LmdbStore::PutRetentionCheckpoint(MDB_txn* txn, const StreamMutation& m) {
+  // Retention raising `start` into a block makes that block uncheckable
+  // whole (its first bytes go); a synced checkpoint at `start` with the
+  // checksum of [block start, start) lets recovery check the rest of it
+  // (Extend from there). Claiming bytes below `start` durable is vacuous:
+  // they are never read again. Only when the stored checkpoint is below
+  // `start` (a higher one says more).
+  if (options_.fsync == DS_FSYNC_ALWAYS || !dbs_.has_synced) return 0;
+  auto* log = dynamic_cast<SegmentLog*>(m.log);
+  const uint64_t start = m.record.start, id = m.record.id;
+  const std::string key = StreamKey(id);
+  MDB_val k = lmdb::Val(key), v;
+  int rc = mdb_get(txn, dbs_.synced, &k, &v);
+  bool have = false;
+  lmdb::SyncedCheckpoint cp;
+  if (rc == 0 && v.mv_size == 12) {
+    const auto* b = static_cast<const unsigned char*>(v.mv_data);
+    for (int i = 0; i < 8; ++i) cp.tail |= static_cast<uint64_t>(b[i]) << (8 * i);
+    for (int i = 0; i < 4; ++i) cp.crc |= static_cast<uint32_t>(b[8 + i]) << (8 * i);
+    have = true;
+  } else if (rc != 0 && rc != MDB_NOTFOUND) {
+    return rc;
+  }
+  if (have && cp.tail >= start) return 0;
+  const uint64_t block_start = std::max(start / kChecksumBlockBytes * kChecksumBlockBytes, m.record.fork_offset);
+  lmdb::SyncedCheckpoint at{start, 0};
+  if (block_start < start) {
+    uint64_t from = block_start;
+    uint32_t crc = 0;
+    if (have && cp.tail > block_start) {
+      from = cp.tail;  // [block start, cp.tail) may be gone already
+      crc = cp.crc;
+    }
+    std::string bytes;
+    // Retention's commit carries no log: read the files, which stay until
+    // this commit is durable.
+    if ((log == nullptr || !log->ReadUnchecked(from, start - from, &bytes).ok()) &&
+        !ReadSegmentBytes(id, from, start - from, &bytes)) {
+      // Bytes already gone: the stored checkpoint (below `start`) stays,
+      // true but of no help for this block (see STORAGE_FORMAT.md).
+      return 0;
+    }
+    at.crc = crc32c::Extend(crc, bytes);
+  }
+  return lmdb::PutSynced(txn, dbs_, id, at);
+}
+
+Status LmdbStore::StoreSyncedCheckpoints(const std::unordered_map<uint64_t, SegmentFiles::TailChecksum>& tails) {
+  // Written after the segments' sync and before the environment's: the
+  // checkpoint is durable exactly when the bytes it covers are.
+  Status s = Write("store synced checkpoints", [&](MDB_txn* txn) -> int {
+    for (const auto& [id, at] : tails) {
+      const std::string key = StreamKey(id);
+      MDB_val k = lmdb::Val(key), v;
+      int rc = mdb_get(txn, dbs_.streams, &k, &v);
+      if (rc == MDB_NOTFOUND) continue;  // erased since
+      if (rc == 0) rc = lmdb::PutSynced(txn, dbs_, id, lmdb::SyncedCheckpoint{at.tail, at.crc});
+      if (rc != 0) return rc;
+    }
+    return 0;
+  });
+  if (s.code() == Status::Code::kNoSpace) {
+    // The stored checkpoints stay true (bytes below a committed tail never
+    // change); recovery merely keeps less after a power loss.
+    Warn("synced checkpoints not updated: " + s.message());
+    return Status::OK();
   }
   return s;
 }

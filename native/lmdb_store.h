@@ -110,6 +110,12 @@ class LmdbStore final : public Store {
   // Runs `body` in a write transaction and commits it, doubling the map
   // and retrying on MDB_MAP_FULL. `body` must be repeatable.
   Status Write(const char* what, const std::function<int(MDB_txn*)>& body);
+  // The periodic sync's checkpoints (STORAGE_FORMAT.md, "Synced
+  // checkpoints"); caller holds commit_mu_.
+  int PutRetentionCheckpoint(MDB_txn* txn, const StreamMutation& m);
+  // Bytes [from, from + len) of stream `id` straight from its files.
+  bool ReadSegmentBytes(uint64_t id, uint64_t from, size_t len, std::string* out);
+  Status StoreSyncedCheckpoints(const std::unordered_map<uint64_t, SegmentFiles::TailChecksum>& tails);
   Status GrowMap();
   // Classifies mdb_txn_commit's EIO, ENOSPC and EDQUOT (see the .cc):
   // NoSpace when the disk is full and the environment is still usable,

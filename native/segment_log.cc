@@ -207,6 +207,19 @@ void SegmentFiles::SetChecksumSource(ChecksumSource source) {
   checksum_source_ = std::move(source);
 }
 
+void SegmentFiles::NoteCommittedTail(uint64_t stream_id, const TailChecksum& at) {
+  std::lock_guard lock(committed_tails_mu_);
+  TailChecksum& t = committed_tails_[stream_id];
+  if (at.tail >= t.tail) t = at;
+}
+
+std::unordered_map<uint64_t, SegmentFiles::TailChecksum> SegmentFiles::TakeCommittedTails() {
+  std::unordered_map<uint64_t, TailChecksum> out;
+  std::lock_guard lock(committed_tails_mu_);
+  out.swap(committed_tails_);
+  return out;
+}
+
 Status SegmentFiles::LoadChecksums(uint64_t stream_id, uint64_t first, uint64_t last,
                                    std::vector<std::pair<uint64_t, uint32_t>>* out) const {
   std::shared_lock lock(checksum_mu_);
@@ -325,7 +338,10 @@ SegmentLog::SegmentLog(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, 
       tail_(base),
       synced_(base),
       crc_block_(base / kChecksumBlockBytes),
-      committed_crc_block_(base / kChecksumBlockBytes) {}
+      committed_crc_block_(base / kChecksumBlockBytes),
+      committed_crc_end_(base) {
+  base_checkpoint_due_.store(files_->tracks_unsynced(), std::memory_order_relaxed);
+}
 
 size_t SegmentLog::segment_count() const {
   std::shared_lock lock(table_mu_);
@@ -777,6 +793,13 @@ void SegmentLog::ChecksumsCommitted(uint64_t to) {
     committed_crc_block_ = (it - 1)->block;
     committed_crc_value_ = (it - 1)->crc;
     committed_crc_known_ = true;
+    committed_crc_end_ = to;
+    if (files_->tracks_unsynced()) {
+      // The checksum of [start of to's block, to): nothing when `to` opens
+      // a block (the value then describes the block before).
+      const bool opens = BlockStart(to / kChecksumBlockBytes) == to;
+      files_->NoteCommittedTail(stream_id_, SegmentFiles::TailChecksum{to, opens ? 0 : (it - 1)->crc});
+    }
   }
   pending_crcs_.erase(pending_crcs_.begin(), it);
 }
@@ -797,7 +820,7 @@ void SegmentLog::RewindChecksumsLocked(uint64_t to) {
 
 Status SegmentLog::CheckChecksums(uint64_t recorded_tail,
                                   const std::vector<std::pair<uint64_t, uint64_t>>& replayed,
-                                  ChecksumRecovery* out) const {
+                                  ChecksumRecovery* out, const SyncedTail& synced) const {
   const uint64_t t = tail(), start_pos = start();
   const uint64_t recorded = std::max(recorded_tail, t);
   *out = ChecksumRecovery{};
@@ -851,12 +874,67 @@ Status SegmentLog::CheckChecksums(uint64_t recorded_tail,
   if (t > start_pos) {
     // The tail region: from the last block back to the first that matches.
     const uint64_t first = start_pos / kChecksumBlockBytes;
+    // With a synced checkpoint, bytes from its block on may be in part
+    // unsynced, so only a full match keeps them.
+    const bool use_synced = synced.present;
+    const uint64_t synced_block = synced.tail / kChecksumBlockBytes;
     for (uint64_t b = (t - 1) / kChecksumBlockBytes + 1; b-- > first;) {
       Result r;
       Status s = check(b, &r);
       if (!s.ok()) return s;
-      if (r != Result::kMismatch) break;
+      // Bytes missing below the checkpoint are damage, not a power loss
+      // (they were synced): handled as without a checkpoint.
+      const bool past_synced = b > synced_block || (b == synced_block && synced.tail <= t);
+      if (synced.present && b == synced_block && BlockStart(b) < start_pos && start_pos <= synced.tail &&
+          synced.tail <= t) {
+        // Retention dropped the block's first bytes, so it cannot be
+        // checked whole; but the checkpoint's checksum covers them up to
+        // the synced tail: extended with the bytes after it, it must give
+        // the stored value, or the tail goes back to the synced tail.
+        std::vector<std::pair<uint64_t, uint32_t>> stored;
+        s = files_->LoadChecksums(stream_id_, b, b, &stored);
+        if (s.code() == Status::Code::kNotSupported) s = Status::OK();
+        if (!s.ok()) return s;
+        const uint64_t hi = std::min((b + 1) * kChecksumBlockBytes, t);
+        std::string bytes;
+        s = ReadUnchecked(synced.tail, hi - synced.tail, &bytes);
+        if (!s.ok()) return s;
+        if (hi == std::min((b + 1) * kChecksumBlockBytes, recorded) && !stored.empty() &&
+            crc32c::Extend(synced.crc, bytes) == stored[0].second) {
+          last_block_crc_for = b;
+          out->last_crc = stored[0].second;
+          break;
+        }
+        out->good_tail = synced.tail;
+        if (synced.tail > BlockStart(b)) out->puts.push_back(BlockChecksum{b, synced.crc});
+        last_block_crc_for = b;
+        out->last_crc = synced.crc;
+        break;
+      }
+      // A block whose head retention dropped and that the branch above
+      // could not check: kept as without a checkpoint.
+      if (r == Result::kMatch || !use_synced || !past_synced || BlockStart(b) < start_pos) {
+        if (r != Result::kMismatch) break;
+        out->good_tail = BlockStart(b);
+        continue;
+      }
+      // Unverified bytes at or past the checkpoint's block: never kept.
+      std::erase_if(out->puts, [&](const BlockChecksum& c) { return c.block == b; });
+      if (last_block_crc_for == b) last_block_crc_for = UINT64_MAX;
       out->good_tail = BlockStart(b);
+      if (b == synced_block && synced.tail > BlockStart(b)) {
+        std::string bytes;
+        s = ReadUnchecked(BlockStart(b), synced.tail - BlockStart(b), &bytes);
+        if (!s.ok()) return s;
+        if (crc32c::Value(bytes) == synced.crc) {
+          // Durable since the last completed sync: cut exactly there.
+          out->good_tail = synced.tail;
+          out->puts.push_back(BlockChecksum{b, synced.crc});
+          last_block_crc_for = b;
+          out->last_crc = synced.crc;
+          break;
+        }
+      }
     }
     // Bytes written back from the wal: the rest of their blocks must agree.
     for (const auto& [from, to] : replayed) {
@@ -939,6 +1017,7 @@ void SegmentLog::InitChecksums(const ChecksumRecovery& found) {
     committed_crc_block_ = crc_block_;
     committed_crc_value_ = crc_value_;
     committed_crc_known_ = crc_known_;
+    committed_crc_end_ = t;
   }
   // Every whole block below the one holding the tail is checked on its
   // first read, unless recovery checked it already.
@@ -1194,6 +1273,7 @@ Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_
   log->tail_.store(contiguous, std::memory_order_relaxed);
   log->synced_ = contiguous;
   log->wal_covered_ = contiguous;
+  log->base_checkpoint_due_.store(false, std::memory_order_relaxed);  // recovery decides
   *tail = contiguous;
   *out = std::move(log);
   return Status::OK();

@@ -160,6 +160,17 @@ class SegmentFiles {
   // NotSupported when no source is set.
   Status LoadChecksums(uint64_t stream_id, uint64_t first, uint64_t last,
                        std::vector<std::pair<uint64_t, uint32_t>>* out) const;
+  // Synced checkpoints (STORAGE_FORMAT.md, "Synced checkpoints"): each
+  // commit under INTERVAL/OFF notes, per stream, its committed tail and the
+  // checksum of that tail's block prefix; the periodic sync takes them all
+  // (before syncing the segments, so every byte they cover is synced by
+  // it) and stores them before it syncs the environment.
+  struct TailChecksum {
+    uint64_t tail = 0;
+    uint32_t crc = 0;  // of [start of tail's block, tail)
+  };
+  void NoteCommittedTail(uint64_t stream_id, const TailChecksum& at);
+  std::unordered_map<uint64_t, TailChecksum> TakeCommittedTails();
   // Reads refused because bytes did not match their checksum.
   void NoteChecksumFailure() { checksum_failures_.fetch_add(1, std::memory_order_relaxed); }
   uint64_t checksum_failures() const { return checksum_failures_.load(std::memory_order_relaxed); }
@@ -199,6 +210,8 @@ class SegmentFiles {
   mutable std::mutex removal_mu_;
   std::vector<PendingRemoval> pending_removals_;  // removal_mu_
 
+  std::mutex committed_tails_mu_;
+  std::unordered_map<uint64_t, TailChecksum> committed_tails_;  // committed_tails_mu_
   mutable std::shared_mutex checksum_mu_;
   ChecksumSource checksum_source_;  // guarded by checksum_mu_
   std::atomic<uint64_t> checksum_failures_{0};
@@ -217,6 +230,13 @@ struct ChecksumRecovery {
   uint32_t last_crc = 0;
   // Blocks checked (or not checkable): reads need not check them again.
   std::vector<uint64_t> verified;
+};
+
+// The stream's synced checkpoint, if the store has one (CheckChecksums).
+struct SyncedTail {
+  bool present = false;
+  uint64_t tail = 0;
+  uint32_t crc = 0;  // of [start of tail's block, tail)
 };
 
 // One stream's own bytes, [base, tail), in segment files named by their
@@ -276,9 +296,13 @@ class SegmentLog final : public StreamLog {
   // tail `recorded_tail`: checks the block holding the tail, the blocks
   // before it back to the first one that matches (a power loss leaves a
   // damaged suffix), and the blocks holding `replayed` ranges.
+  // With a synced checkpoint, a block at or past the checkpoint's that
+  // does not verify is never kept in part: the tail goes to the checkpoint
+  // if its prefix checksum matches (those bytes were durable), otherwise to
+  // the block's start, and the search goes on backwards.
   Status CheckChecksums(uint64_t recorded_tail,
                         const std::vector<std::pair<uint64_t, uint64_t>>& replayed,
-                        ChecksumRecovery* out) const;
+                        ChecksumRecovery* out, const SyncedTail& synced = SyncedTail{}) const;
   // Upgrade: the checksum of every block, read from the files once.
   Status ComputeChecksums(ChecksumRecovery* out) const;
   // Installs what recovery learnt: the last block's running checksum and
@@ -333,6 +357,10 @@ class SegmentLog final : public StreamLog {
   Status Trim(uint64_t new_start) override;
 
   uint64_t stream_id() const { return stream_id_; }
+  // True once, for a new log whose first commit must store the synced
+  // checkpoint (base, 0); RearmBaseCheckpoint if that commit failed.
+  bool TakeBaseCheckpoint() { return base_checkpoint_due_.exchange(false); }
+  void RearmBaseCheckpoint() { base_checkpoint_due_.store(true); }
 
  private:
   // Where position `pos` lives: the file's base and the end of its range
@@ -397,6 +425,10 @@ class SegmentLog final : public StreamLog {
   // RewindChecksumsLocked goes back to.
   uint64_t committed_crc_block_ = 0;
   uint32_t committed_crc_value_ = 0;
+  uint64_t committed_crc_end_ = 0;  // the tail committed_crc_value_ is as of
+  // A new log under INTERVAL/OFF: its first commit stores the checkpoint
+  // (base, 0), so a stream never synced yet is never kept in part.
+  std::atomic<bool> base_checkpoint_due_{false};
   bool committed_crc_known_ = true;
   // Blocks [verify_first_, verify_first_ + verify_count_) existed at open
   // and are checked on their first read (a set bit: checked). Fixed by

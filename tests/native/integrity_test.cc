@@ -452,5 +452,165 @@ TEST_F(IntegrityTest, RewindingForgetsTheChecksumsOfUncommittedBytes) {
   EXPECT_EQ(due[0].crc, crc32c::Value("abcXY"));
 }
 
+// Synced checkpoints (STORAGE_FORMAT.md, "Synced checkpoints"): under
+// fsync interval a power loss may keep a commit's record and its block
+// checksum while losing the bytes written since the last periodic sync.
+// The block holding the tail then fails its checksum (or is short), and
+// recovery must cut exactly to the tail of the last completed sync: not
+// keep bytes it cannot check (NULs of a lost write), and not drop the
+// synced bytes of that block.
+class SyncedCheckpointTest : public IntegrityTest {
+ protected:
+  // The stored checkpoint of stream `id`, read through the open store.
+  bool StoredCheckpoint(const std::string& data_dir, uint64_t id, lmdb::SyncedCheckpoint* out) {
+    bool found = false;
+    Status s = LmdbStore::WithEnvironment(data_dir, [&](MDB_env* env) -> Status {
+      if (env == nullptr) return Status::InvalidArgument("store not open");
+      lmdb::Txn txn;
+      if (txn.Begin(env, MDB_RDONLY) != 0) return Status::IoError("begin");
+      lmdb::Dbs dbs;
+      if (lmdb::OpenDbs(txn.get(), false, &dbs) != 0) return Status::IoError("open dbs");
+      std::vector<std::pair<uint64_t, lmdb::SyncedCheckpoint>> all;
+      if (lmdb::ReadSynced(txn.get(), dbs, &all) != 0) return Status::IoError("read");
+      for (const auto& [i, cp] : all) {
+        if (i == id) {
+          *out = cp;
+          found = true;
+        }
+      }
+      return Status::OK();
+    });
+    EXPECT_TRUE(s.ok()) << s.message();
+    return found;
+  }
+
+  // Stream 1: [0, 100000) committed and synced by a periodic sync, then
+  // [100000, 120000) committed in the same block, not synced. The closed
+  // directory then holds the record and checksums as of 120000 with the
+  // checkpoint as of the sync (the close's own sync is undone).
+  void SyncThenAppendUnsynced() {
+    LmdbStoreOptions o = Options();
+    o.fsync = DS_FSYNC_INTERVAL;
+    o.fsync_interval_ms = 3600 * 1000;  // only the explicit Flush below
+    lmdb::SyncedCheckpoint synced;
+    {
+      auto store = Open(o);
+      Recover(store.get());
+      std::unique_ptr<StreamLog> log;
+      WriteStream(store.get(), 1, 100000, 25000, &log);
+      // A new stream's first commit stores the checkpoint (base, 0).
+      lmdb::SyncedCheckpoint first;
+      ASSERT_TRUE(StoredCheckpoint(o.data_dir, 1, &first));
+      EXPECT_EQ(first.tail, 0u);
+      EXPECT_EQ(first.crc, 0u);
+      ASSERT_TRUE(store->Flush().ok());
+      ASSERT_TRUE(StoredCheckpoint(o.data_dir, 1, &synced));
+      EXPECT_EQ(synced.tail, 100000u);
+      EXPECT_EQ(synced.crc, crc32c::Value(Bytes(1, 65536, 100000)));
+      StreamRecord r = Record(1);
+      ASSERT_TRUE(log->Append(Bytes(1, 100000, 120000), 0).ok());
+      r.tail = 120000;
+      ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r, {}, log.get()}}).ok());
+      log.reset();
+    }
+    InEnvironment(false, [&](MDB_txn* txn, const lmdb::Dbs& dbs) {
+      ASSERT_TRUE(dbs.has_synced);
+      ASSERT_EQ(lmdb::PutSynced(txn, dbs, 1, synced), 0);
+    });
+    EXPECT_EQ(StoredChecksums(1), ExpectedChecksums(1, 120000));
+  }
+
+  void ExpectCutToTheSyncedTail() {
+    LmdbStoreOptions o = Options();
+    o.fsync = DS_FSYNC_INTERVAL;
+    {
+      auto store = Open(o);
+      auto streams = Recover(store.get());
+      ASSERT_EQ(streams.size(), 1u);
+      EXPECT_EQ(streams[0].record.tail, 100000u);
+      std::string out;
+      ASSERT_TRUE(streams[0].log->Read(0, 100000, &out).ok());
+      EXPECT_TRUE(out == Bytes(1, 0, 100000));
+      // Appends go on from there with the right checksum for block 1.
+      StreamRecord r = streams[0].record;
+      ASSERT_TRUE(streams[0].log->Append(Bytes(1, 100000, 110000), 0).ok());
+      r.tail = 110000;
+      ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r, {}, streams[0].log.get()}}).ok());
+    }
+    EXPECT_EQ(StoredChecksums(1), ExpectedChecksums(1, 110000));
+    auto store = Open(o);
+    auto streams = Recover(store.get());
+    EXPECT_EQ(streams[0].record.tail, 110000u);
+  }
+};
+
+// The unsynced write was lost (zeros): block 1 fails its checksum. Before
+// checkpoints the tail went to 65536, dropping synced bytes.
+TEST_F(SyncedCheckpointTest, ALostUnsyncedWriteCutsToTheSyncedTailNotTheBlockStart) {
+  SyncThenAppendUnsynced();
+  Overwrite(SegmentPath(1, 0), 100000, std::string(20000, '\0'));
+  ExpectCutToTheSyncedTail();
+}
+
+// An earlier unsynced write lost under a later one that survived, and the
+// file short: the tail was lowered inside block 1 to the bytes present and
+// its checksum recomputed from them, serving the hole's NULs.
+TEST_F(SyncedCheckpointTest, AHoleInUnsyncedBytesIsNeverServed) {
+  SyncThenAppendUnsynced();
+  Overwrite(SegmentPath(1, 0), 100000, std::string(8192, '\0'));
+  CutFile(SegmentPath(1, 0), 115000);
+  ExpectCutToTheSyncedTail();
+}
+
+// Retention dropped the first bytes of the block holding the tail, so the
+// block cannot be checked whole. The commit that raised `start` stored
+// the checkpoint (start, checksum of the dropped head); the periodic sync
+// then moved it to its tail; recovery extends its checksum with the bytes
+// after it and, when they do not match, cuts exactly to it.
+TEST_F(SyncedCheckpointTest, ABlockRetentionCutIntoIsCheckedFromTheCheckpoint) {
+  LmdbStoreOptions o = Options();
+  o.fsync = DS_FSYNC_INTERVAL;
+  o.fsync_interval_ms = 3600 * 1000;
+  lmdb::SyncedCheckpoint synced;
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    std::unique_ptr<StreamLog> log;
+    WriteStream(store.get(), 1, 100000, 25000, &log);
+    StreamRecord r = Record(1);
+    r.tail = 100000;
+    r.start = 70000;  // retention: the commit of the new start (without a log, as the engine's)
+    ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r, {}, nullptr}}).ok());
+    lmdb::SyncedCheckpoint head;
+    ASSERT_TRUE(StoredCheckpoint(o.data_dir, 1, &head));
+    EXPECT_EQ(head.tail, 70000u);
+    EXPECT_EQ(head.crc, crc32c::Value(Bytes(1, 65536, 70000)));
+    ASSERT_TRUE(store->Flush().ok());
+    ASSERT_TRUE(StoredCheckpoint(o.data_dir, 1, &synced));
+    EXPECT_EQ(synced.tail, 100000u);
+    EXPECT_EQ(synced.crc, crc32c::Value(Bytes(1, 65536, 100000)));
+    ASSERT_TRUE(log->Append(Bytes(1, 100000, 120000), 0).ok());
+    r.tail = 120000;
+    ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kUpsert, r, {}, log.get()}}).ok());
+    log.reset();
+  }
+  InEnvironment(false, [&](MDB_txn* txn, const lmdb::Dbs& dbs) { ASSERT_EQ(lmdb::PutSynced(txn, dbs, 1, synced), 0); });
+  {
+    // Intact: the extended checksum matches, nothing is cut.
+    auto store = Open(o);
+    auto streams = Recover(store.get());
+    EXPECT_EQ(streams[0].record.tail, 120000u);
+  }
+  InEnvironment(false, [&](MDB_txn* txn, const lmdb::Dbs& dbs) { ASSERT_EQ(lmdb::PutSynced(txn, dbs, 1, synced), 0); });
+  Overwrite(SegmentPath(1, 0), 100000, std::string(8192, '\0'));
+  auto store = Open(o);
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(streams[0].record.tail, 100000u);
+  std::string out;
+  ASSERT_TRUE(streams[0].log->Read(70000, 30000, &out).ok());
+  EXPECT_TRUE(out == Bytes(1, 70000, 100000));
+}
+
 }  // namespace
 }  // namespace ds
