@@ -92,24 +92,22 @@ func newLimiter(r rate, maxKeys int, clock func() int64) *limiter {
 }
 
 // take charges cost to key's bucket.
-func (l *limiter) take(key string, cost float64) (bool, time.Duration) {
-	now := l.clock()
-	s := &l.shards[maphash.String(l.seed, key)%limiterShards]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b := s.buckets[key]
-	if b == nil {
-		if len(s.buckets) >= l.perCap {
-			l.evict(s, now)
-		}
-		b = &bucket{tokens: l.rate.burst, at: now}
-		s.buckets[key] = b
-	}
-	return b.take(l.rate, cost, now)
+func (l *limiter) take(key string, cost float64) (ok bool, wait time.Duration) {
+	l.withBucket(key, func(b *bucket, now int64) { ok, wait = b.take(l.rate, cost, now) })
+	return ok, wait
 }
 
 // debit charges cost to key's bucket whether or not it has the tokens.
 func (l *limiter) debit(key string, cost float64) {
+	l.withBucket(key, func(b *bucket, now int64) {
+		b.refill(l.rate, now)
+		b.tokens -= cost
+	})
+}
+
+// withBucket runs f on key's bucket (a full one for a new key) under its
+// shard's lock, making room in the shard first if it is full.
+func (l *limiter) withBucket(key string, f func(b *bucket, now int64)) {
 	now := l.clock()
 	s := &l.shards[maphash.String(l.seed, key)%limiterShards]
 	s.mu.Lock()
@@ -122,8 +120,7 @@ func (l *limiter) debit(key string, cost float64) {
 		b = &bucket{tokens: l.rate.burst, at: now}
 		s.buckets[key] = b
 	}
-	b.refill(l.rate, now)
-	b.tokens -= cost
+	f(b, now)
 }
 
 // evict makes room in a full shard.
