@@ -38,7 +38,9 @@
 # else built once by `cargo install` into bench/.cache/rust-<version>; without
 # cargo or the crates registry it is "unavailable" and the run goes on.
 #
-# Environment: GO_PLUGIN_VERSION (default below), BENCH_KEEP_WORK=1 keeps the
+# Environment: GO_PLUGIN_VERSION (default below), GO_PLUGIN_SRC=DIR builds the
+# Go plugin from a checkout of its packages/caddy-plugin instead of the module
+# proxy, RUST_DS_VERSION / RUST_DS_BIN pick the Rust server, BENCH_KEEP_WORK=1 keeps the
 # scratch directory (data dirs, configs), BODIES_BUDGET (e.g. 4GiB) sets
 # max_inflight_body_bytes for the bodies scenario (default: the server's).
 set -euo pipefail
@@ -214,14 +216,24 @@ EOF
     cd "$dir"
     export GOFLAGS=-mod=mod GOWORK=off
     go mod init bench.invalid/goplugin >/dev/null 2>&1
-    timeout 300 go get "$GO_PLUGIN_MODULE@$GO_PLUGIN_VERSION" &&
-      timeout 900 go build -o "$GOPLUGIN_BIN" .
+    if [ -n "${GO_PLUGIN_SRC:-}" ]; then
+      # A local checkout of packages/caddy-plugin (when the proxy does not
+      # serve the module): its own go.mod pins its dependencies.
+      go mod edit -require "$GO_PLUGIN_MODULE@v0.0.0" -replace "$GO_PLUGIN_MODULE=$GO_PLUGIN_SRC" &&
+        timeout 300 go mod tidy &&
+        timeout 900 go build -o "$GOPLUGIN_BIN" .
+    else
+      timeout 300 go get "$GO_PLUGIN_MODULE@$GO_PLUGIN_VERSION" &&
+        timeout 900 go build -o "$GOPLUGIN_BIN" .
+    fi
   ) >"$glog" 2>&1
 }
 if want_server goplugin-mem || want_server goplugin-disk; then
-  log "building the Go plugin ($GO_PLUGIN_MODULE@$GO_PLUGIN_VERSION) from $(go env GOPROXY)"
+  GOPLUGIN_FROM="$GO_PLUGIN_VERSION, built from $(go env GOPROXY)"
+  [ -n "${GO_PLUGIN_SRC:-}" ] && GOPLUGIN_FROM="built from the checkout $GO_PLUGIN_SRC"
+  log "building the Go plugin ($GO_PLUGIN_MODULE: $GOPLUGIN_FROM)"
   if build_goplugin; then
-    GOPLUGIN_STATUS="$GO_PLUGIN_VERSION, built from $(go env GOPROXY)"
+    GOPLUGIN_STATUS="$GOPLUGIN_FROM"
   else
     reason="Go module proxy ($(go env GOPROXY)) did not serve $GO_PLUGIN_MODULE@$GO_PLUGIN_VERSION: $(grep -v '^go: downloading' "$OUT/logs/goplugin-build.log" | tail -2 | tr '\n' ' ')"
     GOPLUGIN_STATUS="unavailable: $reason"
