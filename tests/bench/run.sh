@@ -40,7 +40,7 @@
 #
 # Environment: GO_PLUGIN_VERSION (default below), GO_PLUGIN_SRC=DIR builds the
 # Go plugin from a checkout of its packages/caddy-plugin instead of the module
-# proxy, RUST_DS_VERSION / RUST_DS_BIN pick the Rust server, BENCH_KEEP_WORK=1 keeps the
+# proxy (GO_PLUGIN_BIN=PATH uses one built before), RUST_DS_VERSION / RUST_DS_BIN pick the Rust server, BENCH_KEEP_WORK=1 keeps the
 # scratch directory (data dirs, configs), BODIES_BUDGET (e.g. 4GiB) sets
 # max_inflight_body_bytes for the bodies scenario (default: the server's).
 set -euo pipefail
@@ -228,7 +228,16 @@ EOF
     fi
   ) >"$glog" 2>&1
 }
-if want_server goplugin-mem || want_server goplugin-disk; then
+if [ -n "${GO_PLUGIN_BIN:-}" ] && { want_server goplugin-mem || want_server goplugin-disk; }; then
+  # A Go plugin binary built before (e.g. kept from BENCH_KEEP_WORK=1).
+  GOPLUGIN_BIN="$GO_PLUGIN_BIN"
+  GOPLUGIN_STATUS="prebuilt binary $GO_PLUGIN_BIN"
+  if [ ! -x "$GOPLUGIN_BIN" ]; then
+    reason="GO_PLUGIN_BIN=$GO_PLUGIN_BIN is not executable"
+    GOPLUGIN_STATUS="unavailable: $reason"
+    UNAVAILABLE[goplugin-mem]="$reason"; UNAVAILABLE[goplugin-disk]="$reason"
+  fi
+elif want_server goplugin-mem || want_server goplugin-disk; then
   GOPLUGIN_FROM="$GO_PLUGIN_VERSION, built from $(go env GOPROXY)"
   [ -n "${GO_PLUGIN_SRC:-}" ] && GOPLUGIN_FROM="built from the checkout $GO_PLUGIN_SRC"
   log "building the Go plugin ($GO_PLUGIN_MODULE: $GOPLUGIN_FROM)"
