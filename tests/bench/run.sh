@@ -381,8 +381,10 @@ start_server() {
       node "$BENCH/node-server.mjs" --port "$port" --long-poll-timeout-ms 30000 ${data:+--data-dir "$data"} >>"$lf" 2>&1 &
       ;;
     rust-*)
-      # Streams at /<path>, so /v1/stream/... works as it is. memory keeps
-      # no files (the data dir is unused); wal is its durable mode.
+      # Streams at /<path>, so /v1/stream/... works as it is. Both modes
+      # keep one file per stream in the data dir: memory acknowledges once
+      # the bytes are in the page cache (no log, no fsync), wal once its
+      # write-ahead log is synced.
       local durability=memory
       [ "$name" = rust-wal ] && durability=wal
       "$RUST_BIN" --host 127.0.0.1 --port "$port" --durability "$durability" --data-dir "$data" \
@@ -471,6 +473,15 @@ scenario_na() {
   case "$1/$2" in
     *-h2/node-*) echo "the Node reference serves plain HTTP/1.1 only (no TLS, no HTTP/2)" ;;
     *-h2/rust-*) echo "the Rust server serves plain HTTP/1.1 only (no TLS, no HTTP/2)" ;;
+    many-streams/rust-*)
+      # One open file per stream, in both of its modes.
+      local hard
+      hard="$(ulimit -Hn)"
+      if [ "$hard" != unlimited ] && [ "$hard" -lt $(( MANY + 1024 )) ]; then
+        echo "the Rust server keeps a file open per stream; RLIMIT_NOFILE's hard limit here is $hard, below $MANY streams"
+      else
+        return 1
+      fi ;;
     *) return 1 ;;
   esac
 }
@@ -573,7 +584,7 @@ done
   echo "node reference: @durable-streams/server ${NODE_PKG_VERSION:-unavailable} on node $(node --version 2>/dev/null || echo none)"
   echo "go plugin: $GO_PLUGIN_MODULE: $GOPLUGIN_STATUS"
   echo "rust reference: $RUST_STATUS"
-  echo "scenarios: append = 100-byte POSTs by wrk (-t2 -c64); producer = 16 wrk threads x 1 connection, 8 pipelined POSTs with Producer-Id/Epoch/Seq; read-small = GET ?offset=-1 of a ${SMALL_BYTES}-byte stream (ceiling: respond with a ${SMALL_BYTES}-byte body); read-large = 2 readers following Stream-Next-Offset through the whole stream (ceiling: file_server, 1 MiB Range requests); fan-out = dsbench, one connection per subscriber (raw sockets read by 2 epoll loops polling every 250 µs; a long-poll subscriber re-issues its request on the same connection as soon as an answer is in); many-streams = 64 connections creating, then appending 100 B to random streams; bodies = 16 concurrent chunked POSTs to their own streams, 8 of ${BODIES_MB} MB (= max_append_size) and 8 of ${BODIES_MB} MiB (past it), the server's peak RSS growth"
+  echo "scenarios: append = 100-byte POSTs by wrk (-t2 -c64); producer = 16 wrk threads x 1 connection, 8 pipelined POSTs with Producer-Id/Epoch/Seq; read-small = GET ?offset=-1 of a ${SMALL_BYTES}-byte stream (ceiling: respond with a ${SMALL_BYTES}-byte body); read-large = 2 readers following Stream-Next-Offset through the whole stream (ceiling: file_server, 1 MiB Range requests); fan-out = dsbench, one connection per subscriber (raw sockets read by 2 epoll loops polling every 250 µs; a long-poll subscriber re-issues its request on the same connection as soon as an answer is in); fan-out *-h2 = the same over TLS + HTTP/2, 100 subscribers per connection, net/http subscribers; many-streams = 64 connections creating, then appending 100 B to random streams; bodies = 16 concurrent chunked POSTs to their own streams, 8 of ${BODIES_MB} MB (= max_append_size) and 8 of ${BODIES_MB} MiB (past it), the server's peak RSS growth"
 } >"$OUT/meta.txt"
 
 echo
