@@ -40,8 +40,9 @@
 #
 # Environment: GO_PLUGIN_VERSION (default below), GO_PLUGIN_SRC=DIR builds the
 # Go plugin from a checkout of its packages/caddy-plugin instead of the module
-# proxy (GO_PLUGIN_BIN=PATH uses one built before), RUST_DS_VERSION / RUST_DS_BIN pick the Rust server, BENCH_KEEP_WORK=1 keeps the
-# scratch directory (data dirs, configs), BODIES_BUDGET (e.g. 4GiB) sets
+# proxy, GO_PLUGIN_BIN=PATH uses one built before, RUST_DS_VERSION and
+# RUST_DS_BIN pick the Rust server, BENCH_KEEP_WORK=1 keeps the scratch
+# directory (data dirs, configs), BODIES_BUDGET (e.g. 4GiB) sets
 # max_inflight_body_bytes for the bodies scenario (default: the server's).
 set -euo pipefail
 
