@@ -2,9 +2,10 @@
 # `make bench`: durable-streams-server measured against the ceiling (Caddy's
 # own `respond` handler and `file_server`, in the same binary) and against the
 # reference servers (the Node.js `@durable-streams/server`, pinned in
-# tests/bench/package-lock.json, and the Go Caddy plugin built from the Go
-# module proxy), all on loopback, one scenario against one freshly started
-# server at a time.
+# tests/bench/package-lock.json, the Go Caddy plugin built from the Go
+# module proxy, and the Rust server of the `durable-streams` crate built by
+# cargo at a pinned version), all on loopback, one scenario against one
+# freshly started server at a time.
 #
 #   tests/bench/run.sh [--quick] [--smoke] [--duration D] [--scenario NAME[,NAME]]
 #                      [--servers LIST] [--no-build] [--bin PATH] [--out DIR]
@@ -15,9 +16,13 @@
 #   --duration D  load time per scenario and server (default 8s; quick 2s)
 #   --scenario    scenarios to run (default all):
 #                   append-1 append-64 append-producer read-small read-large
-#                   fanout-sse fanout-longpoll many-streams bodies
+#                   fanout-sse fanout-longpoll fanout-sse-h2 fanout-longpoll-h2
+#                   many-streams bodies
+#                 (*-h2: the fan-out over TLS + HTTP/2, subscribers multiplexed
+#                 100 to a connection as browsers do; Caddy-based servers only)
 #   --servers     servers to run (default all):
 #                   ceiling ours-mem ours-disk node-mem node-disk goplugin-mem goplugin-disk
+#                   rust-mem rust-wal
 #   --no-build    use bin/durable-streams-server as it is
 #   --bin PATH    use this server binary (implies --no-build)
 #   --out DIR     results folder (default bench/results/<UTC timestamp>)
@@ -27,8 +32,17 @@
 # answers a probe with an error (e.g. a storage mode not implemented yet), is
 # marked "unavailable" and the run goes on.
 #
-# Environment: GO_PLUGIN_VERSION (default below), BENCH_KEEP_WORK=1 keeps the
-# scratch directory (data dirs, configs), BODIES_BUDGET (e.g. 4GiB) sets
+# The Rust server (`durable-streams-server` of the crate `durable-streams`,
+# RUST_DS_VERSION) is taken from RUST_DS_BIN, else from a cargo install root
+# that records that version (PATH, $CARGO_HOME, bench/.cache/rust-<version>),
+# else built once by `cargo install` into bench/.cache/rust-<version>; without
+# cargo or the crates registry it is "unavailable" and the run goes on.
+#
+# Environment: GO_PLUGIN_VERSION (default below), GO_PLUGIN_SRC=DIR builds the
+# Go plugin from a checkout of its packages/caddy-plugin instead of the module
+# proxy, GO_PLUGIN_BIN=PATH uses one built before, RUST_DS_VERSION and
+# RUST_DS_BIN pick the Rust server, BENCH_KEEP_WORK=1 keeps the scratch
+# directory (data dirs, configs), BODIES_BUDGET (e.g. 4GiB) sets
 # max_inflight_body_bytes for the bodies scenario (default: the server's).
 set -euo pipefail
 
@@ -38,8 +52,10 @@ cd "$ROOT"
 
 GO_PLUGIN_MODULE="github.com/durable-streams/durable-streams/packages/caddy-plugin"
 GO_PLUGIN_VERSION="${GO_PLUGIN_VERSION:-v0.1.0}"
-ALL_SCENARIOS="append-1 append-64 append-producer read-small read-large fanout-sse fanout-longpoll many-streams bodies"
-ALL_SERVERS="ceiling ours-mem ours-disk node-mem node-disk goplugin-mem goplugin-disk"
+RUST_DS_CRATE="durable-streams"
+RUST_DS_VERSION="${RUST_DS_VERSION:-0.1.5}"
+ALL_SCENARIOS="append-1 append-64 append-producer read-small read-large fanout-sse fanout-longpoll fanout-sse-h2 fanout-longpoll-h2 many-streams bodies"
+ALL_SERVERS="ceiling ours-mem ours-disk node-mem node-disk goplugin-mem goplugin-disk rust-mem rust-wal"
 
 CURRENT_SCENARIO="" MODE=full DURATION="" SCENARIOS="" SERVERS="" BUILD=1 BIN="$ROOT/bin/durable-streams-server" OUT=""
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
@@ -143,6 +159,16 @@ DSBENCH="$WORK/dsbench"
 go build -o "$DSBENCH" ./tests/bench/dsbench
 
 want_server() { case " $SERVERS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# TLS scenarios: a self-signed certificate for 127.0.0.1 that every dsbench
+# client trusts.
+TLS_CERT="$WORK/tls/cert.pem" TLS_KEY="$WORK/tls/key.pem"
+case " $SCENARIOS " in
+  *-h2\ *)
+    mkdir -p "$WORK/tls"
+    "$DSBENCH" gencert -cert "$TLS_CERT" -key "$TLS_KEY"
+    export DSBENCH_CA_FILE="$TLS_CERT" ;;
+esac
 declare -A UNAVAILABLE=()
 
 # Node.js reference server.
@@ -191,19 +217,90 @@ EOF
     cd "$dir"
     export GOFLAGS=-mod=mod GOWORK=off
     go mod init bench.invalid/goplugin >/dev/null 2>&1
-    timeout 300 go get "$GO_PLUGIN_MODULE@$GO_PLUGIN_VERSION" &&
-      timeout 900 go build -o "$GOPLUGIN_BIN" .
+    if [ -n "${GO_PLUGIN_SRC:-}" ]; then
+      # A local checkout of packages/caddy-plugin (when the proxy does not
+      # serve the module): its own go.mod pins its dependencies.
+      go mod edit -require "$GO_PLUGIN_MODULE@v0.0.0" -replace "$GO_PLUGIN_MODULE=$GO_PLUGIN_SRC" &&
+        timeout 300 go mod tidy &&
+        timeout 900 go build -o "$GOPLUGIN_BIN" .
+    else
+      timeout 300 go get "$GO_PLUGIN_MODULE@$GO_PLUGIN_VERSION" &&
+        timeout 900 go build -o "$GOPLUGIN_BIN" .
+    fi
   ) >"$glog" 2>&1
 }
-if want_server goplugin-mem || want_server goplugin-disk; then
-  log "building the Go plugin ($GO_PLUGIN_MODULE@$GO_PLUGIN_VERSION) from $(go env GOPROXY)"
+if [ -n "${GO_PLUGIN_BIN:-}" ] && { want_server goplugin-mem || want_server goplugin-disk; }; then
+  # A Go plugin binary built before (e.g. kept from BENCH_KEEP_WORK=1).
+  GOPLUGIN_BIN="$GO_PLUGIN_BIN"
+  GOPLUGIN_STATUS="prebuilt binary $GO_PLUGIN_BIN"
+  if [ ! -x "$GOPLUGIN_BIN" ]; then
+    reason="GO_PLUGIN_BIN=$GO_PLUGIN_BIN is not executable"
+    GOPLUGIN_STATUS="unavailable: $reason"
+    UNAVAILABLE[goplugin-mem]="$reason"; UNAVAILABLE[goplugin-disk]="$reason"
+  fi
+elif want_server goplugin-mem || want_server goplugin-disk; then
+  GOPLUGIN_FROM="$GO_PLUGIN_VERSION, built from $(go env GOPROXY)"
+  [ -n "${GO_PLUGIN_SRC:-}" ] && GOPLUGIN_FROM="built from the checkout $GO_PLUGIN_SRC"
+  log "building the Go plugin ($GO_PLUGIN_MODULE: $GOPLUGIN_FROM)"
   if build_goplugin; then
-    GOPLUGIN_STATUS="$GO_PLUGIN_VERSION, built from $(go env GOPROXY)"
+    GOPLUGIN_STATUS="$GOPLUGIN_FROM"
   else
     reason="Go module proxy ($(go env GOPROXY)) did not serve $GO_PLUGIN_MODULE@$GO_PLUGIN_VERSION: $(grep -v '^go: downloading' "$OUT/logs/goplugin-build.log" | tail -2 | tr '\n' ' ')"
     GOPLUGIN_STATUS="unavailable: $reason"
     echo "NOTE: Go plugin unavailable: $reason" >&2
     UNAVAILABLE[goplugin-mem]="$reason"; UNAVAILABLE[goplugin-disk]="$reason"
+  fi
+fi
+
+# Rust server: durable-streams-server of the crate durable-streams at
+# RUST_DS_VERSION. Our own binary has the same name, so a candidate counts
+# only if the cargo install root it sits in (<root>/bin/<binary>) records
+# that crate and version in .crates2.json.
+RUST_CACHE="$ROOT/bench/.cache/rust-$RUST_DS_VERSION"
+RUST_BIN=""
+RUST_STATUS="not selected"
+rust_root_has_version() {
+  grep -q "\"$RUST_DS_CRATE $RUST_DS_VERSION (" "$1/.crates2.json" 2>/dev/null
+}
+find_rust() {
+  local cand root
+  if [ -n "${RUST_DS_BIN:-}" ]; then
+    [ -x "$RUST_DS_BIN" ] && { RUST_BIN="$RUST_DS_BIN"; return 0; }
+    return 1
+  fi
+  for cand in $(type -ap durable-streams-server 2>/dev/null) \
+              "${CARGO_HOME:-$HOME/.cargo}/bin/durable-streams-server" \
+              "$RUST_CACHE/bin/durable-streams-server"; do
+    [ -x "$cand" ] || continue
+    root="$(cd "$(dirname "$cand")/.." && pwd)"
+    if rust_root_has_version "$root"; then RUST_BIN="$cand"; return 0; fi
+  done
+  return 1
+}
+if want_server rust-mem || want_server rust-wal; then
+  reason=""
+  if ! find_rust; then
+    if [ -n "${RUST_DS_BIN:-}" ]; then
+      reason="RUST_DS_BIN=$RUST_DS_BIN is not executable"
+    elif ! command -v cargo >/dev/null; then
+      reason="cargo not installed (and no $RUST_DS_CRATE $RUST_DS_VERSION install found)"
+    else
+      log "building $RUST_DS_CRATE $RUST_DS_VERSION with cargo install (once, into $RUST_CACHE)"
+      mkdir -p "$RUST_CACHE"
+      if nice timeout 1800 cargo install --quiet --locked "$RUST_DS_CRATE" --version "=$RUST_DS_VERSION" \
+           --root "$RUST_CACHE" >"$OUT/logs/rust-build.log" 2>&1 && find_rust; then
+        :
+      else
+        reason="cargo install $RUST_DS_CRATE@$RUST_DS_VERSION failed: $(grep -v '^\s*$' "$OUT/logs/rust-build.log" | tail -2 | tr '\n' ' ' | cut -c1-200)"
+      fi
+    fi
+  fi
+  if [ -z "$reason" ]; then
+    RUST_STATUS="$RUST_DS_CRATE $RUST_DS_VERSION ($RUST_BIN)"
+  else
+    RUST_STATUS="unavailable: $reason"
+    log "rust servers unavailable: $reason"
+    UNAVAILABLE[rust-mem]="$reason"; UNAVAILABLE[rust-wal]="$reason"
   fi
 fi
 
@@ -234,11 +331,14 @@ READ_HEADERS="$(printf '\t\theader {\n'
 # Sets SERVER_PID and BASE, or REASON and returns 1.
 start_server() {
   local name=$1 port cfg data="" lf="$OUT/logs/$1.log"
+  local tls=0
+  case "$CURRENT_SCENARIO" in *-h2) tls=1 ;; esac
   port="$("$DSBENCH" freeport)"
   BASE="http://127.0.0.1:$port"
+  [ "$tls" = 1 ] && BASE="https://127.0.0.1:$port"
   REASON=""
   case "$name" in
-    *-disk) data="$WORK/data/$name.$RANDOM"; mkdir -p "$data" ;;
+    *-disk|rust-*) data="$WORK/data/$name.$RANDOM"; mkdir -p "$data" ;;
   esac
   echo "=== $(date -u +%H:%M:%S) start $name on $BASE ${data:+data $data}" >>"$lf"
   case "$name" in
@@ -247,8 +347,14 @@ start_server() {
       case "$name" in goplugin-*) bin="$GOPLUGIN_BIN" ;; esac
       cfg="$WORK/$name.Caddyfile"
       {
-        printf '{\n\tadmin off\n\tauto_https off\n\tlog {\n\t\tlevel WARN\n\t}\n}\n\n'
-        printf 'http://127.0.0.1:%s {\n' "$port"
+        printf '{\n\tadmin off\n\tauto_https off\n\tlog {\n\t\tlevel WARN\n\t}\n'
+        [ "$tls" = 1 ] && printf '\tservers {\n\t\tprotocols h1 h2\n\t}\n'
+        printf '}\n\n'
+        if [ "$tls" = 1 ]; then
+          printf 'https://127.0.0.1:%s {\n\ttls %s %s\n' "$port" "$TLS_CERT" "$TLS_KEY"
+        else
+          printf 'http://127.0.0.1:%s {\n' "$port"
+        fi
         if [ "$name" = ceiling ]; then
           printf '\thandle /respond {\n\t\trespond "ok" 200\n\t}\n'
           printf '\thandle /respond-small {\n\t\trespond "%s" 200\n\t}\n' "$SMALL_BODY"
@@ -274,6 +380,16 @@ start_server() {
       ;;
     node-*)
       node "$BENCH/node-server.mjs" --port "$port" --long-poll-timeout-ms 30000 ${data:+--data-dir "$data"} >>"$lf" 2>&1 &
+      ;;
+    rust-*)
+      # Streams at /<path>, so /v1/stream/... works as it is. Both modes
+      # keep one file per stream in the data dir: memory acknowledges once
+      # the bytes are in the page cache (no log, no fsync), wal once its
+      # write-ahead log is synced.
+      local durability=memory
+      [ "$name" = rust-wal ] && durability=wal
+      "$RUST_BIN" --host 127.0.0.1 --port "$port" --durability "$durability" --data-dir "$data" \
+        --long-poll-timeout-ms 30000 >>"$lf" 2>&1 &
       ;;
   esac
   SERVER_PID=$!
@@ -352,6 +468,25 @@ scenario_applies() {
   return 0
 }
 
+# scenario_na SCENARIO SERVER: why a server cannot run a scenario (printed),
+# or false. Such a pair is recorded as skipped with that reason.
+scenario_na() {
+  case "$1/$2" in
+    *-h2/node-*) echo "the Node reference serves plain HTTP/1.1 only (no TLS, no HTTP/2)" ;;
+    *-h2/rust-*) echo "the Rust server serves plain HTTP/1.1 only (no TLS, no HTTP/2)" ;;
+    many-streams/rust-*)
+      # One open file per stream, in both of its modes.
+      local hard
+      hard="$(ulimit -Hn)"
+      if [ "$hard" != unlimited ] && [ "$hard" -lt $(( MANY + 1024 )) ]; then
+        echo "the Rust server keeps a file open per stream; RLIMIT_NOFILE's hard limit here is $hard, below $MANY streams"
+      else
+        return 1
+      fi ;;
+    *) return 1 ;;
+  esac
+}
+
 run_scenario() {
   local sc=$1 srv=$2 b=$BASE
   case "$sc" in
@@ -387,11 +522,13 @@ run_scenario() {
       setup_streams "$sc" "$srv" -path /v1/stream/large -bytes "$LARGE_BYTES" -chunk 1048576 -verify -timeout 240s || return 0
       timeout -k 5 "$LIMIT" "$DSBENCH" bigread -base "$b" -server "$srv" -scenario "$sc" -out "$RESULTS" -pid "$SERVER_PID" \
         -path /v1/stream/large -size "$LARGE_BYTES" -conns 2 -duration "${DUR_S}s" || true ;;
-    fanout-sse|fanout-longpoll)
-      local mode=sse
-      [ "$sc" = fanout-longpoll ] && mode=longpoll
+    fanout-sse|fanout-longpoll|fanout-sse-h2|fanout-longpoll-h2)
+      local mode=sse proto=()
+      case "$sc" in fanout-longpoll*) mode=longpoll ;; esac
+      # Browsers: many streams' subscriptions on few connections (100 each).
+      case "$sc" in *-h2) proto=(-proto h2 -h2-conns $(( (FANOUT_SUBS + 99) / 100 ))) ;; esac
       timeout -k 5 300 "$DSBENCH" fanout -base "$b" -server "$srv" -scenario "$sc" -out "$RESULTS" -pid "$SERVER_PID" \
-        -mode "$mode" -subs "$FANOUT_SUBS" -appends "$FANOUT_APPENDS" -budget "$FANOUT_BUDGET" || true ;;
+        -mode "$mode" -subs "$FANOUT_SUBS" -appends "$FANOUT_APPENDS" -budget "$FANOUT_BUDGET" "${proto[@]}" || true ;;
     bodies)
       # 16 concurrent chunked POSTs: 8 of BODIES_MB MB (the raised
       # max_append_size, stored unless the in-flight budget sheds them) and
@@ -409,6 +546,10 @@ for sc in $SCENARIOS; do
   for srv in $SERVERS; do
     if [ "$srv" = ceiling ] && ! ceiling_applies "$sc"; then continue; fi
     if ! scenario_applies "$sc" "$srv"; then continue; fi
+    if na="$(scenario_na "$sc" "$srv")"; then
+      "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status skipped -note "n/a: $na"
+      continue
+    fi
     CURRENT_SCENARIO="$sc"
     if [ -n "${UNAVAILABLE[$srv]:-}" ]; then
       "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status unavailable -note "${UNAVAILABLE[$srv]}"
@@ -443,7 +584,8 @@ done
   echo "load tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), dsbench (tests/bench/dsbench, $(go env GOVERSION))"
   echo "node reference: @durable-streams/server ${NODE_PKG_VERSION:-unavailable} on node $(node --version 2>/dev/null || echo none)"
   echo "go plugin: $GO_PLUGIN_MODULE: $GOPLUGIN_STATUS"
-  echo "scenarios: append = 100-byte POSTs by wrk (-t2 -c64); producer = 16 wrk threads x 1 connection, 8 pipelined POSTs with Producer-Id/Epoch/Seq; read-small = GET ?offset=-1 of a ${SMALL_BYTES}-byte stream (ceiling: respond with a ${SMALL_BYTES}-byte body); read-large = 2 readers following Stream-Next-Offset through the whole stream (ceiling: file_server, 1 MiB Range requests); fan-out = dsbench, one connection per subscriber (raw sockets read by 2 epoll loops polling every 250 µs; a long-poll subscriber re-issues its request on the same connection as soon as an answer is in); many-streams = 64 connections creating, then appending 100 B to random streams; bodies = 16 concurrent chunked POSTs to their own streams, 8 of ${BODIES_MB} MB (= max_append_size) and 8 of ${BODIES_MB} MiB (past it), the server's peak RSS growth"
+  echo "rust reference: $RUST_STATUS"
+  echo "scenarios: append = 100-byte POSTs by wrk (-t2 -c64); producer = 16 wrk threads x 1 connection, 8 pipelined POSTs with Producer-Id/Epoch/Seq; read-small = GET ?offset=-1 of a ${SMALL_BYTES}-byte stream (ceiling: respond with a ${SMALL_BYTES}-byte body); read-large = 2 readers following Stream-Next-Offset through the whole stream (ceiling: file_server, 1 MiB Range requests); fan-out = dsbench, one connection per subscriber (raw sockets read by 2 epoll loops polling every 250 µs; a long-poll subscriber re-issues its request on the same connection as soon as an answer is in); fan-out *-h2 = the same over TLS + HTTP/2, 100 subscribers per connection, net/http subscribers; many-streams = 64 connections creating, then appending 100 B to random streams; bodies = 16 concurrent chunked POSTs to their own streams, 8 of ${BODIES_MB} MB (= max_append_size) and 8 of ${BODIES_MB} MiB (past it), the server's peak RSS growth"
 } >"$OUT/meta.txt"
 
 echo

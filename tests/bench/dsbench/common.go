@@ -156,6 +156,11 @@ func newClient(conns int, timeout time.Duration) *http.Client {
 		WriteBufferSize:     8 << 10,
 		ReadBufferSize:      16 << 10,
 	}
+	// Over https (the TLS fan-out scenarios) still HTTP/1.1: a TLS config
+	// set here turns off net/http's automatic HTTP/2.
+	if conf, err := clientTLS(); err == nil && conf != nil {
+		tr.TLSClientConfig = conf
+	}
 	return &http.Client{Transport: tr, Timeout: timeout}
 }
 

@@ -138,3 +138,45 @@ caddy_durable_streams_appends_total{storage="/srv/other"} 99999
 		}
 	}
 }
+
+func TestRustCounterpartAndRatio(t *testing.T) {
+	for server, want := range map[string]string{"ours-mem": "rust-mem", "ours-disk": "rust-wal", "node-mem": "", "rust-mem": "", "ceiling": ""} {
+		if got := rustCounterpart(server); got != want {
+			t.Errorf("rustCounterpart(%q) = %q, want %q", server, got, want)
+		}
+	}
+	// The Rust rows get no node/goplugin column (rust-wal is not node-mem).
+	for _, fam := range []string{"node", "goplugin"} {
+		if got := counterpart("rust-wal", fam); got != "" {
+			t.Errorf("counterpart(rust-wal, %s) = %q, want none", fam, got)
+		}
+	}
+	rs := results{byKey: map[string]Record{}}
+	add := func(r Record) { rs.byKey[r.Scenario+"/"+r.Server] = r }
+	add(Record{Scenario: "fanout-longpoll", Server: "ours-mem", Status: "ok", P99Ms: 80, RSSPerSubKiB: 6})
+	add(Record{Scenario: "fanout-longpoll", Server: "rust-mem", Status: "ok", P99Ms: 90, RSSPerSubKiB: 7.2})
+	add(Record{Scenario: "fanout-sse", Server: "ours-mem", Status: "ok", P99Ms: 30, RSSPerSubKiB: 2.5})
+	add(Record{Scenario: "fanout-sse", Server: "rust-mem", Status: "ok", P99Ms: 40, RSSPerSubKiB: 0.9})
+	add(Record{Scenario: "fanout-sse-h2", Server: "ours-mem", Status: "ok", P99Ms: 61, RSSPerSubKiB: 4})
+	add(Record{Scenario: "fanout-longpoll-h2", Server: "ours-mem", Status: "ok", P99Ms: 150, RSSPerSubKiB: 12})
+	if got := rssTarget(rs, "fanout-longpoll", "ours-mem", "rust-mem", 0, "lp").verdict; got != "MET" {
+		t.Errorf("long-poll 6 KiB ≤ 7.2, 80 ≤ 90 ms: %s, want MET", got)
+	}
+	add(Record{Scenario: "fanout-longpoll", Server: "ours-disk", Status: "ok", P99Ms: 100, RSSPerSubKiB: 5})
+	add(Record{Scenario: "fanout-longpoll", Server: "rust-wal", Status: "ok", P99Ms: 90, RSSPerSubKiB: 7.2})
+	if got := rssTarget(rs, "fanout-longpoll", "ours-disk", "rust-wal", 0, "lp").verdict; got != "MISSED" {
+		t.Errorf("long-poll p99 100 ms > 90 ms: %s, want MISSED", got)
+	}
+	if got := rssTarget(rs, "fanout-sse", "ours-mem", "rust-mem", 2, "sse").verdict; got != "MISSED" {
+		t.Errorf("SSE 2.5 KiB > 2 KiB: %s, want MISSED", got)
+	}
+	if got := h2Target(rs, "fanout-sse", "ours-mem").verdict; got != "MISSED" {
+		t.Errorf("h2 SSE p99 61 ms > 2 × 30 ms: %s, want MISSED", got)
+	}
+	if got := h2Target(rs, "fanout-longpoll", "ours-mem").verdict; got != "MET" {
+		t.Errorf("h2 long-poll 150 ≤ 160 ms, 12 ≤ 12 KiB: %s, want MET", got)
+	}
+	if got := h2Target(rs, "fanout-sse", "ours-disk").verdict; got != "N/A" {
+		t.Errorf("no records: %s, want N/A", got)
+	}
+}

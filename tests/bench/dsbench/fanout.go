@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,8 @@ func cmdFanout(args []string) error {
 	appends := fs.Int("appends", 10, "appends to deliver")
 	dialConc := fs.Int("dial-concurrency", 64, "connection attempts in flight while connecting")
 	client := fs.String("client", "raw", "subscribers: raw (sockets read by epoll loops) or http (net/http, a goroutine each)")
+	proto := fs.String("proto", "h1", "h1: HTTP/1.1, a connection per subscriber; h2: TLS + HTTP/2 (https base), subscribers multiplexed over -h2-conns connections as browsers do (implies -client http)")
+	h2Conns := fs.Int("h2-conns", 50, "h2: connections the subscribers share (subscriber s uses connection s mod N)")
 	loops := fs.Int("loops", 2, "epoll loops (OS threads) reading the raw subscribers")
 	poll := fs.Duration("poll", 250*time.Microsecond, "raw loops: look for ready sockets this often instead of blocking in epoll_wait (0 = block)")
 	settle := fs.Duration("settle", 0, "pause after connecting, before measuring (default 0.5s + 0.2s per 1000 subscribers)")
@@ -54,6 +57,19 @@ func cmdFanout(args []string) error {
 	}
 	if *client != "raw" && *client != "http" {
 		return fmt.Errorf("unknown -client %q", *client)
+	}
+	switch *proto {
+	case "h1":
+	case "h2":
+		*client = "http"
+		if !strings.HasPrefix(c.base, "https://") {
+			return errors.New("-proto h2 needs an https -base")
+		}
+		if *h2Conns < 1 || *h2Conns > *subs {
+			return errors.New("-h2-conns out of range (1..subs)")
+		}
+	default:
+		return fmt.Errorf("unknown -proto %q", *proto)
 	}
 	if *subs < 1 || *subs > 50_000 || *appends < 1 || *appends > 1000 || *dialConc < 1 {
 		return errors.New("subs, appends or dial-concurrency out of range")
@@ -96,7 +112,7 @@ func cmdFanout(args []string) error {
 	}
 	sem := make(chan struct{}, *dialConc)
 	dialer := &net.Dialer{Timeout: 15 * time.Second}
-	f.client = &http.Client{Transport: &http.Transport{
+	f.clients = []*http.Client{{Transport: &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			select {
@@ -113,7 +129,14 @@ func cmdFanout(args []string) error {
 		DisableCompression:  true,
 		ReadBufferSize:      4 << 10,
 		WriteBufferSize:     4 << 10,
-	}}
+	}}}
+	if *proto == "h2" {
+		clients, err := h2Clients(ctx, streamURL, *h2Conns)
+		if err != nil {
+			return fail(&c, r, err.Error())
+		}
+		f.clients = clients
+	}
 	subCtx, cancelSubs := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for s := range *subs {
@@ -147,7 +170,9 @@ func cmdFanout(args []string) error {
 	defer func() {
 		cancelSubs()
 		waitTimeout(&wg, 15*time.Second)
-		f.client.CloseIdleConnections()
+		for _, cl := range f.clients {
+			cl.CloseIdleConnections()
+		}
 	}()
 
 	// Connect.
@@ -231,6 +256,10 @@ func cmdFanout(args []string) error {
 		"subscribers_not_joined": float64(int64(*subs) - ready),
 	}
 	clientNote := ", " + *client + " client"
+	if *proto == "h2" {
+		clientNote = fmt.Sprintf(", TLS + HTTP/2 over %d connections, net/http client", len(f.clients))
+		r.Extra["h2_conns"] = float64(len(f.clients))
+	}
 	switch {
 	case appendErr != "":
 		r.Status, r.Note = "error", appendErr+fmt.Sprintf("; %d of %d deliveries of those arrived", delivered, expected)
@@ -265,7 +294,7 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
 type fanout struct {
 	url       string
 	mode      string
-	client    *http.Client
+	clients   []*http.Client // subscriber s uses clients[s % len]
 	start     time.Time
 	appendAt  []atomic.Int64 // ns since start, stored just before each POST
 	delivered []atomic.Int64 // subscribers that have append i
@@ -274,6 +303,48 @@ type fanout struct {
 
 	ready, failed, errs, reconnects atomic.Int64
 	firstErr                        atomic.Value
+}
+
+func (f *fanout) clientFor(s int) *http.Client { return f.clients[s%len(f.clients)] }
+
+// h2Clients makes n clients of one HTTP/2 connection each, over TLS with
+// the certificate of $DSBENCH_CA_FILE. Each is warmed up by one request
+// before any subscriber starts, so that its subscribers share that one
+// connection (a transport's first concurrent requests would each dial), and
+// the request checks that the server speaks HTTP/2.
+func h2Clients(ctx context.Context, streamURL string, n int) ([]*http.Client, error) {
+	conf, err := clientTLS()
+	if err != nil {
+		return nil, err
+	}
+	if conf == nil {
+		return nil, fmt.Errorf("-proto h2: set %s to the server's certificate", caEnv)
+	}
+	dialer := &net.Dialer{Timeout: 15 * time.Second}
+	clients := make([]*http.Client, n)
+	for i := range clients {
+		tr := &http.Transport{
+			Proxy:               nil,
+			DialContext:         dialer.DialContext,
+			TLSClientConfig:     conf.Clone(),
+			ForceAttemptHTTP2:   true,
+			MaxIdleConnsPerHost: 1,
+			IdleConnTimeout:     120 * time.Second,
+			DisableCompression:  true,
+		}
+		clients[i] = &http.Client{Transport: tr}
+		req, _ := http.NewRequestWithContext(ctx, "GET", streamURL+"?offset=-1", nil)
+		resp, err := clients[i].Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("h2 connection %d: %w", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			return nil, fmt.Errorf("h2 connection %d: server answered over %s, not HTTP/2", i, resp.Proto)
+		}
+	}
+	return clients, nil
 }
 
 func (f *fanout) noteErr(err string) {
@@ -344,7 +415,7 @@ func (f *fanout) sse(ctx context.Context, s int, offset string) {
 		}
 		req, _ := http.NewRequestWithContext(ctx, "GET", f.url+"?offset="+url.QueryEscape(offset)+"&live=sse", nil)
 		req.Header.Set("Accept", "text/event-stream")
-		resp, err := f.client.Do(req)
+		resp, err := f.clientFor(s).Do(req)
 		if err != nil {
 			if !f.retryAfter(ctx, err, isReady) {
 				return
@@ -391,7 +462,7 @@ func (f *fanout) longPoll(ctx context.Context, s int, offset string) {
 			rctx = httptrace.WithClientTrace(ctx, trace)
 		}
 		req, _ := http.NewRequestWithContext(rctx, "GET", u, nil)
-		resp, err := f.client.Do(req)
+		resp, err := f.clientFor(s).Do(req)
 		if err != nil {
 			if !f.retryAfter(ctx, err, isReady) {
 				return

@@ -19,6 +19,7 @@ const usage = `usage: dsbench <command> [flags]
 
 commands:
   freeport     print a free TCP port on 127.0.0.1
+  gencert      write a self-signed certificate for 127.0.0.1 (TLS scenarios)
   wait         wait until a server answers on its base URL
   setup        create streams and fill them (for a scenario)
   wrkparse     turn wrk's output (stdin) into a result record
@@ -39,6 +40,7 @@ func main() {
 	raiseNofile()
 	cmds := map[string]func([]string) error{
 		"freeport":    cmdFreePort,
+		"gencert":     cmdGenCert,
 		"wait":        cmdWait,
 		"setup":       cmdSetup,
 		"wrkparse":    cmdWrkParse,

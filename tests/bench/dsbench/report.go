@@ -22,6 +22,8 @@ var scenarioOrder = []scenarioInfo{
 	{"read-large", "catch-up read, large stream, in chunks", false},
 	{"fanout-sse", "fan-out to SSE subscribers", true},
 	{"fanout-longpoll", "fan-out to long-poll subscribers", true},
+	{"fanout-sse-h2", "fan-out to SSE subscribers over TLS + HTTP/2", true},
+	{"fanout-longpoll-h2", "fan-out to long-poll subscribers over TLS + HTTP/2", true},
 	{"many-streams", "many streams: appends to random ones", false},
 	{"bodies", "concurrent large chunked POSTs: server peak RSS growth", false},
 }
@@ -29,7 +31,19 @@ var scenarioOrder = []scenarioInfo{
 // ceiling-hdrs is the respond ceiling of read-small sending the same headers
 // as a stream read: it separates what the protocol's headers cost net/http
 // from what the handler costs.
-var serverOrder = []string{"ceiling", "ceiling-hdrs", "ours-mem", "ours-disk", "node-mem", "node-disk", "goplugin-mem", "goplugin-disk"}
+var serverOrder = []string{"ceiling", "ceiling-hdrs", "ours-mem", "ours-disk", "node-mem", "node-disk", "goplugin-mem", "goplugin-disk", "rust-mem", "rust-wal"}
+
+// rustCounterpart is the Rust server in the same storage mode as one of
+// ours: memory for memory, its write-ahead log ("wal") for data_dir.
+func rustCounterpart(server string) string {
+	switch server {
+	case "ours-mem":
+		return "rust-mem"
+	case "ours-disk":
+		return "rust-wal"
+	}
+	return ""
+}
 
 // reference and goplugin counterparts of a server (same storage mode).
 func counterpart(server, family string) string {
@@ -37,7 +51,7 @@ func counterpart(server, family string) string {
 	if strings.HasSuffix(server, "-disk") {
 		mode = "disk"
 	}
-	if strings.HasPrefix(server, family) || strings.HasPrefix(server, "ceiling") {
+	if strings.HasPrefix(server, family) || strings.HasPrefix(server, "ceiling") || strings.HasPrefix(server, "rust") {
 		return ""
 	}
 	if family == "goplugin" && !strings.HasPrefix(server, "ours") {
@@ -119,7 +133,7 @@ func cmdReport(args []string) error {
 		scenarios = append(scenarios, scenarioInfo{name: s, title: s})
 	}
 
-	header := []string{"scenario", "server", "status", "throughput", "p50 ms", "p99 ms", "max ms", "srv CPU", "memory", "threads", "× ceiling", "× node", "× goplugin", "note"}
+	header := []string{"scenario", "server", "status", "throughput", "p50 ms", "p99 ms", "max ms", "srv CPU", "memory", "threads", "× ceiling", "× node", "× goplugin", "× rust", "note"}
 	var rows [][]string
 	for _, sc := range scenarios {
 		for _, srv := range serverOrder {
@@ -127,7 +141,7 @@ func cmdReport(args []string) error {
 			if !present {
 				continue
 			}
-			row := []string{sc.name, srv, r.Status, "", "", "", "", "", "", "", "", "", "", r.Note}
+			row := []string{sc.name, srv, r.Status, "", "", "", "", "", "", "", "", "", "", "", r.Note}
 			if r.Status == "ok" || r.Status == "error" {
 				if r.Throughput > 0 {
 					row[3] = fmt.Sprintf("%s %s", human(r.Throughput), r.Unit)
@@ -164,6 +178,11 @@ func cmdReport(args []string) error {
 				if cp := counterpart(srv, "goplugin"); cp != "" {
 					if v, ok := rs.ratio(sc, srv, cp); ok {
 						row[12] = fmt.Sprintf("%.2f", v)
+					}
+				}
+				if cp := rustCounterpart(srv); cp != "" {
+					if v, ok := rs.ratio(sc, srv, cp); ok {
+						row[13] = fmt.Sprintf("%.2f", v)
 					}
 				}
 			}
@@ -308,6 +327,29 @@ func evaluateTargets(rs results) []target {
 	check("large catch-up read vs file_server", "ours-mem", "ceiling", 0.7, "read-large")
 	check("fan-out SSE p99 ≤ 1/5 of node's", "ours-mem", "node-mem", 5, "fanout-sse")
 
+	// Issue 21: the Rust server as the reference. Ratios of ours ÷ rust in
+	// the same storage mode for every scenario (≥ 1 is ahead), then the
+	// issue's own targets.
+	var rustAll []string // what the Rust server runs: plain HTTP/1.1, no bodies
+	for _, s := range all {
+		if s != "bodies" && !strings.HasSuffix(s, "-h2") {
+			rustAll = append(rustAll, s)
+		}
+	}
+	check("memory vs the Rust server (memory), every scenario", "ours-mem", "rust-mem", 1, rustAll...)
+	check("data_dir vs the Rust server (wal), every scenario", "ours-disk", "rust-wal", 1, rustAll...)
+	for _, p := range [][2]string{{"ours-mem", "rust-mem"}, {"ours-disk", "rust-wal"}} {
+		out = append(out, rssTarget(rs, "fanout-longpoll", p[0], p[1], 0, "long-poll fan-out "+p[0]+": RSS per waiter ≤ "+p[1]+"'s, p99 ≤ its p99"))
+		out = append(out, rssTarget(rs, "fanout-sse", p[0], p[1], 2, "SSE fan-out "+p[0]+": RSS per subscriber ≤ 2 KiB, p99 ≤ "+p[1]+"'s"))
+	}
+	check("data_dir appends ≥ 0.8× our memory rate (1 and 64 streams)", "ours-disk", "ours-mem", 0.8, "append-1", "append-64")
+	check("data_dir producer appends ≥ 0.6× our memory rate", "ours-disk", "ours-mem", 0.6, "append-producer")
+	check("100,000 streams with data_dir ≥ 0.5× memory", "ours-disk", "ours-mem", 0.5, "many-streams")
+	check("many streams in memory ahead of the Go plugin", "ours-mem", "goplugin-mem", 1.0000001, "many-streams")
+	for _, srv := range []string{"ours-mem", "ours-disk"} {
+		out = append(out, h2Target(rs, "fanout-sse", srv), h2Target(rs, "fanout-longpoll", srv))
+	}
+
 	t := target{name: "fan-out SSE: RSS per subscriber ≤ 16 KiB, threads < 100", verdict: "N/A"}
 	if r, ok := rs.get("fanout-sse", "ours-mem"); ok {
 		t.verdict = "MET"
@@ -319,6 +361,48 @@ func evaluateTargets(rs results) []target {
 	}
 	out = append(out, t)
 	return out
+}
+
+// rssTarget: server's RSS per subscriber ≤ other's (or ≤ maxKiB when that
+// is set) and its p99 ≤ other's, in one fan-out scenario.
+func rssTarget(rs results, scenario, server, other string, maxKiB float64, name string) target {
+	t := target{name: name, verdict: "N/A"}
+	a, okA := rs.get(scenario, server)
+	b, okB := rs.get(scenario, other)
+	if !okA || !okB {
+		return t
+	}
+	limit := b.RSSPerSubKiB
+	if maxKiB > 0 {
+		limit = maxKiB
+	}
+	t.verdict = "MET"
+	if a.RSSPerSubKiB > limit || a.P99Ms > b.P99Ms {
+		t.verdict = "MISSED"
+	}
+	t.detail = fmt.Sprintf("%.1f KiB/sub (%s %.1f), p99 %.1f ms (%s %.1f ms)",
+		a.RSSPerSubKiB, other, b.RSSPerSubKiB, a.P99Ms, other, b.P99Ms)
+	return t
+}
+
+// h2Target: a fan-out over TLS + HTTP/2 (where the connection takeover does
+// not apply) within 2× of the same server's plain HTTP/1.1 fan-out, on p99
+// and on RSS per subscriber.
+func h2Target(rs results, scenario, server string) target {
+	t := target{name: scenario + "-h2 " + server + ": p99 and RSS per subscriber within 2× of " + scenario, verdict: "N/A"}
+	h1, ok1 := rs.get(scenario, server)
+	h2, ok2 := rs.get(scenario+"-h2", server)
+	if !ok1 || !ok2 || h1.P99Ms <= 0 || h1.RSSPerSubKiB <= 0 {
+		return t
+	}
+	pr, mr := h2.P99Ms/h1.P99Ms, h2.RSSPerSubKiB/h1.RSSPerSubKiB
+	t.verdict = "MET"
+	if pr > 2 || mr > 2 {
+		t.verdict = "MISSED"
+	}
+	t.detail = fmt.Sprintf("p99 %.1f ms vs %.1f ms (%.2f×), %.1f vs %.1f KiB/sub (%.2f×)",
+		h2.P99Ms, h1.P99Ms, pr, h2.RSSPerSubKiB, h1.RSSPerSubKiB, mr)
+	return t
 }
 
 func writeMarkdown(path, metaPath string, header []string, rows [][]string, targets []target) error {
@@ -344,7 +428,8 @@ func writeMarkdown(path, metaPath string, header []string, rows [][]string, targ
 		"(throughput ÷ throughput; for fan-out, the other's p99 ÷ this p99). " +
 		"`ceiling` is Caddy's `respond` handler in the same binary (and `file_server` for the large read); " +
 		"`ceiling-hdrs` is `respond` with the same headers a stream read sends (CORS, security, caching, Stream-*). " +
-		"`node` is `@durable-streams/server`, `goplugin` the Go Caddy plugin. " +
+		"`node` is `@durable-streams/server`, `goplugin` the Go Caddy plugin, `rust` the Rust server " +
+		"(crate `durable-streams`; `× rust` compares memory with its memory mode and `data_dir` with its `wal` mode). " +
 		"`srv CPU` is the server process's CPU time (all threads) per request, or per MB: " +
 		"steadier than throughput when other work shares the machine.\n\n")
 	b.WriteString("| " + strings.Join(header, " | ") + " |\n")
