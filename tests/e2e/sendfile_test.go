@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Catch-up reads of a data_dir stream go out with sendfile from its segment
@@ -83,11 +87,15 @@ http://127.0.0.1:%%d {
 		offsets = append(offsets, encode(pos))
 	}
 
+	// The data_dir server is read over one raw keep-alive connection: a
+	// response that sent more bytes than its Content-Length would garble
+	// the next one (net/http's client would drop such a connection quietly).
+	raw := dialRaw(t, disk.base)
 	for _, method := range []string{http.MethodGet, http.MethodHead} {
 		for _, at := range offsets {
 			path := "/v1/stream/big?offset=" + at
 			m := mustSend(t, c, method, mem.base+path, nil, nil)
-			d := mustSend(t, c, method, disk.base+path, nil, nil)
+			d := raw.do(t, method, path)
 			if m.status != http.StatusOK || d.status != m.status {
 				t.Errorf("%s %s: data_dir %d, memory %d", method, path, d.status, m.status)
 				continue
@@ -108,6 +116,52 @@ http://127.0.0.1:%%d {
 			}
 		}
 	}
+	if r := raw.do(t, http.MethodGet, "/health"); r.status != http.StatusOK || string(r.body) != "OK" {
+		t.Errorf("GET /health after the reads on the same connection: %d %q", r.status, clip(r.body))
+	}
+}
+
+// rawConn sends requests one at a time on one connection and parses each
+// answer strictly where the previous one ended.
+type rawConn struct {
+	host string
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+func dialRaw(t *testing.T, base string) *rawConn {
+	t.Helper()
+	host := strings.TrimPrefix(base, "http://")
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &rawConn{host: host, conn: conn, br: bufio.NewReader(conn)}
+}
+
+func (r *rawConn) do(t *testing.T, method, path string) reply {
+	t.Helper()
+	if err := r.conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Fprintf(r.conn, "%s %s HTTP/1.1\r\nHost: %s\r\n\r\n", method, path, r.host); err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	req, err := http.NewRequest(method, "http://"+r.host+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(r.br, req)
+	if err != nil {
+		t.Fatalf("%s %s: reading the answer where the previous one ended: %v", method, path, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("%s %s: body: %v", method, path, err)
+	}
+	return reply{status: resp.StatusCode, header: resp.Header, body: body}
 }
 
 func mergedNames(a, b http.Header) map[string]bool {
