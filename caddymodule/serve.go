@@ -31,6 +31,8 @@ type response interface {
 	Status() int
 	HeaderView() string // see native.Response.HeaderView: valid until Release
 	Body() []byte
+	FilesLen() int64               // body bytes sent from files, after Body
+	TakeFiles() []native.FileRange // those files, now the caller's to close
 	Live() native.Live
 	Session() uint64
 	Wait() time.Duration
@@ -374,14 +376,23 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp response) int {
 	status := resp.Status()
 	body := resp.Body()
 	contentLength := -1
-	if r.Method != http.MethodHead && bodyAllowed(status) {
-		contentLength = len(body)
+	withBody := r.Method != http.MethodHead && bodyAllowed(status)
+	if withBody {
+		contentLength = len(body) + int(resp.FilesLen())
 	}
 	writeHeader(w, resp, contentLength)
 	markPrivate(w, r)
 	w.WriteHeader(status)
-	if len(body) > 0 && r.Method != http.MethodHead {
-		_, _ = w.Write(body) // a client gone away is nothing to report
+	if !withBody {
+		return status
+	}
+	if len(body) > 0 {
+		if _, err := w.Write(body); err != nil {
+			return status // a client gone away is nothing to report
+		}
+	}
+	if files := resp.TakeFiles(); len(files) > 0 {
+		sendFiles(w, files)
 	}
 	return status
 }

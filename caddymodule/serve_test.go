@@ -273,12 +273,14 @@ type fakeResponse struct {
 	engine *fakeEngine
 }
 
-func (r *fakeResponse) Status() int         { return r.status }
-func (r *fakeResponse) Body() []byte        { return []byte(r.body) }
-func (r *fakeResponse) Live() native.Live   { return r.live }
-func (r *fakeResponse) Session() uint64     { return r.session }
-func (r *fakeResponse) Wait() time.Duration { return r.wait }
-func (r *fakeResponse) Done() bool          { return r.done }
+func (r *fakeResponse) Status() int                   { return r.status }
+func (r *fakeResponse) Body() []byte                  { return []byte(r.body) }
+func (r *fakeResponse) FilesLen() int64               { return 0 }
+func (r *fakeResponse) TakeFiles() []native.FileRange { return nil }
+func (r *fakeResponse) Live() native.Live             { return r.live }
+func (r *fakeResponse) Session() uint64               { return r.session }
+func (r *fakeResponse) Wait() time.Duration           { return r.wait }
+func (r *fakeResponse) Done() bool                    { return r.done }
 func (r *fakeResponse) Release() {
 	for i := range r.headerMem {
 		r.headerMem[i] = 'X'

@@ -26,6 +26,13 @@ struct ResponseHolder {
   ds_response view;
   std::string headers;
   std::string body;
+  // Descriptors the caller did not take (fd still >= 0) are closed here.
+  std::vector<ds_file_range> files;
+  ~ResponseHolder() {
+    for (ds_file_range& f : files) {
+      if (f.fd >= 0) ds::UniqueFd(f.fd).Reset();
+    }
+  }
 };
 static_assert(offsetof(ResponseHolder, view) == 0);
 
@@ -42,7 +49,7 @@ void ClearError(ds_error* err) {
 }
 
 ds_response* Export(ds::Response&& response) {
-  auto* holder = new ResponseHolder();
+  auto holder = std::make_unique<ResponseHolder>();
   holder->headers = ds::EncodeHeaders(response);
   holder->body = std::move(response.body);
   ds_response& v = holder->view;
@@ -55,7 +62,13 @@ ds_response* Export(ds::Response&& response) {
   v.session = response.session;
   v.wait_ms = response.wait_ms;
   v.done = response.done;
-  return &holder->view;
+  holder->files.reserve(response.files.size());
+  for (ds::FileRange& f : response.files) {
+    holder->files.push_back(ds_file_range{f.fd ? f.fd->Release() : -1, f.offset, f.length});
+  }
+  v.files = holder->files.empty() ? nullptr : holder->files.data();
+  v.files_len = holder->files.size();
+  return &holder.release()->view;
 }
 
 using ds::CodeOf;

@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"os"
 	"runtime/cgo"
 	"strings"
 	"sync"
@@ -661,6 +662,54 @@ func (r *Response) Body() []byte {
 		return nil
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(r.c.body)), int(r.c.body_len))
+}
+
+// FilesLen is the number of body bytes the response sends from files, after
+// Body (sendfile; see TakeFiles). Zero for most responses.
+func (r *Response) FilesLen() int64 {
+	var n int64
+	for _, f := range r.files() {
+		n += int64(f.length)
+	}
+	return n
+}
+
+// FileRange is a piece of a response body in a file: Length bytes at Offset.
+// File has its own file position, so seeking it concerns no one else.
+type FileRange struct {
+	File   *os.File
+	Offset int64
+	Length int64
+}
+
+// TakeFiles hands the response's file ranges over to the caller, who must
+// close every File. Ranges not taken are closed by Release; a second call
+// returns nothing.
+func (r *Response) TakeFiles() []FileRange {
+	files := r.files()
+	if len(files) == 0 {
+		return nil
+	}
+	out := make([]FileRange, 0, len(files))
+	for i := range files {
+		if files[i].fd < 0 {
+			continue
+		}
+		out = append(out, FileRange{
+			File:   os.NewFile(uintptr(files[i].fd), "stream segment"),
+			Offset: int64(files[i].offset),
+			Length: int64(files[i].length),
+		})
+		files[i].fd = -1 // ours now: ds_response_free leaves it open
+	}
+	return out
+}
+
+func (r *Response) files() []C.ds_file_range {
+	if r.c == nil || r.c.files_len == 0 {
+		return nil
+	}
+	return unsafe.Slice(r.c.files, int(r.c.files_len))
 }
 
 // Header yields the response headers in the engine's order. Names are in Go's

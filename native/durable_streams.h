@@ -202,6 +202,16 @@ typedef enum ds_resume_reason {
                             resumes at once), and is done */
 } ds_resume_reason;
 
+/* Body bytes a response sends from a file: `length` bytes at `offset` of
+ * `fd`, a read-only descriptor with its own file position (sendfile-ready).
+ * The response owns it: ds_response_free closes it unless the caller took
+ * it by setting fd to -1 (the caller then closes it). */
+typedef struct ds_file_range {
+  int32_t fd;
+  uint64_t offset;
+  uint64_t length;
+} ds_file_range;
+
 /* A response, owned by the engine until ds_response_free. */
 typedef struct ds_response {
   int32_t status; /* 0 on a resume that only continues a stream (no new
@@ -216,6 +226,11 @@ typedef struct ds_response {
   uint64_t session;  /* non-zero while live != DS_LIVE_NONE */
   uint64_t wait_ms;  /* with DS_LIVE_WAIT/STREAM: resume with TIMEOUT after */
   bool done;         /* streaming: this is the last piece; close the body */
+  /* The rest of the body, after `body`: file ranges in order (catch-up
+   * reads of data_dir segments). The body's length is body_len plus their
+   * lengths. NULL when files_len is 0. */
+  ds_file_range* files;
+  size_t files_len;
 } ds_response;
 
 /* Handles one HTTP request. `text` holds the ranges named by req->fields;

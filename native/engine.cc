@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <optional>
 
 #include "content_type.h"
@@ -222,6 +223,15 @@ uint64_t Engine::ChunkEnd(const Stream& stream, uint64_t from, uint64_t tail) co
     pos = step_end;
   }
   return tail;
+}
+
+uint64_t Engine::CatchUpChunkEnd(const Stream& stream, uint64_t from, uint64_t tail) const {
+  const uint64_t cap = std::max<uint64_t>(options_.max_read_bytes, 1);
+  if (!stream.json && cap <= std::numeric_limits<uint64_t>::max() / (kFarChunkFactor + 1)) {
+    const uint64_t far = cap * kFarChunkFactor;
+    if (tail - from >= far + cap) return from + far;
+  }
+  return ChunkEnd(stream, from, tail);
 }
 
 Status Engine::AppendBody(const Stream& stream, uint64_t from, uint64_t to,

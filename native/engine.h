@@ -289,6 +289,16 @@ class Engine : private SseSource {
   // Bytes [from, end) for a read response starting at `from` (at most
   // max_read_bytes, cut on a message boundary in JSON mode).
   uint64_t ChunkEnd(const Stream& stream, uint64_t from, uint64_t tail) const;
+  // A catch-up read's chunk: ChunkEnd, except that a byte stream's chunk
+  // that would end far from the tail (at least one max_read_bytes before
+  // it) may be kFarChunkFactor times larger. Such chunks are immutable and
+  // cacheable like any other; readers near the tail keep small ones.
+  uint64_t CatchUpChunkEnd(const Stream& stream, uint64_t from, uint64_t tail) const;
+  static constexpr uint64_t kFarChunkFactor = 4;
+  // Catch-up chunks at least this long go out with sendfile when their
+  // bytes are in segment files; shorter ones are copied (an open and a
+  // close per file cost more than copying a few pages).
+  static constexpr uint64_t kSendfileMinBytes = 64 << 10;
   Status AppendBody(const Stream& stream, uint64_t from, uint64_t to,
                     std::string* body) const;
   // Queues a stream that has a TTL or Expires-At for SweepExpired at its

@@ -96,7 +96,7 @@ Response Engine::Read(const Request& request, uint64_t session_id) {
     if (stream->json) r.body = "[]";
     return r;
   }
-  ChunkRead chunk{offset, ChunkEnd(*stream, offset, tail), tail, closed};
+  ChunkRead chunk{offset, CatchUpChunkEnd(*stream, offset, tail), tail, closed};
   std::string etag = ChunkETag(*stream, chunk);
   if (auto inm = request.header(DS_FIELD_IF_NONE_MATCH); inm && ETagMatches(*inm, etag)) {
     Response r;
@@ -108,6 +108,13 @@ Response Engine::Read(const Request& request, uint64_t session_id) {
   }
   Response r = ChunkResponse(*stream, chunk);
   r.Set(header::kETag, std::move(etag));
+  // Bytes in segment files go out with sendfile, never through a buffer;
+  // JSON mode frames its messages, so it is always copied.
+  if (!stream->json && chunk.end - chunk.from >= kSendfileMinBytes &&
+      stream->OpenFiles(chunk.from, chunk.end, &r.files).ok()) {
+    return r;
+  }
+  r.files.clear();
   Status s = AppendBody(*stream, chunk.from, chunk.end, &r.body);
   if (!s.ok()) return StorageFailure(s);
   return r;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "durable_streams.h"
+#include "stream_log.h"
 
 namespace ds {
 
@@ -52,6 +53,9 @@ struct Response {
   int status = 200;
   std::vector<std::pair<std::string_view, std::string>> headers;
   std::string body;
+  // Sent after `body`, straight from files (sendfile): a catch-up read of
+  // bytes in segment files. Part of the body for Content-Length.
+  std::vector<FileRange> files;
   ds_live live = DS_LIVE_NONE;
   uint64_t session = 0;
   uint64_t wait_ms = 0;

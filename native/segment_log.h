@@ -279,6 +279,12 @@ class SegmentLog final : public StreamLog {
   Status Read(uint64_t from, size_t len, std::string* out) const override;
   // The bytes as they are on disk, unchecked (recovery, verification).
   Status ReadUnchecked(uint64_t from, size_t len, std::string* out) const;
+  // sendfile path (segment_open_files.cc): one read-only descriptor per
+  // file holding [from, from + len), opened by name. NotSupported unless
+  // every block of the range has been checked against its checksum (a
+  // Read does that), so no unchecked byte is ever sent; Gone if retention
+  // dropped the range meanwhile.
+  Status OpenFiles(uint64_t from, size_t len, std::vector<FileRange>* out) const override;
 
   // ---- Checksums (STORAGE_FORMAT.md, "Checksums") ----
   // The checksums a commit recording tail `to` must store: for each block

@@ -110,6 +110,11 @@ struct Stream {
   // bytes below fork_offset. Requires to <= tail. Takes no metadata lock.
   // A range starting below EarliestOffset() fails with Gone.
   Status ReadRange(uint64_t from, uint64_t to, std::string* out) const;
+  // The same bytes as file ranges for sendfile (StreamLog::OpenFiles),
+  // stitched the same way. Any failure (NotSupported: memory logs, blocks
+  // not checked yet) leaves `out` as it was; the caller then uses
+  // ReadRange, which answers with the proper error if there is one.
+  Status OpenFiles(uint64_t from, uint64_t to, std::vector<FileRange>* out) const;
 
   // The first readable position: 0 for a stream retention never touched.
   // A fork whose own log is untrimmed reads below fork_offset from its

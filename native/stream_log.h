@@ -15,9 +15,20 @@
 #include <string_view>
 #include <vector>
 
+#include "file_util.h"
 #include "status.h"
 
 namespace ds {
+
+// Bytes of a stream that a response sends straight from a file
+// (sendfile(2)): `length` bytes at `offset` of `fd`, a descriptor of its
+// own (its own file position), open read-only. Shared, so that a Response
+// holding it stays copyable; the last holder closes it.
+struct FileRange {
+  std::shared_ptr<UniqueFd> fd;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
 
 // One segment of a log, for retention: whole segments are what it drops.
 struct LogSegment {
@@ -38,6 +49,17 @@ class StreamLog {
   // Appends bytes [from, from + len) to `out`. Requires start <= from and
   // from + len <= tail; a range Trim dropped meanwhile fails with Gone.
   virtual Status Read(uint64_t from, size_t len, std::string* out) const = 0;
+  // Instead of copying [from, from + len): appends to `out` the file
+  // ranges holding those bytes, each with a descriptor of its own, so the
+  // caller can send them with sendfile(2). Only for bytes that Read would
+  // return as they are (verified against their checksums already); any
+  // other case, including a log without files, answers NotSupported and
+  // the caller reads the bytes with Read, which checks them. The files may
+  // be deleted (retention) once this returns: the descriptors keep them.
+  virtual Status OpenFiles(uint64_t from, size_t len, std::vector<FileRange>* out) const {
+    (void)from, (void)len, (void)out;
+    return Status::NotSupported("no files behind this log");
+  }
   // Writes `bytes` at tail(), at wall-clock time `now_ms` (retention by age
   // counts from it). They are not durable until Sync returns OK; a failed
   // Append leaves tail() unchanged.
