@@ -99,7 +99,9 @@ sub vcl_backend_response {
 sub vcl_deliver {
     if ((req.method == "PUT" && resp.status == 201) ||
         (req.method == "DELETE" && resp.status >= 200 && resp.status < 300)) {
-        ban("obj.http.X-DS-Path == " + {"""} + regsub(req.url, "\?.*$", "") + {"""});
+        # No quotes: VCL's ban() takes the argument as is (a path has no
+        # spaces; quotes would become part of the compared value).
+        ban("obj.http.X-DS-Path == " + regsub(req.url, "\?.*$", ""));
     }
     unset resp.http.X-DS-Path;
 }
