@@ -9,7 +9,7 @@
 # (one connection per reader, each echoing Stream-Cursor) once with its base
 # URL on Varnish and once on the origin, and prints per run: readers, origin
 # reads (GETs counted by the server's caddy_durable_streams_requests_total),
-# origin reads per round (a round = an append, plus the first registration),
+# origin reads answered with data per append,
 # delivery latency p50/p99 and the CPU seconds the origin (and Varnish) used.
 # Stops everything it started.
 set -euo pipefail
@@ -106,8 +106,9 @@ for url in "$ORIGIN/health" "$CACHE/health"; do
   curl -fsS -o /dev/null "$url" || { echo "cache-bench: $url never answered"; tail -20 "$WORK"/*.log; exit 1; }
 done
 
+# GETs the origin answered: all of them, and those answered 200 (with data).
 origin_gets() {
-  curl -fsS "$ORIGIN/metrics" | awk '/^caddy_durable_streams_requests_total\{/ && /method="GET"/ { s += $NF } END { printf "%d\n", s }'
+  curl -fsS "$ORIGIN/metrics" | awk '/^caddy_durable_streams_requests_total\{/ && /method="GET"/ { s += $NF; if (/code="200"/) d += $NF } END { printf "%d %d\n", s, d }'
 }
 # utime + stime of a process and its threads, in seconds.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
@@ -115,7 +116,7 @@ cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }'
 varnish_child() { pgrep -P "$VARNISH_PID" -n varnishd || pgrep -P "$VARNISH_PID" -n cache-main || pgrep -P "$VARNISH_PID" -n; }
 vstat() { varnishstat -n "$WORK/varnish" -1 -f "$1" | awk -v n="$1" '$1 == n { print $2 }'; }
 
-printf '%-8s %8s %8s %12s %16s %9s %9s %12s %13s\n' run readers appends origin_reads reads_per_round p50_ms p99_ms origin_cpu_s varnish_cpu_s
+printf '%-8s %8s %8s %12s %17s %9s %9s %12s %13s\n' run readers appends origin_reads data_reads/append p50_ms p99_ms origin_cpu_s varnish_cpu_s
 run() {
   local name=$1 base=$2
   local vchild; vchild=$(varnish_child)
@@ -127,20 +128,21 @@ run() {
     >"$WORK/$name.out" 2>&1 || true
   local gets1 cpu1 vcpu1 miss1
   gets1=$(origin_gets); cpu1=$(cpu_s "$ORIGIN_PID"); vcpu1=$(cpu_s "$vchild"); miss1=$(vstat MAIN.cache_miss)
-  python3 - "$WORK/$name.jsonl" "$name" "$APPENDS" "$((gets1 - gets0))" "$cpu0" "$cpu1" "$vcpu0" "$vcpu1" "$((miss1 - miss0))" <<'PY'
+  python3 - "$WORK/$name.jsonl" "$name" "$APPENDS" "${gets1% *}" "${gets0% *}" "${gets1#* }" "${gets0#* }" "$cpu0" "$cpu1" "$vcpu0" "$vcpu1" "$((miss1 - miss0))" <<'PY'
 import json, sys
-path, name, appends, gets, c0, c1, v0, v1, miss = sys.argv[1:]
+path, name, appends, g1, g0, d1, d0, c0, c1, v0, v1, miss = sys.argv[1:]
 rec = json.loads(open(path).read().strip().splitlines()[-1])
-appends, gets = int(appends), int(gets)
+appends, gets, data = int(appends), int(g1) - int(g0), int(d1) - int(d0)
 ex = rec.get("extra", rec.get("Extra", {})) or {}
 connected = int(ex.get("connected", 0))
-# Rounds: the first registration, then one per append. The setup read of
-# the tail (GET ?offset=-1) is one more origin read in both runs.
-per_round = (gets - 1) / (appends + 1)
+# Origin reads answered 200 carry an append to readers; one of them is the
+# setup read of the tail (GET ?offset=-1). Parked reads still open when the
+# run ends are not counted (the metric counts answered requests).
+per_append = (data - 1) / appends
 vcpu = float(v1) - float(v0) if name == "cache" else 0.0
 p50 = rec.get("p50_ms", rec.get("P50Ms"))
 p99 = rec.get("p99_ms", rec.get("P99Ms"))
-print(f"{name:<8} {connected:>8} {appends:>8} {gets:>12} {per_round:>16.1f} {p50:>9} {p99:>9} {float(c1)-float(c0):>12.2f} {vcpu:>13.2f}")
+print(f"{name:<8} {connected:>8} {appends:>8} {gets:>12} {per_append:>17.1f} {p50:>9} {p99:>9} {float(c1)-float(c0):>12.2f} {vcpu:>13.2f}")
 if rec.get("status") != "ok":
     print(f"  {name}: dsbench status {rec.get('status')}: {rec.get('note')}")
 if name == "cache":
