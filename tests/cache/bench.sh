@@ -18,6 +18,7 @@ ROOT=$PWD
 
 READERS=${READERS:-10000}
 APPENDS=${APPENDS:-10}
+VARNISH_PARAMS=${VARNISH_PARAMS:--p thread_pool_min=200 -p thread_pool_max=5000}
 BUILD=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -91,9 +92,9 @@ CACHE_PORT=$(freeport)
 sed -E "s/\\.port = \"[0-9]+\";/.port = \"$ORIGIN_PORT\";/" packaging/varnish/durable-streams.vcl >"$WORK/ds.vcl"
 # Threads: parked long-polls wait without one (waiting list, idle
 # connections); the rush after an answer needs some. 256 MB of objects.
+# VARNISH_PARAMS="-p rush_exponent=64 ..." tries other parameters.
 "$VARNISHD" -F -j none -n "$WORK/varnish" -a "127.0.0.1:$CACHE_PORT" -T 127.0.0.1:0 \
-  -f "$WORK/ds.vcl" -s malloc,256m -p thread_pool_min=200 -p thread_pool_max=5000 \
-  >"$WORK/varnish.log" 2>&1 &
+  -f "$WORK/ds.vcl" -s malloc,256m $VARNISH_PARAMS >"$WORK/varnish.log" 2>&1 &
 VARNISH_PID=$!
 PIDS+=("$VARNISH_PID")
 CACHE=http://127.0.0.1:$CACHE_PORT
