@@ -83,10 +83,14 @@ sub vcl_backend_response {
         # A long-poll that timed out (or a closed stream): no-store, which
         # Varnish would turn into a hit-for-miss object, releasing every
         # collapsed waiter to the origin one by one, each to wait another
-        # long_poll_timeout there. Keep it one second instead, so they all
+        # long_poll_timeout there. Keep it 5 seconds instead, so they all
         # get this answer and its Stream-Cursor (a new URL for the next
-        # round). Clients still see Cache-Control: no-store.
-        set beresp.ttl = 1s;
+        # round): woken waiters look the object up again, and waking
+        # thousands takes seconds on a busy machine. A reader arriving later
+        # with the same URL gets this 204 at once and moves on to the new
+        # cursor (where new data is answered at once): never a loop, since
+        # the cursor always moves. Clients still see Cache-Control: no-store.
+        set beresp.ttl = 5s;
         set beresp.grace = 0s;
         set beresp.keep = 0s;
         return (deliver);
