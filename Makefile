@@ -172,11 +172,11 @@ test-kubernetes:
 	cd tests/kubernetes && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 # Varnish with packaging/varnish/durable-streams.vcl in front of the server
-# (tests/cache, ~15 s): catch-up reads cached, long-polls collapsed onto one
+# (tests/cache, ~10 s): catch-up reads cached, long-polls collapsed onto one
 # origin request per round, SSE streamed, HEAD and writes passed. Skipped,
 # saying so, if varnishd is not installed.
 test-cache: build
-	DS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 120s -v ./tests/cache
+	DS_CACHE_TEST=1 DS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 120s -v ./tests/cache
 
 # READERS long-poll readers of one stream through Varnish, then the same
 # readers on the origin: origin requests per append, delivery p50/p99, origin
