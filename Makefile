@@ -18,6 +18,8 @@
 #   make test-release      test the archives in dist/ (chroot, qemu, wine; tests/release)
 #   make test-xcaddy       xcaddy build --with this module (+ another plugin), then serve a stream
 #   make test-kubernetes   packaging/kubernetes decoded strictly into the Kubernetes API types
+#   make test-cache        read fan-out through Varnish (packaging/varnish; skipped without varnishd)
+#   make cache-bench       long-poll fan-out through Varnish vs the origin (READERS=10000)
 #   make test-container-conformance  conformance suite against the container image (buildah)
 #   make fuzz              libFuzzer on the engine's request parsing (clang; FUZZ_SECONDS=60)
 #   make clean
@@ -40,7 +42,7 @@ VERSION    := $(shell sed -n 's/.*kVersion\[\] = "\(.*\)";/\1/p' native/version.
 GOOS       := $(shell $(GO) env GOOS)
 GOARCH     := $(shell $(GO) env GOARCH)
 
-.PHONY: build dev test test-native sim-build test-sim sim-long test-go test-conformance test-browser test-bench-smoke bench bench-quick ops-restart dist test-release fuzz clean test-xcaddy test-kubernetes test-container-conformance
+.PHONY: build dev test test-native sim-build test-sim sim-long test-go test-conformance test-browser test-bench-smoke bench bench-quick ops-restart dist test-release fuzz clean test-xcaddy test-kubernetes test-container-conformance test-cache cache-bench
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/durable-streams-server
@@ -141,6 +143,7 @@ test:
 	  step test-bench-smoke || true; \
 	  step test-xcaddy || true; \
 	  step test-kubernetes || true; \
+	  step test-cache || true; \
 	fi; \
 	echo; echo "==== make test summary ===="; \
 	printf '%s\n' "$${summary[@]}"; \
@@ -167,6 +170,19 @@ test-container-conformance: build $(CONF_STAMP)
 # Its own Go module (k8s.io/api stays out of the server's go.mod).
 test-kubernetes:
 	cd tests/kubernetes && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+# Varnish with packaging/varnish/durable-streams.vcl in front of the server
+# (tests/cache, ~10 s): catch-up reads cached, long-polls collapsed onto one
+# origin request per round, SSE streamed, HEAD and writes passed. Skipped,
+# saying so, if varnishd is not installed.
+test-cache: build
+	DS_CACHE_TEST=1 DS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 120s -v ./tests/cache
+
+# READERS long-poll readers of one stream through Varnish, then the same
+# readers on the origin: origin requests per append, delivery p50/p99, origin
+# CPU (tests/cache/bench.sh; minutes).
+cache-bench: build
+	tests/cache/bench.sh $(CACHE_BENCH_ARGS)
 
 bench:
 	tests/bench/run.sh $(BENCH_ARGS)
