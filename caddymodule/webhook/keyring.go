@@ -218,17 +218,14 @@ func (r *KeyRing) JWKS() []byte {
 		if seen[k.kid] {
 			continue
 		}
-		until := k.retiredAt
-		if u, ok := usedKeys.Load(r.path + "\x00" + k.kid); ok {
-			until = later(until, time.Unix(0, u.(*usedKey).lastSigned.Load()))
-		}
-		if now.Before(until.Add(RetiredKeyPublication)) {
+		if now.Before(k.retiredAt.Add(RetiredKeyPublication)) {
 			keys = append(keys, publicJWK(k.kid, k.x))
 			seen[k.kid] = true
 		}
 	}
-	// Keys this process signed with that the file no longer lists (rotated
-	// twice before a reload): still published until their signatures expire.
+	// Keys this process signed with lately, retired in the file long ago
+	// (the server reloaded late) or no longer listed at all (rotated twice
+	// before a reload): published until their last signature expires.
 	var extra []JWK
 	usedKeys.Range(func(_, v any) bool {
 		u := v.(*usedKey)
@@ -247,13 +244,6 @@ func (r *KeyRing) JWKS() []byte {
 		panic("webhook: marshal JWKS: " + err.Error()) // plain strings cannot fail
 	}
 	return out
-}
-
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 func sortJWKs(keys []JWK) {

@@ -257,7 +257,7 @@ func TestKeyFileReadableByOthersIsNarrowed(t *testing.T) {
 func TestKeyFileCorruptOrNewerIsRefused(t *testing.T) {
 	for name, content := range map[string]string{
 		"torn":   `{"format":1,"token_se`,
-		"newer":  `{"format":2}`,
+		"newer":  `{"format":2,"token_secret":"` + b64.EncodeToString(make([]byte, 32)) + `","active":{"seed":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}`,
 		"secret": `{"format":1,"token_secret":"AAAA","active":{"seed":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}`,
 	} {
 		dir := t.TempDir()

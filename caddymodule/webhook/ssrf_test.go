@@ -86,7 +86,7 @@ func TestCheckURL(t *testing.T) {
 		{"https://[::ffff:8.8.8.8]/", false, "IPv4-mapped"},
 		{"https://[::127.0.0.1]/", false, "IPv4-compatible"},
 		{"https://[64:ff9b::7f00:1]/", false, "NAT64"},
-		{"https://[64:ff9b::808:808]/", false, "NAT64"},
+		{"https://[64:ff9b::808:808]/", false, "NAT64 address"},
 		{"https://[64:ff9b:1::1]/", false, "local-use NAT64"},
 		{"https://localhost/", false, "development switch"},
 		{"https://LOCALHOST/", false, "development switch"},
