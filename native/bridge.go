@@ -132,7 +132,7 @@ type Options struct {
 	GroupDepth         int
 	// SubscriptionTokenSecret signs subscription callback and claim tokens
 	// (HMAC-SHA256); empty: random per process.
-	SubscriptionTokenSecret []byte
+	SubscriptionTokenSecret string
 }
 
 // Engine is an open C++ engine. It is safe for concurrent use.
@@ -204,7 +204,7 @@ func Open(opts Options) (*Engine, error) {
 	copts.webhook_notify_fn = (*[0]byte)(C.dsGoWebhookNotify)
 	copts.webhook_notify_ctx = C.uintptr_t(e.handle)
 	if len(opts.SubscriptionTokenSecret) > 0 {
-		secret := C.CBytes(opts.SubscriptionTokenSecret)
+		secret := C.CBytes([]byte(opts.SubscriptionTokenSecret))
 		defer C.free(secret)
 		copts.subscription_token_secret = (*C.uint8_t)(secret)
 		copts.subscription_token_secret_len = C.size_t(len(opts.SubscriptionTokenSecret))
