@@ -207,16 +207,14 @@ func TestSubscriptionsSurviveSIGKILL(t *testing.T) {
 	mustSend(t, c, "PUT", n.url("jobs/b"), jsonHdr(), []byte(`{"n":1}`))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// Both streams are linked (by the dispatcher, on their first data).
+	if !eventually(ctx, 10*time.Millisecond, func() bool { return len(getSub(t, n, "pull").Streams) == 2 }) {
+		t.Fatalf("streams not linked: %+v", getSub(t, n, "pull"))
+	}
 	var cl claimReply
-	if !eventually(ctx, 10*time.Millisecond, func() bool {
-		r := mustSend(t, c, "POST", subURL(n, "pull")+"/claim", jsonHdr(), []byte(`{"worker":"w1"}`))
-		if r.status != 200 {
-			return false
-		}
-		json.Unmarshal(r.body, &cl)
-		return len(cl.Streams) == 2
-	}) {
-		t.Fatalf("no claim")
+	r := mustSend(t, c, "POST", subURL(n, "pull")+"/claim", jsonHdr(), []byte(`{"worker":"w1"}`))
+	if r.status != 200 || json.Unmarshal(r.body, &cl) != nil || len(cl.Streams) != 2 {
+		t.Fatalf("claim: %d %s", r.status, r.body)
 	}
 	var tailA string
 	for _, s := range cl.Streams {
@@ -257,7 +255,7 @@ func TestSubscriptionsSurviveSIGKILL(t *testing.T) {
 		t.Errorf("claim after restart: %d %s; want 409 ALREADY_CLAIMED", r.status, r.body)
 	}
 	doneBody, _ := json.Marshal(map[string]any{"wake_id": cl.WakeID, "generation": cl.Generation, "done": true})
-	r := mustSend(t, c, "POST", subURL(n, "pull")+"/ack", auth, doneBody)
+	r = mustSend(t, c, "POST", subURL(n, "pull")+"/ack", auth, doneBody)
 	if r.status != 200 || string(r.body) != `{"ok":true,"next_wake":true}` {
 		t.Fatalf("done after restart: %d %s; want 200 next_wake true (jobs/b is pending)", r.status, r.body)
 	}
