@@ -204,8 +204,10 @@ void Subscriptions::NoteRemoved(std::string_view path) {
 }
 
 void Subscriptions::Enqueue(std::vector<Note> notes) {
+  bool was_empty;
   {
     std::lock_guard lock(queue_mu_);
+    was_empty = notes_.empty();
     for (Note& note : notes) {
       if (!note.removed) {
         // Appends to one stream coalesce until the dispatcher runs.
@@ -215,7 +217,9 @@ void Subscriptions::Enqueue(std::vector<Note> notes) {
       notes_.push_back(std::move(note));
     }
   }
-  queue_cv_.notify_one();
+  // The dispatcher checks the queue under the lock before it waits: it
+  // needs a signal only when the queue was empty, not once per append.
+  if (was_empty) queue_cv_.notify_one();
 }
 
 void Subscriptions::AddTimer(int64_t at_ms, const std::string& id) {
