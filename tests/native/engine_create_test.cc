@@ -66,7 +66,11 @@ TEST_F(CreateTest, RefusesUnsafePathsAndReservedPrefix) {
   EXPECT_EQ(Put("/v1/stream/../etc").status, 400);
   EXPECT_EQ(Put("/v1/stream/./x").status, 400);
   EXPECT_EQ(Put(std::string("/v1/stream/a\0b", 14)).status, 400);
-  EXPECT_EQ(Put("/v1/stream/__ds/subscriptions/x").status, 501);
+  // The reserved prefix goes to the subscription API (§6), never to a
+  // stream create: an empty body is an invalid subscription.
+  Response reserved = Put("/v1/stream/__ds/subscriptions/x");
+  EXPECT_EQ(reserved.status, 400);
+  EXPECT_NE(reserved.body.find(R"("field":"body")"), std::string::npos) << reserved.body;
   EXPECT_EQ(Put("/v1/stream/__dsx").status, 201);
 }
 
