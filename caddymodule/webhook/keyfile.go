@@ -129,7 +129,8 @@ func loadOrCreateKeyFile(dataDir string, logger *zap.Logger) (kf *keyFile, creat
 // RotateKeys makes a new active signing key in dataDir's key file and
 // retires the old one, keeping its public half published for
 // RetiredKeyPublication; retired keys older than that are dropped from the
-// file. The token secret is kept. A running server signs with the new key
+// file. The token secret is kept. Without a key file it creates the first
+// key. A running server signs with the new key
 // after its next config load (reload or restart). Returns the ring as now on
 // disk.
 func RotateKeys(dataDir string, now time.Time) (*KeyRing, error) {
@@ -139,7 +140,11 @@ func RotateKeys(dataDir string, now time.Time) (*KeyRing, error) {
 		var err error
 		kf, err = readKeyFile(path, zap.NewNop())
 		if errors.Is(err, fs.ErrNotExist) {
-			kf, err = newKeyFile(now)
+			// Nothing ever signed: the new key is simply the first one.
+			if kf, err = newKeyFile(now); err != nil {
+				return err
+			}
+			return writeFileAtomic(path, kf)
 		}
 		if err != nil {
 			return err

@@ -337,6 +337,21 @@ func TestRotationKeepsRetiredKeyForReplayWindow(t *testing.T) {
 	}
 }
 
+func TestRotateWithoutKeyFileCreatesTheFirstKey(t *testing.T) {
+	dir := t.TempDir()
+	r, err := RotateKeys(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := r.Keys(); len(keys) != 1 || !keys[0].Active {
+		t.Errorf("keys %+v, want one active key and nothing retired", keys)
+	}
+	again, err := OpenKeyRing(dir, nil)
+	if err != nil || again.ActiveKID() != r.ActiveKID() {
+		t.Errorf("server start after rotate: %v, kid %s want %s", err, again.ActiveKID(), r.ActiveKID())
+	}
+}
+
 func TestRetiredKeysKeepNoPrivateHalf(t *testing.T) {
 	dir := t.TempDir()
 	a, err := OpenKeyRing(dir, nil)
