@@ -175,6 +175,20 @@ func RotateKeys(dataDir string, now time.Time) (*KeyRing, error) {
 	return ringFromFile(path, kf)
 }
 
+// CopyKeys copies srcDir's key file into dstDir (atomically, mode 0600), so a
+// server restored from a backup signs with the same kid and accepts the
+// callback and claim tokens it issued. No key file in srcDir copies nothing.
+func CopyKeys(srcDir, dstDir string) error {
+	kf, err := readKeyFile(keyFilePath(srcDir), zap.NewNop())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(keyFilePath(dstDir), kf)
+}
+
 // InspectKeys opens dataDir's key file read-only (fs.ErrNotExist if the server
 // never started there).
 func InspectKeys(dataDir string) (*KeyRing, error) {

@@ -352,6 +352,34 @@ func TestRotateWithoutKeyFileCreatesTheFirstKey(t *testing.T) {
 	}
 }
 
+func TestCopyKeys(t *testing.T) {
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "backup")
+	if err := CopyKeys(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Errorf("copying from a data_dir without keys created %s: %v", dst, err)
+	}
+	a, err := OpenKeyRing(src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := CopyKeys(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenKeyRing(dst, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(filepath.Join(dst, KeyFileName))
+	if b.ActiveKID() != a.ActiveKID() || !bytes.Equal(a.TokenSecret(), b.TokenSecret()) || fi.Mode().Perm() != 0o600 {
+		t.Errorf("copy: kid %s vs %s, mode %v", b.ActiveKID(), a.ActiveKID(), fi.Mode().Perm())
+	}
+}
+
 func TestRetiredKeysKeepNoPrivateHalf(t *testing.T) {
 	dir := t.TempDir()
 	a, err := OpenKeyRing(dir, nil)
