@@ -28,10 +28,9 @@ start; its public half is published at <stream root>/__ds/jwks.json.
 rotate makes a new active key. The old key's public half stays published
 for 10 minutes past the rotation (and past its last signature), so every
 delivery it signed can still be verified; then it is dropped. A running
-server signs with the new key after its next config reload or restart:
+server signs with the new key within a second (it watches the file):
 
 	$ durable-streams-server webhook-key rotate --data-dir /var/lib/durable-streams
-	$ systemctl reload durable-streams
 
 show lists the active key and the retired keys still kept.
 `,
@@ -70,7 +69,7 @@ func webhookKey(action, dataDir string, now time.Time, w io.Writer) error {
 			fmt.Fprintf(w, "Retired: %s, published in jwks.json until at least %s.\n",
 				before.ActiveKID(), now.Add(webhook.RetiredKeyPublication).UTC().Format(time.RFC3339))
 		}
-		fmt.Fprintln(w, "Reload or restart the server to sign with the new key.")
+		fmt.Fprintln(w, "A running server signs with it within a second.")
 		return nil
 	case "show":
 		ring, err := webhook.InspectKeys(dataDir)

@@ -32,7 +32,7 @@ func TestWebhookKeyRotateAndShow(t *testing.T) {
 	}
 	want := "New active webhook signing key: " + after.ActiveKID() + "\n" +
 		"Retired: " + first.ActiveKID() + ", published in jwks.json until at least 2026-12-05T12:10:00Z.\n" +
-		"Reload or restart the server to sign with the new key.\n"
+		"A running server signs with it within a second.\n"
 	if out.String() != want || after.ActiveKID() == first.ActiveKID() {
 		t.Errorf("rotate printed\n%s\nwant\n%s", out.String(), want)
 	}
