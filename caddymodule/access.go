@@ -73,7 +73,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (*http.Request, 
 			}
 		}
 	}
-	if v := h.tokens; v != nil && r.Method != http.MethodOptions {
+	if v := h.tokens; v != nil && r.Method != http.MethodOptions && !selfAuthenticated(h.StreamRoot, r) {
 		token, fromQuery, malformed := v.requestToken(r)
 		switch {
 		case malformed:

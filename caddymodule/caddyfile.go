@@ -41,6 +41,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    tokens { ... }         (tokens.go)
 //	    max_memory_bytes       <size>|off
 //	    quota { ... }          (quota.go)
+//	    webhook_allow_dev      on|off   (development only; subscriptions.go)
 //	}
 //
 // Every option is optional; without a block, streams live in memory. Sizes
@@ -83,6 +84,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.SSETakeover = &on
 			default:
 				return d.Errf("sse_takeover must be on or off, not '%s'", v)
+			}
+		case "webhook_allow_dev":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			switch v {
+			case "on", "off":
+				h.WebhookAllowDev = v == "on"
+			default:
+				return d.Errf("webhook_allow_dev must be on or off, not '%s'", v)
 			}
 		case "max_append_size":
 			if err := parseSize(d, &h.MaxAppendSize); err != nil {

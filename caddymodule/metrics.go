@@ -83,7 +83,8 @@ const (
 // registerMetrics registers the module's collectors on a config's registry;
 // a second handler in the same config finds them already there.
 func registerMetrics(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{requestsTotal, rejections, liveSessions, engineStats} {
+	for _, c := range []prometheus.Collector{requestsTotal, rejections, liveSessions, engineStats,
+		subscriptionStats, webhookDeliveries, webhookDuration} {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
 				return err

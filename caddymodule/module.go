@@ -146,16 +146,23 @@ type Handler struct {
 	// can never fit). Off unless set. See Quotas.
 	Quota *Quotas `json:"quota,omitempty"`
 
+	// WebhookAllowDev is the development switch for webhook subscriptions
+	// (PROTOCOL.md §6.2, §12.8): it allows http:// and https:// URLs to
+	// localhost and 127.0.0.x, and dialing loopback. Off by default; the
+	// `dev` command turns it on. Never on in production.
+	WebhookAllowDev bool `json:"webhook_allow_dev,omitempty"`
+
 	limits   *rateLimiter   // RateLimit in force; nil: no limits
 	tokens   *tokenVerifier // Tokens in force; nil: no token needed
 	engine   engine
-	bodies   *bodyBudget    // request bytes in flight, bounded by MaxInflightBodyBytes
-	opts     native.Options // what Provision resolved; the engine opens with them
-	poolKey  string         // set once the pool handed us an engine
-	lease    *engineLease   // this handler's share of it, held by its requests too
-	ready    *stopSignal    // closed once engine is set (or will never be); nil: set already
-	stopping *stopSignal    // closed when this config stops
-	owner    uint64         // tags the SSE sessions this handler handed to the engine
+	subs     *subscriptionRuntime // the engine's webhook keys and sender
+	bodies   *bodyBudget          // request bytes in flight, bounded by MaxInflightBodyBytes
+	opts     native.Options       // what Provision resolved; the engine opens with them
+	poolKey  string               // set once the pool handed us an engine
+	lease    *engineLease         // this handler's share of it, held by its requests too
+	ready    *stopSignal          // closed once engine is set (or will never be); nil: set already
+	stopping *stopSignal          // closed when this config stops
+	owner    uint64               // tags the SSE sessions this handler handed to the engine
 	logger   *zap.Logger
 }
 
@@ -329,6 +336,8 @@ func (h *Handler) open(first *Handler) error {
 	h.poolKey = key
 	h.lease = newEngineLease(key)
 	h.engine = nativeEngine{shared.Engine}
+	h.subs = shared.subs
+	h.subs.allowDev.Store(h.WebhookAllowDev)
 	if loaded {
 		if err := h.adopt(shared, first); err != nil {
 			return err

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
@@ -20,10 +21,12 @@ type sharedEngine struct {
 	*native.Engine
 	mu   sync.Mutex // guards opts
 	opts native.Options
+	subs *subscriptionRuntime // webhook keys and deliveries (subscriptions.go)
 }
 
 // Destruct closes the engine once no handler uses it.
 func (s *sharedEngine) Destruct() error {
+	s.subs.close()
 	s.Engine.Close()
 	return nil
 }
@@ -41,11 +44,19 @@ func poolKey(opts native.Options) string {
 // holds it yet. Every successful call must be paired with releaseEngine(key).
 func loadEngine(key string, opts native.Options) (*sharedEngine, bool, error) {
 	v, loaded, err := engines.LoadOrNew(key, func() (caddy.Destructor, error) {
-		e, err := native.Open(opts)
+		// The webhook keys first: they hold the secret the engine signs
+		// subscription tokens with.
+		keys, err := openKeys(opts.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("webhook signing keys: %w", err)
+		}
+		open := opts // the secret stays out of the options compared on reload
+		open.SubscriptionTokenSecret = string(keys.TokenSecret())
+		e, err := native.Open(open)
 		if err != nil {
 			return nil, err
 		}
-		return &sharedEngine{Engine: e, opts: opts}, nil
+		return &sharedEngine{Engine: e, opts: opts, subs: newSubscriptionRuntime(e, keys)}, nil
 	})
 	if err != nil {
 		return nil, false, err

@@ -132,6 +132,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 		return 0, err
 	}
 	defer h.lease.done()
+	if rel := relativePath(h.StreamRoot, r.URL.Path); isControlPath(rel) {
+		return h.serveControl(w, r, rel) // §6: before any stream operation
+	}
 	// Reads can park, and so can appends to durable storage (until their
 	// group commit). Register before Handle so that a wake sent while the
 	// engine is still answering is not lost.

@@ -139,6 +139,16 @@ ds_code ds_engine_open(const ds_options* options, ds_engine** out, ds_error* err
     opts.max_streams_per_group = options->max_streams_per_group;
     opts.max_bytes_per_group = options->max_bytes_per_group;
     opts.group_depth = static_cast<int>(std::clamp<uint64_t>(options->group_depth, 1, 64));
+    if (options->subscription_token_secret != nullptr && options->subscription_token_secret_len > 0) {
+      opts.subscription_token_secret.assign(
+          reinterpret_cast<const char*>(options->subscription_token_secret),
+          options->subscription_token_secret_len);
+    }
+    if (options->webhook_notify_fn != nullptr) {
+      auto notify_fn = options->webhook_notify_fn;
+      uintptr_t notify_ctx = options->webhook_notify_ctx;
+      opts.webhook_notify = [notify_fn, notify_ctx] { notify_fn(notify_ctx); };
+    }
     ds_wake_fn wake_fn = options->wake_fn;
     uintptr_t wake_ctx = options->wake_ctx;
     auto wake = [wake_fn, wake_ctx](const std::vector<uint64_t>& ids) {
@@ -192,6 +202,68 @@ ds_code ds_engine_handle(ds_engine* engine, const ds_request* req, const uint8_t
     request.body_too_large = req->body_too_large;
     request.body_over_budget = req->body_over_budget;
     *out = Export(engine->engine->Handle(request, session_id));
+    return DS_OK;
+  });
+}
+
+namespace {
+struct WebhookBatchHolder {
+  ds_webhook_batch view;
+  std::vector<ds::WebhookJob> jobs;
+  std::vector<ds_webhook> items;
+};
+static_assert(offsetof(WebhookBatchHolder, view) == 0);
+}  // namespace
+
+ds_code ds_engine_take_webhooks(ds_engine* engine, size_t max, ds_webhook_batch** out,
+                                ds_error* err) {
+  return Guard(err, [&]() -> ds_code {
+    if (engine == nullptr || out == nullptr) {
+      SetError(err, DS_ERR_INVALID_ARGUMENT, "engine and out are required");
+      return DS_ERR_INVALID_ARGUMENT;
+    }
+    auto holder = std::make_unique<WebhookBatchHolder>();
+    holder->jobs = engine->engine->TakeWebhooks(max);
+    holder->items.resize(holder->jobs.size());
+    for (size_t i = 0; i < holder->jobs.size(); ++i) {
+      const ds::WebhookJob& j = holder->jobs[i];
+      ds_webhook& w = holder->items[i];
+      w.subscription_id = j.subscription_id.data();
+      w.subscription_id_len = j.subscription_id.size();
+      w.url = j.url.data();
+      w.url_len = j.url.size();
+      w.body = reinterpret_cast<const uint8_t*>(j.body.data());
+      w.body_len = j.body.size();
+      w.wake_id = j.wake_id.data();
+      w.wake_id_len = j.wake_id.size();
+      w.generation = j.generation;
+    }
+    holder->view.items = holder->items.data();
+    holder->view.n = holder->items.size();
+    *out = &holder.release()->view;
+    return DS_OK;
+  });
+}
+
+void ds_webhook_batch_free(ds_webhook_batch* batch) {
+  delete reinterpret_cast<WebhookBatchHolder*>(batch);
+}
+
+ds_code ds_engine_webhook_result(ds_engine* engine, const char* subscription_id,
+                                 size_t subscription_id_len, uint64_t generation,
+                                 const char* wake_id, size_t wake_id_len, int32_t status,
+                                 const uint8_t* body, size_t body_len, bool transport_error,
+                                 ds_error* err) {
+  return Guard(err, [&]() -> ds_code {
+    if (engine == nullptr || subscription_id == nullptr || wake_id == nullptr) {
+      SetError(err, DS_ERR_INVALID_ARGUMENT, "engine, subscription_id and wake_id are required");
+      return DS_ERR_INVALID_ARGUMENT;
+    }
+    engine->engine->WebhookResult(
+        std::string(subscription_id, subscription_id_len), generation,
+        std::string(wake_id, wake_id_len), status,
+        std::string_view(reinterpret_cast<const char*>(body), body != nullptr ? body_len : 0),
+        transport_error);
     return DS_OK;
   });
 }
@@ -300,6 +372,11 @@ void ds_engine_stats(ds_engine* engine, ds_stats* out) {
     out->refused_memory_budget = s.refused_memory_budget;
     out->refused_quota_streams = s.refused_quota_streams;
     out->refused_quota_bytes = s.refused_quota_bytes;
+    out->subscriptions = s.subscriptions.subscriptions;
+    out->subscription_leases = s.subscriptions.leases_held;
+    out->wakes_webhook = s.subscriptions.wakes_webhook;
+    out->wakes_pull = s.subscriptions.wakes_pull;
+    out->webhooks_queued = s.subscriptions.webhooks_queued;
   } catch (...) {
     *out = ds_stats{};
   }

@@ -207,6 +207,7 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
           if (close) stream->closed_visible = true;
           std::vector<uint64_t> readers = stream->TakeWaiters();
           wake->insert(wake->end(), readers.begin(), readers.end());
+          if (tail > 0) NoteSubscriptionData(stream->path);
         }
         if (session_id != 0) wake->push_back(session_id);
       }, UnchangedWhileHeld(*stream));  // the OnCommit holds `stream`
@@ -214,6 +215,7 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
       stream->tail.store(tail, std::memory_order_release);
       if (close) stream->closed_visible = true;
       woken = stream->TakeWaiters();
+      NoteSubscriptionData(stream->path);
     }
 
     // 200 tells a producer new data was written; everything else, including

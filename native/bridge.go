@@ -23,6 +23,8 @@ package native
 // Implemented in Go below (//export dsGoWake). cgo spells the pointer
 // parameter without const, so it is cast to ds_wake_fn where it is used.
 extern void dsGoWake(uintptr_t wake_ctx, uint64_t* ids, size_t n);
+// Implemented in Go below (//export dsGoWebhookNotify).
+extern void dsGoWebhookNotify(uintptr_t ctx);
 */
 import "C"
 
@@ -128,6 +130,9 @@ type Options struct {
 	MaxStreamsPerGroup int64
 	MaxBytesPerGroup   int64
 	GroupDepth         int
+	// SubscriptionTokenSecret signs subscription callback and claim tokens
+	// (HMAC-SHA256); empty: random per process.
+	SubscriptionTokenSecret string
 }
 
 // Engine is an open C++ engine. It is safe for concurrent use.
@@ -141,6 +146,10 @@ type Engine struct {
 
 	nextSession atomic.Uint64
 	waiters     [waiterShards]waiterShard
+
+	// webhooks is signalled when the engine queued webhook deliveries
+	// (ds_engine_take_webhooks); capacity one, so signals coalesce.
+	webhooks chan struct{}
 }
 
 const waiterShards = 64
@@ -161,7 +170,7 @@ func Open(opts Options) (*Engine, error) {
 		opts.MaxMemoryBytes < 0 || opts.MaxStreamsPerGroup < 0 || opts.MaxBytesPerGroup < 0 || opts.GroupDepth < 0 {
 		return nil, &Error{Op: "open", Code: CodeInvalidArgument, Message: "negative option"}
 	}
-	e := &Engine{}
+	e := &Engine{webhooks: make(chan struct{}, 1)}
 	for i := range e.waiters {
 		e.waiters[i].m = make(map[uint64]chan struct{})
 	}
@@ -192,6 +201,14 @@ func Open(opts Options) (*Engine, error) {
 	copts.group_depth = C.uint64_t(opts.GroupDepth)
 	copts.wake_fn = C.ds_wake_fn(C.dsGoWake)
 	copts.wake_ctx = C.uintptr_t(e.handle)
+	copts.webhook_notify_fn = (*[0]byte)(C.dsGoWebhookNotify)
+	copts.webhook_notify_ctx = C.uintptr_t(e.handle)
+	if len(opts.SubscriptionTokenSecret) > 0 {
+		secret := C.CBytes([]byte(opts.SubscriptionTokenSecret))
+		defer C.free(secret)
+		copts.subscription_token_secret = (*C.uint8_t)(secret)
+		copts.subscription_token_secret_len = C.size_t(len(opts.SubscriptionTokenSecret))
+	}
 
 	var cerr C.ds_error
 	if code := C.ds_engine_open(&copts, &e.ptr, &cerr); code != C.DS_OK {
@@ -359,6 +376,14 @@ type Stats struct {
 	RefusedMemoryBudget uint64
 	RefusedQuotaStreams uint64
 	RefusedQuotaBytes   uint64
+
+	// Subscriptions: how many exist, leases held now, wakes issued since
+	// open by type, and webhook deliveries waiting to be taken.
+	Subscriptions      uint64
+	SubscriptionLeases uint64
+	WakesWebhook       uint64
+	WakesPull          uint64
+	WebhooksQueued     uint64
 }
 
 // StorageState is an engine's storage health.
@@ -401,6 +426,11 @@ func (e *Engine) Stats() Stats {
 		RefusedMemoryBudget: uint64(s.refused_memory_budget),
 		RefusedQuotaStreams: uint64(s.refused_quota_streams),
 		RefusedQuotaBytes:   uint64(s.refused_quota_bytes),
+		Subscriptions:       uint64(s.subscriptions),
+		SubscriptionLeases:  uint64(s.subscription_leases),
+		WakesWebhook:        uint64(s.wakes_webhook),
+		WakesPull:           uint64(s.wakes_pull),
+		WebhooksQueued:      uint64(s.webhooks_queued),
 	}
 }
 
@@ -514,6 +544,85 @@ func dsGoWake(wakeCtx C.uintptr_t, ids *C.uint64_t, n C.size_t) {
 	e.wake(unsafe.Slice((*uint64)(unsafe.Pointer(ids)), int(n)))
 }
 
+// dsGoWebhookNotify is the engine's webhook_notify_fn: it only signals.
+//
+//export dsGoWebhookNotify
+func dsGoWebhookNotify(ctx C.uintptr_t) {
+	e := cgo.Handle(ctx).Value().(*Engine)
+	signal(e.webhooks)
+}
+
+// ---- Webhooks -------------------------------------------------------------
+
+// Webhook is one delivery the engine decided on (PROTOCOL.md §7.1): POST
+// Body, exactly, to URL, then report the outcome with WebhookResult.
+type Webhook struct {
+	SubscriptionID string
+	URL            string
+	Body           []byte
+	WakeID         string
+	Generation     uint64
+}
+
+// WebhookSignal is signalled whenever deliveries were queued; drain them
+// with TakeWebhooks.
+func (e *Engine) WebhookSignal() <-chan struct{} { return e.webhooks }
+
+// TakeWebhooks takes up to max queued deliveries, oldest first.
+func (e *Engine) TakeWebhooks(max int) ([]Webhook, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.ptr == nil {
+		return nil, ErrClosed
+	}
+	var batch *C.ds_webhook_batch
+	var cerr C.ds_error
+	if code := C.ds_engine_take_webhooks(e.ptr, C.size_t(max), &batch, &cerr); code != C.DS_OK {
+		return nil, newError("take webhooks", code, &cerr)
+	}
+	defer C.ds_webhook_batch_free(batch)
+	if batch.n == 0 {
+		return nil, nil
+	}
+	items := unsafe.Slice(batch.items, int(batch.n))
+	out := make([]Webhook, len(items))
+	for i, w := range items {
+		out[i] = Webhook{
+			SubscriptionID: C.GoStringN(w.subscription_id, C.int(w.subscription_id_len)),
+			URL:            C.GoStringN(w.url, C.int(w.url_len)),
+			Body:           C.GoBytes(unsafe.Pointer(w.body), C.int(w.body_len)),
+			WakeID:         C.GoStringN(w.wake_id, C.int(w.wake_id_len)),
+			Generation:     uint64(w.generation),
+		}
+	}
+	return out, nil
+}
+
+// WebhookResult reports a delivery's outcome: the HTTP status and body, or
+// transportError when there was no HTTP answer.
+func (e *Engine) WebhookResult(w Webhook, status int, body []byte, transportError bool) error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.ptr == nil {
+		return ErrClosed
+	}
+	id := C.CString(w.SubscriptionID)
+	defer C.free(unsafe.Pointer(id))
+	wake := C.CString(w.WakeID)
+	defer C.free(unsafe.Pointer(wake))
+	var bodyPtr *C.uint8_t
+	if len(body) > 0 {
+		bodyPtr = (*C.uint8_t)(unsafe.Pointer(&body[0]))
+	}
+	var cerr C.ds_error
+	code := C.ds_engine_webhook_result(e.ptr, id, C.size_t(len(w.SubscriptionID)), C.uint64_t(w.Generation),
+		wake, C.size_t(len(w.WakeID)), C.int32_t(status), bodyPtr, C.size_t(len(body)), C.bool(transportError), &cerr)
+	if code != C.DS_OK {
+		return newError("webhook result", code, &cerr)
+	}
+	return nil
+}
+
 // ---- Requests -----------------------------------------------------------
 
 // Field names a request field (ds_field_id).
@@ -543,6 +652,12 @@ const (
 	// FieldLastEventID is the Last-Event-ID an EventSource sends when it
 	// reconnects: the streamNextOffset of the last control event it saw.
 	FieldLastEventID Field = C.DS_FIELD_LAST_EVENT_ID
+	// FieldAuthorization carries a subscription callback's, ack's or
+	// release's "Bearer <token>" (set for __ds requests only).
+	FieldAuthorization Field = C.DS_FIELD_AUTHORIZATION
+	// FieldWebhookKID is the active webhook signing key id, set by the
+	// module (never from a client header) for subscription responses.
+	FieldWebhookKID Field = C.DS_FIELD_WEBHOOK_KID
 
 	// FieldCount is the number of fields.
 	FieldCount = int(C.DS_FIELD_COUNT)

@@ -199,6 +199,8 @@ Response Engine::FinishCreate(const Request& request, PendingCreate& pending) {
   stream.closed_visible = pending.closed;
   uint64_t tail = stream.tail.load();
   pending.lock.unlock();
+  // Subscriptions whose pattern matches link it now, at its start (§6.2).
+  NoteSubscriptionData(stream.path);
   return CreatedResponse(request, 201, stream, tail, pending.closed);
 }
 

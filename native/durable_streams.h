@@ -118,6 +118,17 @@ typedef struct ds_options {
   uint64_t max_streams_per_group;
   uint64_t max_bytes_per_group;
   uint64_t group_depth;
+  /* Subscriptions (PROTOCOL.md §6-§7). The key callback and claim tokens
+   * are signed with (HMAC-SHA256; the engine copies it; NULL or 0 length:
+   * random per process, so tokens do not survive a restart). */
+  const uint8_t* subscription_token_secret;
+  size_t subscription_token_secret_len;
+  /* Called, from whatever thread queued them and with no engine lock held,
+   * when webhook deliveries are waiting for ds_engine_take_webhooks. It
+   * must not call back into the engine; it should only signal. May be
+   * NULL (then poll). */
+  void (*webhook_notify_fn)(uintptr_t ctx);
+  uintptr_t webhook_notify_ctx;
 } ds_options;
 
 /* Opens an engine. On success *out is set and DS_OK returned. */
@@ -159,6 +170,11 @@ typedef enum ds_field_id {
                                   Location absolute (§5.1) */
   DS_FIELD_LAST_EVENT_ID,      /* an EventSource reconnecting: the id of the last
                                   SSE event it saw (a streamNextOffset) */
+  DS_FIELD_AUTHORIZATION,      /* subscription callbacks, acks and releases:
+                                  "Bearer <token>" (§7.3); set for __ds only */
+  DS_FIELD_WEBHOOK_KID,        /* set by the caller, never from a client
+                                  header: the active webhook signing key id,
+                                  shown in subscription responses (§6.3) */
   DS_FIELD_COUNT
 } ds_field_id;
 
@@ -291,6 +307,44 @@ ds_code ds_engine_set_tunables(ds_engine* engine, const ds_tunables* tunables,
 
 void ds_response_free(ds_response* response);
 
+/* ---- Webhook delivery (PROTOCOL.md §7.1) --------------------------------
+ * The engine decides every delivery: which subscription, the URL, and the
+ * exact body (streams, callback_url, callback_token, generation, wake_id).
+ * The caller signs and sends it and reports the outcome; the engine applies
+ * it ({"done": true} acks the wake's snapshot; a failure schedules a retry
+ * with backoff). */
+typedef struct ds_webhook {
+  const char* subscription_id;
+  size_t subscription_id_len;
+  const char* url;
+  size_t url_len;
+  const uint8_t* body; /* POST exactly these bytes (and sign them) */
+  size_t body_len;
+  const char* wake_id;
+  size_t wake_id_len;
+  uint64_t generation;
+} ds_webhook;
+
+typedef struct ds_webhook_batch {
+  const ds_webhook* items;
+  size_t n;
+} ds_webhook_batch;
+
+/* Takes up to `max` queued deliveries (oldest first) into *out, which the
+ * caller frees with ds_webhook_batch_free (n may be 0). Never blocks. */
+ds_code ds_engine_take_webhooks(ds_engine* engine, size_t max, ds_webhook_batch** out,
+                                ds_error* err);
+void ds_webhook_batch_free(ds_webhook_batch* batch);
+
+/* The outcome of one delivery: the HTTP status and response body, or
+ * transport_error (no HTTP answer: refused, timed out, rejected address).
+ * May block on disk I/O (the outcome is stored). */
+ds_code ds_engine_webhook_result(ds_engine* engine, const char* subscription_id,
+                                 size_t subscription_id_len, uint64_t generation,
+                                 const char* wake_id, size_t wake_id_len, int32_t status,
+                                 const uint8_t* body, size_t body_len, bool transport_error,
+                                 ds_error* err);
+
 /* ---- Maintenance ------------------------------------------------------- */
 
 /* Copies data_dir to dest (which must not exist or be empty) consistently,
@@ -348,6 +402,14 @@ typedef struct ds_stats {
   uint64_t refused_memory_budget;
   uint64_t refused_quota_streams;
   uint64_t refused_quota_bytes;
+  /* Subscriptions: how many exist, leases held now (webhook wakes in
+     flight and pull-wake claims), wakes issued since open by type, and
+     webhook deliveries waiting to be taken. */
+  uint64_t subscriptions;
+  uint64_t subscription_leases;
+  uint64_t wakes_webhook;
+  uint64_t wakes_pull;
+  uint64_t webhooks_queued;
 } ds_stats;
 
 void ds_engine_stats(ds_engine* engine, ds_stats* out);

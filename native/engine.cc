@@ -42,6 +42,14 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn
   if (options_.sweep_interval_ms > 0) {
     sweeper_ = std::thread([this] { SweeperLoop(); });
   }
+  SubscriptionOptions sub_options;
+  sub_options.stream_root = options_.stream_root;
+  sub_options.token_secret = options_.subscription_token_secret;
+  sub_options.thread = options_.subscription_thread;
+  sub_options.notify_webhooks = options_.webhook_notify;
+  subscriptions_ = std::make_unique<Subscriptions>(std::move(sub_options), clock_,
+                                                   static_cast<SubscriptionHost*>(this), store_.get());
+  subscriptions_->Start();
 }
 
 void Engine::SetTunables(const Tunables& t) {
@@ -132,10 +140,13 @@ Status Engine::Recover() {
     s = Remove(stream);
     if (!s.ok()) return s;
   }
-  return Status::OK();
+  // After the streams: wakes in flight are looked at against their tails.
+  return subscriptions_->Recover();
 }
 
 Engine::~Engine() {
+  // The dispatcher appends wake events: it stops before anything else.
+  subscriptions_->Stop();
   // The committer finishes what is queued and wakes its sessions through the
   // fan-out, so it stops first.
   commit_queue_.reset();
@@ -153,7 +164,14 @@ Response Engine::Handle(const Request& request, uint64_t session_id) {
   if (!IsSafeStreamPath(request.path)) {
     response = ErrorResponse(400, "invalid stream path");
   } else if (IsReservedPath(request.path)) {
-    response = ErrorResponse(501, "the reserved __ds subscription API is not implemented");
+    // §6: routed before any stream operation.
+    if (request.method == "OPTIONS") {
+      response = Preflight(request);
+    } else {
+      std::string_view rel = request.path.substr(options_.stream_root.size() + 1);
+      rel = rel.size() > 5 ? rel.substr(5) : std::string_view();  // after "__ds/"
+      response = subscriptions_->Handle(request, rel);
+    }
   } else if (request.method == "GET") {
     response = Read(request, session_id);
   } else if (request.method == "POST") {
@@ -421,6 +439,7 @@ Engine::Removal Engine::BeginRemoval(const StreamPtr& stream) {
     std::unique_lock lock(stream->mu);
     if (stream->deleted || stream->soft_deleted) return removal;
     woken = stream->TakeWaiters();
+    removal.paths.push_back(stream->path);
     expiry_.Erase(*stream);  // gone either way: soft-deleted streams do not expire
     if (stream->fork_refs > 0) {
       // Forks still read its bytes: keep them, refuse direct access (§4.2).
@@ -466,6 +485,12 @@ Engine::Removal Engine::BeginRemoval(const StreamPtr& stream) {
 Status Engine::FinishRemoval(Removal removal) {
   Status s = removal.ticket ? Await(removal.ticket) : Status::OK();
   Wake(std::move(removal.woken));
+  const std::string_view root = options_.stream_root;
+  for (const std::string& path : removal.paths) {
+    if (path.size() > root.size() + 1 && path.compare(0, root.size(), root) == 0 && path[root.size()] == '/') {
+      subscriptions_->NoteRemoved(std::string_view(path).substr(root.size() + 1));
+    }
+  }
   return s;
 }
 
@@ -523,6 +548,7 @@ void Engine::SweeperLoop() {
 
 EngineStats Engine::Stats() const {
   EngineStats stats;
+  stats.subscriptions = subscriptions_->Stats();
   {
     std::shared_lock lock(registry_mu_);
     stats.streams = streams_.size();

@@ -31,6 +31,7 @@
 #include "sse_fanout.h"
 #include "store.h"
 #include "stream.h"
+#include "subscriptions.h"
 #include "usage.h"
 
 namespace ds {
@@ -66,6 +67,13 @@ struct EngineOptions {
   uint64_t max_streams_per_group = 0;
   uint64_t max_bytes_per_group = 0;
   int group_depth = 1;
+  // Subscriptions (subscriptions.h): the HMAC key for callback and claim
+  // tokens (random per process when empty), whether the dispatcher runs
+  // its own thread (tests turn it off and call RunSubscriptionsOnce), and
+  // what to call when webhook deliveries are queued.
+  std::string subscription_token_secret;
+  bool subscription_thread = true;
+  std::function<void()> webhook_notify;
 };
 
 using WakeFn = std::function<void(const std::vector<uint64_t>& sessions)>;
@@ -98,9 +106,10 @@ struct EngineStats {
   uint64_t refused_memory_budget = 0;
   uint64_t refused_quota_streams = 0;
   uint64_t refused_quota_bytes = 0;
+  SubscriptionStats subscriptions;
 };
 
-class Engine : private SseSource {
+class Engine : private SseSource, private SubscriptionHost {
  public:
   // An engine over `store` (MemoryStore when null). Call Recover before use
   // when the store may hold streams.
@@ -150,6 +159,16 @@ class Engine : private SseSource {
   void ApplyRetention();
 
   EngineStats Stats() const;
+
+  // Webhook deliveries the engine decided on, for the caller to send, and
+  // their outcomes (subscriptions.h).
+  std::vector<WebhookJob> TakeWebhooks(size_t max) { return subscriptions_->TakeWebhooks(max); }
+  void WebhookResult(const std::string& id, uint64_t generation, const std::string& wake_id,
+                     int status, std::string_view body, bool transport_error) {
+    subscriptions_->WebhookResult(id, generation, wake_id, status, body, transport_error);
+  }
+  // One subscription dispatcher pass, for tests that turned its thread off.
+  void RunSubscriptionsOnce() { subscriptions_->RunOnce(); }
   // The placement groups holding the most bytes (see Usage::TopGroups).
   std::vector<GroupSnapshot> TopGroups(size_t n, GroupSnapshot* rest) const {
     return usage_.TopGroups(n, rest);
@@ -240,6 +259,7 @@ class Engine : private SseSource {
   struct Removal {
     CommitQueue::Ticket ticket;   // none in memory, or if already removed
     std::vector<uint64_t> woken;
+    std::vector<std::string> paths;  // gone for good: their subscription links go
   };
   Removal BeginRemoval(const StreamPtr& stream);
   Status FinishRemoval(Removal removal);
@@ -307,6 +327,13 @@ class Engine : private SseSource {
 
   void SweeperLoop();
 
+  // SubscriptionHost (subscription_host.cc); paths relative to stream_root.
+  std::optional<uint64_t> StreamTail(const std::string& path) override;
+  void ForEachStream(const std::function<void(const std::string& path, uint64_t tail)>& fn) override;
+  int AppendWakeEvents(const std::string& path, const std::vector<std::string>& events) override;
+  // A stream's data became visible (create, append): tell subscriptions.
+  void NoteSubscriptionData(const std::string& path);
+
   // Usage accounting (usage.h). Charges `stream` what its log holds now
   // (after a rewind or trim); gives back its whole charge and its place in
   // its group (it is deleted). Both require stream.mu.
@@ -340,6 +367,8 @@ class Engine : private SseSource {
   const WakeFn wake_;
   const std::unique_ptr<Store> store_;
   const bool durable_;  // store_ makes commits durable (so they cost I/O)
+  // Stopped first in ~Engine: its dispatcher appends wake events.
+  std::unique_ptr<Subscriptions> subscriptions_;
   Usage usage_;
   std::unique_ptr<CommitQueue> commit_queue_;  // durable engines only
   mutable std::mutex failure_mu_;

@@ -41,6 +41,10 @@ int OpenDbs(MDB_txn* txn, bool create, Dbs* dbs) {
   if (rc != 0 && !(rc == MDB_NOTFOUND && !create)) return rc;
   rc = mdb_dbi_open(txn, kSyncedDb, flags, &dbs->synced);
   dbs->has_synced = rc == 0;
+  if (rc != 0 && !(rc == MDB_NOTFOUND && !create)) return rc;
+  rc = mdb_dbi_open(txn, kSubscriptionsDb, flags, &dbs->subscriptions);
+  if (rc == 0) rc = mdb_dbi_open(txn, kSubscriptionLinksDb, flags, &dbs->subscription_links);
+  dbs->has_subscriptions = rc == 0;
   if (rc == MDB_NOTFOUND && !create) return 0;
   return rc;
 }

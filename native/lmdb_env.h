@@ -97,14 +97,21 @@ struct Dbs {
   bool has_crc = false;
   MDB_dbi synced = 0;  // valid when has_synced (added within format 4)
   bool has_synced = false;
+  // Subscriptions (added within format 4; see STORAGE_FORMAT.md): valid
+  // when has_subscriptions.
+  MDB_dbi subscriptions = 0;
+  MDB_dbi subscription_links = 0;
+  bool has_subscriptions = false;
 };
-inline constexpr unsigned kMaxDbs = 8;  // four, and room for more
+inline constexpr unsigned kMaxDbs = 12;  // eight, and room for more
 inline constexpr const char* kStreamsDb = "streams";
 inline constexpr const char* kProducersDb = "producers";
 inline constexpr const char* kMetaDb = "meta";
 inline constexpr const char* kWalDb = "wal";
 inline constexpr const char* kCrcDb = "crc";
 inline constexpr const char* kSyncedDb = "synced";
+inline constexpr const char* kSubscriptionsDb = "subscriptions";
+inline constexpr const char* kSubscriptionLinksDb = "subscription_links";
 inline constexpr std::string_view kFormatVersionKey = "format_version";
 inline constexpr std::string_view kNextStreamIdKey = "next_stream_id";
 // The layout version this code writes (STORAGE_FORMAT.md). Version 2 added

@@ -76,6 +76,10 @@ class LmdbStore final : public Store {
   Status Commit(const std::vector<StreamMutation>& batch) override;
   Status LoadStream(uint64_t stream_id, bool* found, StreamRecord* record,
                     std::vector<ProducerRecord>* producers) override;
+  // Subscriptions (lmdb_subscriptions.cc): one write transaction each,
+  // serialised with Commit.
+  Status CommitSubscription(const SubscriptionWrite& write) override;
+  Status LoadSubscriptions(std::vector<StoredSubscription>* out) override;
   // Always: even without fsync, records must be committed to be kept.
   bool durable() const override { return true; }
 

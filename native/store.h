@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "status.h"
@@ -72,6 +73,22 @@ struct StreamMutation {
   StreamLog* log = nullptr;
 };
 
+// One subscription's part of a write (subscriptions.h): its record (all
+// configuration and state but the links) and the links that changed.
+struct SubscriptionWrite {
+  std::string id;
+  bool erase = false;  // the subscription and every link of it go
+  std::string record;  // unless erase
+  std::vector<std::pair<std::string, std::string>> put_links;  // path -> value
+  std::vector<std::string> erase_links;
+};
+
+struct StoredSubscription {
+  std::string id;
+  std::string record;
+  std::vector<std::pair<std::string, std::string>> links;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -99,6 +116,16 @@ class Store {
   virtual Status LoadStream(uint64_t stream_id, bool* found, StreamRecord* record,
                             std::vector<ProducerRecord>* producers) {
     return Status::NotSupported("this store cannot read back one stream");
+  }
+
+  // Subscriptions: one write, atomic and durable as Commit's are, before
+  // the request that made it is answered. Stores that keep nothing accept
+  // and forget.
+  virtual Status CommitSubscription(const SubscriptionWrite& write) { return Status::OK(); }
+  // Every stored subscription with its links.
+  virtual Status LoadSubscriptions(std::vector<StoredSubscription>* out) {
+    out->clear();
+    return Status::OK();
   }
 
   // Whether the store keeps anything: false means Commit would be a no-op,

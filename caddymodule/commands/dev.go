@@ -101,6 +101,8 @@ func devConfig(opts devOptions) (*caddy.Config, error) {
 		DataDir:              opts.dataDir,
 		LongPollTimeout:      caddy.Duration(opts.longPollTimeout),
 		SSEReconnectInterval: caddy.Duration(opts.sseReconnectInterval),
+		// Development: webhooks to http://localhost and 127.0.0.x.
+		WebhookAllowDev: true,
 	}
 	health := caddyhttp.StaticResponse{StatusCode: caddyhttp.WeakString("200"), Body: "OK"}
 	notFound := caddyhttp.StaticResponse{StatusCode: caddyhttp.WeakString("404"), Body: "not found\n"}

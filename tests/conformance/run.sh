@@ -139,6 +139,7 @@ http://127.0.0.1:$port {
 	route /v1/stream/* {
 		durable_streams {
 			long_poll_timeout ${long_poll_ms}ms
+			webhook_allow_dev on
 $storage
 		}
 	}
