@@ -190,6 +190,12 @@ bench:
 bench-quick:
 	tests/bench/run.sh --quick $(BENCH_ARGS)
 
+# Append→webhook-received latency with 1,000 webhook subscriptions, memory and
+# data_dir (tests/bench/webhooklat); not part of make test.
+bench-webhook: build
+	$(GO) run ./tests/bench/webhooklat -bin $(BIN) -storage mem
+	$(GO) run ./tests/bench/webhooklat -bin $(BIN) -storage disk
+
 test-bench-smoke: build
 	tests/bench/run.sh --smoke --no-build
 

@@ -7,6 +7,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/durable-streams-server/durable-streams-server/caddymodule/webhook"
 	"github.com/durable-streams-server/durable-streams-server/native"
 )
 
@@ -43,6 +44,10 @@ func cmdBackup(fl caddycmd.Flags) (int, error) {
 	}
 	if err := native.Backup(dataDir, dest); err != nil {
 		return caddy.ExitCodeFailedQuit, err
+	}
+	// The webhook signing keys and token secret, so the restored server keeps its kid.
+	if err := webhook.CopyKeys(dataDir, dest); err != nil {
+		return caddy.ExitCodeFailedQuit, fmt.Errorf("backup: webhook keys: %w", err)
 	}
 	fmt.Printf("Backup created: %s\n", dest)
 	return caddy.ExitCodeSuccess, nil

@@ -106,13 +106,17 @@ func readKeyFile(path string, logger *zap.Logger) (*keyFile, error) {
 // loadOrCreateKeyFile returns the key file in dataDir, creating it first if
 // there is none. Creation and rotation hold an exclusive lock on dataDir so
 // a server's first start and a `webhook-key rotate` cannot interleave.
-func loadOrCreateKeyFile(dataDir string, logger *zap.Logger) (kf *keyFile, created bool, err error) {
+func loadOrCreateKeyFile(dataDir string, logger *zap.Logger) (kf *keyFile, info os.FileInfo, created bool, err error) {
 	path := keyFilePath(dataDir)
+	// Stat before reading: if a rotation replaces the file in between, the
+	// ring sees a changed file on its first refresh and reads it again.
+	info, _ = os.Stat(path)
 	kf, err = readKeyFile(path, logger)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return kf, false, err
+		return kf, info, false, err
 	}
 	err = withDirLock(filepath.Dir(path), func() error {
+		info, _ = os.Stat(path)
 		kf, err = readKeyFile(path, logger)
 		if err == nil || !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -121,16 +125,21 @@ func loadOrCreateKeyFile(dataDir string, logger *zap.Logger) (kf *keyFile, creat
 			return err
 		}
 		created = true
-		return writeFileAtomic(path, kf)
+		if err := writeFileAtomic(path, kf); err != nil {
+			return err
+		}
+		info, err = os.Stat(path)
+		return err
 	})
-	return kf, created, err
+	return kf, info, created, err
 }
 
 // RotateKeys makes a new active signing key in dataDir's key file and
 // retires the old one, keeping its public half published for
 // RetiredKeyPublication; retired keys older than that are dropped from the
-// file. The token secret is kept. A running server signs with the new key
-// after its next config load (reload or restart). Returns the ring as now on
+// file. The token secret is kept. Without a key file it creates the first
+// key. A running server signs with the new key
+// within refreshInterval (it follows the file). Returns the ring as now on
 // disk.
 func RotateKeys(dataDir string, now time.Time) (*KeyRing, error) {
 	path := keyFilePath(dataDir)
@@ -139,7 +148,11 @@ func RotateKeys(dataDir string, now time.Time) (*KeyRing, error) {
 		var err error
 		kf, err = readKeyFile(path, zap.NewNop())
 		if errors.Is(err, fs.ErrNotExist) {
-			kf, err = newKeyFile(now)
+			// Nothing ever signed: the new key is simply the first one.
+			if kf, err = newKeyFile(now); err != nil {
+				return err
+			}
+			return writeFileAtomic(path, kf)
 		}
 		if err != nil {
 			return err
@@ -167,7 +180,31 @@ func RotateKeys(dataDir string, now time.Time) (*KeyRing, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ringFromFile(path, kf)
+	return fixedRing(path, kf)
+}
+
+// fixedRing is a ring of kf that does not follow the file (for the command
+// line, which reads the file once).
+func fixedRing(path string, kf *keyFile) (*KeyRing, error) {
+	st, err := stateFromFile(path, kf)
+	if err != nil {
+		return nil, err
+	}
+	return newRing(path, st, zap.NewNop(), false), nil
+}
+
+// CopyKeys copies srcDir's key file into dstDir (atomically, mode 0600), so a
+// server restored from a backup signs with the same kid and accepts the
+// callback and claim tokens it issued. No key file in srcDir copies nothing.
+func CopyKeys(srcDir, dstDir string) error {
+	kf, err := readKeyFile(keyFilePath(srcDir), zap.NewNop())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(keyFilePath(dstDir), kf)
 }
 
 // InspectKeys opens dataDir's key file read-only (fs.ErrNotExist if the server
@@ -178,7 +215,7 @@ func InspectKeys(dataDir string) (*KeyRing, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ringFromFile(path, kf)
+	return fixedRing(path, kf)
 }
 
 // writeFileAtomic replaces path with kf's JSON so that a crash leaves either

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,17 +28,33 @@ var b64 = base64.RawURLEncoding
 
 // KeyRing holds the webhook signing keys: the active Ed25519 key that signs
 // deliveries and the public halves of retired keys still published in the
-// JWK Set. It is safe for concurrent use. A ring is a snapshot of the key
-// file taken by OpenKeyRing; a rotation on disk is picked up by opening the
-// ring again (the server does that on every config load).
+// JWK Set. It is safe for concurrent use. A ring opened on a data_dir
+// follows its key file: at most once per refreshInterval, when it signs or
+// lists keys, it looks whether the file was replaced (a `webhook-key rotate`)
+// and loads the new keys, so a running server starts signing with a rotated
+// key within a second, without a reload.
 type KeyRing struct {
-	path        string // key file, "" = ephemeral
+	path      string // key file, "" = ephemeral
+	follow    bool   // reload the key file when it is replaced
+	ephemeral bool
+	now       func() time.Time
+	logger    *zap.Logger
+
+	state     atomic.Pointer[ringState]
+	checkedAt atomic.Int64 // unix nanoseconds of the last look at the file
+	refreshMu sync.Mutex
+}
+
+// ringState is one version of the key file, swapped whole on a refresh.
+type ringState struct {
 	active      *signingKey
 	retired     []retiredKey
 	tokenSecret []byte
-	ephemeral   bool
-	now         func() time.Time
+	file        os.FileInfo // what was read, to notice a replaced file
 }
+
+// refreshInterval bounds how often a ring stats its key file.
+const refreshInterval = time.Second
 
 type signingKey struct {
 	kid       string
@@ -54,8 +71,9 @@ type retiredKey struct {
 }
 
 // usedKey remembers, for the whole process, when a key last signed: after a
-// rotation is loaded the old ring may still be finishing deliveries, and the
-// new ring must keep publishing that key until those signatures expire.
+// rotation is loaded, deliveries signed with the old key may still be on
+// their way, and every ring of that file must keep publishing the key until
+// those signatures expire.
 type usedKey struct {
 	ring       string // the key file's path ("" = ephemeral), so rings of different data_dirs stay apart
 	kid        string
@@ -123,30 +141,73 @@ func OpenKeyRing(dataDir string, logger *zap.Logger) (*KeyRing, error) {
 		if ephemeralErr != nil {
 			return nil, ephemeralErr
 		}
-		r, err := ringFromFile("", ephemeralFile)
+		st, err := stateFromFile("", ephemeralFile)
 		if err != nil {
 			return nil, err
 		}
+		r := newRing("", st, logger, false)
 		r.ephemeral = true
 		logger.Info("webhook signing key is ephemeral: no data_dir, so it was generated for this process and receivers must fetch jwks.json again after a restart",
 			zap.String("kid", r.ActiveKID()))
 		return r, nil
 	}
-	kf, created, err := loadOrCreateKeyFile(dataDir, logger)
+	kf, info, created, err := loadOrCreateKeyFile(dataDir, logger)
 	if err != nil {
 		return nil, err
 	}
-	r, err := ringFromFile(keyFilePath(dataDir), kf)
+	st, err := stateFromFile(keyFilePath(dataDir), kf)
 	if err != nil {
 		return nil, fmt.Errorf("webhook signing keys in %s: %w", keyFilePath(dataDir), err)
 	}
+	st.file = info
+	r := newRing(keyFilePath(dataDir), st, logger, true)
 	if created {
 		logger.Info("webhook signing key created", zap.String("kid", r.ActiveKID()), zap.String("file", keyFilePath(dataDir)))
 	}
 	return r, nil
 }
 
-func ringFromFile(path string, kf *keyFile) (*KeyRing, error) {
+func newRing(path string, st *ringState, logger *zap.Logger, follow bool) *KeyRing {
+	r := &KeyRing{path: path, follow: follow, now: time.Now, logger: logger}
+	r.state.Store(st)
+	r.checkedAt.Store(time.Now().UnixNano())
+	return r
+}
+
+// current is the ring's state, first reloading the key file if it was
+// replaced since the last look (at most once per refreshInterval).
+func (r *KeyRing) current() *ringState {
+	st := r.state.Load()
+	if !r.follow || time.Now().UnixNano()-r.checkedAt.Load() < int64(refreshInterval) {
+		return st
+	}
+	if !r.refreshMu.TryLock() {
+		return st // another goroutine is looking
+	}
+	defer r.refreshMu.Unlock()
+	r.checkedAt.Store(time.Now().UnixNano())
+	info, err := os.Stat(r.path)
+	if err != nil || (st.file != nil && os.SameFile(st.file, info) && info.ModTime().Equal(st.file.ModTime()) && info.Size() == st.file.Size()) {
+		return st
+	}
+	kf, err := readKeyFile(r.path, r.logger)
+	var next *ringState
+	if err == nil {
+		next, err = stateFromFile(r.path, kf)
+	}
+	if err != nil {
+		r.logger.Warn("webhook key file changed but cannot be loaded; still signing with the previous key", zap.String("file", r.path), zap.Error(err))
+		return st
+	}
+	next.file = info
+	r.state.Store(next)
+	if next.active.kid != st.active.kid {
+		r.logger.Info("webhook signing key rotated", zap.String("kid", next.active.kid), zap.String("previous_kid", st.active.kid))
+	}
+	return next
+}
+
+func stateFromFile(path string, kf *keyFile) (*ringState, error) {
 	seed, err := b64.DecodeString(kf.Active.Seed)
 	if err != nil {
 		return nil, fmt.Errorf("active key seed: %w", err)
@@ -159,7 +220,7 @@ func ringFromFile(path string, kf *keyFile) (*KeyRing, error) {
 	if err != nil || len(secret) != tokenSecretSize {
 		return nil, fmt.Errorf("token secret must be %d base64url bytes", tokenSecretSize)
 	}
-	r := &KeyRing{path: path, active: active, tokenSecret: secret, now: time.Now}
+	r := &ringState{active: active, tokenSecret: secret}
 	for _, k := range kf.Retired {
 		pub, err := b64.DecodeString(k.X)
 		if err != nil || len(pub) != ed25519.PublicKeySize {
@@ -171,7 +232,7 @@ func ringFromFile(path string, kf *keyFile) (*KeyRing, error) {
 }
 
 // ActiveKID is the kid of the key that signs deliveries now.
-func (r *KeyRing) ActiveKID() string { return r.active.kid }
+func (r *KeyRing) ActiveKID() string { return r.current().active.kid }
 
 // Ephemeral tells whether the keys live in memory only (no data_dir).
 func (r *KeyRing) Ephemeral() bool { return r.ephemeral }
@@ -179,7 +240,7 @@ func (r *KeyRing) Ephemeral() bool { return r.ephemeral }
 // TokenSecret is a 32-byte random secret kept with the keys, for HMAC-signed
 // callback and claim tokens. Rotation keeps it, so rotating the signing key
 // does not invalidate leases. Callers must not modify it.
-func (r *KeyRing) TokenSecret() []byte { return r.tokenSecret }
+func (r *KeyRing) TokenSecret() []byte { return r.current().tokenSecret }
 
 // Sign returns the Webhook-Signature header value for body sent at t
 // (PROTOCOL.md §7.1): `t=<unix seconds>,kid=<kid>,ed25519=<sig>`, the
@@ -188,9 +249,10 @@ func (r *KeyRing) Sign(body []byte, t time.Time) string {
 	ts := strconv.FormatInt(t.Unix(), 10)
 	msg := make([]byte, 0, len(ts)+1+len(body))
 	msg = append(append(append(msg, ts...), '.'), body...)
-	sig := ed25519.Sign(r.active.priv, msg)
-	r.active.used.lastSigned.Store(r.now().UnixNano())
-	return "t=" + ts + ",kid=" + r.active.kid + ",ed25519=" + b64.EncodeToString(sig)
+	active := r.current().active
+	sig := ed25519.Sign(active.priv, msg)
+	active.used.lastSigned.Store(r.now().UnixNano())
+	return "t=" + ts + ",kid=" + active.kid + ",ed25519=" + b64.EncodeToString(sig)
 }
 
 // JWK is one entry of the published set (§6.5).
@@ -212,9 +274,10 @@ func publicJWK(kid, x string) JWK {
 // whose signatures a receiver may still accept (RetiredKeyPublication).
 func (r *KeyRing) JWKS() []byte {
 	now := r.now()
-	keys := []JWK{publicJWK(r.active.kid, r.active.x)}
-	seen := map[string]bool{r.active.kid: true}
-	for _, k := range r.retired {
+	st := r.current()
+	keys := []JWK{publicJWK(st.active.kid, st.active.x)}
+	seen := map[string]bool{st.active.kid: true}
+	for _, k := range st.retired {
 		if seen[k.kid] {
 			continue
 		}
@@ -224,8 +287,8 @@ func (r *KeyRing) JWKS() []byte {
 		}
 	}
 	// Keys this process signed with lately, retired in the file long ago
-	// (the server reloaded late) or no longer listed at all (rotated twice
-	// before a reload): published until their last signature expires.
+	// (the ring noticed the rotation late) or no longer listed at all
+	// (rotated twice in a row): published until their last signature expires.
 	var extra []JWK
 	usedKeys.Range(func(_, v any) bool {
 		u := v.(*usedKey)
@@ -271,8 +334,9 @@ func (r *KeyRing) Keys() []KeyInfo {
 	for _, k := range set.Keys {
 		published[k.Kid] = true
 	}
-	out := []KeyInfo{{KID: r.active.kid, Active: true, CreatedAt: r.active.createdAt, Published: true}}
-	for _, k := range r.retired {
+	st := r.current()
+	out := []KeyInfo{{KID: st.active.kid, Active: true, CreatedAt: st.active.createdAt, Published: true}}
+	for _, k := range st.retired {
 		out = append(out, KeyInfo{KID: k.kid, RetiredAt: k.retiredAt, Published: published[k.kid]})
 	}
 	return out

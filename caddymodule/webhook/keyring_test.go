@@ -30,11 +30,11 @@ func ringFromSeed(t *testing.T, path string, seed []byte) *KeyRing {
 	t.Helper()
 	kf := &keyFile{Format: keyFileFormat, TokenSecret: b64.EncodeToString(make([]byte, 32)),
 		Active: activeEntry{Seed: b64.EncodeToString(seed)}}
-	r, err := ringFromFile(path, kf)
+	st, err := stateFromFile(path, kf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return newRing(path, st, zap.NewNop(), false)
 }
 
 // parseSignature splits a Webhook-Signature value into its three parameters.
@@ -280,6 +280,7 @@ func TestRotationKeepsRetiredKeyForReplayWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.follow = false // a server that has not noticed the rotation yet
 	a.now = func() time.Time { return t0 }
 	a.Sign([]byte("x"), t0)
 	kid1 := a.ActiveKID()
@@ -292,10 +293,11 @@ func TestRotationKeepsRetiredKeyForReplayWindow(t *testing.T) {
 	if kid2 == kid1 || !bytes.Equal(a.TokenSecret(), b.TokenSecret()) {
 		t.Fatalf("rotation: kid %s -> %s, token secret kept=%v", kid1, kid2, bytes.Equal(a.TokenSecret(), b.TokenSecret()))
 	}
-	reopened, err := OpenKeyRing(dir, nil) // what a reload sees
+	reopened, err := OpenKeyRing(dir, nil) // what a restart sees
 	if err != nil || reopened.ActiveKID() != kid2 {
 		t.Fatalf("reload after rotation: %v, kid %s", err, reopened.ActiveKID())
 	}
+	reopened.follow = false
 	at := func(d time.Duration) []string {
 		reopened.now = func() time.Time { return t0.Add(d) }
 		return jwksKIDs(t, reopened)
@@ -334,6 +336,93 @@ func TestRotationKeepsRetiredKeyForReplayWindow(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(filepath.Join(dir, KeyFileName)); strings.Contains(string(data), kid1) {
 		t.Errorf("key file still lists %s after its window", kid1)
+	}
+}
+
+// A running server follows its key file: within refreshInterval of a
+// rotation it signs with the new key and publishes both; a replacement it
+// cannot read leaves it signing with the key it has.
+func TestRunningRingFollowsRotation(t *testing.T) {
+	dir := t.TempDir()
+	core, logs := observer.New(zap.InfoLevel)
+	r, err := OpenKeyRing(dir, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid1 := r.ActiveKID()
+	secret := append([]byte(nil), r.TokenSecret()...)
+	rotated, err := RotateKeys(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ActiveKID() != kid1 {
+		t.Errorf("the ring looked at its file again sooner than refreshInterval")
+	}
+	r.checkedAt.Store(0) // refreshInterval has passed
+	if r.ActiveKID() != rotated.ActiveKID() || !bytes.Equal(r.TokenSecret(), secret) {
+		t.Fatalf("after a rotation the running ring has kid %s, want %s", r.ActiveKID(), rotated.ActiveKID())
+	}
+	if _, kid, _ := parseSignature(t, r.Sign([]byte("{}"), time.Now())); kid != rotated.ActiveKID() {
+		t.Errorf("signed with %s", kid)
+	}
+	if kids := jwksKIDs(t, r); len(kids) != 2 || kids[0] != rotated.ActiveKID() || kids[1] != kid1 {
+		t.Errorf("JWKS %v, want [new, %s]", kids, kid1)
+	}
+	if logs.FilterMessage("webhook signing key rotated").Len() != 1 {
+		t.Errorf("no log line for the rotation: %v", logs.All())
+	}
+	if err := os.WriteFile(filepath.Join(dir, KeyFileName+".new"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, KeyFileName+".new"), filepath.Join(dir, KeyFileName)); err != nil {
+		t.Fatal(err)
+	}
+	r.checkedAt.Store(0)
+	if r.ActiveKID() != rotated.ActiveKID() || logs.FilterMessageSnippet("cannot be loaded").Len() != 1 {
+		t.Errorf("a torn key file replaced the keys: kid %s", r.ActiveKID())
+	}
+}
+
+func TestRotateWithoutKeyFileCreatesTheFirstKey(t *testing.T) {
+	dir := t.TempDir()
+	r, err := RotateKeys(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := r.Keys(); len(keys) != 1 || !keys[0].Active {
+		t.Errorf("keys %+v, want one active key and nothing retired", keys)
+	}
+	again, err := OpenKeyRing(dir, nil)
+	if err != nil || again.ActiveKID() != r.ActiveKID() {
+		t.Errorf("server start after rotate: %v, kid %s want %s", err, again.ActiveKID(), r.ActiveKID())
+	}
+}
+
+func TestCopyKeys(t *testing.T) {
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "backup")
+	if err := CopyKeys(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Errorf("copying from a data_dir without keys created %s: %v", dst, err)
+	}
+	a, err := OpenKeyRing(src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := CopyKeys(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenKeyRing(dst, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(filepath.Join(dst, KeyFileName))
+	if b.ActiveKID() != a.ActiveKID() || !bytes.Equal(a.TokenSecret(), b.TokenSecret()) || fi.Mode().Perm() != 0o600 {
+		t.Errorf("copy: kid %s vs %s, mode %v", b.ActiveKID(), a.ActiveKID(), fi.Mode().Perm())
 	}
 }
 
