@@ -36,7 +36,7 @@ var (
 		parked: prometheus.NewDesc("caddy_durable_streams_parked_sessions",
 			"Sessions the engine has parked (long-poll and SSE, adopted ones included), by storage.", []string{"storage"}, nil),
 		adopted: prometheus.NewDesc("caddy_durable_streams_adopted_sessions",
-			"SSE sessions whose connection the engine took over (sse_takeover), by storage.", []string{"storage"}, nil),
+			"Live sessions whose connection the engine took over (sse_takeover, long_poll_takeover), by storage.", []string{"storage"}, nil),
 		appends: prometheus.NewDesc("caddy_durable_streams_appends_total",
 			"Successful appends since the engine opened, by storage.", []string{"storage"}, nil),
 		appendedBytes: prometheus.NewDesc("caddy_durable_streams_appended_bytes_total",
