@@ -24,7 +24,7 @@ import (
 // memory the next one reuses, and returning it would only cost page faults
 // (the long-poll fan-out's p99 rose by half when it did between rounds).
 const (
-	freeSettle       = 700 * time.Millisecond
+	freeSettle       = 300 * time.Millisecond
 	freeMinTakeovers = 256
 )
 
