@@ -21,8 +21,8 @@ import (
 // the last time, the process collects and returns free memory at once
 // (debug.FreeOSMemory). Under a steady stream of takeovers (long-polls
 // answered and re-polled) it does not: the garbage of one poll is the
-// memory the next one reuses, and returning it would only cost page faults
-// (the long-poll fan-out's p99 rose by half when it did between rounds).
+// memory the next one reuses, and returning it would only cost page
+// faults.
 const (
 	freeSettle       = 300 * time.Millisecond
 	freeMinTakeovers = 256
