@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/durable-streams-server/durable-streams-server/native"
 )
@@ -23,8 +24,12 @@ import (
 // middleware chain. A tag the engine returns for closing (client gone,
 // engine closing) closes the connection.
 
-// kept are the connections the engine is answering, by return tag.
-var kept sync.Map // uint64 -> keptConn
+// kept are the connections the engine is answering, by return tag;
+// keptLongPolls counts them (live_sessions{mode="long_poll"}).
+var (
+	kept          sync.Map // uint64 -> keptConn
+	keptLongPolls atomic.Int64
+)
 
 type keptConn struct {
 	conn net.Conn
@@ -39,6 +44,7 @@ func connectionReturned(tag uint64, serveNext bool) {
 	if !ok {
 		return
 	}
+	keptLongPolls.Add(-1)
 	k := v.(keptConn)
 	if !serveNext || !k.home.push(k.conn) {
 		_ = k.conn.Close()
@@ -58,11 +64,16 @@ func keepForReturn(srv *http.Server, conn net.Conn) uint64 {
 	}
 	tag := native.NewReturnTag()
 	kept.Store(tag, keptConn{conn: conn, home: home})
+	keptLongPolls.Add(1)
 	return tag
 }
 
 // forget drops a registration the engine never took (the adoption failed).
-func forget(tag uint64) { kept.Delete(tag) }
+func forget(tag uint64) {
+	if _, ok := kept.LoadAndDelete(tag); ok {
+		keptLongPolls.Add(-1)
+	}
+}
 
 // returnListener is a net.Listener whose connections are the ones the
 // engine gives back, for one http.Server.
