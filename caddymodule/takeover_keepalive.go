@@ -32,8 +32,9 @@ var (
 )
 
 type keptConn struct {
-	conn net.Conn
-	home *returnListener
+	conn  net.Conn
+	home  *returnListener
+	lease *engineLease // held until the answer is out, as a request holds it
 }
 
 func init() { native.SetReturnHandler(connectionReturned) }
@@ -49,12 +50,18 @@ func connectionReturned(tag uint64, serveNext bool) {
 	if !serveNext || !k.home.push(k.conn) {
 		_ = k.conn.Close()
 	}
+	// Not here: the last hold closes the engine, which joins this thread.
+	go k.lease.done()
 }
 
 // keepForReturn registers conn, hijacked from a request that srv served,
 // for the engine to give back, and returns its tag; 0 if it cannot go back
 // (no server known, or the server is shutting down).
-func keepForReturn(srv *http.Server, conn net.Conn) uint64 {
+//
+// The request's hold on its engine (lease) is taken again until the engine
+// gives the connection back, so a reload to another data_dir keeps the old
+// engine open until the answer is out, as for a request a goroutine serves.
+func keepForReturn(srv *http.Server, conn net.Conn, lease *engineLease) uint64 {
 	if srv == nil {
 		return 0
 	}
@@ -63,15 +70,17 @@ func keepForReturn(srv *http.Server, conn net.Conn) uint64 {
 		return 0
 	}
 	tag := native.NewReturnTag()
-	kept.Store(tag, keptConn{conn: conn, home: home})
+	lease.hold()
+	kept.Store(tag, keptConn{conn: conn, home: home, lease: lease})
 	keptLongPolls.Add(1)
 	return tag
 }
 
 // forget drops a registration the engine never took (the adoption failed).
 func forget(tag uint64) {
-	if _, ok := kept.LoadAndDelete(tag); ok {
+	if v, ok := kept.LoadAndDelete(tag); ok {
 		keptLongPolls.Add(-1)
+		v.(keptConn).lease.done()
 	}
 }
 

@@ -139,7 +139,7 @@ func (h *Handler) takeOverLongPoll(w http.ResponseWriter, r *http.Request, resp 
 	var tag uint64
 	if !r.Close && r.ContentLength == 0 && brw.Reader.Buffered() == 0 && len(w.Header()["Connection"]) == 0 {
 		srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
-		tag = keepForReturn(srv, conn)
+		tag = keepForReturn(srv, conn, h.lease)
 	}
 	if tag == 0 {
 		_ = conn.Close() // the duplicate keeps the socket open
