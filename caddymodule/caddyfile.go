@@ -96,6 +96,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				return d.Errf("webhook_allow_dev must be on or off, not '%s'", v)
 			}
+		case "long_poll_takeover":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			switch v {
+			case "on", "off":
+				on := v == "on"
+				h.LongPollTakeover = &on
+			default:
+				return d.Errf("long_poll_takeover must be on or off, not '%s'", v)
+			}
 		case "max_append_size":
 			if err := parseSize(d, &h.MaxAppendSize); err != nil {
 				return err

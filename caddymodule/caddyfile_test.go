@@ -34,6 +34,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				long_poll_timeout 45s
 				sse_reconnect_interval 2m
 				sse_takeover off
+				long_poll_takeover off
 				max_append_size 10MB
 				max_inflight_body_bytes 1GiB
 				stream_root /streams
@@ -48,6 +49,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				LongPollTimeout:      caddy.Duration(45 * time.Second),
 				SSEReconnectInterval: caddy.Duration(2 * time.Minute),
 				SSETakeover:          new(false),
+				LongPollTakeover:     new(false),
 				MaxAppendSize:        10_000_000,
 				MaxInflightBodyBytes: 1 << 30,
 				StreamRoot:           "/streams",
@@ -228,6 +230,12 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 			input:    "durable_streams {\n sse_takeover\n}",
 			line:     2,
 			contains: "wrong argument count",
+		},
+		{
+			name:     "long_poll_takeover neither on nor off",
+			input:    "durable_streams {\n long_poll_takeover maybe\n}",
+			line:     2,
+			contains: "long_poll_takeover must be on or off",
 		},
 		{
 			name:     "sse_takeover neither on nor off",

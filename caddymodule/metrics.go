@@ -36,7 +36,7 @@ var (
 		parked: prometheus.NewDesc("caddy_durable_streams_parked_sessions",
 			"Sessions the engine has parked (long-poll and SSE, adopted ones included), by storage.", []string{"storage"}, nil),
 		adopted: prometheus.NewDesc("caddy_durable_streams_adopted_sessions",
-			"SSE sessions whose connection the engine took over (sse_takeover), by storage.", []string{"storage"}, nil),
+			"Live sessions whose connection the engine took over (sse_takeover, long_poll_takeover), by storage.", []string{"storage"}, nil),
 		appends: prometheus.NewDesc("caddy_durable_streams_appends_total",
 			"Successful appends since the engine opened, by storage.", []string{"storage"}, nil),
 		appendedBytes: prometheus.NewDesc("caddy_durable_streams_appended_bytes_total",
@@ -218,17 +218,24 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	})
 }
 
-// liveCollector reports live_sessions: the goroutines' counts, plus, for
-// SSE, the sessions every open engine took over.
+// liveCollector reports live_sessions: the goroutines' counts, plus the
+// sessions every open engine took over: the long-polls it answers on a
+// connection it will give back (keptLongPolls), and the rest, SSE. (A
+// long-poll taken over to be answered with Connection: close, which a
+// client asked for, counts as SSE while it waits.)
 type liveCollector struct{ desc *prometheus.Desc }
 
 func (c liveCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c liveCollector) Collect(ch chan<- prometheus.Metric) {
-	sse := liveStreams.Load()
+	var adopted int64
 	rangeEngines(func(_ string, e *native.Engine) {
-		sse += int64(e.Stats().AdoptedSessions)
+		adopted += int64(e.Stats().AdoptedSessions)
 	})
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(liveLongPolls.Load()), modeLongPoll)
+	// The engine forgets an answered long-poll just before it gives its
+	// connection back: never count more kept ones than it holds.
+	kept := min(keptLongPolls.Load(), adopted)
+	sse := liveStreams.Load() + adopted - kept
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(liveLongPolls.Load()+kept), modeLongPoll)
 	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(sse), modeSSE)
 }

@@ -94,6 +94,13 @@ type Handler struct {
 	// Default: true.
 	SSETakeover *bool `json:"sse_takeover,omitempty"`
 
+	// Whether a long-poll over plain HTTP/1.1 that must wait is handed,
+	// connection and all, to the engine, which writes its whole answer (as
+	// net/http would, with Connection: close) instead of a goroutine per
+	// waiter. Only where every ResponseWriter wrapper passes the response
+	// through unchanged; access logs then see status 0. Default: true.
+	LongPollTakeover *bool `json:"long_poll_takeover,omitempty"`
+
 	// The largest request body, in bytes, that an append or create may
 	// carry; larger bodies are answered 413 without being read. Default:
 	// 64 MiB.
@@ -542,6 +549,11 @@ func (h *Handler) endStream(session uint64, send func([]byte) error) bool {
 type stopSignal struct {
 	once sync.Once
 	ch   chan struct{}
+
+	mu        sync.Mutex
+	stopped   bool
+	onStop    []func() // run by stop, once
+	longPolls bool     // endLongPollsOnStop registered
 }
 
 func newStopSignal() *stopSignal { return &stopSignal{ch: make(chan struct{})} }
@@ -556,8 +568,39 @@ func (s *stopSignal) done() <-chan struct{} {
 
 func (s *stopSignal) stop() {
 	if s != nil {
-		s.once.Do(func() { close(s.ch) })
+		s.once.Do(func() {
+			close(s.ch)
+			s.mu.Lock()
+			s.stopped = true
+			fns := s.onStop
+			s.onStop = nil
+			s.mu.Unlock()
+			for _, f := range fns {
+				f()
+			}
+		})
 	}
+}
+
+// endLongPollsOnStop runs f when stop is called, or now if it has been;
+// only the first call's f counts (takeover_longpoll.go).
+func (s *stopSignal) endLongPollsOnStop(f func()) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.longPolls {
+		s.mu.Unlock()
+		return
+	}
+	s.longPolls = true
+	if !s.stopped {
+		s.onStop = append(s.onStop, f)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	f()
 }
 
 // stoppingHandler runs a function on Caddy's "stopping" event.

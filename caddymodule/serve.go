@@ -23,6 +23,7 @@ type engine interface {
 	Resume(session uint64, reason native.ResumeReason) (response, error)
 	Cancel(session uint64)
 	Adopt(session uint64, fd int, owner uint64) error
+	AdoptLongPoll(session uint64, fd int, owner uint64, headers []byte, returnTag uint64) error
 	EndAdopted(owner uint64)
 }
 
@@ -491,6 +492,9 @@ func (h *Handler) await(ctx context.Context, wake <-chan struct{}, timer *time.T
 // is cancelled. When the config stops, the session is resumed as timed out so
 // the client gets the engine's ordinary timeout answer and polls again.
 func (h *Handler) longPoll(w http.ResponseWriter, r *http.Request, resp response, wake <-chan struct{}) (int, error) {
+	if h.mayTakeOverLongPoll(w, r) && h.takeOverLongPoll(w, r, resp, wake) {
+		return 0, nil // answered by the engine (takeover_longpoll.go)
+	}
 	liveLongPolls.Add(1)
 	defer liveLongPolls.Add(-1)
 

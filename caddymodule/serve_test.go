@@ -390,6 +390,10 @@ func (e *fakeEngine) Cancel(session uint64) {
 	e.cancels = append(e.cancels, session)
 }
 
+func (e *fakeEngine) AdoptLongPoll(session uint64, fd int, owner uint64, headers []byte, returnTag uint64) error {
+	return e.Adopt(session, fd, owner)
+}
+
 func (e *fakeEngine) Adopt(session uint64, fd int, owner uint64) error {
 	return errors.New("the fake engine adopts nothing")
 }

@@ -82,6 +82,7 @@ func (h *Handler) takeOver(w http.ResponseWriter, resp response, wake <-chan str
 	session := resp.Session()
 	resp.Release()
 	_ = conn.Close() // the duplicate keeps the socket open
+	noteTakeover()
 	if err := h.engine.Adopt(session, fd, h.owner); err != nil {
 		// The engine closed the socket: the client reconnects from its last
 		// control event.

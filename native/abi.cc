@@ -328,6 +328,38 @@ ds_code ds_session_adopt(ds_engine* engine, uint64_t session, int socket_fd, uin
   });
 }
 
+ds_code ds_session_adopt_long_poll(ds_engine* engine, uint64_t session, int socket_fd,
+                                   uint64_t owner, const char* headers, size_t headers_len,
+                                   uint64_t return_tag, ds_error* err) {
+  ds::UniqueFd socket(socket_fd);
+  return Guard(err, [&]() -> ds_code {
+    constexpr uint64_t kTagBit = uint64_t{1} << 62;
+    if (engine == nullptr || socket_fd < 0 || (headers == nullptr && headers_len > 0) ||
+        (return_tag != 0 && (return_tag & ~(kTagBit - 1)) != kTagBit)) {
+      SetError(err, DS_ERR_INVALID_ARGUMENT, "engine and a socket are required");
+      return DS_ERR_INVALID_ARGUMENT;
+    }
+    std::string message;
+    switch (engine->engine->AdoptLongPoll(session, std::move(socket), owner,
+                                          std::string(headers == nullptr ? "" : headers,
+                                                      headers_len),
+                                          return_tag, &message)) {
+      case ds::Engine::Adoption::kAdopted:
+        return DS_OK;
+      case ds::Engine::Adoption::kNoSession:
+        SetError(err, DS_ERR_NOT_FOUND, "no such parked long-poll session");
+        return DS_ERR_NOT_FOUND;
+      case ds::Engine::Adoption::kBadSocket:
+        SetError(err, DS_ERR_INVALID_ARGUMENT, "not a connected stream socket");
+        return DS_ERR_INVALID_ARGUMENT;
+      case ds::Engine::Adoption::kFailed:
+        SetError(err, DS_ERR_IO, message.c_str());
+        return DS_ERR_IO;
+    }
+    return DS_ERR_INTERNAL;
+  });
+}
+
 void ds_engine_end_adopted(ds_engine* engine, uint64_t owner) {
   try {
     if (engine != nullptr) engine->engine->EndAdopted(owner);

@@ -34,6 +34,7 @@ import (
 	"iter"
 	"math"
 	"os"
+	"runtime"
 	"runtime/cgo"
 	"strings"
 	"sync"
@@ -516,6 +517,12 @@ func (e *Engine) shard(session uint64) *waiterShard {
 // has a wake pending needs no second one.
 func (e *Engine) wake(ids []uint64) {
 	for _, id := range ids {
+		if id&returnTagBit != 0 && id&(1<<63) == 0 {
+			if fn := returnHandler.Load(); fn != nil {
+				(*fn)(id&^serveNextBit, id&serveNextBit != 0)
+			}
+			continue
+		}
 		s := e.shard(id)
 		s.mu.Lock()
 		if ch, ok := s.m[id]; ok {
@@ -531,6 +538,27 @@ func signal(ch chan struct{}) {
 	default:
 	}
 }
+
+// Return tags name connections a long-poll takeover keeps alive
+// (AdoptLongPoll): bit 62 set, which no session id reaches. The engine adds
+// serveNextBit when it hands one back for its next request.
+const (
+	returnTagBit = uint64(1) << 62
+	serveNextBit = uint64(1) << 61
+)
+
+var (
+	returnTags    atomic.Uint64
+	returnHandler atomic.Pointer[func(tag uint64, serveNext bool)]
+)
+
+// NewReturnTag returns a process-wide unique tag for AdoptLongPoll.
+func NewReturnTag() uint64 { return returnTagBit | returnTags.Add(1)&(serveNextBit-1) }
+
+// SetReturnHandler sets the function every engine calls, from its own
+// threads and without blocking, with the tag of a connection it gives
+// back (AdoptLongPoll). It must not block or call into the engine.
+func SetReturnHandler(fn func(tag uint64, serveNext bool)) { returnHandler.Store(&fn) }
 
 // dsGoWake is the engine's ds_wake_fn. The engine calls it from any thread
 // after releasing its locks; it only signals channels and never calls back
@@ -981,6 +1009,38 @@ func (e *Engine) Adopt(session uint64, fd int, owner uint64) error {
 	code := C.ds_session_adopt(e.ptr, C.uint64_t(session), C.int(fd), C.uint64_t(owner), &cerr)
 	if code != C.DS_OK {
 		return newError("adopt", code, &cerr)
+	}
+	return nil
+}
+
+// AdoptLongPoll hands a parked long-poll session and a duplicate of its
+// connection's socket, on which nothing has been written, to the engine,
+// which writes the whole answer (with headers, what the response's header
+// map held, merged in; encoded by EncodeHeaderBlock) and closes it. The
+// descriptor is the engine's from this call on, whatever it returns.
+//
+// With a returnTag (from NewReturnTag) the caller keeps its connection open:
+// the answer is kept alive, and the engine later calls the function given
+// to SetReturnHandler with the tag exactly once, serveNext true when the
+// connection is to read its next request, false when it is to be closed.
+// Without (0), the answer says Connection: close and the engine closes it.
+func (e *Engine) AdoptLongPoll(session uint64, fd int, owner uint64, headers []byte, returnTag uint64) error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.ptr == nil {
+		closeFD(fd)
+		return ErrClosed
+	}
+	var cerr C.ds_error
+	var p *C.char
+	if len(headers) > 0 {
+		p = (*C.char)(unsafe.Pointer(&headers[0]))
+	}
+	code := C.ds_session_adopt_long_poll(e.ptr, C.uint64_t(session), C.int(fd), C.uint64_t(owner),
+		p, C.size_t(len(headers)), C.uint64_t(returnTag), &cerr)
+	runtime.KeepAlive(headers)
+	if code != C.DS_OK {
+		return newError("adopt long-poll", code, &cerr)
 	}
 	return nil
 }

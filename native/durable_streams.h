@@ -295,6 +295,35 @@ void ds_session_cancel(ds_engine* engine, uint64_t session);
 ds_code ds_session_adopt(ds_engine* engine, uint64_t session, int socket_fd,
                          uint64_t owner, ds_error* err);
 
+/* Takes over a parked long-poll session (its last answer was DS_LIVE_WAIT)
+ * together with its connection, on which nothing of the response has been
+ * written. An engine writer thread waits for the stream as
+ * ds_session_resume would and writes the whole answer itself (200 with the
+ * bytes, 204 at the long-poll timeout or when `owner` is ended, 404/410
+ * when the stream goes): the status line and headers rendered as Go's
+ * net/http renders what the HTTP layer sets, merged with `headers` (what
+ * the response's header map held when it parked, encoded
+ * "Name\0value\0..." with one pair per value, `headers_len` bytes) and
+ * `Connection: close`; then the body. Then it shuts the socket for writing
+ * and closes it once the client closes (at most a second later). A peer
+ * that hangs up while parked is dropped at once. Ownership of the socket
+ * and the session as for ds_session_adopt.
+ *
+ * With a non-zero `return_tag` (bit 62 set, bits 63 and 61 clear, so it is
+ * no session id) the caller keeps its own descriptor of the connection open
+ * and gets it back: the answer then names no Connection: close, and once
+ * it is written whole the wake callback names `return_tag | (1 << 61)`,
+ * meaning "read the next request on it"; when the engine drops it instead
+ * (the client hung up or stopped reading, the engine closes) the callback
+ * names `return_tag` alone, meaning "close it". Either comes exactly once
+ * after DS_OK, never after an error.
+ *
+ * Returns DS_OK; DS_ERR_NOT_FOUND when `session` is not a parked
+ * long-poll; DS_ERR_INVALID_ARGUMENT, DS_ERR_IO as ds_session_adopt. */
+ds_code ds_session_adopt_long_poll(ds_engine* engine, uint64_t session, int socket_fd,
+                                   uint64_t owner, const char* headers, size_t headers_len,
+                                   uint64_t return_tag, ds_error* err);
+
 /* Ends every adopted session tagged `owner` as its reconnect interval
  * would (the terminating chunk, then close), so their clients reconnect,
  * e.g. to a new configuration. Returns at once; never blocks. */

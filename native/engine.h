@@ -134,12 +134,28 @@ class Engine : private SseSource, private SubscriptionHost {
   // The socket is the engine's whatever the outcome.
   enum class Adoption {
     kAdopted,
-    kNoSession,  // not a live SSE session (unknown, finished, long-poll)
+    kNoSession,  // not a live session of the kind (unknown, finished, other mode)
     kBadSocket,  // not a connected stream socket
     kFailed,     // the fan-out could not start; see the message
   };
   Adoption AdoptSse(uint64_t session_id, UniqueFd socket, uint64_t owner,
                     std::string* message);
+  // Takes over a parked long-poll session together with its connection,
+  // on which nothing has been written: the fan-out answers it (200 with
+  // data, 204 at its timeout, 404/410) as Resume would, rendered as
+  // net/http renders it with `middleware_headers` ("Name\0value\0...",
+  // what the handler's header map held) and Connection: close, then
+  // closes the socket (http1_answer.h). kNoSession when it is not a parked
+  // long-poll.
+  // With a non-zero `return_tag` the connection is kept alive: the answer
+  // has no Connection: close and the connection goes back to the HTTP
+  // layer through the wake callback, as `return_tag` (with
+  // SseFanout::kServeNext when it is to serve its next request, without
+  // when it is to be closed); the tags must have bit 62 set and bits 63
+  // and 61 clear, which no session id has.
+  Adoption AdoptLongPoll(uint64_t session_id, UniqueFd socket, uint64_t owner,
+                         std::string middleware_headers, uint64_t return_tag,
+                         std::string* message);
   // Ends every adopted session tagged `owner` as its reconnect interval
   // would. Returns at once; the fan-out's thread does the writing.
   void EndAdopted(uint64_t owner);
@@ -230,10 +246,18 @@ class Engine : private SseSource, private SubscriptionHost {
   Response StartSse(const StreamPtr& stream, uint64_t offset,
                     std::string cursor, uint64_t session_id);
   Response ResumeLongPoll(Session& session, ds_resume_reason reason);
+  // A long-poll's answer for a reader at `offset` (data, or with `give_up`
+  // or at a closed tail the timeout answer, or 404/410), or nothing while it
+  // must wait. Requires `lock` on stream.mu; may release it.
+  std::optional<Response> LongPollAnswerLocked(Stream& stream, std::unique_lock<std::mutex>& lock,
+                                               uint64_t offset, std::string_view client_cursor,
+                                               bool give_up);
   Response ResumeSse(Session& session, ds_resume_reason reason);
   // Takes a session out of the map and off its stream's waiter list; null
-  // if there is none (or, with sse_only, it is a long-poll).
-  std::unique_ptr<Session> TakeSession(uint64_t session_id, bool sse_only);
+  // if there is none or it is not of `mode`.
+  std::unique_ptr<Session> TakeSession(uint64_t session_id, std::optional<int> mode);
+  // Gives an adopted session to the next fan-out loop.
+  Adoption Hand(SseAdoption adoption, std::string* message);
 
   // SseSource, shared by ResumeSse and the fan-out (live.cc).
   SseStep NextSseEvents(Stream& stream, uint64_t offset, std::string_view client_cursor,
@@ -242,6 +266,9 @@ class Engine : private SseSource, private SubscriptionHost {
                      WaiterRegistration* registration) override;
   void UnparkSseWaiter(Stream& stream, uint64_t waiter,
                        const WaiterRegistration& registration) override;
+  bool AnswerLongPoll(Stream& stream, uint64_t offset, std::string_view client_cursor,
+                      bool give_up, Response* out) override;
+  void ReturnConnections(const std::vector<uint64_t>& tags) override;
   // Removes `waiter` from the stream's list if `registration` is current.
   // Requires stream.mu.
   static void Unpark(Stream& stream, uint64_t waiter, const WaiterRegistration& registration);

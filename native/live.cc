@@ -76,23 +76,11 @@ Response Engine::StartLongPoll(const StreamPtr& stream, uint64_t offset, std::st
 Response Engine::ResumeLongPoll(Session& session, ds_resume_reason reason) {
   Stream& stream = *session.stream;
   std::unique_lock lock(stream.mu);
-  if (stream.deleted) return ErrorResponse(404, "stream not found");
-  if (stream.soft_deleted) return ErrorResponse(410, "stream was deleted");
-  uint64_t tail = stream.tail.load();
-  bool closed = stream.closed_visible;
-  if (session.offset < tail) {
-    lock.unlock();
-    ChunkRead chunk{session.offset, ChunkEnd(stream, session.offset, tail), tail, closed};
-    Response r = ChunkResponse(stream, chunk);
-    r.Set(header::kETag, ChunkETag(stream, chunk));
-    if (!chunk.reaches_closed_tail()) r.Set(header::kStreamCursor, Cursor(session.client_cursor));
-    Status s = AppendBody(stream, chunk.from, chunk.end, &r.body);
-    if (!s.ok()) return StorageFailure(s);
-    return r;
-  }
   int64_t now = clock_->NowMs();
-  if (closed || reason != DS_RESUME_WAKE || now >= session.deadline_ms) {
-    return LongPollTimeout(tail, closed, closed ? std::string() : Cursor(session.client_cursor));
+  bool give_up = reason != DS_RESUME_WAKE || now >= session.deadline_ms;
+  if (std::optional<Response> answer =
+          LongPollAnswerLocked(stream, lock, session.offset, session.client_cursor, give_up)) {
+    return std::move(*answer);
   }
   if (!session.registration.parked ||
       session.registration.generation != stream.wake_generation) {
@@ -106,6 +94,43 @@ Response Engine::ResumeLongPoll(Session& session, ds_resume_reason reason) {
   r.session = session.id;
   r.wait_ms = Remaining(session.deadline_ms, now);
   return r;
+}
+
+std::optional<Response> Engine::LongPollAnswerLocked(Stream& stream,
+                                                     std::unique_lock<std::mutex>& lock,
+                                                     uint64_t offset,
+                                                     std::string_view client_cursor,
+                                                     bool give_up) {
+  if (stream.deleted) return ErrorResponse(404, "stream not found");
+  if (stream.soft_deleted) return ErrorResponse(410, "stream was deleted");
+  uint64_t tail = stream.tail.load();
+  bool closed = stream.closed_visible;
+  if (offset < tail) {
+    lock.unlock();
+    ChunkRead chunk{offset, ChunkEnd(stream, offset, tail), tail, closed};
+    Response r = ChunkResponse(stream, chunk);
+    r.Set(header::kETag, ChunkETag(stream, chunk));
+    if (!chunk.reaches_closed_tail()) r.Set(header::kStreamCursor, Cursor(client_cursor));
+    Status s = AppendBody(stream, chunk.from, chunk.end, &r.body);
+    if (!s.ok()) return StorageFailure(s);
+    return r;
+  }
+  if (closed || give_up) {
+    return LongPollTimeout(tail, closed, closed ? std::string() : Cursor(client_cursor));
+  }
+  return std::nullopt;
+}
+
+bool Engine::AnswerLongPoll(Stream& stream, uint64_t offset, std::string_view client_cursor,
+                            bool give_up, Response* out) {
+  std::unique_lock lock(stream.mu);
+  std::optional<Response> answer =
+      LongPollAnswerLocked(stream, lock, offset, client_cursor, give_up);
+  if (!answer) return false;
+  *out = std::move(*answer);
+  // As Resume does for a status line.
+  AddCommonHeaders(out);
+  return true;
 }
 
 // ---- SSE ------------------------------------------------------------------
@@ -307,16 +332,17 @@ void Engine::Cancel(uint64_t session_id) {
     std::lock_guard lock(pending_appends_mu_);
     if (pending_appends_.erase(session_id) > 0) return;
   }
-  TakeSession(session_id, /*sse_only=*/false);
+  TakeSession(session_id, std::nullopt);
 }
 
-std::unique_ptr<Engine::Session> Engine::TakeSession(uint64_t session_id, bool sse_only) {
+std::unique_ptr<Engine::Session> Engine::TakeSession(uint64_t session_id,
+                                                     std::optional<int> mode) {
   std::unique_ptr<Session> session;
   {
     std::lock_guard lock(sessions_mu_);
     auto it = sessions_.find(session_id);
     if (it == sessions_.end()) return nullptr;
-    if (sse_only && it->second->mode != Session::Mode::kSse) return nullptr;
+    if (mode && static_cast<int>(it->second->mode) != *mode) return nullptr;
     session = std::move(it->second);
     sessions_.erase(it);
   }
@@ -326,21 +352,28 @@ std::unique_ptr<Engine::Session> Engine::TakeSession(uint64_t session_id, bool s
   return session;
 }
 
-Engine::Adoption Engine::AdoptSse(uint64_t session_id, UniqueFd socket, uint64_t owner,
-                                  std::string* message) {
+namespace {
+
+// The HTTP layer set its socket non-blocking, but say so: one blocking
+// write would stall every subscriber of the loop.
+bool UsableSocket(int fd) {
   int type = 0;
   socklen_t len = sizeof type;
-  if (::getsockopt(socket.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
-    return Adoption::kBadSocket;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
+    return false;
   }
-  std::unique_ptr<Session> session = TakeSession(session_id, /*sse_only=*/true);
+  int flags = ::fcntl(fd, F_GETFL);
+  return flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
+}
+
+}  // namespace
+
+Engine::Adoption Engine::AdoptSse(uint64_t session_id, UniqueFd socket, uint64_t owner,
+                                  std::string* message) {
+  if (!UsableSocket(socket.get())) return Adoption::kBadSocket;
+  std::unique_ptr<Session> session =
+      TakeSession(session_id, static_cast<int>(Session::Mode::kSse));
   if (session == nullptr) return Adoption::kNoSession;
-  // The HTTP layer set its socket non-blocking, but say so: one blocking
-  // write would stall every subscriber.
-  int flags = ::fcntl(socket.get(), F_GETFL);
-  if (flags < 0 || ::fcntl(socket.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
-    return Adoption::kBadSocket;
-  }
   SseAdoption adoption;
   adoption.socket = std::move(socket);
   adoption.stream = std::move(session->stream);
@@ -349,6 +382,30 @@ Engine::Adoption Engine::AdoptSse(uint64_t session_id, UniqueFd socket, uint64_t
   adoption.owner = owner;
   adoption.deadline_ms = session->deadline_ms;
   adoption.next_keepalive_ms = session->next_keepalive_ms;
+  return Hand(std::move(adoption), message);
+}
+
+Engine::Adoption Engine::AdoptLongPoll(uint64_t session_id, UniqueFd socket, uint64_t owner,
+                                       std::string middleware_headers, uint64_t return_tag,
+                                       std::string* message) {
+  if (!UsableSocket(socket.get())) return Adoption::kBadSocket;
+  std::unique_ptr<Session> session =
+      TakeSession(session_id, static_cast<int>(Session::Mode::kLongPoll));
+  if (session == nullptr) return Adoption::kNoSession;
+  SseAdoption adoption;
+  adoption.socket = std::move(socket);
+  adoption.stream = std::move(session->stream);
+  adoption.offset = session->offset;
+  adoption.client_cursor = std::move(session->client_cursor);
+  adoption.owner = owner;
+  adoption.deadline_ms = session->deadline_ms;
+  adoption.long_poll = true;
+  adoption.headers = std::move(middleware_headers);
+  adoption.return_tag = return_tag;
+  return Hand(std::move(adoption), message);
+}
+
+Engine::Adoption Engine::Hand(SseAdoption adoption, std::string* message) {
   size_t loop = next_fanout_.fetch_add(1, std::memory_order_relaxed) % fanouts_.size();
   Status s = fanouts_[loop]->Adopt(std::move(adoption));
   if (!s.ok()) {
@@ -356,6 +413,10 @@ Engine::Adoption Engine::AdoptSse(uint64_t session_id, UniqueFd socket, uint64_t
     return Adoption::kFailed;
   }
   return Adoption::kAdopted;
+}
+
+void Engine::ReturnConnections(const std::vector<uint64_t>& tags) {
+  if (wake_) wake_(tags);
 }
 
 void Engine::EndAdopted(uint64_t owner) {

@@ -20,6 +20,8 @@
 #include <system_error>
 #include <utility>
 
+#include "http1_answer.h"
+#include "response.h"
 #include "sse.h"
 
 namespace ds {
@@ -30,6 +32,10 @@ namespace {
 constexpr int kMaxWaitMs = 1000;
 constexpr int kMaxEvents = 256;
 constexpr uint64_t kInboxToken = 0;  // epoll data of the eventfd
+// After a long-poll's answer the socket is shut for writing and kept this
+// long for the client to close its side (it was told Connection: close), so
+// that closing never resets a connection whose answer is still in flight.
+constexpr int64_t kLingerMs = 1000;
 
 // One HTTP/1.1 chunk carrying `payload` (RFC 9112 §7.1), hex size in lower
 // case as net/http writes it.
@@ -62,6 +68,9 @@ struct SseFanout::Subscriber {
     kEnding,       // gets nothing more; the terminating chunk follows what
                    // is unsent
     kTerminating,  // the terminating chunk is (being) written; then closed
+    kAnswered,     // long-poll: the answer is (being) written
+    kLingering,    // long-poll: answered and shut for writing; closed when
+                   // the client closes, or at cut_off_ms
   };
 
   uint64_t id = 0;
@@ -78,6 +87,9 @@ struct SseFanout::Subscriber {
   bool due = false;        // listed in group->due
   Piece unsent;            // the piece being written ...
   size_t unsent_from = 0;  // ... and how much of it went out
+  bool long_poll = false;  // a long-poll's connection (SseAdoption)
+  std::string headers;     // long-poll: the HTTP layer's headers
+  uint64_t return_tag = 0;  // long-poll: see SseAdoption
 };
 
 struct SseFanout::Group {
@@ -125,7 +137,7 @@ SseFanout::~SseFanout() {
   // The engine is going away: a clean end where the socket takes it at
   // once, then close. Sockets still queued close with their UniqueFd.
   for (auto& [id, s] : subscribers_) {
-    if (!s->unsent && s->state != Subscriber::State::kTerminating) {
+    if (!s->long_poll && !s->unsent && s->state != Subscriber::State::kTerminating) {
       (void)::send(s->socket.get(), terminator_->data(), terminator_->size(),
                    MSG_NOSIGNAL | MSG_DONTWAIT);
     }
@@ -133,6 +145,11 @@ SseFanout::~SseFanout() {
   for (auto& [stream, group] : groups_) {
     source_->UnparkSseWaiter(*group->stream, group->waiter, group->registration);
   }
+  // Kept-alive long-polls' connections are the HTTP layer's to close.
+  for (auto& [id, s] : subscribers_) {
+    if (s->return_tag != 0) returned_.push_back(s->return_tag);
+  }
+  if (!returned_.empty()) source_->ReturnConnections(returned_);
 }
 
 Status SseFanout::Adopt(SseAdoption adoption) {
@@ -247,6 +264,11 @@ void SseFanout::RunOnce(int max_wait_ms) {
     for (Subscriber* s : ending) End(*s, now);
   }
   RemoveEmptyGroups();
+  if (!returned_.empty()) {
+    std::vector<uint64_t> returned;
+    returned.swap(returned_);
+    source_->ReturnConnections(returned);
+  }
 }
 
 int64_t SseFanout::NextTimerDelay(int64_t now) const {
@@ -283,7 +305,10 @@ void SseFanout::Join(SseAdoption a) {
   s.client_cursor = std::move(a.client_cursor);
   s.owner = a.owner;
   s.deadline_ms = a.deadline_ms;
-  s.next_keepalive_ms = a.next_keepalive_ms;
+  s.next_keepalive_ms = a.long_poll ? a.deadline_ms : a.next_keepalive_ms;
+  s.long_poll = a.long_poll;
+  s.headers = std::move(a.headers);
+  s.return_tag = a.return_tag;
 
   // Edge-triggered: EPOLLOUT reports when a full socket drains again, and
   // the hang-ups once; nothing is ever read from the socket.
@@ -292,6 +317,7 @@ void SseFanout::Join(SseAdoption a) {
   ev.data.u64 = s.id;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, s.socket.get(), &ev) != 0) {
     count_.fetch_sub(1, std::memory_order_relaxed);
+    if (s.return_tag != 0) returned_.push_back(s.return_tag);  // to be closed
     return;  // the socket closes with `owned`
   }
 
@@ -340,8 +366,13 @@ void SseFanout::ServiceGroup(Group& group, int64_t now) {
   group.due.clear();
 
   std::map<std::pair<uint64_t, std::string>, std::vector<Subscriber*>> by_position;
+  std::map<std::pair<uint64_t, std::string>, std::vector<Subscriber*>> long_polls;
   for (Subscriber* s : candidates) {
     if (s->state != Subscriber::State::kLive || s->unsent) continue;
+    if (s->long_poll) {
+      long_polls[{s->offset, s->client_cursor}].push_back(s);
+      continue;
+    }
     if (now >= s->deadline_ms) {
       End(*s, now);  // time to reconnect; the client resumes from its last control event
       continue;
@@ -379,6 +410,13 @@ void SseFanout::ServiceGroup(Group& group, int64_t now) {
       park_offset = std::min(park_offset, step.next_offset);
     }
   }
+  for (auto& [position, subscribers] : long_polls) {
+    if (AnswerLongPolls(group, position.first, position.second, subscribers, now,
+                        /*give_up=*/false)) {
+      park = true;
+      park_offset = std::min(park_offset, position.first);
+    }
+  }
   if (park && !source_->ParkSseWaiter(*group.stream, group.waiter, park_offset,
                                       &group.registration)) {
     group.all_due = true;  // it changed meanwhile: look again
@@ -404,6 +442,10 @@ void SseFanout::FireTimers(int64_t now) {
     }
     if (s.state != Subscriber::State::kLive) {
       Close(s);  // did not take its last bytes in time
+      continue;
+    }
+    if (s.long_poll) {  // its timeout: the engine's 204
+      End(s, now);
       continue;
     }
     if (now >= s.deadline_ms) {
@@ -457,18 +499,93 @@ SseFanout::Flushed SseFanout::Flush(Subscriber& s) {
       case Subscriber::State::kTerminating:
         Close(s);
         return Flushed::kClosed;
+      case Subscriber::State::kAnswered:
+        if (s.return_tag != 0) {
+          GiveBack(s, /*serve_next=*/true);
+          return Flushed::kClosed;
+        }
+        (void)::shutdown(s.socket.get(), SHUT_WR);
+        s.state = Subscriber::State::kLingering;
+        s.cut_off_ms = clock_->NowMs() + kLingerMs;
+        timers_.push({s.cut_off_ms, s.id});
+        return Flushed::kBlocked;
+      case Subscriber::State::kLingering:
+        return Flushed::kBlocked;
     }
   }
 }
 
 void SseFanout::End(Subscriber& s, int64_t now) {
   if (s.state != Subscriber::State::kLive) return;
+  if (s.long_poll) {
+    // Timed out, or its owner's config ended: the timeout answer (the
+    // goroutine path's answer to both), so the client polls again.
+    AnswerLongPolls(*s.group, s.offset, s.client_cursor, {&s}, now, /*give_up=*/true);
+    return;
+  }
   s.state = Subscriber::State::kEnding;
   s.cut_off_ms = now + options_.keepalive_interval_ms;
   Flush(s);
 }
 
+bool SseFanout::AnswerLongPolls(Group& group, uint64_t offset, const std::string& cursor,
+                                const std::vector<Subscriber*>& subscribers, int64_t now,
+                                bool give_up) {
+  std::vector<Subscriber*> due, waiting;
+  for (Subscriber* s : subscribers) (give_up || now >= s->deadline_ms ? due : waiting).push_back(s);
+  Response answer;
+  if (source_->AnswerLongPoll(*group.stream, offset, cursor, /*give_up=*/false, &answer)) {
+    due.insert(due.end(), waiting.begin(), waiting.end());
+    waiting.clear();
+  } else if (due.empty() ||
+             !source_->AnswerLongPoll(*group.stream, offset, cursor, /*give_up=*/true, &answer)) {
+    return !waiting.empty();
+  }
+  // One rendering per distinct set of HTTP-layer headers (usually one).
+  // (Copies of the headers: Answer may close its subscriber.)
+  std::vector<std::pair<std::string, Piece>> rendered;
+  for (Subscriber* s : due) {
+    Piece piece;
+    std::string key = s->headers;
+    if (s->return_tag != 0) key.push_back('\1');  // keep-alive renders differently
+    for (const auto& [headers, p] : rendered) {
+      if (headers == key) piece = p;
+    }
+    if (!piece) {
+      piece = std::make_shared<const std::string>(
+          RenderHttp1Answer(s->headers, answer, now / 1000, s->return_tag != 0));
+      rendered.emplace_back(key, piece);
+    }
+    Answer(*s, std::move(piece), now);
+  }
+  return !waiting.empty();
+}
+
+void SseFanout::Answer(Subscriber& s, Piece answer, int64_t now) {
+  s.state = Subscriber::State::kAnswered;
+  // A client that does not take its answer is cut off as an SSE one is.
+  s.cut_off_ms = now + options_.keepalive_interval_ms;
+  timers_.push({s.cut_off_ms, s.id});
+  s.unsent = std::move(answer);
+  s.unsent_from = 0;
+  Flush(s);  // may close s
+}
+
+void SseFanout::GiveBack(Subscriber& s, bool serve_next) {
+  returned_.push_back(s.return_tag | (serve_next ? kServeNext : 0));
+  s.return_tag = 0;
+  Forget(s);  // closes only the fan-out's descriptor
+}
+
 void SseFanout::Close(Subscriber& s) {
+  if (s.return_tag != 0) {
+    GiveBack(s, /*serve_next=*/false);
+    return;
+  }
+  Forget(s);
+}
+
+void SseFanout::Forget(Subscriber& s) {
   (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, s.socket.get(), nullptr);
   Group& group = *s.group;
   Subscriber* last = group.members.back();

@@ -57,6 +57,7 @@
 namespace ds {
 
 struct Stream;
+struct Response;
 
 // The next SSE events for one reader position; see SseSource.
 struct SseStep {
@@ -93,17 +94,41 @@ class SseSource {
   // Removes a registration ParkSseWaiter made, if a wake has not already.
   virtual void UnparkSseWaiter(Stream& stream, uint64_t waiter,
                                const WaiterRegistration& registration) = 0;
+  // A long-poll's whole answer for a reader at `offset`, as Resume gives
+  // it: bytes past it (200), with `give_up` or at a closed tail the timeout
+  // answer (204), 404/410 for a deleted stream. False, leaving `out`
+  // alone, while the reader must wait.
+  virtual bool AnswerLongPoll(Stream& stream, uint64_t offset, std::string_view client_cursor,
+                              bool give_up, Response* out) = 0;
+  // Connections the fan-out is done with, by return_tag: each with
+  // SseFanout::kServeNext when the answer went out whole and the HTTP layer
+  // should read the next request on it, without when it should close it
+  // (the client left, was cut off, or the engine is closing).
+  virtual void ReturnConnections(const std::vector<uint64_t>& tags) = 0;
 };
 
-// A live SSE session handed over with its connection.
+// A live session handed over with its connection: an SSE response whose
+// headers are out, or (long_poll) a parked long-poll with nothing written.
 struct SseAdoption {
   UniqueFd socket;  // connected stream socket; response headers already sent
   std::shared_ptr<Stream> stream;
   uint64_t offset = 0;  // next stream position to deliver
   std::string client_cursor;
   uint64_t owner = 0;  // caller's tag for EndOwner
-  int64_t deadline_ms = 0;  // the reconnect interval ends
+  int64_t deadline_ms = 0;  // the reconnect interval ends; long-poll: 204
   int64_t next_keepalive_ms = 0;
+  // Long-poll takeover: the fan-out writes the whole answer (status line,
+  // `headers` from the HTTP layer merged with the engine's, body) once
+  // there is one, then closes (http1_answer.h).
+  bool long_poll = false;
+  std::string headers;  // "Name\0value\0..."
+  // Long-poll with keep-alive: non-zero, the HTTP layer's tag for the
+  // connection, which it keeps open. The answer then carries no
+  // Connection: close, and once it is written the fan-out gives the
+  // connection back (SseSource::ReturnConnections) for the client's next
+  // request, closing only its own descriptor. Zero: Connection: close, and
+  // the fan-out closes the socket after the answer.
+  uint64_t return_tag = 0;
 };
 
 class SseFanout {
@@ -120,6 +145,9 @@ class SseFanout {
   // engine can tell them from the HTTP layer's session ids, which never do,
   // and the loop's number in the next 15 bits.
   static constexpr uint64_t kWaiterBit = uint64_t{1} << 63;
+  // Set in a returned tag (ReturnConnections) when the connection is to
+  // serve its next request; the HTTP layer's tags never have it.
+  static constexpr uint64_t kServeNext = uint64_t{1} << 61;
   static bool IsWaiter(uint64_t id) { return (id & kWaiterBit) != 0; }
   static uint32_t LoopOf(uint64_t waiter) { return (waiter >> 48) & 0x7fff; }
 
@@ -170,6 +198,15 @@ class SseFanout {
   void Send(Subscriber& s, Piece piece, bool caught_up);
   Flushed Flush(Subscriber& s);
   void End(Subscriber& s, int64_t now);
+  // Long-poll subscribers at one position: answers those that have an
+  // answer (all of them with give_up); returns whether some must wait.
+  bool AnswerLongPolls(Group& group, uint64_t offset, const std::string& cursor,
+                       const std::vector<Subscriber*>& subscribers, int64_t now, bool give_up);
+  void Answer(Subscriber& s, Piece answer, int64_t now);
+  // Gives a keep-alive long-poll's connection back to the HTTP layer
+  // (serve_next: for its next request; else to be closed) and forgets it.
+  void GiveBack(Subscriber& s, bool serve_next);
+  void Forget(Subscriber& s);
   void Close(Subscriber& s);
   void MarkDue(Subscriber& s);
   void Queue(Group& group);
@@ -205,6 +242,7 @@ class SseFanout {
   std::unordered_map<uint64_t, Group*> groups_by_waiter_;
   std::vector<Group*> queued_;         // groups with subscribers due a look
   std::vector<Group*> maybe_empty_;    // groups that lost a member
+  std::vector<uint64_t> returned_;     // for ReturnConnections, per turn
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
   uint64_t next_subscriber_ = 1;  // 0 names the eventfd in epoll
   uint64_t next_waiter_ = 1;
