@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // STORAGE_FORMAT.md, format 5: a format 4 data_dir (every stream's bytes in
@@ -256,9 +258,7 @@ func TestUpgradeFromFormat4(t *testing.T) {
 	extractTarGz(t, format4Archive, dataDir)
 	n := newNode(t, dataDir, "fsync always")
 	n.start()
-	if out := n.srv.output.String(); !strings.Contains(out, "from storage format 4 to 5") {
-		t.Errorf("the server did not say it upgraded the directory:\n%s", tail(out, 20))
-	}
+	checkUpgradeLogged(t, n)
 	names := make([]string, len(want))
 	for i, s := range want {
 		names[i] = s.Name
@@ -289,6 +289,19 @@ func TestUpgradeFromFormat4(t *testing.T) {
 	n.terminate()
 	if out, err := exec.Command(bin, "verify", "--data-dir", dataDir).CombinedOutput(); err != nil || !strings.Contains(string(out), "no problems") {
 		t.Errorf("verify after the upgrade: %v\n%s", err, out)
+	}
+}
+
+// checkUpgradeLogged: the server says it upgraded the directory (its
+// output reaches the test through a pipe, so it may lag the start).
+func checkUpgradeLogged(t *testing.T, n *node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if !eventually(ctx, 20*time.Millisecond, func() bool {
+		return strings.Contains(n.srv.output.String(), "from storage format 4 to 5")
+	}) {
+		t.Errorf("the server did not say it upgraded the directory:\n%s", tail(n.srv.output.String(), 20))
 	}
 }
 
@@ -333,9 +346,7 @@ func TestUpgradeFromFormat4Binary(t *testing.T) {
 	n.terminate()
 	t.Setenv("DS_BIN", bin)
 	n.start()
-	if out := n.srv.output.String(); !strings.Contains(out, "from storage format 4 to 5") {
-		t.Errorf("the server did not say it upgraded the directory:\n%s", tail(out, 20))
-	}
+	checkUpgradeLogged(t, n)
 	fx.compare(t, "after the upgrade", before, fx.snapshot(t, n))
 	n.kill()
 	n.start()

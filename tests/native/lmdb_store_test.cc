@@ -191,9 +191,14 @@ class LmdbStoreTest : public ::testing::Test {
     o.data_dir = data_dir();
     o.segment_bytes = 1 << 20;
     o.initial_map_bytes = 1 << 20;
+    // These tests are about segment files (write-ahead entries, erasing and
+    // trimming files, missing files): small streams must get them too.
+    // InlineStreamTest covers the inline bytes.
+    o.inline_stream_bytes = inline_stream_bytes_;
     return o;
   }
   std::string data_dir() const { return JoinPath(tmp_.path(), "data"); }
+  uint64_t inline_stream_bytes_ = 0;
 
   std::unique_ptr<LmdbStore> Open(const LmdbStoreOptions& o) {
     std::unique_ptr<LmdbStore> store;
@@ -1255,6 +1260,7 @@ TEST_F(LmdbBackupTest, BackupWhileAppendingKeepsEveryStreamCommittedBeforeIt) {
 
 class InlineStreamTest : public LmdbBackupTest {
  protected:
+  InlineStreamTest() { inline_stream_bytes_ = kInlineStreamBytes; }
   // The stream's committed inline value, read straight from LMDB.
   std::string InlineValue(uint64_t id) {
     std::string out;
