@@ -607,16 +607,17 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
              " is below its fork offset " + std::to_string(base) + "; treating it as empty");
         tail = base;
       }
+      uint64_t inline_bytes = 0;
+      if (auto it = inline_sizes.find(rec.id); it != inline_sizes.end()) inline_bytes = it->second;
       std::vector<std::pair<uint64_t, uint64_t>> replayed;
       if (auto it = wal.find(rec.id); it != wal.end()) {
-        // Committed bytes a power loss may have kept from the files.
-        results[i] = SegmentLog::ReplayWal(files_, rec.id, std::max(rec.start, base), tail,
+        // Committed bytes a power loss may have kept from the files, which
+        // begin where the inline bytes end.
+        results[i] = SegmentLog::ReplayWal(files_, rec.id, std::max({rec.start, base, base + inline_bytes}), tail,
                                            it->second, &replayed);
         if (!results[i].ok()) return;
       }
       const uint64_t recorded = tail;
-      uint64_t inline_bytes = 0;
-      if (auto it = inline_sizes.find(rec.id); it != inline_sizes.end()) inline_bytes = it->second;
       std::unique_ptr<SegmentLog> log;
       results[i] = SegmentLog::Recover(files_, rec.id, base, rec.start, &tail, &log, inline_bytes);
       if (!results[i].ok()) return;

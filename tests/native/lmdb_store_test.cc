@@ -1367,6 +1367,29 @@ TEST_F(InlineStreamTest, AStreamGrowsIntoSegmentFilesThatStartWhereItsInlineByte
   EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 70000));
 }
 
+TEST_F(InlineStreamTest, AWriteAheadReplayWritesIntoTheFilesAfterTheInlineBytes) {
+  {
+    auto store = Open();
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 100)).ok());  // inline
+    // Past the inline limit: the first file, at 100 (a new name: synced in place).
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 100, 5000)).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 5000, 5100)).ok());  // the wal
+  }
+  auto wal = WalEntries(data_dir());
+  ASSERT_EQ(wal.size(), 1u);
+  EXPECT_EQ((wal[{1, 5000}]), Bytes(1, 5000, 5100));
+  // The power loss: the file keeps only its synced bytes [100, 5000).
+  CutSegment(StreamDir(1) + "/" + SegmentFileName(100), 4900);
+  auto store = Open();
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(streams[0].record.tail, 5100u);
+  EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 5100));
+}
+
 TEST_F(InlineStreamTest, ARewoundAppendLeavesNoInlineBytesBehind) {
   {
     auto store = Open();
