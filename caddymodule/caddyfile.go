@@ -37,6 +37,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    retention_age          <duration>
 //	    retention_bytes        <size>
 //	    segment_size           <size>
+//	    inline_stream_size     <size>|0
 //	    rate_limit { ... }     (ratelimit.go)
 //	    tokens { ... }         (tokens.go)
 //	    max_memory_bytes       <size>|off
@@ -128,6 +129,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := parseSize(d, &h.SegmentSize); err != nil {
 				return err
 			}
+		case "inline_stream_size":
+			// 0 (or off): every stream's bytes in segment files.
+			var size int64
+			if args := d.RemainingArgs(); len(args) == 1 && (args[0] == "0" || args[0] == "off") {
+				size = 0
+			} else if len(args) != 1 {
+				return d.ArgErr()
+			} else if v, err := humanize.ParseBytes(args[0]); err != nil || v > MaxInlineStreamSize {
+				return d.Errf("inline_stream_size must be 0 (off) or a size up to %d bytes: %s", MaxInlineStreamSize, args[0])
+			} else {
+				size = int64(v)
+			}
+			h.InlineStreamSize = &size
 		case "rate_limit":
 			rl, err := parseRateLimits(d)
 			if err != nil {

@@ -297,6 +297,12 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 			line:     2,
 			contains: "segment_size out of range",
 		},
+		{
+			name:     "inline_stream_size past 64KiB",
+			input:    "durable_streams {\n inline_stream_size 65537\n}",
+			line:     2,
+			contains: "inline_stream_size must be 0 (off) or a size up to 65536 bytes",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var h Handler
@@ -340,3 +346,25 @@ func configOf(h Handler) config {
 }
 
 func sameConfig(a, b Handler) bool { return configOf(a) == configOf(b) }
+
+// inline_stream_size: unset is the engine's default (4 KiB), 0 or off keep
+// every stream in segment files, a size is passed on.
+func TestCaddyfileInlineStreamSize(t *testing.T) {
+	for _, tc := range []struct {
+		input string
+		want  int64 // as the engine takes it: 0 default, -1 none
+	}{
+		{"durable_streams {\n data_dir /x\n}", 0},
+		{"durable_streams {\n inline_stream_size 0\n}", -1},
+		{"durable_streams {\n inline_stream_size off\n}", -1},
+		{"durable_streams {\n inline_stream_size 8KiB\n}", 8192},
+	} {
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input)); err != nil {
+			t.Fatalf("%q: %v", tc.input, err)
+		}
+		if got := h.inlineStreamBytes(); got != tc.want {
+			t.Errorf("%q: the engine gets %d; want %d", tc.input, got, tc.want)
+		}
+	}
+}

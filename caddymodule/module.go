@@ -36,6 +36,9 @@ const (
 	DefaultStreamRoot           = "/v1/stream"
 	// MinSegmentSize keeps segment files from becoming one file per append.
 	MinSegmentSize = 64 << 10
+	// MaxInlineStreamSize bounds inline_stream_size: every commit rewrites
+	// a stream's inline bytes whole.
+	MaxInlineStreamSize = 64 << 10
 	// DefaultMaxInflightBodyBytes is max_inflight_body_bytes unless
 	// max_append_size is larger.
 	DefaultMaxInflightBodyBytes = 256 << 20
@@ -129,6 +132,12 @@ type Handler struct {
 	// and the next one started; the unit of retention. Default: 64 MiB. In
 	// memory, streams are kept in 1 MiB blocks whatever this says.
 	SegmentSize int64 `json:"segment_size,omitempty"`
+
+	// With data_dir: a new stream's first bytes, up to this many, are kept
+	// in LMDB (committed with its record) instead of a segment file, so the
+	// first append to a stream costs no directory or file. 0 keeps every
+	// stream's bytes in segment files. Default: 4 KiB; at most 64 KiB.
+	InlineStreamSize *int64 `json:"inline_stream_size,omitempty"`
 
 	// The URL path prefix under which streams live, as clients see it after
 	// any rewrite. The protocol's reserved `__ds` namespace is below it.
@@ -309,6 +318,7 @@ func (h *Handler) engineOptions() (native.Options, error) {
 		RetentionAge:         time.Duration(h.RetentionAge),
 		RetentionBytes:       h.RetentionBytes,
 		SegmentBytes:         h.SegmentSize,
+		InlineStreamBytes:    h.inlineStreamBytes(),
 		MaxMemoryBytes:       h.memoryBudget(systemFiles),
 		GroupDepth:           h.groupDepth(),
 	}
@@ -432,6 +442,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.RetentionBytes < 0 {
 		return fmt.Errorf("retention_bytes must not be negative: %d", h.RetentionBytes)
+	}
+	if h.InlineStreamSize != nil && (*h.InlineStreamSize < 0 || *h.InlineStreamSize > MaxInlineStreamSize) {
+		return fmt.Errorf("inline_stream_size must be between 0 and %d bytes: %d", MaxInlineStreamSize, *h.InlineStreamSize)
 	}
 	if h.SegmentSize != 0 && h.SegmentSize < MinSegmentSize {
 		return fmt.Errorf("segment_size must be at least %d bytes: %d", MinSegmentSize, h.SegmentSize)
@@ -618,3 +631,16 @@ var (
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
+
+// inlineStreamBytes is inline_stream_size as the engine takes it: 0 for
+// the default, negative for none.
+func (h *Handler) inlineStreamBytes() int64 {
+	switch {
+	case h.InlineStreamSize == nil:
+		return 0
+	case *h.InlineStreamSize == 0:
+		return -1
+	default:
+		return *h.InlineStreamSize
+	}
+}

@@ -121,6 +121,11 @@ ds_code ds_engine_open(const ds_options* options, ds_engine** out, ds_error* err
         store_options.fsync_interval_ms = static_cast<int64_t>(options->fsync_interval_ms);
       }
       if (options->segment_bytes) store_options.segment_bytes = options->segment_bytes;
+      if (options->inline_stream_bytes < 0) {
+        store_options.inline_stream_bytes = 0;
+      } else if (options->inline_stream_bytes > 0) {
+        store_options.inline_stream_bytes = static_cast<uint64_t>(options->inline_stream_bytes);
+      }
       std::unique_ptr<ds::LmdbStore> lmdb;
       ds::Status s = ds::LmdbStore::Open(store_options, &lmdb);
       if (!s.ok()) {

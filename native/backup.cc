@@ -123,8 +123,14 @@ Status ReadSnapshot(const std::string& env_dir, std::vector<SnapshotStream>* out
   out->clear();
   for (const RecoveredStream& r : streams) {
     const uint64_t tail = std::max(r.record.tail, r.record.fork_offset);
-    out->push_back(SnapshotStream{r.record.id, r.record.fork_offset,
-                                  std::clamp(r.record.start, r.record.fork_offset, tail), tail});
+    // Inline bytes (format 5) came with the environment: the files hold
+    // only the positions from where they end.
+    std::string_view inline_bytes;
+    rc = lmdb::GetInline(txn.get(), dbs, r.record.id, &inline_bytes);
+    if (rc != 0) return lmdb::ToStatus("read the copied environment " + env_dir, rc);
+    const uint64_t files_base = std::min(r.record.fork_offset + inline_bytes.size(), tail);
+    out->push_back(SnapshotStream{r.record.id, files_base,
+                                  std::clamp(r.record.start, files_base, tail), tail});
   }
   return Status::OK();
 }

@@ -124,6 +124,7 @@ type Options struct {
 	RetentionAge         time.Duration // zero: no age limit
 	RetentionBytes       int64         // zero: no size limit
 	SegmentBytes         int64         // with DataDir; zero: 64 MiB
+	InlineStreamBytes    int64         // with DataDir; zero: 4096; negative: none
 	// Stream data limits (zero: none): the bytes all streams may hold in
 	// memory (ignored with DataDir), and the streams and bytes each
 	// placement group (the first GroupDepth path segments under StreamRoot;
@@ -197,6 +198,7 @@ func Open(opts Options) (*Engine, error) {
 	copts.retention_age_ms = C.uint64_t(opts.RetentionAge.Milliseconds())
 	copts.retention_bytes = C.uint64_t(opts.RetentionBytes)
 	copts.segment_bytes = C.uint64_t(opts.SegmentBytes)
+	copts.inline_stream_bytes = C.int64_t(opts.InlineStreamBytes)
 	copts.max_memory_bytes = C.uint64_t(opts.MaxMemoryBytes)
 	copts.max_streams_per_group = C.uint64_t(opts.MaxStreamsPerGroup)
 	copts.max_bytes_per_group = C.uint64_t(opts.MaxBytesPerGroup)

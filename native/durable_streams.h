@@ -129,6 +129,10 @@ typedef struct ds_options {
    * NULL (then poll). */
   void (*webhook_notify_fn)(uintptr_t ctx);
   uintptr_t webhook_notify_ctx;
+  /* With data_dir: a new stream's first bytes, up to this many, are kept in
+   * LMDB instead of a segment file (STORAGE_FORMAT.md, "Inline streams").
+   * 0 means 4096; -1 keeps every stream's bytes in segment files. */
+  int64_t inline_stream_bytes;
 } ds_options;
 
 /* Opens an engine. On success *out is set and DS_OK returned. */

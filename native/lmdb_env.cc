@@ -45,8 +45,74 @@ int OpenDbs(MDB_txn* txn, bool create, Dbs* dbs) {
   rc = mdb_dbi_open(txn, kSubscriptionsDb, flags, &dbs->subscriptions);
   if (rc == 0) rc = mdb_dbi_open(txn, kSubscriptionLinksDb, flags, &dbs->subscription_links);
   dbs->has_subscriptions = rc == 0;
+  if (rc != 0 && !(rc == MDB_NOTFOUND && !create)) return rc;
+  rc = mdb_dbi_open(txn, kInlineDb, flags, &dbs->inline_bytes);
+  dbs->has_inline = rc == 0;
   if (rc == MDB_NOTFOUND && !create) return 0;
   return rc;
+}
+
+int AppendInline(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t expected_len,
+                 std::string_view bytes) {
+  if (!dbs.has_inline) return MDB_INCOMPATIBLE;
+  const std::string key = StreamKey(stream_id);
+  MDB_val k = Val(key), old;
+  int rc = mdb_get(txn, dbs.inline_bytes, &k, &old);
+  if (rc == MDB_NOTFOUND) {
+    old.mv_size = 0;
+    old.mv_data = nullptr;
+  } else if (rc != 0) {
+    return rc;
+  }
+  if (old.mv_size != expected_len) return MDB_CORRUPTED;
+  std::string value;
+  value.reserve(old.mv_size + bytes.size());
+  value.append(View(old));  // copied first: the put may move the old page
+  value.append(bytes);
+  MDB_val v = Val(value);
+  return mdb_put(txn, dbs.inline_bytes, &k, &v, 0);
+}
+
+int TruncateInline(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t len) {
+  if (!dbs.has_inline) return 0;
+  const std::string key = StreamKey(stream_id);
+  MDB_val k = Val(key), old;
+  int rc = mdb_get(txn, dbs.inline_bytes, &k, &old);
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc != 0) return rc;
+  if (old.mv_size <= len) return 0;
+  if (len == 0) return mdb_del(txn, dbs.inline_bytes, &k, nullptr);
+  std::string value(View(old).substr(0, static_cast<size_t>(len)));
+  MDB_val v = Val(value);
+  return mdb_put(txn, dbs.inline_bytes, &k, &v, 0);
+}
+
+int GetInline(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, std::string_view* out) {
+  *out = {};
+  if (!dbs.has_inline) return 0;
+  const std::string key = StreamKey(stream_id);
+  MDB_val k = Val(key), v;
+  int rc = mdb_get(txn, dbs.inline_bytes, &k, &v);
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc != 0) return rc;
+  *out = View(v);
+  return 0;
+}
+
+int ReadInlineSizes(MDB_txn* txn, const Dbs& dbs, std::vector<std::pair<uint64_t, uint64_t>>* out) {
+  out->clear();
+  if (!dbs.has_inline) return 0;
+  Cursor cursor;
+  int rc = cursor.Open(txn, dbs.inline_bytes);
+  if (rc != 0) return rc;
+  MDB_val k, v;
+  for (rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT)) {
+    uint64_t id = 0;
+    if (!ParseStreamKey(View(k), &id)) return MDB_CORRUPTED;
+    out->emplace_back(id, v.mv_size);
+  }
+  return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 int PutSynced(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, const SyncedCheckpoint& cp) {
@@ -219,6 +285,7 @@ int EraseStream(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id) {
   if (rc != 0 && rc != MDB_NOTFOUND) return rc;
   rc = DeleteCrcs(txn, dbs, stream_id, 0, UINT64_MAX);
   if (rc == 0) rc = DeleteSynced(txn, dbs, stream_id);
+  if (rc == 0) rc = TruncateInline(txn, dbs, stream_id, 0);
   if (rc != 0) return rc;
   // Producer keys start with the stream key: delete the whole range,
   // seeking afresh after each delete (a stream has few producers).

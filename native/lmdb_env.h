@@ -102,8 +102,10 @@ struct Dbs {
   MDB_dbi subscriptions = 0;
   MDB_dbi subscription_links = 0;
   bool has_subscriptions = false;
+  MDB_dbi inline_bytes = 0;  // valid when has_inline (format 5)
+  bool has_inline = false;
 };
-inline constexpr unsigned kMaxDbs = 12;  // eight, and room for more
+inline constexpr unsigned kMaxDbs = 16;  // nine, and room for more
 inline constexpr const char* kStreamsDb = "streams";
 inline constexpr const char* kProducersDb = "producers";
 inline constexpr const char* kMetaDb = "meta";
@@ -112,6 +114,7 @@ inline constexpr const char* kCrcDb = "crc";
 inline constexpr const char* kSyncedDb = "synced";
 inline constexpr const char* kSubscriptionsDb = "subscriptions";
 inline constexpr const char* kSubscriptionLinksDb = "subscription_links";
+inline constexpr const char* kInlineDb = "inline";
 inline constexpr std::string_view kFormatVersionKey = "format_version";
 inline constexpr std::string_view kNextStreamIdKey = "next_stream_id";
 // The layout version this code writes (STORAGE_FORMAT.md). Version 2 added
@@ -120,8 +123,15 @@ inline constexpr std::string_view kNextStreamIdKey = "next_stream_id";
 // environments are upgraded on open (version 1 has no wal entries to lose;
 // version 2's are read as they are and replayed; before version 4 the
 // checksums are computed from the segments once), and an older server
-// refuses a newer version.
-inline constexpr uint64_t kFormatVersion = 4;
+// refuses a newer version. Version 5 added the `inline` database (a small
+// stream's bytes kept in LMDB until it grows): a version 4 directory has
+// none, so it is upgraded by creating the database and writing the version
+// (kFormatVersion) in one transaction; a version 4 server must refuse a
+// version 5 directory, whose inline bytes it would not see.
+inline constexpr uint64_t kFormatVersion = 5;
+// The first version with checksums: the layouts from it up to
+// kFormatVersion differ only by databases OpenDbs creates.
+inline constexpr uint64_t kFirstFormatWithChecksums = 4;
 // The version whose layout the checksum upgrade starts from: an older
 // directory is written as this until its checksums are in place.
 inline constexpr uint64_t kLastFormatWithoutChecksums = 3;
@@ -172,6 +182,21 @@ int DeleteSynced(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id);
 // Every checkpoint, by stream id. A value of the wrong size is MDB_CORRUPTED.
 int ReadSynced(MDB_txn* txn, const Dbs& dbs, std::vector<std::pair<uint64_t, SyncedCheckpoint>>* out);
 
+// `inline` database (format 5; STORAGE_FORMAT.md, "Inline streams"): key
+// stream id (8 bytes big-endian), value the stream's own bytes [base,
+// base + size) exactly as a segment would hold them. Written in the same
+// transaction as the record whose tail covers them.
+// Appends `bytes` to the stream's value, which must hold `expected_len`
+// bytes now (anything else is MDB_CORRUPTED: a commit never skips bytes).
+int AppendInline(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t expected_len,
+                 std::string_view bytes);
+// Cuts the stream's value to `len` bytes (deletes it at 0); a no-op if it
+// is no longer.
+int TruncateInline(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t len);
+// The stream's value (empty if none). The view lives as long as `txn`.
+int GetInline(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, std::string_view* out);
+// The size of every stream's value, by stream id.
+int ReadInlineSizes(MDB_txn* txn, const Dbs& dbs, std::vector<std::pair<uint64_t, uint64_t>>* out);
 int GetU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t* value, bool* found);
 int PutU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t value);
 

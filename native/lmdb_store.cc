@@ -222,6 +222,7 @@ Status LmdbStore::Open(const LmdbStoreOptions& options, std::unique_ptr<LmdbStor
   files.segment_bytes = options.segment_bytes;
   files.max_open_files = options.max_open_files;
   files.track_unsynced = options.fsync != DS_FSYNC_ALWAYS;
+  files.inline_stream_bytes = store->dbs_.has_inline ? options.inline_stream_bytes : 0;
   // Unlinks wait for the commit that stops pointing at the files to be
   // durable (STORAGE_FORMAT.md, "Commit protocol", step 4). INTERVAL: until
   // the next periodic sync (a DELETE frees its space within about one
@@ -243,6 +244,9 @@ Status LmdbStore::Open(const LmdbStoreOptions& options, std::unique_ptr<LmdbStor
                                                      std::vector<std::pair<uint64_t, uint32_t>>* out) {
     return s->LoadChecksums(id, first, last, out);
   });
+  store->files_->SetInlineSource([s = store.get()](uint64_t id, uint64_t from, size_t len, std::string* out) {
+    return s->LoadInline(id, from, len, out);
+  });
   try {
     if (options.fsync == DS_FSYNC_ALWAYS) store->sync_pool_ = std::make_unique<LogSyncPool>(kSyncThreads - 1);
     if (options.fsync == DS_FSYNC_INTERVAL) {
@@ -259,6 +263,7 @@ LmdbStore::~LmdbStore() {
   // Logs may outlive the store; their reads must stop looking in our
   // environment before it closes.
   if (files_ != nullptr) files_->SetChecksumSource(nullptr);
+  if (files_ != nullptr) files_->SetInlineSource(nullptr);
   if (syncer_.joinable()) {
     {
       std::lock_guard lock(syncer_mu_);
@@ -382,6 +387,13 @@ Status LmdbStore::OpenEnvironment() {
       found_version = lmdb::kFormatVersion;
       err = lmdb::PutU64(txn, dbs_.meta, lmdb::kFormatVersionKey, lmdb::kFormatVersion);
       if (err != 0) return err;
+    } else if (found_version >= lmdb::kFirstFormatWithChecksums && found_version < lmdb::kFormatVersion) {
+      // Version 4: the layout only lacked the `inline` database, which
+      // OpenDbs just made (empty: every stream's bytes are in its segment
+      // files, which are read in place). The version goes with it.
+      upgraded_from_ = found_version;
+      err = lmdb::PutU64(txn, dbs_.meta, lmdb::kFormatVersionKey, lmdb::kFormatVersion);
+      if (err != 0) return err;
     } else if (found_version < lmdb::kFormatVersion) {
       // An older layout this code upgrades (OpenDbs made the databases).
       // The checksums are computed by Recover, which then writes the
@@ -402,6 +414,10 @@ Status LmdbStore::OpenEnvironment() {
                                 " (was it written by a newer server?)");
   }
   if (!s.ok()) return s;
+  if (upgraded_from_ != 0) {
+    Warn("upgraded " + options_.data_dir + " from storage format " + std::to_string(upgraded_from_) + " to " +
+         std::to_string(lmdb::kFormatVersion) + " (added the inline database; segment files are read in place)");
+  }
   next_stream_id_ = next;
   // Make the environment itself durable, once per open, in every mode:
   // under INTERVAL and OFF (MDB_NOSYNC) the initialising transaction is
@@ -528,6 +544,7 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
   uint64_t wal_max_seq = 0;
   uint64_t stored_next = 1;
   std::unordered_map<uint64_t, SyncedTail> synced;  // by stream
+  std::unordered_map<uint64_t, uint64_t> inline_sizes;  // by stream
   {
     std::shared_lock lock(env_mu_);
     lmdb::Txn txn;
@@ -541,6 +558,10 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
     rc = lmdb::ReadSynced(txn.get(), dbs_, &checkpoints);
     if (rc != 0) return lmdb::ToStatus("read the synced checkpoints", rc);
     for (const auto& [id, cp] : checkpoints) synced[id] = SyncedTail{true, cp.tail, cp.crc};
+    std::vector<std::pair<uint64_t, uint64_t>> sizes;
+    rc = lmdb::ReadInlineSizes(txn.get(), dbs_, &sizes);
+    if (rc != 0) return lmdb::ToStatus("read the inline streams", rc);
+    for (const auto& [id, size] : sizes) inline_sizes[id] = size;
     bool found = false;
     rc = lmdb::GetU64(txn.get(), dbs_.meta, lmdb::kNextStreamIdKey, &stored_next, &found);
     if (rc != 0) return lmdb::ToStatus("read next_stream_id", rc);
@@ -586,16 +607,19 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
              " is below its fork offset " + std::to_string(base) + "; treating it as empty");
         tail = base;
       }
+      uint64_t inline_bytes = 0;
+      if (auto it = inline_sizes.find(rec.id); it != inline_sizes.end()) inline_bytes = it->second;
       std::vector<std::pair<uint64_t, uint64_t>> replayed;
       if (auto it = wal.find(rec.id); it != wal.end()) {
-        // Committed bytes a power loss may have kept from the files.
-        results[i] = SegmentLog::ReplayWal(files_, rec.id, std::max(rec.start, base), tail,
+        // Committed bytes a power loss may have kept from the files, which
+        // begin where the inline bytes end.
+        results[i] = SegmentLog::ReplayWal(files_, rec.id, std::max({rec.start, base, base + inline_bytes}), tail,
                                            it->second, &replayed);
         if (!results[i].ok()) return;
       }
       const uint64_t recorded = tail;
       std::unique_ptr<SegmentLog> log;
-      results[i] = SegmentLog::Recover(files_, rec.id, base, rec.start, &tail, &log);
+      results[i] = SegmentLog::Recover(files_, rec.id, base, rec.start, &tail, &log, inline_bytes);
       if (!results[i].ok()) return;
       // Every byte kept must be one that was written: the checksums of the
       // tail region and of what the wal wrote back must match.
@@ -612,7 +636,7 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
                ") do not match their checksums; lowering the tail to " + std::to_string(found.good_tail) +
                " (acknowledged bytes were lost or damaged)");
           tail = found.good_tail;
-          results[i] = SegmentLog::Recover(files_, rec.id, base, rec.start, &tail, &log);
+          results[i] = SegmentLog::Recover(files_, rec.id, base, rec.start, &tail, &log, inline_bytes);
         }
       }
       if (!results[i].ok()) return;
@@ -628,7 +652,7 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
                std::to_string(tail) + " to " + std::to_string(boundary) +
                ", the end of its last whole message");
           tail = boundary;
-          results[i] = SegmentLog::Recover(files_, rec.id, base, rec.start, &tail, &log);
+          results[i] = SegmentLog::Recover(files_, rec.id, base, rec.start, &tail, &log, inline_bytes);
           // The block now holding the tail needs its checksum recomputed
           // from the bytes kept, as for any lowering.
           if (results[i].ok() && !upgrade_checksums_) {
@@ -682,6 +706,10 @@ Status LmdbStore::Recover(std::vector<RecoveredStream>* streams, uint64_t* next_
     s = Write("record recovery repairs", [&](MDB_txn* txn) -> int {
       for (const StreamRecord& record : lowered) {
         int rc = lmdb::PutStream(txn, dbs_, record);
+        if (rc != 0) return rc;
+        // Inline bytes past the lowered tail are gone too (new appends will
+        // rewrite those positions).
+        rc = lmdb::TruncateInline(txn, dbs_, record.id, record.tail - std::min(record.tail, record.fork_offset));
         if (rc != 0) return rc;
         // Checksums of blocks wholly past the lowered tail describe bytes
         // that are gone.
@@ -772,6 +800,22 @@ Status LmdbStore::LoadChecksums(uint64_t stream_id, uint64_t first, uint64_t las
   int rc = txn.Begin(env_.get(), MDB_RDONLY);
   if (rc == 0) rc = lmdb::GetCrcs(txn.get(), dbs_, stream_id, first, last, out);
   if (rc != 0) return lmdb::ToStatus("read the checksums of stream " + std::to_string(stream_id), rc);
+  return Status::OK();
+}
+
+Status LmdbStore::LoadInline(uint64_t stream_id, uint64_t from, size_t len, std::string* out) {
+  std::lock_guard one_at_a_time(inline_read_mu_);
+  std::shared_lock lock(env_mu_);
+  lmdb::Txn txn;
+  int rc = txn.Begin(env_.get(), MDB_RDONLY);
+  std::string_view value;
+  if (rc == 0) rc = lmdb::GetInline(txn.get(), dbs_, stream_id, &value);
+  if (rc != 0) return lmdb::ToStatus("read the inline bytes of stream " + std::to_string(stream_id), rc);
+  if (from > value.size() || len > value.size() - from) {
+    return Status::Corruption("stream " + std::to_string(stream_id) + " has " + std::to_string(value.size()) +
+                              " inline bytes, not [" + std::to_string(from) + ", " + std::to_string(from + len) + ")");
+  }
+  out->append(value.substr(static_cast<size_t>(from), len));
   return Status::OK();
 }
 
@@ -967,6 +1011,38 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     if (segment_log != nullptr && segment_log->TakeBaseCheckpoint()) base_checkpoints.emplace_back(segment_log, m.record);
   }
 
+  // Inline bytes (STORAGE_FORMAT.md, "Inline streams"): each log once, up
+  // to the highest tail the batch records for it, into this transaction.
+  struct InlineWrite {
+    uint64_t stream_id = 0;
+    uint64_t expected_len = 0;  // the committed value's size now
+    uint64_t to = 0;
+    SegmentLog* log = nullptr;
+    std::string bytes;
+  };
+  std::vector<InlineWrite> inline_writes;
+  if (dbs_.has_inline) {
+    for (const StreamMutation& m : batch) {
+      if (m.kind != StreamMutation::Kind::kUpsert || m.log == nullptr) continue;
+      auto* segment_log = dynamic_cast<SegmentLog*>(m.log);
+      if (segment_log == nullptr || segment_log->inline_end() == segment_log->base()) continue;
+      auto same = std::find_if(inline_writes.begin(), inline_writes.end(),
+                               [&](const InlineWrite& w) { return w.log == segment_log; });
+      if (same == inline_writes.end()) {
+        inline_writes.push_back(InlineWrite{m.record.id, 0, m.record.tail, segment_log, {}});
+      } else {
+        same->to = std::max(same->to, m.record.tail);
+      }
+    }
+    for (InlineWrite& w : inline_writes) {
+      uint64_t from = 0;
+      w.log->InlineRange(w.to, &from, &w.bytes);
+      w.expected_len = from - w.log->base();
+      w.to = from + w.bytes.size();
+    }
+    std::erase_if(inline_writes, [](const InlineWrite& w) { return w.bytes.empty(); });
+  }
+
   // (b, c) One transaction for the whole batch.
   std::vector<uint64_t> erased;
   {
@@ -976,6 +1052,10 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     Status s = Write("commit", [&](MDB_txn* txn) -> int {
       if (checkpoint) {
         int rc = mdb_drop(txn, dbs_.wal, 0);  // empty it, keep the database
+        if (rc != 0) return rc;
+      }
+      for (const InlineWrite& w : inline_writes) {
+        int rc = lmdb::AppendInline(txn, dbs_, w.stream_id, w.expected_len, w.bytes);
         if (rc != 0) return rc;
       }
       for (const WalWrite& w : wal) {
@@ -1034,6 +1114,7 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     wal_bytes_ += wal_total;
   }
   for (const WalWrite& w : wal) w.log->WalCommitted(w.to);
+  for (const InlineWrite& w : inline_writes) w.log->InlineCommitted(w.to);
   for (const Checksums& c : checksums) c.log->ChecksumsCommitted(c.to);
 
   // (d) Erased streams' bytes, now that no record points at them. A
@@ -1161,14 +1242,26 @@ int LmdbStore::PutRetentionCheckpoint(MDB_txn* txn, const StreamMutation& m) {
       crc = cp.crc;
     }
     std::string bytes;
+    // Inline bytes from this transaction (a log's read would open another).
+    std::string_view inline_value;
+    rc = lmdb::GetInline(txn, dbs_, id, &inline_value);
+    if (rc != 0) return rc;
+    const uint64_t inline_end = m.record.fork_offset + inline_value.size();
+    if (from < inline_end) {
+      const uint64_t n = std::min(start, inline_end) - from;
+      bytes.assign(inline_value.substr(static_cast<size_t>(from - m.record.fork_offset), static_cast<size_t>(n)));
+      from += n;
+    }
+    std::string rest;
     // Retention's commit carries no log: read the files, which stay until
     // this commit is durable.
-    if ((log == nullptr || !log->ReadUnchecked(from, start - from, &bytes).ok()) &&
-        !ReadSegmentBytes(id, from, start - from, &bytes)) {
+    if (from < start && (log == nullptr || !log->ReadUnchecked(from, start - from, &rest).ok()) &&
+        !ReadSegmentBytes(id, from, start - from, &rest)) {
       // Bytes already gone: the stored checkpoint (below `start`) stays,
       // true but of no help for this block (see STORAGE_FORMAT.md).
       return 0;
     }
+    bytes += rest;
     at.crc = crc32c::Extend(crc, bytes);
   }
   return lmdb::PutSynced(txn, dbs_, id, at);

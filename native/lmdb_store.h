@@ -57,6 +57,9 @@ struct LmdbStoreOptions {
   // after the last checkpoint, at the next commit.
   uint64_t wal_checkpoint_bytes = 64ull << 20;
   int64_t wal_checkpoint_interval_ms = 1000;
+  // A new stream's first bytes up to this many are kept in LMDB, not in a
+  // segment file (STORAGE_FORMAT.md, "Inline streams"); 0 turns it off.
+  uint64_t inline_stream_bytes = kInlineStreamBytes;
 };
 
 class LmdbStore final : public Store {
@@ -186,6 +189,12 @@ class LmdbStore final : public Store {
   // A directory older than format 4 has none: Recover computes them from
   // the segments and stores them, then the format version.
   bool upgrade_checksums_ = false;
+  // The version a format 4 directory had when Open upgraded it (0: none).
+  uint64_t upgraded_from_ = 0;
+  // Inline streams (STORAGE_FORMAT.md, "Inline streams"): a stream's
+  // bytes kept in the `inline` database, for SegmentLog reads.
+  std::mutex inline_read_mu_;  // one read transaction at a time, as checksums
+  Status LoadInline(uint64_t stream_id, uint64_t from, size_t len, std::string* out);
   // One checksum lookup at a time: each is a short read transaction, and
   // many readers checking blocks at once after a start must not use up
   // LMDB's reader slots (MDB_READERS_FULL would fail their reads).

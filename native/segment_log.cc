@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <utility>
 
@@ -220,6 +221,17 @@ std::unordered_map<uint64_t, SegmentFiles::TailChecksum> SegmentFiles::TakeCommi
   return out;
 }
 
+void SegmentFiles::SetInlineSource(InlineSource source) {
+  std::unique_lock lock(checksum_mu_);
+  inline_source_ = std::move(source);
+}
+
+Status SegmentFiles::LoadInline(uint64_t stream_id, uint64_t from, size_t len, std::string* out) const {
+  std::shared_lock lock(checksum_mu_);
+  if (!inline_source_) return Status::IoError("stream " + std::to_string(stream_id) + "'s inline bytes are unavailable (the store is closed)");
+  return inline_source_(stream_id, from, len, out);
+}
+
 Status SegmentFiles::LoadChecksums(uint64_t stream_id, uint64_t first, uint64_t last,
                                    std::vector<std::pair<uint64_t, uint32_t>>* out) const {
   std::shared_lock lock(checksum_mu_);
@@ -341,19 +353,32 @@ SegmentLog::SegmentLog(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, 
       committed_crc_block_(base / kChecksumBlockBytes),
       committed_crc_end_(base) {
   base_checkpoint_due_.store(files_->tracks_unsynced(), std::memory_order_relaxed);
+  inline_end_.store(base, std::memory_order_relaxed);
+  inline_committed_ = base;
+  inline_open_ = files_->inline_stream_bytes() > 0;
 }
 
 size_t SegmentLog::segment_count() const {
+  const bool has_inline = inline_end_.load(std::memory_order_acquire) > base_;
   std::shared_lock lock(table_mu_);
-  return bases_.size();
+  return bases_.size() + (has_inline ? 1 : 0);
 }
 
 std::vector<LogSegment> SegmentLog::Segments() const {
   const uint64_t tail = tail_.load(std::memory_order_acquire);
   const uint64_t start = start_.load(std::memory_order_acquire);
+  const uint64_t inline_end = inline_end_.load(std::memory_order_acquire);
   std::shared_lock lock(table_mu_);
   std::vector<LogSegment> out;
-  out.reserve(bases_.size());
+  out.reserve(bases_.size() + 1);
+  if (inline_end > base_) {
+    // The inline bytes count as the first segment (retention may cut past
+    // them; their LMDB value stays, at most inline_stream_bytes).
+    const bool active = bases_.empty();
+    const uint64_t end = active ? tail : inline_end;
+    out.push_back(LogSegment{std::min(std::max(base_, start), end), end,
+                             active ? active_write_ms_.load(std::memory_order_relaxed) : inline_write_ms_});
+  }
   for (size_t i = 0; i < bases_.size(); ++i) {
     const bool active = i + 1 == bases_.size();
     // An append in flight may have added a file past the tail we loaded;
@@ -394,8 +419,13 @@ Status SegmentLog::Trim(uint64_t new_start) {
 }
 
 size_t SegmentLog::memory_bytes() const {
+  size_t pending = 0;
+  {
+    std::lock_guard lock(inline_mu_);
+    pending = inline_pending_.capacity();
+  }
   std::shared_lock lock(table_mu_);
-  return bases_.capacity() * sizeof(uint64_t);
+  return bases_.capacity() * sizeof(uint64_t) + pending;
 }
 
 bool SegmentLog::Locate(uint64_t pos, uint64_t* seg_base, uint64_t* seg_end) const {
@@ -491,6 +521,19 @@ Status SegmentLog::ReadUnchecked(uint64_t from, size_t len, std::string* out) co
   char* dst = out->data() + old_size;
   uint64_t pos = from;
   size_t left = len;
+  // Loaded after the tail: an append publishes inline_end_ before its tail.
+  const uint64_t inline_end = inline_end_.load(std::memory_order_acquire);
+  if (pos < inline_end) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(left, inline_end - pos));
+    Status s = ReadInline(pos, n, dst);
+    if (!s.ok()) {
+      out->resize(old_size);
+      return s;
+    }
+    dst += n;
+    pos += n;
+    left -= n;
+  }
   while (left > 0) {
     uint64_t seg_base = 0, seg_end = 0;
     if (!Locate(pos, &seg_base, &seg_end)) {
@@ -523,6 +566,49 @@ Status SegmentLog::ReadUnchecked(uint64_t from, size_t len, std::string* out) co
   return Status::OK();
 }
 
+Status SegmentLog::ReadInline(uint64_t from, size_t len, char* dst) const {
+  // The pending part is copied under the lock; the committed part comes
+  // from LMDB, whose value only grows while this log lives (a commit
+  // raises inline_committed_ after its transaction is in).
+  uint64_t committed = 0;
+  {
+    std::lock_guard lock(inline_mu_);
+    committed = inline_committed_;
+    if (from + len > committed) {
+      const uint64_t lo = std::max(from, committed);
+      if (lo - committed + (from + len - lo) > inline_pending_.size()) {
+        return Status::Corruption("stream " + std::to_string(stream_id_) + ": inline bytes [" +
+                                  std::to_string(lo) + ", " + std::to_string(from + len) + ") are not held");
+      }
+      std::memcpy(dst + (lo - from), inline_pending_.data() + (lo - committed), static_cast<size_t>(from + len - lo));
+    }
+  }
+  if (from >= committed) return Status::OK();
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(from + len, committed) - from);
+  std::string bytes;
+  Status s = files_->LoadInline(stream_id_, from - base_, n, &bytes);
+  if (!s.ok()) return s;
+  std::memcpy(dst, bytes.data(), n);
+  return Status::OK();
+}
+
+void SegmentLog::InlineRange(uint64_t to, uint64_t* from, std::string* bytes) const {
+  bytes->clear();
+  std::lock_guard lock(inline_mu_);
+  *from = inline_committed_;
+  const uint64_t end = std::min(to, inline_committed_ + inline_pending_.size());
+  if (end > inline_committed_) bytes->assign(inline_pending_, 0, static_cast<size_t>(end - inline_committed_));
+}
+
+void SegmentLog::InlineCommitted(uint64_t to) {
+  std::lock_guard lock(inline_mu_);
+  if (to <= inline_committed_) return;
+  const uint64_t n = std::min<uint64_t>(to - inline_committed_, inline_pending_.size());
+  inline_pending_.erase(0, static_cast<size_t>(n));
+  if (inline_pending_.empty()) inline_pending_.shrink_to_fit();  // 100,000 idle streams hold nothing
+  inline_committed_ += n;
+}
+
 Status SegmentLog::StartSegment(uint64_t seg_base) {
   if (!dir_exists_) {
     bool created = false;
@@ -545,7 +631,11 @@ Status SegmentLog::StartSegment(uint64_t seg_base) {
   files_->fds().Put(key, std::move(fd));
   std::unique_lock lock(table_mu_);
   // The file being sealed got its newest byte at the active time.
-  if (!write_ms_.empty()) write_ms_.back() = active_write_ms_.load(std::memory_order_relaxed);
+  if (!write_ms_.empty()) {
+    write_ms_.back() = active_write_ms_.load(std::memory_order_relaxed);
+  } else {
+    inline_write_ms_ = active_write_ms_.load(std::memory_order_relaxed);
+  }
   bases_.push_back(seg_base);
   write_ms_.push_back(0);
   return Status::OK();
@@ -612,6 +702,25 @@ Status SegmentLog::Append(std::string_view bytes, int64_t now_ms) {
       }
     }
   };
+  const bool old_inline_open = inline_open_;
+  if (inline_open_ && bases_.empty()) {
+    if (bytes.size() <= files_->inline_stream_bytes() &&
+        old_tail - base_ <= files_->inline_stream_bytes() - bytes.size()) {
+      // Inline: the bytes wait in memory for the commit that puts them in
+      // LMDB; no file is touched.
+      {
+        std::lock_guard lock(inline_mu_);
+        inline_pending_.append(bytes);
+      }
+      checksum(pos, bytes);
+      active_write_ms_.store(now_ms, std::memory_order_relaxed);
+      pos += bytes.size();
+      inline_end_.store(pos, std::memory_order_release);
+      bytes = {};
+    } else {
+      inline_open_ = false;  // this append starts the first file, at the inline end
+    }
+  }
   while (!bytes.empty()) {
     if (bases_.empty() || pos - bases_.back() >= segment_bytes) {
       s = StartSegment(pos);
@@ -634,6 +743,7 @@ Status SegmentLog::Append(std::string_view bytes, int64_t now_ms) {
   }
   if (!s.ok()) {
     RollBack(old_tail, old_count);
+    inline_open_ = old_inline_open;
     active_write_ms_.store(old_write_ms, std::memory_order_relaxed);
     return s;
   }
@@ -659,6 +769,13 @@ Status SegmentLog::Rewind(uint64_t to) {
   if (to < start_.load(std::memory_order_acquire)) {
     return Status::InvalidArgument("rewind below the log's start");
   }
+  {
+    std::lock_guard lock(inline_mu_);
+    if (to < inline_committed_) {
+      return Status::InvalidArgument("rewind of stream " + std::to_string(stream_id_) +
+                                     " below its committed inline bytes");
+    }
+  }
   // Files starting at or past `to` hold no byte below it: drop them (the
   // next append starts a file at `to` again if the one before is full).
   size_t keep = bases_.size();
@@ -672,6 +789,14 @@ Status SegmentLog::Rewind(uint64_t to) {
   if (!dropped.empty() && keep > 0) {
     active_write_ms_.store(write_ms_[keep - 1], std::memory_order_relaxed);
   }
+  if (to < inline_end_.load(std::memory_order_relaxed)) {
+    std::lock_guard lock(inline_mu_);
+    inline_pending_.resize(static_cast<size_t>(to - inline_committed_));
+    inline_end_.store(to, std::memory_order_release);
+  }
+  // No file left (they all began at or past `to`, so the inline bytes end
+  // there): appends go inline again while there is room.
+  if (keep == 0) inline_open_ = files_->inline_stream_bytes() > 0 && to - base_ < files_->inline_stream_bytes();
   tail_.store(to, std::memory_order_release);
   RewindChecksumsLocked(to);
   synced_ = std::min(synced_, to);
@@ -699,7 +824,8 @@ Status SegmentLog::Sync() {
   const bool segment_name = segment_name_unsynced_.exchange(false);
   Status s;
   // Bytes below start_ may already be deleted; nobody needs them durable.
-  uint64_t pos = std::max(synced_, start_.load(std::memory_order_acquire));
+  // Inline bytes are in LMDB, which their commit makes durable.
+  uint64_t pos = std::max({synced_, start_.load(std::memory_order_acquire), inline_end_.load(std::memory_order_acquire)});
   while (s.ok() && pos < tail) {
     uint64_t seg_base = 0, seg_end = 0;
     bool found = Locate(pos, &seg_base, &seg_end);
@@ -740,7 +866,8 @@ bool SegmentLog::WalRange(uint64_t to, size_t max_bytes, uint64_t* from, std::st
   // The flags after `to`: the appender sets one before publishing a tail
   // that depends on the new name, and `to` was read from a published tail.
   if (stream_dir_unsynced_.load() || segment_name_unsynced_.load()) return false;
-  *from = std::max({synced_, wal_covered_, start_.load(std::memory_order_acquire)});
+  *from = std::max({synced_, wal_covered_, start_.load(std::memory_order_acquire),
+                    inline_end_.load(std::memory_order_acquire)});
   bytes->clear();
   if (to <= *from) return true;
   if (to - *from > max_bytes) return false;
@@ -774,9 +901,15 @@ void SegmentLog::EndFilesystemSync(uint64_t tail, const Status& synced) {
 // ---- Checksums -----------------------------------------------------------
 
 void SegmentLog::PendingChecksums(uint64_t to, std::vector<BlockChecksum>* out) const {
+  const uint64_t inline_end = inline_end_.load(std::memory_order_acquire);
   std::lock_guard lock(crc_mu_);
   for (const PendingChecksum& p : pending_crcs_) {
     if (p.end > to) break;  // appended after the record was taken
+    // A block whose bytes up to `to` are all inline gets no checksum: they
+    // are in LMDB, committed with the tail (one leaf page less per stream
+    // and commit). The first commit past the inline end stores the block's
+    // value, which the appender computed over the inline bytes too.
+    if (std::min((p.block + 1) * kChecksumBlockBytes, to) <= inline_end) continue;
     if (!out->empty() && out->back().block == p.block) {
       out->back().crc = p.crc;
     } else {
@@ -857,6 +990,16 @@ Status SegmentLog::CheckChecksums(uint64_t recorded_tail,
     s = ReadUnchecked(lo, hi - lo, &bytes);
     if (!s.ok()) return s;
     const uint32_t crc = crc32c::Value(bytes);
+    if (hi <= inline_end_.load(std::memory_order_acquire)) {
+      // Only inline bytes, committed in LMDB with the tail: nothing stored
+      // to check them against, and none must be (see PendingChecksums).
+      *result = Result::kMatch;
+      if (b == tail_block) {
+        last_block_crc_for = b;
+        out->last_crc = crc;
+      }
+      return Status::OK();
+    }
     if (hi < covered || !have) {
       // The tail was lowered inside this block (its stored checksum covers
       // bytes that are gone), or it has none: the bytes kept define it.
@@ -1166,10 +1309,15 @@ Status SegmentLog::ReplayWal(const std::shared_ptr<SegmentFiles>& files, uint64_
 }
 
 Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, uint64_t base,
-                           uint64_t start, uint64_t* tail, std::unique_ptr<SegmentLog>* out) {
+                           uint64_t start, uint64_t* tail, std::unique_ptr<SegmentLog>* out,
+                           uint64_t inline_bytes) {
   const std::string dir = files->StreamDir(stream_id);
   const uint64_t recorded = std::max(*tail, base);
   start = std::clamp(start, base, recorded);
+  // The inline value is committed with the tail that covers it, so it never
+  // ends past the recorded tail, except when recovery lowers the tail (the
+  // store then cuts the value to match). Files begin where it ends.
+  const uint64_t inline_end = std::min(base + inline_bytes, recorded);
   const std::string who = "stream " + std::to_string(stream_id) + " (" + dir + ")";
 
   std::vector<std::string> names;
@@ -1205,16 +1353,20 @@ Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_
             [](const FoundSegment& a, const FoundSegment& b) { return a.base < b.base; });
 
   auto log = std::make_unique<SegmentLog>(files, stream_id, base);
-  uint64_t contiguous = start;  // bytes [start, contiguous) are present
+  uint64_t contiguous = std::max(start, inline_end);  // bytes [start, contiguous) are present
   bool gap = false;             // bytes are missing at `contiguous`
   bool names_changed = false;
   for (size_t i = 0; i < found.size(); ++i) {
     const FoundSegment& f = found[i];
     const std::string path = JoinPath(dir, f.name);
-    if (f.base >= recorded || f.base < base) {
+    if (f.base >= recorded || f.base < inline_end || f.base < base) {
       // Past the recorded tail: a roll that was never committed. Below the
-      // log's base: unreadable by construction. Either way no record needs it.
+      // log's base (or its inline bytes): unreadable by construction. Either
+      // way no record needs it.
       if (f.base < base) Warn(who + ": deleting " + f.name + ", below the log's base " + std::to_string(base));
+      if (f.base >= base && f.base < inline_end && f.base < recorded) {
+        Warn(who + ": deleting " + f.name + ", below the end of its inline bytes " + std::to_string(inline_end));
+      }
       files->fds().Forget(SegmentKey{stream_id, f.base});
       s = RemoveFile(path);
       if (!s.ok()) return s;
@@ -1269,6 +1421,11 @@ Status SegmentLog::Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_
     if (!s.ok()) return s;
   }
   log->dir_exists_ = !missing;
+  log->inline_end_.store(inline_end, std::memory_order_relaxed);
+  log->inline_committed_ = inline_end;
+  // Appends go on inline only where nothing but inline bytes exist.
+  log->inline_open_ = files->inline_stream_bytes() > 0 && log->bases_.empty() && contiguous == inline_end &&
+                      inline_end - base < files->inline_stream_bytes();
   log->start_.store(start, std::memory_order_relaxed);
   log->tail_.store(contiguous, std::memory_order_relaxed);
   log->synced_ = contiguous;

@@ -105,6 +105,20 @@ struct BlockChecksum {
 using ChecksumSource = std::function<Status(uint64_t stream_id, uint64_t first, uint64_t last,
                                             std::vector<std::pair<uint64_t, uint32_t>>* out)>;
 
+// Inline streams (STORAGE_FORMAT.md, "Inline streams"): a new stream's
+// first kInlineStreamBytes bytes are kept in the store's LMDB environment
+// (the `inline` database), committed in the same transaction as the tail
+// that covers them, instead of in a segment file. The first append of a
+// stream then costs no mkdir, no file create and no directory fsync, and
+// 100,000 small streams cost 100,000 LMDB values instead of 200,000 inodes.
+// The append that would take a stream past this starts its first segment
+// file, named by the position where the inline bytes end; inline bytes are
+// never moved.
+inline constexpr uint64_t kInlineStreamBytes = 4096;
+// Appends bytes [from, from + len) of stream `stream_id`'s committed inline
+// value to `out`.
+using InlineSource = std::function<Status(uint64_t stream_id, uint64_t from, size_t len, std::string* out)>;
+
 struct SegmentFilesOptions {
   std::string segments_dir;  // data_dir/segments
   uint64_t segment_bytes = 64ull << 20;
@@ -124,6 +138,8 @@ struct SegmentFilesOptions {
   };
   Removal removal = Removal::kImmediate;
   std::function<Status()> removal_barrier;  // kAfterBarrier only
+  // New logs keep up to this many bytes inline (kInlineStreamBytes; 0: never).
+  uint64_t inline_stream_bytes = 0;
 };
 
 // What every log of a store shares: the segments directory, the roll size,
@@ -138,6 +154,7 @@ class SegmentFiles {
 
   const std::string& dir() const { return options_.segments_dir; }
   uint64_t segment_bytes() const { return options_.segment_bytes; }
+  uint64_t inline_stream_bytes() const { return options_.inline_stream_bytes; }
   SegmentFdCache& fds() { return fds_; }
 
   std::string StreamDir(uint64_t stream_id) const;
@@ -160,6 +177,10 @@ class SegmentFiles {
   // NotSupported when no source is set.
   Status LoadChecksums(uint64_t stream_id, uint64_t first, uint64_t last,
                        std::vector<std::pair<uint64_t, uint32_t>>* out) const;
+  // Where reads find committed inline bytes (the store); reset before the
+  // source goes away. Unset, inline bytes past the pending ones fail.
+  void SetInlineSource(InlineSource source);
+  Status LoadInline(uint64_t stream_id, uint64_t from, size_t len, std::string* out) const;
   // Synced checkpoints (STORAGE_FORMAT.md, "Synced checkpoints"): each
   // commit under INTERVAL/OFF notes, per stream, its committed tail and the
   // checksum of that tail's block prefix; the periodic sync takes them all
@@ -214,6 +235,7 @@ class SegmentFiles {
   std::unordered_map<uint64_t, TailChecksum> committed_tails_;  // committed_tails_mu_
   mutable std::shared_mutex checksum_mu_;
   ChecksumSource checksum_source_;  // guarded by checksum_mu_
+  InlineSource inline_source_;      // guarded by checksum_mu_
   std::atomic<uint64_t> checksum_failures_{0};
 };
 
@@ -266,8 +288,13 @@ class SegmentLog final : public StreamLog {
   // `start`; unusable files after the gap are renamed to `<name>.lost` for
   // inspection. Every change but the deletion of trimmed files is synced
   // before return.
+  // `inline_bytes` is the size of the stream's committed inline value:
+  // positions [base, base + inline_bytes) are there, not in files (a file
+  // below that end is deleted), and a log whose bytes all are, with no
+  // file, keeps appending inline.
   static Status Recover(std::shared_ptr<SegmentFiles> files, uint64_t stream_id, uint64_t base,
-                        uint64_t start, uint64_t* tail, std::unique_ptr<SegmentLog>* out);
+                        uint64_t start, uint64_t* tail, std::unique_ptr<SegmentLog>* out,
+                        uint64_t inline_bytes = 0);
 
   uint64_t base() const override { return base_; }
   uint64_t start() const override { return start_.load(std::memory_order_acquire); }
@@ -334,6 +361,14 @@ class SegmentLog final : public StreamLog {
   // After the transaction commits, WalCommitted(to) records the coverage.
   bool WalRange(uint64_t to, size_t max_bytes, uint64_t* from, std::string* bytes);
   void WalCommitted(uint64_t to);
+  // Inline bytes a commit recording tail `to` must put in its transaction:
+  // [*from, min(to, inline end)) (none once they are committed), where
+  // *from is the end of the committed inline value (base + its size).
+  void InlineRange(uint64_t to, uint64_t* from, std::string* bytes) const;
+  // The transaction holding inline bytes up to `to` committed.
+  void InlineCommitted(uint64_t to);
+  // Where the inline bytes end and the segment files begin.
+  uint64_t inline_end() const { return inline_end_.load(std::memory_order_acquire); }
   // Writes committed WAL entries back into a stream's files at startup,
   // before Recover: each entry's bytes within [start, tail) go to the file
   // holding their positions, in position order, and the touched files are
@@ -381,6 +416,9 @@ class SegmentLog final : public StreamLog {
   void RollBack(uint64_t old_tail, size_t old_count);
   SegmentKey Key(uint64_t seg_base) const { return SegmentKey{stream_id_, seg_base}; }
 
+  // Bytes [from, from + len) of the inline region into dst.
+  Status ReadInline(uint64_t from, size_t len, char* dst) const;
+
   const std::shared_ptr<SegmentFiles> files_;
   const uint64_t stream_id_;
   const uint64_t base_;
@@ -396,11 +434,22 @@ class SegmentLog final : public StreamLog {
   // active (last) file's entry is stale: active_write_ms_ holds its time.
   std::vector<int64_t> write_ms_;  // guarded by table_mu_
   std::atomic<int64_t> active_write_ms_{0};
+  int64_t inline_write_ms_ = 0;  // guarded by table_mu_: the inline bytes' newest, once sealed
 
   // Serialises appenders (the engine promises one; this makes a second one
   // safe rather than corrupting).
   std::mutex append_mu_;
   bool dir_exists_ = false;  // guarded by append_mu_
+
+  // Inline bytes (kInlineStreamBytes): positions [base_, inline_end_) are in
+  // the store's `inline` database up to inline_committed_, and the rest in
+  // inline_pending_ until their commit. inline_end_ only moves while the
+  // log has no file (and on Rewind); files start at it.
+  std::atomic<uint64_t> inline_end_;
+  bool inline_open_ = false;  // guarded by append_mu_: appends may go inline
+  mutable std::mutex inline_mu_;
+  uint64_t inline_committed_;    // guarded by inline_mu_
+  std::string inline_pending_;   // guarded by inline_mu_: [inline_committed_, inline_end_)
 
   // New names not yet made durable by a directory fsync. Set by the
   // appender before it publishes the tail that depends on them.

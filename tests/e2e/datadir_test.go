@@ -201,8 +201,10 @@ func TestDataDirStartupWithManyStreams(t *testing.T) {
 	}
 	dataDir := filepath.Join(t.TempDir(), "data")
 	// Created under fsync off (fast; a process crash loses nothing
-	// acknowledged either way), restarted under fsync always.
-	n := newNode(t, dataDir, "fsync off")
+	// acknowledged either way), restarted under fsync always. Every stream
+	// gets its own segment file (inline_stream_size 0): the startup that
+	// scans the most directories.
+	n := newNode(t, dataDir, "fsync off\n\t\t\tinline_stream_size 0")
 	n.start()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -239,7 +241,7 @@ func TestDataDirStartupWithManyStreams(t *testing.T) {
 	created := time.Since(createStart)
 
 	n.kill()
-	n.handler = "fsync always"
+	n.handler = "fsync always\n\t\t\tinline_stream_size 0"
 	n.writeConfig()
 	start := time.Now()
 	s := n.launch()

@@ -190,7 +190,9 @@ type faultNode struct {
 func newFaultNode(t *testing.T, lib string) *faultNode {
 	t.Helper()
 	dir := t.TempDir()
-	n := newNode(t, filepath.Join(dir, "data"), "fsync always")
+	// Segment files for every stream (no inline bytes): the faults are
+	// injected into their writes and syncs.
+	n := newNode(t, filepath.Join(dir, "data"), "fsync always\n\t\t\tinline_stream_size 0")
 	f := &faultNode{node: n, control: filepath.Join(dir, "faults")}
 	n.env = []string{"LD_PRELOAD=" + lib, "DS_FAULT_CONTROL=" + f.control}
 	return f

@@ -20,7 +20,9 @@ import (
 func TestForkChainSurvivesCrashAndIsCollected(t *testing.T) {
 	binary(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
-	n := newNode(t, dataDir, "fsync always")
+	// Small streams in segment files (inline_stream_size 0): the test
+	// follows their directories.
+	n := newNode(t, dataDir, "fsync always\n\t\t\tinline_stream_size 0")
 	n.start()
 	c := n.client
 	text := map[string]string{"Content-Type": "text/plain"}
@@ -184,7 +186,9 @@ func mapsEqual(a, b map[string]string) bool {
 func TestForkKeepsItsBytesWhenRecoveryLowersTheSource(t *testing.T) {
 	binary(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
-	n := newNode(t, dataDir, "fsync always")
+	// Small streams in segment files (inline_stream_size 0): the test
+	// follows their directories.
+	n := newNode(t, dataDir, "fsync always\n\t\t\tinline_stream_size 0")
 	n.start()
 	c := n.client
 	text := map[string]string{"Content-Type": "text/plain"}

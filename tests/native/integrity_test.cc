@@ -348,7 +348,7 @@ TEST_F(IntegrityTest, UpgradingAFormat3DirectoryComputesChecksums) {
   }
   uint64_t format = 0;
   EXPECT_EQ(StoredChecksums(1, &format), ExpectedChecksums(1, 150000));
-  EXPECT_EQ(format, 4u);
+  EXPECT_EQ(format, lmdb::kFormatVersion);  // checksums (4), then the inline database (5)
   // From now on the checksums guard the bytes.
   Overwrite(SegmentPath(1, 0), 10, "#");
   auto store = Open(o);

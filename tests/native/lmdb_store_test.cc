@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "crc32c.h"
 #include "durable_streams.h"
 #include "file_util.h"
 #include "temp_dir.h"
@@ -190,9 +191,14 @@ class LmdbStoreTest : public ::testing::Test {
     o.data_dir = data_dir();
     o.segment_bytes = 1 << 20;
     o.initial_map_bytes = 1 << 20;
+    // These tests are about segment files (write-ahead entries, erasing and
+    // trimming files, missing files): small streams must get them too.
+    // InlineStreamTest covers the inline bytes.
+    o.inline_stream_bytes = inline_stream_bytes_;
     return o;
   }
   std::string data_dir() const { return JoinPath(tmp_.path(), "data"); }
+  uint64_t inline_stream_bytes_ = 0;
 
   std::unique_ptr<LmdbStore> Open(const LmdbStoreOptions& o) {
     std::unique_ptr<LmdbStore> store;
@@ -1248,6 +1254,233 @@ TEST_F(LmdbBackupTest, BackupWhileAppendingKeepsEveryStreamCommittedBeforeIt) {
       EXPECT_EQ(ReadAll(*r.log), committed[r.record.id].substr(0, r.log->tail()));
     }
   }
+}
+
+// ---- Inline streams (STORAGE_FORMAT.md, "Inline streams") ----------------
+
+class InlineStreamTest : public LmdbBackupTest {
+ protected:
+  InlineStreamTest() { inline_stream_bytes_ = kInlineStreamBytes; }
+  // The stream's committed inline value, read straight from LMDB.
+  std::string InlineValue(uint64_t id) {
+    std::string out;
+    InEnvironment(data_dir(), /*read_only=*/true, [&](MDB_txn* txn, const lmdb::Dbs& dbs) {
+      ASSERT_TRUE(dbs.has_inline);
+      std::string_view v;
+      ASSERT_EQ(lmdb::GetInline(txn, dbs, id, &v), 0);
+      out.assign(v);
+    });
+    return out;
+  }
+  uint64_t VerifyProblems(const std::string& dir, std::string* report) {
+    ds_verify_result result;
+    ds_error err;
+    EXPECT_EQ(ds_verify(dir.c_str(), &result, &err), DS_OK) << err.message;
+    *report = result.report != nullptr ? result.report : "";
+    const uint64_t problems = result.problems;
+    ds_verify_result_free(&result);
+    return problems;
+  }
+};
+
+TEST_F(InlineStreamTest, ASmallStreamKeepsItsBytesInLmdbWithNoFileUnderEveryPolicy) {
+  for (ds_fsync policy : {DS_FSYNC_ALWAYS, DS_FSYNC_INTERVAL, DS_FSYNC_OFF}) {
+    SCOPED_TRACE(policy);
+    ASSERT_TRUE(RemoveTree(data_dir()).ok());
+    LmdbStoreOptions o = Options();
+    o.fsync = policy;
+    {
+      auto store = Open(o);
+      Recover(store.get());
+      auto log = NewLog(store.get(), 1);
+      StreamRecord r = Record(1);
+      for (uint64_t to : {100, 250, 400}) {
+        ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, log->tail(), to)).ok());
+        EXPECT_EQ(ReadAll(*log), Bytes(1, 0, to));
+      }
+      // The first append cost no directory and no file.
+      EXPECT_FALSE(PathExists(StreamDir(1)));
+      ASSERT_TRUE(log->Append("not committed", 0).ok());  // never recorded
+    }
+    EXPECT_EQ(InlineValue(1), Bytes(1, 0, 400));
+    {
+      auto store = Open(o);
+      auto streams = Recover(store.get());
+      ASSERT_EQ(streams.size(), 1u);
+      EXPECT_EQ(streams[0].record.tail, 400u);
+      EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 400));
+      // Appends go on inline after a restart.
+      StreamRecord r = streams[0].record;
+      ASSERT_TRUE(AppendAndCommit(store.get(), streams[0].log.get(), &r, Bytes(1, 400, 500)).ok());
+    }
+    EXPECT_FALSE(PathExists(StreamDir(1)));
+    EXPECT_EQ(InlineValue(1), Bytes(1, 0, 500));
+    std::string report;
+    EXPECT_EQ(VerifyProblems(data_dir(), &report), 0u) << report;
+  }
+}
+
+TEST_F(InlineStreamTest, AStreamGrowsIntoSegmentFilesThatStartWhereItsInlineBytesEnd) {
+  LmdbStoreOptions o = Options();
+  o.inline_stream_bytes = 4096;
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 3000)).ok());
+    EXPECT_FALSE(PathExists(StreamDir(1)));
+    // 3000 + 3000 > 4096: this append starts the first file, at 3000.
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 3000, 6000)).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 6000, 70000)).ok());
+    EXPECT_EQ(ReadAll(*log), Bytes(1, 0, 70000));
+  }
+  EXPECT_EQ(InlineValue(1), Bytes(1, 0, 3000));
+  std::vector<std::string> names;
+  ASSERT_TRUE(ListDir(StreamDir(1), &names).ok());
+  EXPECT_EQ(names, std::vector<std::string>{SegmentFileName(3000)});
+  // Block 0 spans the inline bytes and the file: its checksum covers both.
+  std::vector<std::pair<uint64_t, uint32_t>> crcs;
+  InEnvironment(data_dir(), /*read_only=*/true, [&](MDB_txn* txn, const lmdb::Dbs& dbs) {
+    ASSERT_EQ(lmdb::GetCrcs(txn, dbs, 1, 0, 10, &crcs), 0);
+  });
+  ASSERT_EQ(crcs.size(), 2u);
+  EXPECT_EQ(crcs[0].second, crc32c::Value(Bytes(1, 0, 65536)));
+  EXPECT_EQ(crcs[1].second, crc32c::Value(Bytes(1, 65536, 70000)));
+  std::string report;
+  EXPECT_EQ(VerifyProblems(data_dir(), &report), 0u) << report;
+  {
+    auto store = Open(o);
+    auto streams = Recover(store.get());
+    ASSERT_EQ(streams.size(), 1u);
+    EXPECT_EQ(streams[0].record.tail, 70000u);
+    EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 70000));
+  }
+  // The backup carries the inline bytes in its environment copy.
+  ds_error err;
+  ASSERT_EQ(ds_backup(data_dir().c_str(), dest().c_str(), &err), DS_OK) << err.message;
+  EXPECT_EQ(VerifyProblems(dest(), &report), 0u) << report;
+  o.data_dir = dest();
+  auto store = Open(o);
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 70000));
+}
+
+TEST_F(InlineStreamTest, AWriteAheadReplayWritesIntoTheFilesAfterTheInlineBytes) {
+  {
+    auto store = Open();
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 100)).ok());  // inline
+    // Past the inline limit: the first file, at 100 (a new name: synced in place).
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 100, 5000)).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 5000, 5100)).ok());  // the wal
+  }
+  auto wal = WalEntries(data_dir());
+  ASSERT_EQ(wal.size(), 1u);
+  EXPECT_EQ((wal[{1, 5000}]), Bytes(1, 5000, 5100));
+  // The power loss: the file keeps only its synced bytes [100, 5000).
+  CutSegment(StreamDir(1) + "/" + SegmentFileName(100), 4900);
+  auto store = Open();
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(streams[0].record.tail, 5100u);
+  EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 5100));
+}
+
+TEST_F(InlineStreamTest, ARewoundAppendLeavesNoInlineBytesBehind) {
+  {
+    auto store = Open();
+    Recover(store.get());
+    auto log = NewLog(store.get(), 1);
+    StreamRecord r = Record(1);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 0, 50)).ok());
+    // What the engine does after a failed commit (disk full): back to the
+    // committed tail, then other bytes at the same positions.
+    ASSERT_TRUE(log->Append(std::string(30, '#'), 0).ok());
+    ASSERT_TRUE(log->Rewind(50).ok());
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(1, 50, 90)).ok());
+    EXPECT_EQ(ReadAll(*log), Bytes(1, 0, 90));
+  }
+  EXPECT_EQ(InlineValue(1), Bytes(1, 0, 90));
+  auto store = Open();
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 90));
+}
+
+TEST_F(InlineStreamTest, AnEraseDeletesTheInlineBytes) {
+  {
+    auto store = Open();
+    Recover(store.get());
+    auto log = NewLog(store.get(), 7);
+    StreamRecord r = Record(7);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(7, 0, 64)).ok());
+    ASSERT_EQ(InlineValue(7), Bytes(7, 0, 64));
+    ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kErase, r, {}, nullptr}}).ok());
+  }
+  EXPECT_EQ(InlineValue(7), "");
+  auto store = Open();
+  EXPECT_TRUE(Recover(store.get()).empty());
+}
+
+TEST_F(InlineStreamTest, AFormat4DirectoryIsUpgradedAndItsFilesReadInPlace) {
+  LmdbStoreOptions o = Options();
+  o.inline_stream_bytes = 0;  // what a format 4 server wrote: files only
+  {
+    auto store = Open(o);
+    Recover(store.get());
+    for (uint64_t id = 1; id <= 3; ++id) {
+      auto log = NewLog(store.get(), id);
+      StreamRecord r = Record(id);
+      ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(id, 0, id * 100), {{"w", id, id + 10}}).ok());
+    }
+  }
+  InEnvironment(data_dir(), /*read_only=*/false, [](MDB_txn* txn, const lmdb::Dbs& dbs) {
+    ASSERT_TRUE(dbs.has_inline);
+    ASSERT_EQ(mdb_drop(txn, dbs.inline_bytes, 1), 0);  // format 4 had no such database
+    ASSERT_EQ(lmdb::PutU64(txn, dbs.meta, lmdb::kFormatVersionKey, 4), 0);
+  });
+  {
+    auto store = Open();  // inline streams on
+    auto streams = Recover(store.get());
+    ASSERT_EQ(streams.size(), 3u);
+    for (RecoveredStream& s : streams) {
+      const uint64_t id = s.record.id;
+      EXPECT_EQ(s.record.tail, id * 100);
+      EXPECT_EQ(ReadAll(*s.log), Bytes(id, 0, id * 100));
+      ASSERT_EQ(s.producers.size(), 1u);
+      EXPECT_EQ(s.producers[0].epoch, id);
+      EXPECT_EQ(s.producers[0].last_seq, id + 10);
+      // A stream with a file goes on in it.
+      StreamRecord r = s.record;
+      ASSERT_TRUE(AppendAndCommit(store.get(), s.log.get(), &r, Bytes(id, id * 100, id * 100 + 10)).ok());
+    }
+    auto log = NewLog(store.get(), 4);
+    StreamRecord r = Record(4);
+    ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(4, 0, 10)).ok());
+  }
+  uint64_t format = 0;
+  InEnvironment(data_dir(), /*read_only=*/true, [&](MDB_txn* txn, const lmdb::Dbs& dbs) {
+    bool found = false;
+    EXPECT_EQ(lmdb::GetU64(txn, dbs.meta, lmdb::kFormatVersionKey, &format, &found), 0);
+  });
+  EXPECT_EQ(format, lmdb::kFormatVersion);
+  EXPECT_EQ(InlineValue(1), "");  // its bytes stayed in its file
+  EXPECT_EQ(InlineValue(4), Bytes(4, 0, 10));
+  EXPECT_FALSE(PathExists(StreamDir(4)));
+  auto store = Open();
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 4u);
+  for (const RecoveredStream& s : streams) {
+    const uint64_t id = s.record.id;
+    const uint64_t tail = id == 4 ? 10 : id * 100 + 10;
+    EXPECT_EQ(ReadAll(*s.log), Bytes(id, 0, tail)) << id;
+  }
+  std::string report;
+  EXPECT_EQ(VerifyProblems(data_dir(), &report), 0u) << report;
 }
 
 }  // namespace
