@@ -463,6 +463,21 @@ func testMoveGroup(t *testing.T, c *cluster, owners map[string]int) {
 	}
 	t.Logf("writer during the move: %d appends acknowledged, %d retried (503 while frozen, or reset by the router's reload)", len(w.acked)-1, w.retries)
 
+	// What the new node imported is durable: it survives a kill -9.
+	c.topology("kill", strconv.Itoa(to))
+	c.topology("start", strconv.Itoa(to))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if r, err := do("HEAD", R+base+"/s0", ""); err == nil && r.status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not served 10 s after node %d restarted", base, to)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	got, _ = readAll(t, R, base+"/s9")
+	w.check(t, got)
 	for _, p := range paths {
 		if o := c.owner(base + "/" + p); o != to {
 			t.Errorf("%s/%s is on node %d after the move, want %d", base, p, o, to)
