@@ -34,19 +34,29 @@ node_port=8080
 admin_port=2019
 
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+# GET /health over bash's /dev/tcp (no curl needed); true on HTTP 200.
+health_ok() { # host port
+  local line
+  { exec 3<>"/dev/tcp/$1/$2"; } 2>/dev/null || return 1
+  printf 'GET /health HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n\r\n' "$1" "$2" >&3 || { exec 3<&-; return 1; }
+  IFS= read -r -t 2 line <&3 || line=""
+  exec 3<&-
+  [[ $line == "HTTP/1."?" 200"* ]]
 }
 
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null && ! grep -q '^[^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
 
-wait_health() { # url what pid
-  local end=$((SECONDS + 30))
+wait_health() { # host port what pid
+  local end=$((SECONDS + 600))  # recovery of a large data_dir takes a while
   while [ $SECONDS -lt $end ]; do
-    if ! alive "$3"; then echo "topology.sh: $2 exited during startup" >&2; return 1; fi
-    if curl -fsS -o /dev/null --max-time 1 "$1/health" 2>/dev/null; then return 0; fi
+    if ! alive "$4"; then echo "topology.sh: $3 exited during startup" >&2; return 1; fi
+    if health_ok "$1" "$2"; then return 0; fi
     sleep 0.05
   done
-  echo "topology.sh: $2 did not answer $1/health within 30s" >&2
+  echo "topology.sh: $3 did not answer http://$1:$2/health within 600s" >&2
   return 1
 }
 
@@ -74,7 +84,7 @@ start_node() {
     exec setsid "${run[@]}" "$bin" run --config "$node_caddyfile" --adapter caddyfile
   ) >>"$dir/node$i.log" 2>&1 </dev/null &
   echo $! >"$dir/node$i.pid"
-  wait_health "http://$addr:$node_port" "node $i" "$!"
+  wait_health "$addr" "$node_port" "node $i" "$!"
 }
 
 cmd_up() {
@@ -136,7 +146,7 @@ cmd_up() {
     exec setsid "$bin" run --config "$router_caddyfile" --adapter caddyfile
   ) >>"$dir/router.log" 2>&1 </dev/null &
   echo $! >"$dir/router.pid"
-  wait_health "http://127.0.0.1:$router_port" router "$!"
+  wait_health 127.0.0.1 "$router_port" router "$!"
   echo "topology.sh: $n nodes ($mode) and a router at http://127.0.0.1:$router_port; see $dir/env"
 }
 
