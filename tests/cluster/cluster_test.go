@@ -502,6 +502,30 @@ func testMoveGroup(t *testing.T, c *cluster, owners map[string]int) {
 	// writes again (unfrozen) should the router send any.
 	must(t, 409, "POST", R+base+"/s4", "x", "Content-Type", "text/plain")
 	must(t, 404, "HEAD", c.node(from, "URL")+base+"/s0", "")
+	// A move to a node that already holds streams of the group is refused
+	// before anything changes: the group stays where it is, writable.
+	other, otherOwner := "", 0
+	for g, o := range owners {
+		if g != group && o != to {
+			other, otherOwner = g, o
+			break
+		}
+	}
+	must(t, 201, "PUT", c.node(to, "URL")+"/v1/stream/"+other+"/stray", "", "Content-Type", "text/plain")
+	cmd = exec.Command(binary(t), "move-group", "--group", other,
+		"--from", c.node(otherOwner, "ADMIN"), "--to", c.node(to, "ADMIN"), "--to-upstream", c.node(to, "UPSTREAM"),
+		"--router", c.env["ROUTER_ADMIN"], "--pins-file", c.env["PINS_FILE"], "--drain", "0s")
+	out, err = cmd.CombinedOutput()
+	// Caddy logs the command's error as JSON (quotes escaped).
+	if want := `already holds streams of group \"` + other + `\": nothing moved`; err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("move to a node holding streams of the group: %v\n%s\nwant an error saying %s", err, out, want)
+	}
+	if o := c.owner("/v1/stream/" + other + "/s0"); o != otherOwner {
+		t.Errorf("%s/s0 is on node %d after a refused move, want %d", other, o, otherOwner)
+	}
+	must(t, 204, "POST", R+"/v1/stream/"+other+"/s0", "still writable;", "Content-Type", "text/plain")
+	must(t, 204, "POST", c.node(to, "URL")+"/v1/stream/"+other+"/stray", "x", "Content-Type", "text/plain")
+
 	// Other groups on both nodes are untouched.
 	for g, o := range owners {
 		if g != group && (o == from || o == to) {
