@@ -220,7 +220,18 @@ Status Engine::ImportStreams(std::string_view data, uint64_t* imported_count) {
       }
     }
   }
+  // Nothing of a failed import stays: its streams were never registered,
+  // and Recover drops segment files no record names.
   std::vector<StreamPtr> made;
+  auto abandon = [&](Status failure) {
+    for (const StreamPtr& stream : made) {
+      std::lock_guard lock(stream->mu);
+      stream->deleted = true;
+      Uncharge(*stream);
+      stream->log->Rewind(stream->log->start());
+    }
+    return failure;
+  };
   const int64_t now_ms = clock_->NowMs();
   for (Imported& it : items) {
     const StreamRecord& r = it.record;
@@ -237,7 +248,7 @@ Status Engine::ImportStreams(std::string_view data, uint64_t* imported_count) {
     for (size_t at = 0; s.ok() && at < it.bytes.size(); at += kCopyChunk) {
       s = log->Append(it.bytes.substr(at, kCopyChunk), now_ms);
     }
-    if (!s.ok()) return s;
+    if (!s.ok()) return abandon(s);
     StreamConfig config{r.content_type, r.ttl_seconds, r.expires_at_ms};
     auto stream = std::make_shared<Stream>(r.path, id, std::move(config), source, r.fork_offset,
                                            std::move(log));
@@ -258,25 +269,32 @@ Status Engine::ImportStreams(std::string_view data, uint64_t* imported_count) {
       std::lock_guard source_lock(source->mu);
       ++source->fork_refs;
     }
-    if (durable_) {
-      CommitQueue::Ticket ticket;
-      {
-        std::lock_guard lock(stream->mu);
-        ticket = Submit({{StreamMutation::Kind::kUpsert, stream->Record(), it.producers, stream->log.get()}});
-      }
-      s = Await(ticket);
-      if (!s.ok()) return s;  // the streams made so far stay: a retried import says which exist
+    made.push_back(stream);
+  }
+  // One commit for the whole group (the writes to it wait meanwhile): the
+  // streams exist here only once it is durable; if it fails, none does.
+  if (durable_) {
+    std::vector<StreamMutation> batch;
+    for (size_t i = 0; i < made.size(); ++i) {
+      std::lock_guard lock(made[i]->mu);
+      batch.push_back({StreamMutation::Kind::kUpsert, made[i]->Record(), items[i].producers,
+                       made[i]->log.get()});
     }
-    {
-      std::unique_lock registry(registry_mu_);
+    Status s = Await(Submit(std::move(batch)));
+    if (!s.ok()) return abandon(s);
+  }
+  // The paths were free above; the router sends this group nowhere else
+  // while it moves, so nothing created them since.
+  {
+    std::unique_lock registry(registry_mu_);
+    for (const StreamPtr& stream : made) {
       std::lock_guard lock(stream->mu);
-      streams_[r.path] = stream;
+      streams_[stream->path] = stream;
       NoteSegments(stream);
       if (!stream->soft_deleted) QueueExpiry(stream);
     }
-    made.push_back(stream);
-    ++*imported_count;
   }
+  *imported_count = made.size();
   return Status::OK();
 }
 
