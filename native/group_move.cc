@@ -303,7 +303,9 @@ Status Engine::ForgetGroup(const std::string& group, uint64_t* forgotten) {
   std::vector<StreamPtr> streams = GroupStreams(group);
   // Forks first, so that each source has no fork left when its turn comes
   // (soft-deleted sources go with their last fork).
+  // All removals first, then their commits: they share group commits.
   std::reverse(streams.begin(), streams.end());
+  std::vector<Removal> removals;
   for (const StreamPtr& stream : streams) {
     {
       std::lock_guard lock(stream->mu);
@@ -312,11 +314,15 @@ Status Engine::ForgetGroup(const std::string& group, uint64_t* forgotten) {
       // forks are elsewhere (another group) stays soft-deleted.
       if (stream->soft_deleted) continue;
     }
-    Status s = Remove(stream);
-    if (!s.ok()) return s;
+    removals.push_back(BeginRemoval(stream));
     ++*forgotten;
   }
-  return Status::OK();
+  Status first;
+  for (Removal& removal : removals) {
+    Status s = FinishRemoval(std::move(removal));
+    if (first.ok() && !s.ok()) first = s;
+  }
+  return first;
 }
 
 }  // namespace ds
