@@ -12,6 +12,9 @@
 #   make bench             benchmarks (tests/bench/run.sh, BENCH_ARGS=...)
 #   make bench-quick       short benchmark run (about 3 minutes)
 #   make test-bench-smoke  every benchmark scenario at tiny size (< 60 s)
+#   make cluster           3 nodes (network namespaces) + router on this machine, until Ctrl-C
+#   make test-cluster      cluster end to end: kill -9 a node, move a group, conformance via the router
+#   make cluster-bench     cluster numbers: recovery of a node with 100,000 streams (STREAMS=...)
 #   make ops-restart       restart/upgrade under load with 100,000 streams (STREAMS=...)
 #   make dist              release archives for every platform + SHA256SUMS in dist/
 #                          (RELEASE_TARGETS=linux_amd64 ... for a subset)
@@ -42,7 +45,7 @@ VERSION    := $(shell sed -n 's/.*kVersion\[\] = "\(.*\)";/\1/p' native/version.
 GOOS       := $(shell $(GO) env GOOS)
 GOARCH     := $(shell $(GO) env GOARCH)
 
-.PHONY: build dev test test-native sim-build test-sim sim-long test-go test-conformance test-browser test-bench-smoke bench bench-quick ops-restart dist test-release fuzz clean test-xcaddy test-kubernetes test-container-conformance test-cache cache-bench
+.PHONY: build dev test test-native sim-build test-sim sim-long test-go test-conformance test-browser test-bench-smoke bench bench-quick ops-restart dist test-release fuzz clean test-xcaddy test-kubernetes test-container-conformance test-cache cache-bench cluster test-cluster cluster-bench
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/durable-streams-server
@@ -144,6 +147,7 @@ test:
 	  step test-xcaddy || true; \
 	  step test-kubernetes || true; \
 	  step test-cache || true; \
+	  step test-cluster || true; \
 	fi; \
 	echo; echo "==== make test summary ===="; \
 	printf '%s\n' "$${summary[@]}"; \
@@ -198,6 +202,18 @@ bench-webhook: build
 
 test-bench-smoke: build
 	tests/bench/run.sh --smoke --no-build
+
+# The scale-out topology (README, Scaling; tests/cluster/topology.sh): nodes
+# in network namespaces (root; else loopback addresses) behind a router.
+CLUSTER_NODES ?= 3
+cluster: build
+	tests/cluster/topology.sh run $(CLUSTER_NODES)
+
+test-cluster: build $(CONF_STAMP)
+	DS_CLUSTER=1 DS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m -v -run 'TestCluster$$' ./tests/cluster
+
+cluster-bench: build
+	DS_CLUSTER=1 DS_CLUSTER_STREAMS=$(or $(STREAMS),100000) DS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m -v -run 'TestClusterBench$$' ./tests/cluster
 
 # Restart and binary upgrade under load, socket handed over as systemd does
 # (tests/ops/restart.sh); make test runs the same test with 1,000 streams.

@@ -97,6 +97,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	method := r.Method
 	var status int
 	var err error
+	release, ok := h.enterWrite(w, r)
+	if !ok {
+		countRequest(method, http.StatusServiceUnavailable)
+		return nil
+	}
+	if release != nil {
+		defer release()
+	}
 	if h.limits != nil || h.tokens != nil {
 		var done func()
 		if r, done, status = h.admit(w, r); r == nil {

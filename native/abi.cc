@@ -3,6 +3,7 @@
 // Go would kill the server.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -456,5 +457,67 @@ size_t ds_engine_top_groups(ds_engine* engine, ds_group_usage* out, size_t n,
 }
 
 const char* ds_version(void) { return ds::kVersion; }
+
+}  // extern "C"
+
+extern "C" {
+
+ds_code ds_engine_export_group(ds_engine* engine, const char* group, size_t group_len,
+                               char** out, size_t* out_len, ds_error* err) {
+  return Guard(err, [&]() -> ds_code {
+    if (engine == nullptr || out == nullptr || out_len == nullptr || (group == nullptr && group_len)) {
+      SetError(err, DS_ERR_INVALID_ARGUMENT, "engine, out and out_len are required");
+      return DS_ERR_INVALID_ARGUMENT;
+    }
+    *out = nullptr;
+    *out_len = 0;
+    std::string data;
+    ds::Status s = engine->engine->ExportGroup(std::string(group, group_len), &data);
+    if (!s.ok()) {
+      SetError(err, CodeOf(s), s.message().c_str());
+      return CodeOf(s);
+    }
+    char* buf = static_cast<char*>(std::malloc(data.size() ? data.size() : 1));
+    if (buf == nullptr) throw std::bad_alloc();
+    std::memcpy(buf, data.data(), data.size());
+    *out = buf;
+    *out_len = data.size();
+    return DS_OK;
+  });
+}
+
+ds_code ds_engine_import(ds_engine* engine, const char* data, size_t len, uint64_t* count,
+                         ds_error* err) {
+  return Guard(err, [&]() -> ds_code {
+    if (engine == nullptr || count == nullptr || (data == nullptr && len)) {
+      SetError(err, DS_ERR_INVALID_ARGUMENT, "engine and count are required");
+      return DS_ERR_INVALID_ARGUMENT;
+    }
+    ds::Status s = engine->engine->ImportStreams(std::string_view(data, len), count);
+    if (!s.ok()) {
+      SetError(err, CodeOf(s), s.message().c_str());
+      return CodeOf(s);
+    }
+    return DS_OK;
+  });
+}
+
+ds_code ds_engine_forget_group(ds_engine* engine, const char* group, size_t group_len,
+                               uint64_t* count, ds_error* err) {
+  return Guard(err, [&]() -> ds_code {
+    if (engine == nullptr || count == nullptr || (group == nullptr && group_len)) {
+      SetError(err, DS_ERR_INVALID_ARGUMENT, "engine and count are required");
+      return DS_ERR_INVALID_ARGUMENT;
+    }
+    ds::Status s = engine->engine->ForgetGroup(std::string(group, group_len), count);
+    if (!s.ok()) {
+      SetError(err, CodeOf(s), s.message().c_str());
+      return CodeOf(s);
+    }
+    return DS_OK;
+  });
+}
+
+void ds_buffer_free(char* buffer) { std::free(buffer); }
 
 }  // extern "C"

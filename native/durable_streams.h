@@ -393,6 +393,22 @@ ds_code ds_engine_webhook_result(ds_engine* engine, const char* subscription_id,
                                  const uint8_t* body, size_t body_len, bool transport_error,
                                  ds_error* err);
 
+/* ---- Placement group moves (README, Scaling) ---------------------------- */
+
+/* Writes the committed state of every stream of placement `group` (bytes,
+ * producers, closure, TTL/expiry, forks) into a malloc'd buffer *out of
+ * *out_len bytes (free it with ds_buffer_free). The caller keeps writes to
+ * the group out while it runs. */
+ds_code ds_engine_export_group(ds_engine* engine, const char* group, size_t group_len,
+                               char** out, size_t* out_len, ds_error* err);
+/* Adds the streams of an export; fails, adding none, if any path exists. */
+ds_code ds_engine_import(ds_engine* engine, const char* data, size_t len, uint64_t* count,
+                         ds_error* err);
+/* Deletes every stream of `group`; *count says how many. */
+ds_code ds_engine_forget_group(ds_engine* engine, const char* group, size_t group_len,
+                               uint64_t* count, ds_error* err);
+void ds_buffer_free(char* buffer);
+
 /* ---- Maintenance ------------------------------------------------------- */
 
 /* Copies data_dir to dest (which must not exist or be empty) consistently,

@@ -174,6 +174,14 @@ class Engine : private SseSource, private SubscriptionHost {
   // thread; public for tests.
   void ApplyRetention();
 
+  // Placement group moves (group_move.cc; README, Scaling). ExportGroup
+  // writes the group's committed streams; the caller keeps writes to the
+  // group out meanwhile. ImportStreams adds an export's streams, none of
+  // whose paths may exist here. ForgetGroup deletes the group's streams.
+  Status ExportGroup(const std::string& group, std::string* out);
+  Status ImportStreams(std::string_view data, uint64_t* imported_count);
+  Status ForgetGroup(const std::string& group, uint64_t* forgotten);
+
   EngineStats Stats() const;
 
   // Webhook deliveries the engine decided on, for the caller to send, and
@@ -272,6 +280,8 @@ class Engine : private SseSource, private SubscriptionHost {
   // Removes `waiter` from the stream's list if `registration` is current.
   // Requires stream.mu.
   static void Unpark(Stream& stream, uint64_t waiter, const WaiterRegistration& registration);
+
+  std::vector<std::shared_ptr<Stream>> GroupStreams(const std::string& group) const;
 
   // Registry access. Lookup returns the stream at `path` unless it is absent
   // or expired (an expired stream is removed on the way).
