@@ -12,16 +12,21 @@
 # image depends on the user's name or home directory).
 
 # ---- builder: the static binary and the final image's few files ----------
-# Assumes the vendored LMDB and simdjson (native/third_party): the Go image's
-# gcc/g++ is all cgo needs, and -extldflags -static links everything in.
+# The binary is built exactly as `make dist` builds linux_amd64/linux_arm64
+# (tools/release/build.sh: cgo with the vendored LMDB and simdjson, static
+# glibc/libstdc++, netgo/osusergo, stripped), for the builder's own
+# architecture with the image's gcc/g++. What is tested here is that binary
+# (make dist, tests/release) in this file's final stage (tests/container,
+# with buildah): no registry is reachable to pull the golang image, so this
+# stage itself has not been run.
 FROM golang:1.26-bookworm AS builder
 WORKDIR /build
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=1 go build -trimpath -tags netgo,osusergo \
-      -ldflags '-s -w -linkmode external -extldflags -static' \
-      -o /rootfs/usr/local/bin/durable-streams-server ./cmd/durable-streams-server \
+RUN arch=$(go env GOARCH) \
+ && CC_LINUX_ARM64=gcc CXX_LINUX_ARM64=g++ \
+    tools/release/build.sh "linux_$arch" /rootfs/usr/local/bin/durable-streams-server \
  && if ldd /rootfs/usr/local/bin/durable-streams-server >/dev/null 2>&1; then \
       echo "durable-streams-server is not statically linked" >&2; exit 1; fi \
  && /rootfs/usr/local/bin/durable-streams-server version

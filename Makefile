@@ -223,9 +223,7 @@ ops-restart: build
 # durable-streams-server_<VERSION>_<os>_<arch>.tar.gz (.zip for windows) and
 # dist/SHA256SUMS, named as the deployment guide says; self-contained binaries
 # cross-compiled by tools/release/build.sh (gcc, aarch64-linux-gnu-gcc, zig).
-# darwin_amd64 is left out: a Caddy dependency needs the macOS SDK headers to
-# build for it (see README, Release artifacts); add it where an SDK is present.
-RELEASE_TARGETS ?= linux_amd64 linux_arm64 darwin_arm64 windows_amd64
+RELEASE_TARGETS ?= linux_amd64 linux_arm64 darwin_amd64 darwin_arm64 windows_amd64
 dist:
 	tools/release/dist.sh $(VERSION) $(RELEASE_TARGETS)
 

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 )
 
 // ---- Request bodies -----------------------------------------------------
@@ -110,7 +109,7 @@ func (b *requestBody) release() {
 		b.small = nil
 	}
 	if b.mapped != nil {
-		_ = syscall.Munmap(b.mapped) // fails only for a bad range: a bug, not a state
+		unmapAnonymous(b.mapped) // fails only for a bad range: a bug, not a state
 		b.mapped = nil
 	}
 	b.budget.release(b.reserved)
@@ -261,13 +260,11 @@ func (b *requestBody) readUnknown(body io.Reader, limit int64) error {
 	}
 }
 
-// mapBody reserves n bytes of private anonymous memory. Pages are backed
-// only once written, and MAP_NORESERVE keeps an untouched reservation from
-// counting against the system's commit limit. A failure is answered as a
+// mapBody reserves n bytes of private anonymous memory (mapAnonymous, per
+// platform). Pages are backed only once written. A failure is answered as a
 // full budget: the server has no memory for the body now.
 func mapBody(n int64) ([]byte, error) {
-	m, err := syscall.Mmap(-1, 0, int(n), syscall.PROT_READ|syscall.PROT_WRITE,
-		syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS|syscall.MAP_NORESERVE)
+	m, err := mapAnonymous(int(n))
 	if err != nil {
 		return nil, fmt.Errorf("mapping %d bytes for a request body: %w (%w)", n, err, errOverBudget)
 	}

@@ -48,7 +48,7 @@ func checkDataDir(dir string) error {
 		}
 		p = parent
 	}
-	if err := syscall.Access(p, accessW|accessX); err != nil {
+	if err := canAccess(p, accessW|accessX); err != nil {
 		if p == dir {
 			return fmt.Errorf("data_dir %s is not writable by user %s: %w", dir, who, err)
 		}
@@ -70,7 +70,7 @@ func checkDataDir(dir string) error {
 		if fi.IsDir() {
 			mode |= accessX
 		}
-		if err := syscall.Access(entry, mode); err != nil {
+		if err := canAccess(entry, mode); err != nil {
 			return fmt.Errorf("data_dir %s: %s is not writable by user %s (owned by uid %d): %w", dir, entry, who, ownerUID(fi), err)
 		}
 	}
@@ -84,11 +84,4 @@ func processUser() string {
 		return fmt.Sprintf("%s (uid %d)", u.Username, uid)
 	}
 	return fmt.Sprintf("uid %d", uid)
-}
-
-func ownerUID(fi fs.FileInfo) int64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return int64(st.Uid)
-	}
-	return -1
 }

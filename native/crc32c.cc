@@ -98,8 +98,9 @@ const ZeroShift& StripeShift() {
 }
 
 // Compiled for SSE4.2 whatever the build's -march, and only called after
-// the CPU said it has it.
-__attribute__((target("sse4.2"))) uint32_t HardwareRaw(uint32_t c32, const uint8_t* p, size_t n) {
+// the CPU said it has it. Clang 19+ (zig cc) treats the crc32 instruction as
+// its own feature that sse4.2 no longer implies for the intrinsics' checks.
+__attribute__((target("sse4.2,crc32"))) uint32_t HardwareRaw(uint32_t c32, const uint8_t* p, size_t n) {
   while (n > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0) {
     c32 = _mm_crc32_u8(c32, *p++);
     --n;

@@ -47,8 +47,14 @@ struct LmdbStoreOptions {
   ds_fsync fsync = DS_FSYNC_ALWAYS;
   int64_t fsync_interval_ms = 1000;  // DS_FSYNC_INTERVAL's period
   uint64_t segment_bytes = 64ull << 20;
-  // The LMDB map starts here and doubles whenever a commit fills it.
+  // The LMDB map starts here and doubles whenever a commit fills it. On
+  // Windows LMDB extends data.mdb to the whole map at once (a file mapping
+  // cannot reach past the file's end), so the map starts small there.
+#if defined(_WIN32)
+  uint64_t initial_map_bytes = 16ull << 20;
+#else
   uint64_t initial_map_bytes = 1ull << 30;
+#endif
   // Open segment files across all streams (an LRU); LMDB's own two
   // descriptors and LOCK come on top.
   size_t max_open_files = 4096;

@@ -53,6 +53,31 @@ char* realpath(const char* path, char* resolved);
 // adopted on Windows: always fails with ENOSYS.
 int fcntl(int fd, int cmd, ...);
 
+#ifdef __cplusplus
+// Files that are open can be deleted and renamed, as on POSIX: the store
+// unlinks segment files of a deleted stream or a retention trim and renames
+// files into place while readers may hold them open. The C runtime's open
+// does not share FILE_SHARE_DELETE, and its rename/unlink do not replace a
+// target or free a name at once, so:
+//  - open(path, flags, mode) (three arguments, C++ linkage) is chosen over
+//    the C runtime's variadic open by overload resolution: CreateFileW with
+//    FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, UTF-8 path.
+//  - rename and unlink are macros for ds_win32_rename / ds_win32_unlink,
+//    defined after every C runtime header that declares them is included
+//    (here, first), so only calls are rewritten. rename replaces an existing
+//    target (MoveFileExW, MOVEFILE_REPLACE_EXISTING); unlink deletes with
+//    POSIX semantics where the filesystem has them (Windows 10 1607+ NTFS:
+//    the name is gone at once, open handles keep the data), and otherwise
+//    marks the file deleted when its last handle closes.
+#include <cstdio>
+#include <stdio.h>
+int open(const char* path, int flags, int mode);
+int ds_win32_rename(const char* from, const char* to);
+int ds_win32_unlink(const char* path);
+#define rename(from, to) ds_win32_rename(from, to)
+#define unlink(path) ds_win32_unlink(path)
+#endif
+
 inline int mkdir(const char* path, int mode) {
   (void)mode;
   return ::_mkdir(path);

@@ -8,8 +8,10 @@
 #   linux_arm64    the same under qemu-aarch64-static, then the conformance suite
 #                  (memory and data_dir) against it under qemu (RELEASE_CONFORMANCE=0 skips)
 #   windows_amd64  under Wine: data_dir and memory round trips (windows.sh)
-#   darwin_*       linked only: `file` must say Mach-O 64-bit of the right CPU.
-#                  Nothing here can run a macOS binary.
+#   darwin_*       linked only: `file` must say Mach-O 64-bit of the right CPU,
+#                  and LC_BUILD_VERSION must say macOS with minos 12.0
+#                  (machover/, a small debug/macho reader). Nothing here can
+#                  run a macOS binary.
 # A target whose archive is missing, or whose tool (qemu, wine) is missing,
 # is reported as SKIPPED, never as passed.
 set -uo pipefail
@@ -56,14 +58,22 @@ else
   fi
 fi
 
+machover=$tmp/machover
+(cd "$root" && ${GO:-go} build -o "$machover" ./tests/release/machover) || machover=""
 for t in darwin_amd64:x86_64 darwin_arm64:arm64; do
   target=${t%%:*} cpu=${t#*:}
   bin=$(unpack "$target")
   if [ -z "$bin" ]; then note "$target" SKIPPED "no archive"; continue; fi
   desc=$(file -b "$bin")
   echo "$target: $desc"
-  case $desc in "Mach-O 64-bit"*"$cpu"*executable*|"Mach-O 64-bit executable $cpu"*) note "$target" ok "linked: $desc (not run: no macOS here)" ;;
-    *) note "$target" FAILED "file: $desc" ;; esac
+  case $desc in "Mach-O 64-bit"*"$cpu"*executable*|"Mach-O 64-bit executable $cpu"*) ;;
+    *) note "$target" FAILED "file: $desc"; continue ;; esac
+  # The oldest macOS it declares it runs on: 12 (what README promises).
+  if [ -z "$machover" ]; then note "$target" FAILED "could not build tests/release/machover"; continue; fi
+  version=$("$machover" "$bin" 2>&1)
+  echo "$target: $version"
+  case $version in "darwin $cpu minos 12.0 "*) note "$target" ok "linked: $desc; $version (not run: no macOS here)" ;;
+    *) note "$target" FAILED "LC_BUILD_VERSION: $version (want darwin $cpu minos 12.0)" ;; esac
 done
 
 bin=$(unpack windows_amd64)
