@@ -561,5 +561,24 @@ TEST_F(SubscriptionsTest, AppendWhileLeasedIsFoundOnRelease) {
   EXPECT_NE(host_.wakes["wake/pool"][1].find("\"stream\":\"events/a\""), std::string::npos);
 }
 
+// A claim with nothing pending (a worker that read a wake event another
+// worker already served) is granted, with every stream's has_pending false:
+// the worker acks done at once and learns from next_wake whether more came.
+TEST_F(SubscriptionsTest, ClaimWithNothingPendingIsAnEmptyLease) {
+  host_.tails["events/a"] = 4;
+  PullSub("p");
+  Response claim = Do("POST", "subscriptions/p/claim", R"({"worker":"late"})");
+  ASSERT_EQ(claim.status, 200) << claim.body;
+  auto c = Json(claim);
+  EXPECT_NE(claim.body.find(R"("has_pending":false)"), std::string::npos) << claim.body;
+  EXPECT_EQ(claim.body.find(R"("has_pending":true)"), std::string::npos) << claim.body;
+  const std::string wake(c["wake_id"].get_string().value());
+  Response done = Do("POST", "subscriptions/p/ack",
+                     R"({"wake_id":")" + wake + R"(","generation":1,"acks":[],"done":true})",
+                     "Bearer " + std::string(c["token"].get_string().value()));
+  EXPECT_EQ(done.status, 200) << done.body;
+  EXPECT_EQ(done.body, R"({"ok":true,"next_wake":false})");
+}
+
 }  // namespace
 }  // namespace ds
