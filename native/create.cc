@@ -200,7 +200,7 @@ Response Engine::FinishCreate(const Request& request, PendingCreate& pending) {
   uint64_t tail = stream.tail.load();
   pending.lock.unlock();
   // Subscriptions whose pattern matches link it now, at its start (§6.2).
-  NoteSubscriptionData(stream.path);
+  NoteSubscriptionData(stream.path, /*created=*/true);
   return CreatedResponse(request, 201, stream, tail, pending.closed);
 }
 

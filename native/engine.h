@@ -379,7 +379,8 @@ class Engine : private SseSource, private SubscriptionHost {
   void ForEachStream(const std::function<void(const std::string& path, uint64_t tail)>& fn) override;
   int AppendWakeEvents(const std::string& path, const std::vector<std::string>& events) override;
   // A stream's data became visible (create, append): tell subscriptions.
-  void NoteSubscriptionData(const std::string& path);
+  // `created`: the stream is new (patterns link it).
+  void NoteSubscriptionData(const std::string& path, bool created = false);
 
   // Usage accounting (usage.h). Charges `stream` what its log holds now
   // (after a rewind or trim); gives back its whole charge and its place in

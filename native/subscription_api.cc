@@ -289,29 +289,22 @@ Response Subscriptions::Put(const Request& request, const std::string& id) {
   const int64_t now = clock_->NowMs();
   sub->created_at_ms = now;
   sub->callback_base = std::string(request.header(DS_FIELD_REQUEST_BASE).value_or(""));
-  // Links: explicit streams at their tail, and (§6.2 backfill) every
-  // existing stream the pattern matches, at its tail: no replay.
+  // Explicit streams are linked at their tail.
   for (const std::string& p : sub->streams) {
     if (p == sub->wake_stream) continue;
     sub->links[p] = Link{false, true, host_->StreamTail(p).value_or(0)};
   }
-  if (sub->pattern) {
-    host_->ForEachStream([&](const std::string& path, uint64_t tail) {
-      if (path == sub->wake_stream || !GlobMatch(*sub->pattern, path)) return;
-      Link& link = sub->links[path];
-      link.glob = true;
-      link.acked = tail;
-    });
-  }
-  std::vector<std::string> all;
-  for (const auto& [path, link] : sub->links) all.push_back(path);
+  // Held until the subscription is linked and stored: the dispatcher and
+  // other requests that find it wait (nobody else knows it yet, so taking
+  // it cannot block here).
+  std::lock_guard lock(sub->mu);
   {
-    std::unique_lock lock(registry_mu_);
+    std::unique_lock rlock(registry_mu_);
     auto it = subs_.find(id);
     if (it != subs_.end()) {
       // Created concurrently: answer as a re-confirmation would.
       SubPtr other = it->second;
-      lock.unlock();
+      rlock.unlock();
       std::lock_guard other_lock(other->mu);
       if (other->config_hash != sub->config_hash) {
         return JsonError(409, "SUBSCRIPTION_EXISTS",
@@ -323,7 +316,22 @@ Response Subscriptions::Put(const Request& request, const std::string& id) {
     IndexAdd(*sub);
     count_.store(subs_.size(), std::memory_order_release);
   }
-  std::lock_guard lock(sub->mu);
+  // §6.2 backfill, after the pattern is indexed: a stream created from now
+  // on is noted to the dispatcher (which links it when it gets sub->mu,
+  // after us; linking an already linked stream changes nothing), and one
+  // created before is in the listing. Listing first would lose a stream
+  // created between the listing and the indexing. Backfilled streams are
+  // linked at their tail: no replay.
+  if (sub->pattern) {
+    host_->ForEachStream([&](const std::string& path, uint64_t tail) {
+      if (path == sub->wake_stream || !GlobMatch(*sub->pattern, path)) return;
+      Link& link = sub->links[path];
+      link.glob = true;
+      link.acked = tail;
+    });
+  }
+  std::vector<std::string> all;
+  for (const auto& [path, link] : sub->links) all.push_back(path);
   // A leftover of an earlier subscription with this id goes with the write.
   if (store_ != nullptr && store_->durable()) {
     SubscriptionWrite erase;
@@ -358,22 +366,25 @@ Response Subscriptions::Get(const Request& request, const std::string& id) {
 }
 
 Response Subscriptions::Delete(const std::string& id) {
-  SubPtr sub;
-  {
-    std::unique_lock lock(registry_mu_);
-    auto it = subs_.find(id);
-    if (it == subs_.end()) return NotFound();
-    sub = it->second;
-    subs_.erase(it);
-    IndexRemove(*sub);
-    count_.store(subs_.size(), std::memory_order_release);
-  }
+  SubPtr sub = Find(id);
+  if (sub == nullptr) return NotFound();
   std::lock_guard lock(sub->mu);
+  if (sub->deleted) return NotFound();
   // §6.3: everything in flight for it is fenced from now on (the object is
   // out of the registry and marked, so no callback finds a wake to match).
+  // It leaves busy_ before count_: the append path's "every subscription
+  // is busy" test may be too pessimistic for a moment, never too hopeful.
   sub->deleted = true;
-  sub->phase = Phase::kIdle;
+  SetPhase(*sub, Phase::kIdle);
   sub->wake_id.clear();
+  {
+    std::unique_lock rlock(registry_mu_);
+    if (auto it = subs_.find(id); it != subs_.end() && it->second == sub) {
+      subs_.erase(it);
+      IndexRemove(*sub);
+      count_.store(subs_.size(), std::memory_order_release);
+    }
+  }
   if (store_ != nullptr && store_->durable()) {
     SubscriptionWrite w;
     w.id = id;
@@ -486,7 +497,7 @@ Response Subscriptions::Claim(const Request& request, const std::string& id) {
   if (sub->phase == Phase::kWakeInFlight) {
     // Take the wake the workers were woken for.
     HasPending(*sub, &tails);
-    sub->phase = Phase::kLeased;
+    SetPhase(*sub, Phase::kLeased);
     sub->snapshot = tails;
     sub->lease_expires_ms = now + sub->lease_ttl_ms;
   } else {
@@ -597,7 +608,7 @@ Response Subscriptions::Complete(const Request& request, const std::string& id, 
     }
     const bool release = done || kind == Completion::kRelease;
     if (release) {
-      sub->phase = Phase::kIdle;
+      SetPhase(*sub, Phase::kIdle);
       sub->holder.clear();
       sub->wake_id.clear();
       sub->snapshot.clear();

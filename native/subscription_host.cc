@@ -68,10 +68,15 @@ int Engine::AppendWakeEvents(const std::string& path, const std::vector<std::str
   return response.status;
 }
 
-void Engine::NoteSubscriptionData(const std::string& path) {
+void Engine::NoteSubscriptionData(const std::string& path, bool created) {
   const std::string_view root = options_.stream_root;
   if (path.size() > root.size() + 1 && path.compare(0, root.size(), root) == 0 && path[root.size()] == '/') {
-    subscriptions_->NoteAppend(std::string_view(path).substr(root.size() + 1));
+    const std::string_view rel = std::string_view(path).substr(root.size() + 1);
+    if (created) {
+      subscriptions_->NoteCreated(rel);
+    } else {
+      subscriptions_->NoteAppend(rel);
+    }
   }
 }
 

@@ -185,13 +185,49 @@ std::vector<std::string> Subscriptions::Candidates(std::string_view path) const 
   return out;
 }
 
+void Subscriptions::SetPhase(Sub& sub, Phase phase) {
+  const bool was_busy = sub.phase != Phase::kIdle;
+  const bool busy = phase != Phase::kIdle;
+  sub.phase = phase;
+  if (was_busy == busy) return;
+  if (busy) {
+    busy_.fetch_add(1);
+  } else {
+    busy_.fetch_sub(1);
+    // Pairs with the fence in NoteAppend: either that append sees this
+    // subscription idle and notes the stream, or the HasPending that
+    // follows a release here sees the append's tail.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+
 void Subscriptions::NoteAppend(std::string_view path) {
+  const uint64_t count = count_.load(std::memory_order_acquire);
+  if (count == 0) return;
+  // The tail was published before this call; see SetPhase.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (busy_.load(std::memory_order_relaxed) >= count) return;
+  bool was_empty;
+  {
+    std::lock_guard lock(queue_mu_);
+    if (appended_.find(path) != appended_.end()) return;  // coalesced
+    was_empty = notes_.empty() && appended_.empty() && created_.empty();
+    appended_.emplace(path);
+  }
+  // The dispatcher checks the queue under the lock before it waits: it
+  // needs a signal only when the queue was empty, not once per append.
+  if (was_empty) queue_cv_.notify_one();
+}
+
+void Subscriptions::NoteCreated(std::string_view path) {
   if (count_.load(std::memory_order_acquire) == 0) return;
-  std::vector<std::string> ids = Candidates(path);
-  if (ids.empty()) return;
-  std::vector<Note> notes;
-  for (std::string& id : ids) notes.push_back(Note{std::move(id), std::string(path), false});
-  Enqueue(std::move(notes));
+  bool was_empty;
+  {
+    std::lock_guard lock(queue_mu_);
+    was_empty = notes_.empty() && appended_.empty() && created_.empty();
+    created_.emplace(path);
+  }
+  if (was_empty) queue_cv_.notify_one();
 }
 
 void Subscriptions::NoteRemoved(std::string_view path) {
@@ -207,15 +243,8 @@ void Subscriptions::Enqueue(std::vector<Note> notes) {
   bool was_empty;
   {
     std::lock_guard lock(queue_mu_);
-    was_empty = notes_.empty();
-    for (Note& note : notes) {
-      if (!note.removed) {
-        // Appends to one stream coalesce until the dispatcher runs.
-        std::string key = note.id + '\0' + note.path;
-        if (!noted_.insert(std::move(key)).second) continue;
-      }
-      notes_.push_back(std::move(note));
-    }
+    was_empty = notes_.empty() && appended_.empty() && created_.empty();
+    for (Note& note : notes) notes_.push_back(std::move(note));
   }
   // The dispatcher checks the queue under the lock before it waits: it
   // needs a signal only when the queue was empty, not once per append.
@@ -236,7 +265,7 @@ void Subscriptions::DispatcherLoop() {
       std::unique_lock lock(queue_mu_);
       for (;;) {
         if (stopping_) return;
-        if (!notes_.empty()) break;
+        if (!notes_.empty() || !appended_.empty() || !created_.empty()) break;
         const int64_t now = clock_->NowMs();
         if (!timers_.empty() && timers_.top().at_ms <= now) break;
         // Timers are on the engine clock; wait in real time, at most a
@@ -253,14 +282,29 @@ void Subscriptions::DispatcherLoop() {
 void Subscriptions::RunOnce() {
   std::vector<Note> notes;
   std::vector<std::string> due;
+  decltype(appended_) appended;
+  decltype(created_) created;
   const int64_t now = clock_->NowMs();
   {
     std::lock_guard lock(queue_mu_);
     notes.swap(notes_);
-    noted_.clear();
+    appended.swap(appended_);
+    created.swap(created_);
     while (!timers_.empty() && timers_.top().at_ms <= now) {
       due.push_back(timers_.top().id);
       timers_.pop();
+    }
+  }
+  // Created and appended streams fan out to the subscriptions that may link
+  // them. Appends queued before every subscription became busy need
+  // nothing more (see busy_).
+  for (const std::string& path : created) {
+    appended.erase(path);
+    for (std::string& id : Candidates(path)) notes.push_back(Note{std::move(id), path, false});
+  }
+  if (busy_.load() < count_.load()) {
+    for (const std::string& path : appended) {
+      for (std::string& id : Candidates(path)) notes.push_back(Note{std::move(id), path, false});
     }
   }
   // Membership changes first, then every subscription touched is looked at
@@ -281,7 +325,10 @@ void Subscriptions::RunOnce() {
           Persist(*sub, {}, {note.path});
         }
       } else if (it == sub->links.end() && !note.path.empty()) {
-        if (sub->pattern && GlobMatch(*sub->pattern, note.path) && note.path != sub->wake_stream) {
+        // Removals are applied before appends of the same pass: a stream
+        // appended to and then deleted is not there any more.
+        if (sub->pattern && GlobMatch(*sub->pattern, note.path) && note.path != sub->wake_stream &&
+            host_->StreamTail(note.path)) {
           // Discovered by its first data: linked before it (§6.2).
           sub->links[note.path] = Link{true, false, 0};
           Persist(*sub, {note.path}, {});
@@ -308,7 +355,7 @@ bool Subscriptions::ExpireIfDue(Sub& sub, int64_t now) {
   if (!leased || sub.lease_expires_ms > now) return false;
   // §7.3: the holder and the wake's token are cleared; a new wake follows
   // if work is pending.
-  sub.phase = Phase::kIdle;
+  SetPhase(sub, Phase::kIdle);
   sub.holder.clear();
   sub.wake_id.clear();
   sub.snapshot.clear();
@@ -335,13 +382,20 @@ void Subscriptions::Evaluate(const SubPtr& sub, int64_t now) {
     if (sub->deleted) return;
     ExpireIfDue(*sub, now);
     if (sub->phase != Phase::kIdle) {
-      // Re-arm the lease timer (timers are not deduplicated; a stale one
-      // just finds nothing to do).
-      if (sub->lease_expires_ms > now) AddTimer(sub->lease_expires_ms, sub->id);
+      // Re-arm the lease timer once per deadline (every append to a linked
+      // stream lands here while a wake is out; a stale timer just finds
+      // nothing to do).
+      if (sub->lease_expires_ms > now && sub->armed_ms != sub->lease_expires_ms) {
+        AddTimer(sub->lease_expires_ms, sub->id);
+        sub->armed_ms = sub->lease_expires_ms;
+      }
       return;
     }
     if (sub->next_attempt_ms > now) {
-      AddTimer(sub->next_attempt_ms, sub->id);
+      if (sub->armed_ms != sub->next_attempt_ms) {
+        AddTimer(sub->next_attempt_ms, sub->id);
+        sub->armed_ms = sub->next_attempt_ms;
+      }
       return;
     }
     if (!HasPending(*sub, nullptr)) return;
@@ -361,10 +415,10 @@ Status Subscriptions::IssueWake(Sub& sub, int64_t now, bool claiming) {
   sub.wake_id = NewWakeId();
   sub.snapshot = tails;
   if (sub.type == Type::kWebhook) {
-    sub.phase = Phase::kWakeInFlight;
+    SetPhase(sub, Phase::kWakeInFlight);
     sub.lease_expires_ms = now + sub.lease_ttl_ms;
   } else {
-    sub.phase = claiming ? Phase::kLeased : Phase::kWakeInFlight;
+    SetPhase(sub, claiming ? Phase::kLeased : Phase::kWakeInFlight);
     sub.lease_expires_ms = claiming ? now + sub.lease_ttl_ms : 0;
   }
   // The generation is durable before anyone hears of it: a restart never
@@ -373,7 +427,7 @@ Status Subscriptions::IssueWake(Sub& sub, int64_t now, bool claiming) {
   if (!s.ok()) {
     sub.generation = old_generation;
     sub.wake_id = old_wake;
-    sub.phase = old_phase;
+    SetPhase(sub, old_phase);
     sub.snapshot.clear();
     return s;
   }
@@ -403,7 +457,7 @@ Status Subscriptions::IssueWake(Sub& sub, int64_t now, bool claiming) {
   if (status < 200 || status > 299) {
     // No wake channel (deleted, closed, full): try again later, as a
     // failed webhook delivery would.
-    sub.phase = Phase::kIdle;
+    SetPhase(sub, Phase::kIdle);
     sub.wake_id.clear();
     sub.snapshot.clear();
     ScheduleRetry(sub, now);
@@ -516,7 +570,7 @@ void Subscriptions::WebhookResult(const std::string& id, uint64_t generation,
       return;  // fenced: another wake is current
     }
     if (transport_error || status < 200 || status > 299) {
-      sub->phase = Phase::kIdle;
+      SetPhase(*sub, Phase::kIdle);
       sub->wake_id.clear();
       sub->snapshot.clear();
       sub->lease_expires_ms = 0;
@@ -543,7 +597,7 @@ void Subscriptions::WebhookResult(const std::string& id, uint64_t generation,
           put.push_back(path);
         }
       }
-      sub->phase = Phase::kIdle;
+      SetPhase(*sub, Phase::kIdle);
       sub->wake_id.clear();
       sub->snapshot.clear();
       sub->lease_expires_ms = 0;
@@ -739,6 +793,7 @@ Status Subscriptions::Recover() {
   bool notify = false;
   for (const SubPtr& sub : loaded) {
     std::lock_guard lock(sub->mu);
+    if (sub->phase != Phase::kIdle) busy_.fetch_add(1);
     if (sub->type == Type::kWebhook && sub->phase == Phase::kWakeInFlight && sub->lease_expires_ms > now) {
       // The delivery may have been lost with the process: send it again
       // (same wake, so a receiver that did get it can still call back).
@@ -747,7 +802,7 @@ Status Subscriptions::Recover() {
       notify = true;
     } else if (sub->type == Type::kPullWake && sub->phase == Phase::kWakeInFlight) {
       // Whether its wake events were appended is unknown: wake again.
-      sub->phase = Phase::kIdle;
+      SetPhase(*sub, Phase::kIdle);
       sub->wake_id.clear();
       sub->snapshot.clear();
       PersistRecord(*sub);

@@ -20,11 +20,17 @@
 // replay); streams created later are linked at their start, so the data
 // that created them is pending. Deleting a stream removes its links.
 //
-// Cost on the append path: NoteAppend looks at the subscriptions linked
-// explicitly to the stream and at the patterns whose literal first segment
-// is the stream's (plus the few that start with a wildcard); with no
-// subscription at all it is one atomic load. Everything else (cursor
-// comparisons, wakes, persistence) happens on the dispatcher thread.
+// Cost on the append path: with no subscription at all, or with every
+// subscription busy (a wake in flight or a lease held: it will look at all
+// its links when released), NoteAppend is two atomic loads and a fence;
+// otherwise it adds the stream's path to a set of appended streams (no copy
+// if it is queued already) and signals the dispatcher only when the queue
+// was empty: O(1) in the number of subscriptions either way. The
+// dispatcher matches each appended path against the pattern index (by
+// literal first segment, plus the few patterns that start with a wildcard)
+// and the explicit links, and does everything else (cursor comparisons,
+// wakes, persistence); a subscription with a wake in flight or a lease held
+// costs it one look.
 //
 // Durability: every change is written to the Store (LMDB with data_dir,
 // STORAGE_FORMAT.md "Subscriptions") before the request that made it is
@@ -140,6 +146,8 @@ class Subscriptions {
   // Engine hooks (no lock of ours held by the caller; the engine may hold a
   // stream lock). `path` is stream-root-relative.
   void NoteAppend(std::string_view path);
+  // A stream was created (with or without data): patterns link it.
+  void NoteCreated(std::string_view path);
   void NoteRemoved(std::string_view path);
 
   // Up to `max` queued webhook deliveries, oldest first.
@@ -190,6 +198,7 @@ class Subscriptions {
     std::vector<std::pair<std::string, uint64_t>> snapshot;  // tails at the wake
     uint32_t attempts = 0;       // failed deliveries in a row
     int64_t next_attempt_ms = 0; // no wake before this (retry backoff)
+  int64_t armed_ms = 0;        // a timer queued by Evaluate for this time
     bool deleted = false;
   };
   using SubPtr = std::shared_ptr<Sub>;
@@ -216,6 +225,9 @@ class Subscriptions {
   Response Complete(const Request& request, const std::string& id, Completion kind);
 
   SubPtr Find(const std::string& id) const;
+  // The only writer of Sub::phase once a subscription is registered (needs
+  // sub.mu): keeps busy_ in step.
+  void SetPhase(Sub& sub, Phase phase);
   // Index maintenance; require registry_mu_ exclusive.
   void IndexAdd(const Sub& sub);
   void IndexRemove(const Sub& sub);
@@ -263,11 +275,28 @@ class Subscriptions {
   std::unordered_set<std::string> wildcard_first_;
   std::unordered_map<std::string, std::unordered_set<std::string>> explicit_by_path_;
   std::atomic<uint64_t> count_{0};
+  // Subscriptions with a wake in flight or a lease held. When every one is
+  // busy an append notes nothing: each of them looks at all its links when
+  // it is released (HasPending after SetPhase(kIdle)), so the data is seen
+  // then. Never above the number of busy subscriptions in subs_ (a deleted
+  // one leaves busy_ before count_).
+  std::atomic<uint64_t> busy_{0};
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::vector<Note> notes_;
-  std::unordered_set<std::string> noted_;  // id\0path of queued appends
+  // Streams appended to since the dispatcher last looked (the append path
+  // only adds the path here; matching it against subscriptions is the
+  // dispatcher's work). Transparent so a queued path is found without a
+  // copy.
+  struct PathHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_set<std::string, PathHash, std::equal_to<>> appended_;
+  // Streams created since the dispatcher last looked: linked by the
+  // patterns that match them whether or not anyone is busy.
+  std::unordered_set<std::string, PathHash, std::equal_to<>> created_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   bool stopping_ = false;
   std::thread thread_;

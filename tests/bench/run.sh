@@ -17,7 +17,7 @@
 #   --scenario    scenarios to run (default all):
 #                   append-1 append-64 append-producer read-small read-large
 #                   fanout-sse fanout-longpoll fanout-sse-h2 fanout-longpoll-h2
-#                   many-streams bodies
+#                   many-streams bodies append-subscribed
 #                 (*-h2: the fan-out over TLS + HTTP/2, subscribers multiplexed
 #                 100 to a connection as browsers do; Caddy-based servers only)
 #   --servers     servers to run (default all):
@@ -54,7 +54,7 @@ GO_PLUGIN_MODULE="github.com/durable-streams/durable-streams/packages/caddy-plug
 GO_PLUGIN_VERSION="${GO_PLUGIN_VERSION:-v0.1.0}"
 RUST_DS_CRATE="durable-streams"
 RUST_DS_VERSION="${RUST_DS_VERSION:-0.1.5}"
-ALL_SCENARIOS="append-1 append-64 append-producer read-small read-large fanout-sse fanout-longpoll fanout-sse-h2 fanout-longpoll-h2 many-streams bodies"
+ALL_SCENARIOS="append-1 append-64 append-producer read-small read-large fanout-sse fanout-longpoll fanout-sse-h2 fanout-longpoll-h2 many-streams bodies append-subscribed"
 ALL_SERVERS="ceiling ours-mem ours-disk node-mem node-disk goplugin-mem goplugin-disk rust-mem rust-wal"
 
 CURRENT_SCENARIO="" MODE=full DURATION="" SCENARIOS="" SERVERS="" BUILD=1 BIN="$ROOT/bin/durable-streams-server" OUT=""
@@ -81,9 +81,12 @@ done
 # Sizes per mode. Every load loop is bounded by time (DURATION, timeouts) and
 # by count (subscribers, streams, bytes).
 case "$MODE" in
-  full)  : "${DURATION:=8s}";  FANOUT_SUBS=5000; FANOUT_APPENDS=10; FANOUT_BUDGET=45s; LARGE_MIB=64; MANY=100000; CREATE_TIMEOUT=60s; BODIES_MB=100 ;;
-  quick) : "${DURATION:=2s}";  FANOUT_SUBS=1000; FANOUT_APPENDS=5;  FANOUT_BUDGET=10s; LARGE_MIB=16; MANY=5000;   CREATE_TIMEOUT=10s; BODIES_MB=20 ;;
+  full)  : "${DURATION:=8s}";  FANOUT_SUBS=5000; FANOUT_APPENDS=10; FANOUT_BUDGET=45s; LARGE_MIB=64; MANY=100000; CREATE_TIMEOUT=60s; BODIES_MB=100
+         SUB_STREAMS=10000; SUB_SUBS=1000; SUB_ROUNDS=3 ;;
+  quick) : "${DURATION:=2s}";  FANOUT_SUBS=1000; FANOUT_APPENDS=5;  FANOUT_BUDGET=10s; LARGE_MIB=16; MANY=5000;   CREATE_TIMEOUT=10s; BODIES_MB=20
+         SUB_STREAMS=2000; SUB_SUBS=200; SUB_ROUNDS=1 ;;
   smoke) : "${DURATION:=1s}";  FANOUT_SUBS=50;   FANOUT_APPENDS=3;  FANOUT_BUDGET=10s; LARGE_MIB=3;  MANY=300;    CREATE_TIMEOUT=20s; BODIES_MB=1
+         SUB_STREAMS=300; SUB_SUBS=20; SUB_ROUNDS=1
          : "${SERVERS:=ours-mem}" ;;
 esac
 SCENARIOS="$(echo ${SCENARIOS:-$ALL_SCENARIOS})"
@@ -465,6 +468,8 @@ ceiling_applies() {
 # asked to swallow gigabytes.
 scenario_applies() {
   case "$1/$2" in bodies/ours-*) return 0 ;; bodies/*) return 1 ;; esac
+  # Subscriptions (§6–§7) are ours only.
+  case "$1/$2" in append-subscribed/ours-*) return 0 ;; append-subscribed/*) return 1 ;; esac
   return 0
 }
 
@@ -538,6 +543,13 @@ run_scenario() {
     many-streams)
       timeout -k 5 $(( ${CREATE_TIMEOUT%s} + LIMIT + 30 )) "$DSBENCH" manystreams -base "$b" -server "$srv" -scenario "$sc" \
         -out "$RESULTS" -pid "$SERVER_PID" -n "$MANY" -conns 64 -duration "${DUR_S}s" -create-timeout "$CREATE_TIMEOUT" || true ;;
+    append-subscribed)
+      # Alternating phases on one server: appends with no subscription, then
+      # with SUB_SUBS pull-wake subscriptions matching every stream (woken
+      # once, unclaimed); the record's extra.ratio is with / none (medians).
+      timeout -k 5 $(( SUB_ROUNDS * (2 * DUR_S + 180) + 120 )) "$DSBENCH" subscribed -base "$b" -server "$srv" -scenario "$sc" \
+        -out "$RESULTS" -pid "$SERVER_PID" -path /v1/stream/subbench/s -n "$SUB_STREAMS" -subs "$SUB_SUBS" -conns 16 \
+        -rounds "$SUB_ROUNDS" -duration "${DUR_S}s" || true ;;
   esac
 }
 
@@ -585,7 +597,7 @@ done
   echo "node reference: @durable-streams/server ${NODE_PKG_VERSION:-unavailable} on node $(node --version 2>/dev/null || echo none)"
   echo "go plugin: $GO_PLUGIN_MODULE: $GOPLUGIN_STATUS"
   echo "rust reference: $RUST_STATUS"
-  echo "scenarios: append = 100-byte POSTs by wrk (-t2 -c64); producer = 16 wrk threads x 1 connection, 8 pipelined POSTs with Producer-Id/Epoch/Seq; read-small = GET ?offset=-1 of a ${SMALL_BYTES}-byte stream (ceiling: respond with a ${SMALL_BYTES}-byte body); read-large = 2 readers following Stream-Next-Offset through the whole stream (ceiling: file_server, 1 MiB Range requests); fan-out = dsbench, one connection per subscriber (raw sockets read by 2 epoll loops polling every 250 µs; a long-poll subscriber re-issues its request on the same connection as soon as an answer is in); fan-out *-h2 = the same over TLS + HTTP/2, 100 subscribers per connection, net/http subscribers; many-streams = 64 connections creating, then appending 100 B to random streams; bodies = 16 concurrent chunked POSTs to their own streams, 8 of ${BODIES_MB} MB (= max_append_size) and 8 of ${BODIES_MB} MiB (past it), the server's peak RSS growth"
+  echo "scenarios: append = 100-byte POSTs by wrk (-t2 -c64); producer = 16 wrk threads x 1 connection, 8 pipelined POSTs with Producer-Id/Epoch/Seq; read-small = GET ?offset=-1 of a ${SMALL_BYTES}-byte stream (ceiling: respond with a ${SMALL_BYTES}-byte body); read-large = 2 readers following Stream-Next-Offset through the whole stream (ceiling: file_server, 1 MiB Range requests); fan-out = dsbench, one connection per subscriber (raw sockets read by 2 epoll loops polling every 250 µs; a long-poll subscriber re-issues its request on the same connection as soon as an answer is in); fan-out *-h2 = the same over TLS + HTTP/2, 100 subscribers per connection, net/http subscribers; many-streams = 64 connections creating, then appending 100 B to random streams; bodies = 16 concurrent chunked POSTs to their own streams, 8 of ${BODIES_MB} MB (= max_append_size) and 8 of ${BODIES_MB} MiB (past it), the server's peak RSS growth; append-subscribed = 16 connections appending 100 B to random ones of $SUB_STREAMS streams, alternating phases with none and with $SUB_SUBS pull-wake pattern subscriptions matching every stream (woken once, unclaimed), $SUB_ROUNDS round(s), medians"
 } >"$OUT/meta.txt"
 
 echo

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <chrono>
+#include <future>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "clock.h"
@@ -109,7 +112,11 @@ class FakeHost : public SubscriptionHost {
     return it->second;
   }
   void ForEachStream(const std::function<void(const std::string&, uint64_t)>& fn) override {
-    for (const auto& [p, t] : tails) fn(p, t);
+    const std::map<std::string, uint64_t> listed = tails;
+    for (const auto& [p, t] : listed) fn(p, t);
+    // A create that lands right after the listing (the engine's registry
+    // lock is released before the subscription finishes).
+    if (after_listing) std::exchange(after_listing, nullptr)();
   }
   int AppendWakeEvents(const std::string& path, const std::vector<std::string>& events) override {
     if (tails.find(path) == tails.end()) return 404;
@@ -118,6 +125,7 @@ class FakeHost : public SubscriptionHost {
   }
   std::map<std::string, uint64_t> tails;
   std::map<std::string, std::vector<std::string>> wakes;
+  std::function<void()> after_listing;
 };
 
 struct Call {
@@ -494,6 +502,82 @@ TEST_F(SubscriptionsTest, StateSurvivesReopen) {
   ASSERT_EQ(claim.status, 200);
   EXPECT_EQ(Json(claim)["generation"].get_uint64().value(), 2u);  // never reused
   subs_.reset();
+}
+
+}  // namespace
+}  // namespace ds
+
+namespace ds {
+namespace {
+
+// §6.2: a stream created while a pattern subscription is being created is
+// either backfilled or linked by its creation note; never neither.
+TEST_F(SubscriptionsTest, StreamCreatedDuringBackfillIsLinked) {
+  host_.tails["events/old"] = 5;
+  // The stream is created right after the listing, and a dispatcher pass
+  // runs before the creating request goes on. With the pattern indexed
+  // first, that pass finds the subscription and waits for it to be stored;
+  // indexed last, the pass finishes without it and the stream is lost.
+  std::future<void> pass;
+  host_.after_listing = [&] {
+    host_.tails["events/new"] = 7;  // created with data, as the engine notes it
+    subs_->NoteCreated("events/new");
+    pass = std::async(std::launch::async, [&] { subs_->RunOnce(); });
+    pass.wait_for(std::chrono::milliseconds(300));
+  };
+  PullSub("p1");
+  pass.wait();
+  subs_->RunOnce();
+  Response r = Do("GET", "subscriptions/p1");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"events/new\""), std::string::npos) << r.body;
+  EXPECT_EQ(Acked("p1", "events/new"), EncodeOffset(0));
+  EXPECT_EQ(Acked("p1", "events/old"), EncodeOffset(5));
+  // Its first data is pending: one wake event, for it.
+  ASSERT_EQ(host_.wakes["wake/pool"].size(), 1u);
+  EXPECT_NE(host_.wakes["wake/pool"][0].find("\"stream\":\"events/new\""), std::string::npos);
+}
+
+// An append while every subscription is busy notes nothing; the release
+// looks at all the links and finds it.
+TEST_F(SubscriptionsTest, AppendWhileLeasedIsFoundOnRelease) {
+  PullSub("p");
+  Append("events/a", 10);
+  subs_->RunOnce();
+  ASSERT_EQ(host_.wakes["wake/pool"].size(), 1u);
+  auto c = Json(Do("POST", "subscriptions/p/claim", R"({"worker":"w1"})"));
+  const std::string wake(c["wake_id"].get_string().value());
+  const std::string token(c["token"].get_string().value());
+  Append("events/a", 5);
+  subs_->RunOnce();
+  EXPECT_EQ(host_.wakes["wake/pool"].size(), 1u);
+  Response done = Do("POST", "subscriptions/p/ack",
+                     R"({"wake_id":")" + wake + R"(","generation":1,"acks":[{"stream":"events/a","offset":")" +
+                         EncodeOffset(10) + R"("}],"done":true})",
+                     "Bearer " + token);
+  EXPECT_EQ(done.body, R"({"ok":true,"next_wake":true})");
+  subs_->RunOnce();
+  ASSERT_EQ(host_.wakes["wake/pool"].size(), 2u);
+  EXPECT_NE(host_.wakes["wake/pool"][1].find("\"stream\":\"events/a\""), std::string::npos);
+}
+
+// A claim with nothing pending (a worker that read a wake event another
+// worker already served) is granted, with every stream's has_pending false:
+// the worker acks done at once and learns from next_wake whether more came.
+TEST_F(SubscriptionsTest, ClaimWithNothingPendingIsAnEmptyLease) {
+  host_.tails["events/a"] = 4;
+  PullSub("p");
+  Response claim = Do("POST", "subscriptions/p/claim", R"({"worker":"late"})");
+  ASSERT_EQ(claim.status, 200) << claim.body;
+  auto c = Json(claim);
+  EXPECT_NE(claim.body.find(R"("has_pending":false)"), std::string::npos) << claim.body;
+  EXPECT_EQ(claim.body.find(R"("has_pending":true)"), std::string::npos) << claim.body;
+  const std::string wake(c["wake_id"].get_string().value());
+  Response done = Do("POST", "subscriptions/p/ack",
+                     R"({"wake_id":")" + wake + R"(","generation":1,"acks":[],"done":true})",
+                     "Bearer " + std::string(c["token"].get_string().value()));
+  EXPECT_EQ(done.status, 200) << done.body;
+  EXPECT_EQ(done.body, R"({"ok":true,"next_wake":false})");
 }
 
 }  // namespace

@@ -29,6 +29,7 @@ commands:
   fanout       SSE or long-poll fan-out: delivery latency, RSS, threads
   manystreams  create many streams, then append to random ones
   bodies       concurrent large chunked POSTs: the server's peak RSS growth
+  subscribed   many-stream appends with and without pattern subscriptions
   report       print the table, write results.md and the chart data
 `
 
@@ -50,6 +51,7 @@ func main() {
 		"fanout":      cmdFanout,
 		"manystreams": cmdManyStreams,
 		"bodies":      cmdBodies,
+		"subscribed":  cmdSubscribed,
 		"report":      cmdReport,
 	}
 	cmd, ok := cmds[os.Args[1]]

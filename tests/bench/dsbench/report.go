@@ -26,6 +26,7 @@ var scenarioOrder = []scenarioInfo{
 	{"fanout-longpoll-h2", "fan-out to long-poll subscribers over TLS + HTTP/2", true},
 	{"many-streams", "many streams: appends to random ones", false},
 	{"bodies", "concurrent large chunked POSTs: server peak RSS growth", false},
+	{"append-subscribed", "appends to many streams, 1,000 pattern subscriptions (extra.ratio: to none)", false},
 }
 
 // ceiling-hdrs is the respond ceiling of read-small sending the same headers
