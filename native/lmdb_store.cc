@@ -228,8 +228,17 @@ Status LmdbStore::Open(const LmdbStoreOptions& options, std::unique_ptr<LmdbStor
   // interval). OFF: an environment sync first, so a DELETE still frees its
   // space at once; erases and trims are rare next to appends, and OFF's
   // clean close would come too late for a disk that is full now.
+  // ALWAYS: the commit is synced, but its meta page only with the next
+  // flush (MDB_NOMETASYNC), so an unlink syncs the environment first.
   if (options.fsync == DS_FSYNC_INTERVAL) {
     files.removal = SegmentFilesOptions::Removal::kDeferred;
+  } else if (options.fsync == DS_FSYNC_ALWAYS) {
+    files.removal = SegmentFilesOptions::Removal::kAfterBarrier;
+    files.removal_barrier = [s = store.get()] {
+      Status synced = s->SyncEnvironment();
+      if (!synced.ok()) s->Fail(synced);
+      return synced;
+    };
   } else if (options.fsync == DS_FSYNC_OFF) {
     files.removal = SegmentFilesOptions::Removal::kAfterBarrier;
     files.removal_barrier = [s = store.get()] {
@@ -354,8 +363,14 @@ Status LmdbStore::OpenEnvironment() {
   // MDB_NOTLS: read transactions are not tied to an OS thread's TLS slot
   // (cgo moves goroutines between threads). MDB_NOSYNC: INTERVAL and OFF
   // sync the environment themselves, after the segments.
+  // MDB_NOMETASYNC (always): a commit fdatasyncs its data pages, then
+  // writes its meta page without a second flush; the next commit's flush
+  // (or SyncCommits) makes that meta durable, and nothing is acknowledged
+  // before (commit_queue.cc). LMDB keeps the environment consistent: a
+  // power loss can only undo transactions whose meta was not yet synced.
   unsigned flags = MDB_NOTLS;
   if (options_.fsync != DS_FSYNC_ALWAYS) flags |= MDB_NOSYNC;
+  if (options_.fsync == DS_FSYNC_ALWAYS) flags |= MDB_NOMETASYNC;
   const std::string path = JoinPath(options_.data_dir, kEnvDir);
   rc = mdb_env_open(raw, path.c_str(), flags, 0644);
   if (rc != 0) return lmdb::ToStatus("open LMDB environment " + path, rc);
@@ -441,7 +456,8 @@ Status LmdbStore::GrowMap() {
   return Status::OK();
 }
 
-Status LmdbStore::Write(const char* what, const std::function<int(MDB_txn*)>& body) {
+Status LmdbStore::Write(const char* what, const std::function<int(MDB_txn*)>& body,
+                        bool late_durability) {
   for (;;) {
     lmdb::Txn txn;
     int rc = txn.Begin(env_.get(), 0);
@@ -471,6 +487,7 @@ Status LmdbStore::Write(const char* what, const std::function<int(MDB_txn*)>& bo
       continue;
     }
     if (rc != 0) return lmdb::ToStatus(what, rc);
+    if (options_.fsync == DS_FSYNC_ALWAYS && !late_durability) return SyncEnvironment();
     return Status::OK();
   }
 }
@@ -1011,9 +1028,15 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
         int rc = lmdb::PutSynced(txn, dbs_, record.id, lmdb::SyncedCheckpoint{log->base(), 0});
         if (rc != 0) return rc;
       }
-      if (next != next_stream_id_) return lmdb::PutU64(txn, dbs_.meta, lmdb::kNextStreamIdKey, next);
+      // Under late durability every commit must dirty a page, so that
+      // LMDB flushes the file (and with it the previous commit's meta
+      // page) rather than skip an empty transaction: the commit queue
+      // counts on it (Store::commits_durable_late).
+      if (next != next_stream_id_ || commits_durable_late()) {
+        return lmdb::PutU64(txn, dbs_.meta, lmdb::kNextStreamIdKey, next);
+      }
       return 0;
-    });
+    }, /*late_durability=*/true);
     if (!s.ok()) {
       for (const auto& [log, record] : base_checkpoints) log->RearmBaseCheckpoint();
       // An I/O failure inside the commit (LMDB's fsync, most likely) may
@@ -1055,6 +1078,16 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     if (!s.ok()) Warn("stream " + std::to_string(id) + " is erased but its files remain: " + s.message());
   }
   return Status::OK();
+}
+
+Status LmdbStore::SyncCommits() {
+  if (failed_.load()) return failure();
+  Status s = SyncEnvironment();
+  if (!s.ok()) {
+    Fail(s);  // fsync failed: pages may be lost; refuse from now on
+    return failure();
+  }
+  return s;
 }
 
 Status LmdbStore::SyncEnvironment() {
