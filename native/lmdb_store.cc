@@ -228,17 +228,12 @@ Status LmdbStore::Open(const LmdbStoreOptions& options, std::unique_ptr<LmdbStor
   // interval). OFF: an environment sync first, so a DELETE still frees its
   // space at once; erases and trims are rare next to appends, and OFF's
   // clean close would come too late for a disk that is full now.
-  // ALWAYS: the commit is synced, but its meta page only with the next
-  // flush (MDB_NOMETASYNC), so an unlink syncs the environment first.
+  // ALWAYS: at once; Commit syncs the environment before an erase's
+  // unlinks (its meta page is otherwise synced only by the next flush),
+  // and retention trims only after the commit queue acknowledged the new
+  // start, which is after that flush.
   if (options.fsync == DS_FSYNC_INTERVAL) {
     files.removal = SegmentFilesOptions::Removal::kDeferred;
-  } else if (options.fsync == DS_FSYNC_ALWAYS) {
-    files.removal = SegmentFilesOptions::Removal::kAfterBarrier;
-    files.removal_barrier = [s = store.get()] {
-      Status synced = s->SyncEnvironment();
-      if (!synced.ok()) s->Fail(synced);
-      return synced;
-    };
   } else if (options.fsync == DS_FSYNC_OFF) {
     files.removal = SegmentFilesOptions::Removal::kAfterBarrier;
     files.removal_barrier = [s = store.get()] {
@@ -1063,6 +1058,14 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
   // failure leaves an orphan directory that the next Recover removes.
   for (const StreamMutation& m : batch) {
     if (m.kind == StreamMutation::Kind::kErase) erased.push_back(m.record.id);
+  }
+  if (!erased.empty() && commits_durable_late()) {
+    // MDB_NOMETASYNC: this commit's meta page is not durable yet.
+    Status s = SyncEnvironment();
+    if (!s.ok()) {
+      Fail(s);  // the files stay; the next Recover removes orphans
+      return failure();
+    }
   }
   for (uint64_t id : erased) {
     // Ids are never reused, but an erase followed by an upsert of the same
