@@ -47,20 +47,67 @@ Status CommitQueue::Wait(const Ticket& ticket) {
   return ticket->status;
 }
 
+void CommitQueue::Finish(std::vector<Ticket>* batch, const std::vector<bool>& dropped,
+                         const Status& status, const Status& superseded,
+                         std::chrono::nanoseconds took) {
+  std::vector<uint64_t> wake;
+  for (size_t i = 0; i < batch->size(); ++i) {
+    if ((*batch)[i]->on_commit) (*batch)[i]->on_commit(dropped[i] ? superseded : status, &wake);
+  }
+  {
+    std::lock_guard lock(mu_);
+    for (size_t i = 0; i < batch->size(); ++i) {
+      (*batch)[i]->status = dropped[i] ? superseded : status;
+      (*batch)[i]->done = true;
+    }
+    ++counters_.commits;
+    counters_.entries += batch->size();
+    counters_.time += took;
+  }
+  done_cv_.notify_all();
+  // Last: a woken session's resume finds its ticket done.
+  if (!wake.empty() && wake_) wake_(std::move(wake));
+  batch->clear();
+}
+
 void CommitQueue::CommitterLoop() {
+  const bool late = store_->commits_durable_late();
   std::vector<Ticket> batch;
   std::vector<StreamMutation> mutations;
-  std::vector<uint64_t> wake;
+  // Late durability: the batch committed last, not yet acknowledged
+  // because its transaction is not yet durable (store.h).
+  struct Unsynced {
+    std::vector<Ticket> batch;
+    std::vector<bool> dropped;
+    Status superseded;
+    std::chrono::nanoseconds took{0};
+  } unsynced;
   for (;;) {
     batch.clear();
     {
       std::unique_lock lock(mu_);
-      work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and nothing left to commit
+      // With a batch awaiting its flush, do not sleep: either more work is
+      // queued (its commit's flush covers that batch too) or the batch is
+      // synced on its own at once.
+      if (unsynced.batch.empty()) {
+        work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;  // stopping, and nothing left to commit
+      }
       while (!queue_.empty() && batch.size() < kMaxBatchEntries) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+    }
+    if (batch.empty()) {
+      // Nothing arrived while the last batch committed: flush it alone.
+      const auto started = std::chrono::steady_clock::now();
+      const Status synced = store_->SyncCommits();
+      const auto took = unsynced.took + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                            std::chrono::steady_clock::now() - started);
+      if (!synced.ok()) last_failure_ = synced;
+      Finish(&unsynced.batch, unsynced.dropped, synced, synced.ok() ? unsynced.superseded : synced,
+             took);
+      continue;
     }
 
     // Moved, not copied: nothing reads an entry's mutations once taken.
@@ -80,7 +127,8 @@ void CommitQueue::CommitterLoop() {
     }
     const auto started = std::chrono::steady_clock::now();
     const Status status = any ? store_->Commit(mutations) : Status::OK();
-    const auto took = std::chrono::steady_clock::now() - started;
+    const auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::steady_clock::now() - started);
     carried_erases_.clear();
     if (!status.ok()) {
       last_failure_ = status;
@@ -90,24 +138,32 @@ void CommitQueue::CommitterLoop() {
     }
     const Status superseded = last_failure_.ok() ? Status::IoError("superseded") : last_failure_;
 
-    wake.clear();
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (batch[i]->on_commit) batch[i]->on_commit(dropped[i] ? superseded : status, &wake);
+    if (!late) {
+      Finish(&batch, dropped, status, superseded, took);
+      continue;
     }
-    {
-      std::lock_guard lock(mu_);
-      for (size_t i = 0; i < batch.size(); ++i) {
-        batch[i]->status = dropped[i] ? superseded : status;
-        batch[i]->done = true;
+    if (!unsynced.batch.empty()) {
+      // A successful commit flushed the file after the previous batch's
+      // meta page was written: that batch is durable. A commit that did
+      // not run or failed proves nothing, so sync explicitly.
+      Status synced = Status::OK();
+      if (!any || !status.ok()) {
+        synced = store_->SyncCommits();
+        if (!synced.ok()) last_failure_ = synced;
       }
-      ++counters_.commits;
-      counters_.entries += batch.size();
-      counters_.time += std::chrono::duration_cast<std::chrono::nanoseconds>(took);
+      Finish(&unsynced.batch, unsynced.dropped, synced, synced.ok() ? unsynced.superseded : synced,
+             unsynced.took);
     }
-    done_cv_.notify_all();
-    // Last: a woken session's resume finds its ticket done.
-    if (!wake.empty() && wake_) wake_(std::move(wake));
-    wake = {};
+    if (status.ok() && any) {
+      // Acknowledged once the next flush (the next commit's or its own) ran.
+      unsynced.batch = std::move(batch);
+      unsynced.dropped = std::move(dropped);
+      unsynced.superseded = superseded;
+      unsynced.took = took;
+      batch = {};
+    } else {
+      Finish(&batch, dropped, status, superseded, took);
+    }
   }
 }
 

@@ -83,6 +83,10 @@ class CommitQueue {
 
  private:
   void CommitterLoop();
+  // Publishes a batch's outcome: its entries' OnCommit, done, the counters
+  // and one wake call.
+  void Finish(std::vector<Ticket>* batch, const std::vector<bool>& dropped, const Status& status,
+              const Status& superseded, std::chrono::nanoseconds took);
 
   Store* const store_;
   const WakeFn wake_;

@@ -229,6 +229,10 @@ Status LmdbStore::Open(const LmdbStoreOptions& options, std::unique_ptr<LmdbStor
   // interval). OFF: an environment sync first, so a DELETE still frees its
   // space at once; erases and trims are rare next to appends, and OFF's
   // clean close would come too late for a disk that is full now.
+  // ALWAYS: at once; Commit syncs the environment before an erase's
+  // unlinks (its meta page is otherwise synced only by the next flush),
+  // and retention trims only after the commit queue acknowledged the new
+  // start, which is after that flush.
   if (options.fsync == DS_FSYNC_INTERVAL) {
     files.removal = SegmentFilesOptions::Removal::kDeferred;
   } else if (options.fsync == DS_FSYNC_OFF) {
@@ -359,8 +363,14 @@ Status LmdbStore::OpenEnvironment() {
   // MDB_NOTLS: read transactions are not tied to an OS thread's TLS slot
   // (cgo moves goroutines between threads). MDB_NOSYNC: INTERVAL and OFF
   // sync the environment themselves, after the segments.
+  // MDB_NOMETASYNC (always): a commit fdatasyncs its data pages, then
+  // writes its meta page without a second flush; the next commit's flush
+  // (or SyncCommits) makes that meta durable, and nothing is acknowledged
+  // before (commit_queue.cc). LMDB keeps the environment consistent: a
+  // power loss can only undo transactions whose meta was not yet synced.
   unsigned flags = MDB_NOTLS;
   if (options_.fsync != DS_FSYNC_ALWAYS) flags |= MDB_NOSYNC;
+  if (options_.fsync == DS_FSYNC_ALWAYS) flags |= MDB_NOMETASYNC;
   const std::string path = JoinPath(options_.data_dir, kEnvDir);
   rc = mdb_env_open(raw, path.c_str(), flags, 0644);
   if (rc != 0) return lmdb::ToStatus("open LMDB environment " + path, rc);
@@ -457,7 +467,8 @@ Status LmdbStore::GrowMap() {
   return Status::OK();
 }
 
-Status LmdbStore::Write(const char* what, const std::function<int(MDB_txn*)>& body) {
+Status LmdbStore::Write(const char* what, const std::function<int(MDB_txn*)>& body,
+                        bool late_durability) {
   for (;;) {
     lmdb::Txn txn;
     int rc = txn.Begin(env_.get(), 0);
@@ -487,6 +498,7 @@ Status LmdbStore::Write(const char* what, const std::function<int(MDB_txn*)>& bo
       continue;
     }
     if (rc != 0) return lmdb::ToStatus(what, rc);
+    if (options_.fsync == DS_FSYNC_ALWAYS && !late_durability) return SyncEnvironment();
     return Status::OK();
   }
 }
@@ -1091,9 +1103,15 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
         int rc = lmdb::PutSynced(txn, dbs_, record.id, lmdb::SyncedCheckpoint{log->base(), 0});
         if (rc != 0) return rc;
       }
-      if (next != next_stream_id_) return lmdb::PutU64(txn, dbs_.meta, lmdb::kNextStreamIdKey, next);
+      // Under late durability every commit must dirty a page, so that
+      // LMDB flushes the file (and with it the previous commit's meta
+      // page) rather than skip an empty transaction: the commit queue
+      // counts on it (Store::commits_durable_late).
+      if (next != next_stream_id_ || commits_durable_late()) {
+        return lmdb::PutU64(txn, dbs_.meta, lmdb::kNextStreamIdKey, next);
+      }
       return 0;
-    });
+    }, /*late_durability=*/true);
     if (!s.ok()) {
       for (const auto& [log, record] : base_checkpoints) log->RearmBaseCheckpoint();
       // An I/O failure inside the commit (LMDB's fsync, most likely) may
@@ -1122,6 +1140,14 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
   for (const StreamMutation& m : batch) {
     if (m.kind == StreamMutation::Kind::kErase) erased.push_back(m.record.id);
   }
+  if (!erased.empty() && commits_durable_late()) {
+    // MDB_NOMETASYNC: this commit's meta page is not durable yet.
+    Status s = SyncEnvironment();
+    if (!s.ok()) {
+      Fail(s);  // the files stay; the next Recover removes orphans
+      return failure();
+    }
+  }
   for (uint64_t id : erased) {
     // Ids are never reused, but an erase followed by an upsert of the same
     // id in one batch would leave a live record: keep its files then.
@@ -1136,6 +1162,16 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     if (!s.ok()) Warn("stream " + std::to_string(id) + " is erased but its files remain: " + s.message());
   }
   return Status::OK();
+}
+
+Status LmdbStore::SyncCommits() {
+  if (failed_.load()) return failure();
+  Status s = SyncEnvironment();
+  if (!s.ok()) {
+    Fail(s);  // fsync failed: pages may be lost; refuse from now on
+    return failure();
+  }
+  return s;
 }
 
 Status LmdbStore::SyncEnvironment() {

@@ -100,6 +100,12 @@ class LmdbStore final : public Store {
   // Reads refused since open because bytes did not match their checksum.
   uint64_t checksum_failures() const override { return files_->checksum_failures(); }
 
+  // fsync always: the environment runs with MDB_NOMETASYNC (STORAGE_FORMAT.md,
+  // "Commit protocol"): a Commit's meta page is made durable by the next
+  // Commit's data-page flush, or by SyncCommits.
+  bool commits_durable_late() const override { return options_.fsync == DS_FSYNC_ALWAYS; }
+  Status SyncCommits() override;
+
   const LmdbStoreOptions& options() const { return options_; }
   uint64_t map_bytes() const;
   size_t open_segment_files() const { return files_->fds().size(); }
@@ -121,8 +127,11 @@ class LmdbStore final : public Store {
   Status CreateEnvironmentIfMissing();
   Status OpenEnvironment();
   // Runs `body` in a write transaction and commits it, doubling the map
-  // and retrying on MDB_MAP_FULL. `body` must be repeatable.
-  Status Write(const char* what, const std::function<int(MDB_txn*)>& body);
+  // and retrying on MDB_MAP_FULL. `body` must be repeatable. Under fsync
+  // always the transaction is synced before Write returns unless
+  // `late_durability` (Commit only: the commit queue syncs it later).
+  Status Write(const char* what, const std::function<int(MDB_txn*)>& body,
+               bool late_durability = false);
   // The periodic sync's checkpoints (STORAGE_FORMAT.md, "Synced
   // checkpoints"); caller holds commit_mu_.
   int PutRetentionCheckpoint(MDB_txn* txn, const StreamMutation& m);

@@ -134,6 +134,17 @@ class Store {
 
   // Reads refused because stored bytes did not match their checksum.
   virtual uint64_t checksum_failures() const { return 0; }
+
+  // Late durability (LmdbStore under fsync always: MDB_NOMETASYNC). True
+  // means a successful Commit is atomic and consistent but may still be
+  // undone by a power loss until the NEXT successful Commit returns (its
+  // flush also makes the previous transaction's meta page durable) or
+  // SyncCommits returns OK. The commit queue then acknowledges a batch only
+  // after one of those: one device flush per group commit instead of two,
+  // with the next batch's flush overlapping the previous one's wait.
+  virtual bool commits_durable_late() const { return false; }
+  // Makes every successful Commit so far durable.
+  virtual Status SyncCommits() { return Status::OK(); }
 };
 
 // The store of an engine without data_dir: logs in memory, commits free.

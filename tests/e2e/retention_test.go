@@ -68,8 +68,17 @@ func TestRetentionDropsOldSegmentsAndSurvivesRestart(t *testing.T) {
 	wantStart := tail - keep
 	awaitEarliest(t, n, "log", wantStart, 30*time.Second)
 	checkRetained(t, n, "log", wantStart, tail)
-	if files := segmentFiles(t, dataDir); !slices.Equal(files, []string{
-		fmt.Sprintf("%016d.seg", wantStart), fmt.Sprintf("%016d.seg", wantStart+segment)}) {
+	// Readers see the new start when the sweep queues its commit; the files
+	// go once that commit is durable (acknowledged after the next flush of
+	// streams.db under fsync always), so await them rather than race it.
+	wantFiles := []string{fmt.Sprintf("%016d.seg", wantStart), fmt.Sprintf("%016d.seg", wantStart+segment)}
+	var files []string
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if !eventually(ctx, 10*time.Millisecond, func() bool {
+		files = segmentFiles(t, dataDir)
+		return slices.Equal(files, wantFiles)
+	}) {
 		t.Errorf("segment files after the sweep: %v; want the two last ones", files)
 	}
 

@@ -470,5 +470,62 @@ TEST(CommitQueue, AFailedCommitReachesEveryEntryOfItsBatch) {
   EXPECT_TRUE(state->records.empty());
 }
 
+// Late durability (fsync always, MDB_NOMETASYNC): a batch is acknowledged
+// only after a later flush, the next batch's successful commit or an
+// explicit sync, never right after its own commit.
+CommitQueue::OnCommit LogAck(FakeDurableStore::State* state, const std::string& name) {
+  return [state, name](const Status& outcome, std::vector<uint64_t>*) {
+    std::lock_guard lock(state->mu);
+    state->events.push_back("ack " + name + (outcome.ok() ? "" : " failed"));
+  };
+}
+
+TEST(CommitQueue, LateDurabilityAcknowledgesABatchAfterTheNextCommitOrASync) {
+  auto state = std::make_shared<FakeDurableStore::State>();
+  state->late_durability = true;
+  FakeDurableStore store(state);
+  std::mutex gate;
+  state->commit_gate = &gate;
+  std::unique_lock hold(gate);
+  auto queue = std::make_unique<CommitQueue>(&store, nullptr);
+  StreamRecord rec;
+  auto first = queue->Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 1, rec), {}, nullptr}},
+                              LogAck(state.get(), "1"));
+  while (state->commits_entered.load() == 0) std::this_thread::yield();
+  // Queued during the first commit: its commit is the first one's flush.
+  auto second = queue->Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 2, rec), {}, nullptr}},
+                               LogAck(state.get(), "2"));
+  hold.unlock();
+  EXPECT_TRUE(queue->Wait(first).ok());
+  EXPECT_TRUE(queue->Wait(second).ok());
+  queue.reset();
+  EXPECT_EQ(state->events,
+            (std::vector<std::string>{"commit 1", "commit 2", "ack 1", "sync", "ack 2"}));
+}
+
+TEST(CommitQueue, LateDurabilitySyncsBeforeAcknowledgingWhenTheNextCommitFails) {
+  auto state = std::make_shared<FakeDurableStore::State>();
+  state->late_durability = true;
+  state->fail_commit_at = 2;
+  FakeDurableStore store(state);
+  std::mutex gate;
+  state->commit_gate = &gate;
+  std::unique_lock hold(gate);
+  auto queue = std::make_unique<CommitQueue>(&store, nullptr);
+  StreamRecord rec;
+  auto first = queue->Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 1, rec), {}, nullptr}},
+                              LogAck(state.get(), "1"));
+  while (state->commits_entered.load() == 0) std::this_thread::yield();
+  auto second = queue->Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 2, rec), {}, nullptr}},
+                               LogAck(state.get(), "2"));
+  hold.unlock();
+  EXPECT_TRUE(queue->Wait(first).ok());
+  EXPECT_EQ(queue->Wait(second).code(), Status::Code::kNoSpace);
+  queue.reset();
+  // The failed commit flushed nothing: the first batch waits for a sync.
+  EXPECT_EQ(state->events, (std::vector<std::string>{"commit 1", "commit 2 failed", "sync",
+                                                     "ack 1", "ack 2 failed"}));
+}
+
 }  // namespace
 }  // namespace ds::testing

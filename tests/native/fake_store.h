@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "store.h"
 
@@ -30,6 +31,13 @@ class FakeDurableStore final : public Store {
     // commits_entered: a test holds it to keep the committer busy.
     std::mutex* commit_gate = nullptr;
     std::atomic<int> commits_entered{0};
+    // Late durability (Store::commits_durable_late): commits and syncs are
+    // logged in `events` ("commit 1,2", "commit 3 failed", "sync"), on the
+    // committer thread. fail_commit_at: the commit with this 1-based number
+    // fails with NoSpace.
+    bool late_durability = false;
+    size_t fail_commit_at = 0;
+    std::vector<std::string> events;
   };
 
   explicit FakeDurableStore(std::shared_ptr<State> state) : state_(std::move(state)) {}
@@ -75,6 +83,13 @@ class FakeDurableStore final : public Store {
     if (state_->commit_gate != nullptr) std::lock_guard pass(*state_->commit_gate);
     std::lock_guard lock(state_->mu);
     ++state_->commits;
+    if (state_->late_durability) {
+      std::string ids;
+      for (const StreamMutation& m : batch) ids += (ids.empty() ? "" : ",") + std::to_string(m.record.id);
+      const bool fail = state_->commits == state_->fail_commit_at;
+      state_->events.push_back("commit " + ids + (fail ? " failed" : ""));
+      if (fail) return Status::NoSpace("disk full");
+    }
     if (!state_->fail_next.ok()) {
       Status s = state_->fail_next;
       state_->fail_next = Status::OK();
@@ -108,6 +123,12 @@ class FakeDurableStore final : public Store {
   }
 
   bool durable() const override { return true; }
+  bool commits_durable_late() const override { return state_->late_durability; }
+  Status SyncCommits() override {
+    std::lock_guard lock(state_->mu);
+    state_->events.push_back("sync");
+    return Status::OK();
+  }
 
  private:
   // A log whose bytes the store keeps after the engine lets go of it.
