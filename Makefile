@@ -188,8 +188,11 @@ test-cache: build
 cache-bench: build
 	tests/cache/bench.sh $(CACHE_BENCH_ARGS)
 
+# The scenario table, then append→webhook-received latency with 1,000
+# subscriptions (issue 16's benchmark; its own program: it needs a receiver).
 bench:
 	tests/bench/run.sh $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-webhook
 
 bench-quick:
 	tests/bench/run.sh --quick $(BENCH_ARGS)
