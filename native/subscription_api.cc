@@ -1,6 +1,9 @@
 // The subscription control API (PROTOCOL.md §6, §7.1–§7.2) under
 // "<stream root>/__ds/": request parsing, validation and JSON answers. The
 // state machine itself is in subscriptions.cc.
+// <cmath> before simdjson.h: with zig's libc++ for macOS, <random> (via
+// subscriptions.h) included after simdjson.h finds INFINITY undeclared.
+#include <cmath>
 #include <simdjson.h>
 
 #include <algorithm>
