@@ -75,40 +75,23 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "sse_takeover":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
+			on, err := parseOnOff(d)
+			if err != nil {
+				return err
 			}
-			switch v {
-			case "on", "off":
-				on := v == "on"
-				h.SSETakeover = &on
-			default:
-				return d.Errf("sse_takeover must be on or off, not '%s'", v)
-			}
+			h.SSETakeover = &on
 		case "webhook_allow_dev":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
+			on, err := parseOnOff(d)
+			if err != nil {
+				return err
 			}
-			switch v {
-			case "on", "off":
-				h.WebhookAllowDev = v == "on"
-			default:
-				return d.Errf("webhook_allow_dev must be on or off, not '%s'", v)
-			}
+			h.WebhookAllowDev = on
 		case "long_poll_takeover":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
+			on, err := parseOnOff(d)
+			if err != nil {
+				return err
 			}
-			switch v {
-			case "on", "off":
-				on := v == "on"
-				h.LongPollTakeover = &on
-			default:
-				return d.Errf("long_poll_takeover must be on or off, not '%s'", v)
-			}
+			h.LongPollTakeover = &on
 		case "max_append_size":
 			if err := parseSize(d, &h.MaxAppendSize); err != nil {
 				return err
@@ -200,6 +183,22 @@ func (h *Handler) parseFsync(d *caddyfile.Dispenser) error {
 
 // parseDuration reads the option's one argument as a positive Caddy duration
 // (e.g. 30s, 1m30s, 2d).
+// parseOnOff reads the one argument of a switch option: on or off.
+func parseOnOff(d *caddyfile.Dispenser) (bool, error) {
+	option := d.Val()
+	var v string
+	if !d.AllArgs(&v) {
+		return false, d.ArgErr()
+	}
+	switch v {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, d.Errf("%s must be on or off, not '%s'", option, v)
+}
+
 func parseDuration(d *caddyfile.Dispenser, out *caddy.Duration) error {
 	option := d.Val()
 	var s string
