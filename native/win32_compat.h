@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 // Every open goes through ds::OpenFile, which adds O_CLOEXEC: on Windows
@@ -83,5 +84,13 @@ inline int mkdir(const char* path, int mode) {
   return ::_mkdir(path);
 }
 inline int lstat(const char* path, struct stat* st) { return ::stat(path, st); }
+// The C runtime's gmtime returns a per-thread buffer, so copying it out is
+// as safe as POSIX gmtime_r.
+inline struct tm* gmtime_r(const time_t* t, struct tm* out) {
+  const struct tm* r = ::gmtime(t);
+  if (r == nullptr) return nullptr;
+  *out = *r;
+  return out;
+}
 
 #endif  // _WIN32
