@@ -258,15 +258,3 @@ func writeFileAtomic(path string, kf *keyFile) error {
 	}
 	return syncDir(dir)
 }
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("webhook keys: open %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("webhook keys: fsync %s: %w", dir, err)
-	}
-	return nil
-}
