@@ -391,16 +391,7 @@ func TestDataDirDiskFull(t *testing.T) {
 	// 2. Nothing is left at all (a file of ours takes the rest): sooner or
 	// later a commit cannot write streams.db: 507. A later write is tried
 	// again: 507, or 204 where LMDB finds free pages; never a 500.
-	filler, err := os.Create(filepath.Join(mnt, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := filler.Write(make([]byte, 4096)); err != nil {
-			break
-		}
-	}
-	filler.Close()
+	fillFileSystem(t, filepath.Join(mnt, "filler"))
 	var refused reply
 	creates := 0
 	for i := 0; i < 5000 && refused.status == 0; i++ {
