@@ -245,6 +245,27 @@ func (w *writer) check(t *testing.T, got string) {
 	}
 }
 
+// startWriters steps every writer through base, pausing between steps,
+// until the returned stop is called; stop returns once they have all ended.
+func startWriters(writers []*writer, base string, pause time.Duration) (stop func()) {
+	var halt atomic.Bool
+	var wg sync.WaitGroup
+	for _, w := range writers {
+		wg.Add(1)
+		go func(w *writer) {
+			defer wg.Done()
+			for !halt.Load() {
+				w.step(base)
+				time.Sleep(pause)
+			}
+		}(w)
+	}
+	return func() {
+		halt.Store(true)
+		wg.Wait()
+	}
+}
+
 func TestCluster(t *testing.T) {
 	c := startCluster(t, 3)
 	R := c.router()
@@ -301,18 +322,7 @@ func testKillNode(t *testing.T, c *cluster, owners map[string]int) {
 			writers = append(writers, newWriter("/v1/stream/"+g+"/"+s, false))
 		}
 	}
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for _, w := range writers {
-		wg.Add(1)
-		go func(w *writer) {
-			defer wg.Done()
-			for !stop.Load() {
-				w.step(R)
-				time.Sleep(20 * time.Millisecond)
-			}
-		}(w)
-	}
+	stop := startWriters(writers, R, 20*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)
 	killedAt := time.Now()
 	c.topology("kill", strconv.Itoa(victim))
@@ -338,8 +348,7 @@ func testKillNode(t *testing.T, c *cluster, owners map[string]int) {
 	}
 	back := time.Since(restartAt)
 	time.Sleep(300 * time.Millisecond)
-	stop.Store(true)
-	wg.Wait()
+	stop()
 	t.Logf("node %d killed, restarted after %v, its groups served again %v after the restart",
 		victim, restartAt.Sub(killedAt).Round(time.Millisecond), back.Round(time.Millisecond))
 
