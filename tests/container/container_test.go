@@ -9,10 +9,8 @@ package container
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -285,26 +283,9 @@ func TestContainerImage(t *testing.T) {
 
 	// A stream round trip from the host.
 	base := fmt.Sprintf("http://127.0.0.1:%d/v1/stream/container", port)
-	do := func(method, url, body string, want int) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
-		req.Header.Set("Content-Type", "text/plain")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %d %s, want %d", method, url, resp.StatusCode, data, want)
-		}
-		return string(data)
-	}
-	do(http.MethodPut, base, "", http.StatusCreated)
-	do(http.MethodPost, base, "hello from the container", http.StatusNoContent)
-	if got := do(http.MethodGet, base+"?offset=-1", "", http.StatusOK); got != "hello from the container" {
+	dsserver.TextRequest(t, http.MethodPut, base, "", http.StatusCreated)
+	dsserver.TextRequest(t, http.MethodPost, base, "hello from the container", http.StatusNoContent)
+	if got := dsserver.TextRequest(t, http.MethodGet, base+"?offset=-1", "", http.StatusOK); got != "hello from the container" {
 		t.Fatalf("read back %q", got)
 	}
 

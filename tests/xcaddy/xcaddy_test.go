@@ -10,9 +10,7 @@
 package xcaddy
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -196,29 +194,12 @@ func TestXcaddyBuild(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	do := func(method, path, body string, want int) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, method, url+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", "text/plain")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, b, want)
-		}
-		return string(b)
-	}
-	do(http.MethodPut, "/v1/stream/xcaddy", "", http.StatusCreated)
-	do(http.MethodPost, "/v1/stream/xcaddy", "built with xcaddy", http.StatusNoContent)
-	if got := do(http.MethodGet, "/v1/stream/xcaddy?offset=-1", "", http.StatusOK); got != "built with xcaddy" {
+	dsserver.TextRequest(t, http.MethodPut, url+"/v1/stream/xcaddy", "", http.StatusCreated)
+	dsserver.TextRequest(t, http.MethodPost, url+"/v1/stream/xcaddy", "built with xcaddy", http.StatusNoContent)
+	if got := dsserver.TextRequest(t, http.MethodGet, url+"/v1/stream/xcaddy?offset=-1", "", http.StatusOK); got != "built with xcaddy" {
 		t.Fatalf("read back %q", got)
 	}
-	if got := do(http.MethodGet, "/other", "", http.StatusOK); got != "other plugin" {
+	if got := dsserver.TextRequest(t, http.MethodGet, url+"/other", "", http.StatusOK); got != "other plugin" {
 		t.Fatalf("/other: %q", got)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data", "streams.db", "data.mdb")); err != nil {

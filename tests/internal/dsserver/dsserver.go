@@ -8,6 +8,7 @@ package dsserver
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -216,4 +217,28 @@ func (p *Process) Stop() {
 		_ = p.Cmd.Process.Kill()
 		<-p.Exited
 	}
+}
+
+// TextRequest sends one request with a text/plain body (10 s at most) and
+// fails the test unless it is answered with status want; it returns the
+// response body.
+func TextRequest(t testing.TB, method, url, body string, want int) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: %d %s, want %d", method, url, resp.StatusCode, data, want)
+	}
+	return string(data)
 }
