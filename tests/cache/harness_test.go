@@ -1,10 +1,8 @@
 package cache
 
 import (
-	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,10 +10,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/durable-streams-server/durable-streams-server/tests/internal/dsserver"
 )
 
 // Short live timeouts so a whole round (timeout, reconnect) fits in seconds.
@@ -42,74 +40,6 @@ http://127.0.0.1:%d {
 }
 `
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// process is a child started by the test and stopped (SIGTERM, then
-// SIGKILL) when the test ends.
-type process struct {
-	cmd    *exec.Cmd
-	out    *lockedBuffer
-	exited chan struct{}
-}
-
-func start(t *testing.T, name string, env []string, args ...string) *process {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Env = append(os.Environ(), env...)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	p := &process{cmd: cmd, out: out, exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("%s output (last 3000 bytes):\n%s", filepath.Base(name), lastBytes(out.String(), 3000))
-		}
-	})
-	return p
-}
-
-func lastBytes(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
 // topology is our server (memory mode) and Varnish in front of it.
 type topology struct {
 	origin, cache string // base URLs
@@ -125,10 +55,7 @@ func startTopology(t *testing.T) *topology {
 	if os.Getenv("DS_CACHE_TEST") != "1" {
 		t.Skip("DS_CACHE_TEST is not 1; run make test-cache")
 	}
-	bin := os.Getenv("DS_BIN")
-	if bin == "" {
-		t.Skip("DS_BIN is not set; set it to the durable-streams-server binary")
-	}
+	bin := dsserver.Binary(t)
 	varnishd, err := exec.LookPath("varnishd")
 	if err != nil {
 		if _, statErr := os.Stat("/usr/sbin/varnishd"); statErr != nil {
@@ -137,15 +64,9 @@ func startTopology(t *testing.T) *topology {
 		varnishd = "/usr/sbin/varnishd"
 	}
 	dir := t.TempDir()
-	originPort := freePort(t)
-	cfg := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(caddyfile, originPort, longPollTimeout, sseReconnectInterval)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	start(t, bin, []string{"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"), "XDG_DATA_HOME=" + filepath.Join(dir, "data")},
-		"run", "--config", cfg, "--adapter", "caddyfile")
-	origin := fmt.Sprintf("http://127.0.0.1:%d", originPort)
-	waitOK(t, origin+"/health")
+	origin := dsserver.StartServer(t, bin, func(port int) string {
+		return fmt.Sprintf(caddyfile, port, longPollTimeout, sseReconnectInterval)
+	})
 
 	vcl, err := os.ReadFile(vclPath(t))
 	if err != nil {
@@ -155,49 +76,24 @@ func startTopology(t *testing.T) *topology {
 	if !portLine.Match(vcl) {
 		t.Fatal("the VCL has no backend .port line to point at the test server")
 	}
-	vcl = portLine.ReplaceAll(vcl, []byte(fmt.Sprintf(`.port = "%d";`, originPort)))
+	vcl = portLine.ReplaceAll(vcl, []byte(fmt.Sprintf(`.port = "%d";`, origin.Port)))
 	vclFile := filepath.Join(dir, "durable-streams.vcl")
 	if err := os.WriteFile(vclFile, vcl, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cachePort := freePort(t)
+	cachePort := dsserver.FreePort(t)
 	vdir := filepath.Join(dir, "varnish")
 	// -j none: no privilege separation (the work directory is the test's).
-	start(t, varnishd, nil, "-F", "-j", "none", "-n", vdir,
+	varnish := dsserver.Start(t, varnishd, nil, "-F", "-j", "none", "-n", vdir,
 		"-a", fmt.Sprintf("127.0.0.1:%d", cachePort), "-T", "127.0.0.1:0",
 		"-f", vclFile, "-s", "malloc,64m")
 	cache := fmt.Sprintf("http://127.0.0.1:%d", cachePort)
-	waitOK(t, cache+"/health")
-	return &topology{origin: origin, cache: cache, varnishDir: vdir}
+	varnish.WaitOK(nil, cache+"/health", 30*time.Second)
+	return &topology{origin: origin.Base, cache: cache, varnishDir: vdir}
 }
 
 func vclPath(t *testing.T) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(wd, "..", "..", "packaging", "varnish", "durable-streams.vcl")
-}
-
-func waitOK(t *testing.T, url string) {
-	t.Helper()
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s did not answer 200 within 30s (last error %v)", url, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return filepath.Join(dsserver.RepoRoot(t), "packaging", "varnish", "durable-streams.vcl")
 }
 
 // stat reads one Varnish counter (varnishstat -1 -f NAME).

@@ -88,17 +88,7 @@ func TestClusterBench(t *testing.T) {
 		must(t, 201, "PUT", R+path, path+":init;", "Content-Type", "text/plain")
 		writers = append(writers, newWriter(path, false))
 	}
-	var stop atomic.Bool
-	for _, w := range writers {
-		wg.Add(1)
-		go func(w *writer) {
-			defer wg.Done()
-			for !stop.Load() {
-				w.step(R)
-				time.Sleep(10 * time.Millisecond)
-			}
-		}(w)
-	}
+	stop := startWriters(writers, R, 10*time.Millisecond)
 	time.Sleep(time.Second)
 	c.topology("kill", "1")
 	time.Sleep(2 * time.Second)
@@ -117,8 +107,7 @@ func TestClusterBench(t *testing.T) {
 	}
 	served := time.Since(restart)
 	time.Sleep(time.Second)
-	stop.Store(true)
-	wg.Wait()
+	stop()
 
 	otherErrors, victimErrors, slow, acked := 0, 0, 0, 0
 	for _, w := range writers {

@@ -10,7 +10,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/durable-streams-server/durable-streams-server/tests/internal/dsserver"
 )
 
 // cluster is a running topology.sh directory.
@@ -73,7 +74,7 @@ func (c *cluster) topology(args ...string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		for _, log := range []string{"router.log", "node1.log", "node2.log", "node3.log"} {
 			if b, rerr := os.ReadFile(filepath.Join(c.dir, log)); rerr == nil {
-				c.t.Logf("---- %s (tail) ----\n%s", log, tail(string(b), 15))
+				c.t.Logf("---- %s (tail) ----\n%s", log, dsserver.Tail(string(b), 15))
 			}
 		}
 		c.t.Fatalf("topology.sh %v: %v\n%s", args, err, out)
@@ -82,14 +83,6 @@ func (c *cluster) topology(args ...string) {
 
 func (c *cluster) node(i int, what string) string { return c.env[fmt.Sprintf("NODE%d_%s", i, what)] }
 func (c *cluster) router() string                 { return c.env["ROUTER_URL"] }
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
 
 var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
@@ -252,6 +245,27 @@ func (w *writer) check(t *testing.T, got string) {
 	}
 }
 
+// startWriters steps every writer through base, pausing between steps,
+// until the returned stop is called; stop returns once they have all ended.
+func startWriters(writers []*writer, base string, pause time.Duration) (stop func()) {
+	var halt atomic.Bool
+	var wg sync.WaitGroup
+	for _, w := range writers {
+		wg.Add(1)
+		go func(w *writer) {
+			defer wg.Done()
+			for !halt.Load() {
+				w.step(base)
+				time.Sleep(pause)
+			}
+		}(w)
+	}
+	return func() {
+		halt.Store(true)
+		wg.Wait()
+	}
+}
+
 func TestCluster(t *testing.T) {
 	c := startCluster(t, 3)
 	R := c.router()
@@ -308,18 +322,7 @@ func testKillNode(t *testing.T, c *cluster, owners map[string]int) {
 			writers = append(writers, newWriter("/v1/stream/"+g+"/"+s, false))
 		}
 	}
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for _, w := range writers {
-		wg.Add(1)
-		go func(w *writer) {
-			defer wg.Done()
-			for !stop.Load() {
-				w.step(R)
-				time.Sleep(20 * time.Millisecond)
-			}
-		}(w)
-	}
+	stop := startWriters(writers, R, 20*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)
 	killedAt := time.Now()
 	c.topology("kill", strconv.Itoa(victim))
@@ -345,8 +348,7 @@ func testKillNode(t *testing.T, c *cluster, owners map[string]int) {
 	}
 	back := time.Since(restartAt)
 	time.Sleep(300 * time.Millisecond)
-	stop.Store(true)
-	wg.Wait()
+	stop()
 	t.Logf("node %d killed, restarted after %v, its groups served again %v after the restart",
 		victim, restartAt.Sub(killedAt).Round(time.Millisecond), back.Round(time.Millisecond))
 
@@ -551,36 +553,17 @@ func testConformance(t *testing.T, c *cluster) {
 		t.Fatal("router.Caddyfile: expected group_depth in durable_streams_router and lb_policy")
 	}
 	dir := t.TempDir()
-	file := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(file, []byte(caddyfile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	port, admin := freePort(t), freePort(t)
+	port, admin := dsserver.FreePort(t), dsserver.FreePort(t)
 	nodes := []string{c.node(1, "UPSTREAM"), c.node(2, "UPSTREAM"), c.node(3, "UPSTREAM")}
-	router := exec.Command(binary(t), "run", "--config", file, "--adapter", "caddyfile")
-	router.Env = append(os.Environ(), "DS_ROUTER_ADDR=127.0.0.1", fmt.Sprintf("DS_ROUTER_PORT=%d", port),
-		fmt.Sprintf("DS_ROUTER_ADMIN=127.0.0.1:%d", admin), "DS_NODES="+strings.Join(nodes, " "),
-		"DS_PINS_FILE="+filepath.Join(dir, "pins.txt"), "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
 	if err := os.WriteFile(filepath.Join(dir, "pins.txt"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logf, _ := os.Create(filepath.Join(dir, "router.log"))
-	router.Stdout, router.Stderr = logf, logf
-	if err := router.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = router.Process.Kill(); _ = router.Wait() }()
+	router := dsserver.Start(t, binary(t), []string{"DS_ROUTER_ADDR=127.0.0.1", fmt.Sprintf("DS_ROUTER_PORT=%d", port),
+		fmt.Sprintf("DS_ROUTER_ADMIN=127.0.0.1:%d", admin), "DS_NODES=" + strings.Join(nodes, " "),
+		"DS_PINS_FILE=" + filepath.Join(dir, "pins.txt"), "HOME=" + dir, "XDG_CONFIG_HOME=" + dir, "XDG_DATA_HOME=" + dir},
+		dsserver.RunArgs(dsserver.WriteCaddyfile(t, caddyfile))...)
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if r, err := do("GET", url+"/health", ""); err == nil && r.status == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("conformance router did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	router.WaitOK(nil, url+"/health", 20*time.Second)
 	counts := filepath.Join(dir, "counts")
 	vitest := exec.Command(filepath.Join(conf, "node_modules/.bin/vitest"), "run")
 	vitest.Dir = conf
@@ -593,20 +576,10 @@ func testConformance(t *testing.T, c *cluster) {
 	out, err := vitest.CombinedOutput()
 	line := ""
 	if b, rerr := os.ReadFile(counts); rerr == nil {
-		line = strings.TrimSpace(tail(string(b), 1))
+		line = strings.TrimSpace(dsserver.Tail(string(b), 1))
 	}
 	t.Logf("conformance through the router: %s", line)
 	if err != nil || !strings.Contains(line, ", 0 failed") {
-		t.Errorf("conformance through the router failed (%v):\n%s", err, tail(string(out), 60))
+		t.Errorf("conformance through the router failed (%v):\n%s", err, dsserver.Tail(string(out), 60))
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

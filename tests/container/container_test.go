@@ -9,11 +9,8 @@ package container
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,18 +20,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/durable-streams-server/durable-streams-server/tests/internal/dsserver"
 )
 
 const uid = 65532
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
 
 func mustRead(t *testing.T, path string) []byte {
 	t.Helper()
@@ -106,16 +96,6 @@ func (b *buildah) cmd(args ...string) *exec.Cmd {
 	return exec.Command("buildah", append(append([]string{}, b.args...), args...)...)
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 type imageConfig struct {
 	Config struct {
 		User         string
@@ -145,7 +125,7 @@ func buildImage(t *testing.T, work string) *buildah {
 	if os.Geteuid() != 0 {
 		t.Skip("buildah's chroot isolation needs root here")
 	}
-	root := repoRoot(t)
+	root := dsserver.RepoRoot(t)
 	b := &buildah{t: t, args: []string{"--storage-driver", "vfs", "--root", filepath.Join(work, "storage"), "--runroot", filepath.Join(work, "run")}}
 	t.Cleanup(func() {
 		b.cmd("rm", "--all").Run()
@@ -223,7 +203,7 @@ func TestContainerImage(t *testing.T) {
 
 	// Run it: host network (chroot isolation), so the image's Caddyfile is
 	// mounted with a free port instead of 4437; everything else is the image's.
-	port := freePort(t)
+	port := dsserver.FreePort(t)
 	conf := filepath.Join(work, "conf")
 	caddyfile := strings.Replace(string(mustRead(t, filepath.Join(rootfs, "etc/durable-streams/Caddyfile"))), ":4437 {", fmt.Sprintf(":%d {\n\tbind 127.0.0.1", port), 1)
 	write(t, filepath.Join(conf, "Caddyfile"), []byte(caddyfile), 0o644)
@@ -303,26 +283,9 @@ func TestContainerImage(t *testing.T) {
 
 	// A stream round trip from the host.
 	base := fmt.Sprintf("http://127.0.0.1:%d/v1/stream/container", port)
-	do := func(method, url, body string, want int) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
-		req.Header.Set("Content-Type", "text/plain")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %d %s, want %d", method, url, resp.StatusCode, data, want)
-		}
-		return string(data)
-	}
-	do(http.MethodPut, base, "", http.StatusCreated)
-	do(http.MethodPost, base, "hello from the container", http.StatusNoContent)
-	if got := do(http.MethodGet, base+"?offset=-1", "", http.StatusOK); got != "hello from the container" {
+	dsserver.TextRequest(t, http.MethodPut, base, "", http.StatusCreated)
+	dsserver.TextRequest(t, http.MethodPost, base, "hello from the container", http.StatusNoContent)
+	if got := dsserver.TextRequest(t, http.MethodGet, base+"?offset=-1", "", http.StatusOK); got != "hello from the container" {
 		t.Fatalf("read back %q", got)
 	}
 
@@ -348,7 +311,7 @@ func TestContainerConformance(t *testing.T) {
 	if os.Getenv("DS_CONTAINER_CONFORMANCE") != "1" {
 		t.Skip("set DS_CONTAINER_CONFORMANCE=1 (make test-container-conformance) to run the conformance suite against the image")
 	}
-	root := repoRoot(t)
+	root := dsserver.RepoRoot(t)
 	if _, err := os.Stat(filepath.Join(root, "tests/conformance/node_modules/.bin/vitest")); err != nil {
 		t.Skip("tests/conformance/node_modules is missing; run npm ci there")
 	}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/durable-streams-server/durable-streams-server/tests/internal/dsserver"
 )
 
 // README, Backup and restore: `durable-streams-server backup --data-dir X
@@ -104,7 +106,7 @@ func TestBackupWhileWriting(t *testing.T) {
 	}
 	churnBefore := int(ch.cycles.Load())
 	cmd := exec.CommandContext(ctx, bin, "backup", "--data-dir", src, flag, dest)
-	var out lockedBuffer
+	var out dsserver.Output
 	cmd.Stdout, cmd.Stderr = &out, &out
 	started := time.Now()
 	err := cmd.Run()

@@ -133,10 +133,10 @@ func TestChunkedBodiesCostTheirSize(t *testing.T) {
 	bodyPut(t, c, url)
 
 	const limit = 64 << 20
-	resetPeak(t, srv.pid())
-	_, rss0 := procMemory(t, srv.pid())
+	resetPeak(t, srv.Pid())
+	_, rss0 := procMemory(t, srv.Pid())
 	resp, got := bodyPost(t, c, url, &patternBody{n: 100_000_000}, -1)
-	hwm, _ := procMemory(t, srv.pid())
+	hwm, _ := procMemory(t, srv.Pid())
 	if resp.StatusCode != http.StatusRequestEntityTooLarge ||
 		got != "request body exceeds the server's append size limit (67108864 bytes)\n" {
 		t.Fatalf("100 MB chunked POST: %d %q; want 413 and the limit", resp.StatusCode, got)
@@ -147,10 +147,10 @@ func TestChunkedBodiesCostTheirSize(t *testing.T) {
 	t.Logf("refused 100 MB chunked body: peak RSS +%d MiB", (hwm-rss0)>>20)
 
 	const size = 48 << 20
-	resetPeak(t, srv.pid())
-	_, rss0 = procMemory(t, srv.pid())
+	resetPeak(t, srv.Pid())
+	_, rss0 = procMemory(t, srv.Pid())
 	resp, got = bodyPost(t, c, url, &patternBody{n: size}, -1)
-	hwm, _ = procMemory(t, srv.pid())
+	hwm, _ = procMemory(t, srv.Pid())
 	if resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("48 MiB chunked POST: %d %q; want 204", resp.StatusCode, got)
 	}
@@ -357,7 +357,7 @@ func TestLargeJSONBodyLeavesNothingBehind(t *testing.T) {
 	}
 	b.WriteByte(']')
 	body := b.String()
-	_, rss0 := procMemory(t, srv.pid())
+	_, rss0 := procMemory(t, srv.Pid())
 	req, _ = http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err = c.Do(req)
@@ -371,7 +371,7 @@ func TestLargeJSONBodyLeavesNothingBehind(t *testing.T) {
 	}
 	// The stored bytes are on disk, not in the process: what stays
 	// resident is what the append left behind.
-	_, rss1 := procMemory(t, srv.pid())
+	_, rss1 := procMemory(t, srv.Pid())
 	if left := rss1 - rss0; left > 48<<20 {
 		t.Errorf("a 16 MiB JSON append left %d MiB resident; want at most 48 MiB", left>>20)
 	}

@@ -36,12 +36,12 @@ func TestDataDirSecondServerRefused(t *testing.T) {
 	second := newNode(t, dataDir, "fsync always")
 	s := second.launch()
 	select {
-	case <-s.exited:
+	case <-s.Exited:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("a second server on the same data_dir was still running after 30s; want it refused:\n%s", tail(s.output.String(), 20))
+		t.Fatalf("a second server on the same data_dir was still running after 30s; want it refused:\n%s", tail(s.Output.String(), 20))
 	}
-	out := s.output.String()
-	code := s.cmd.ProcessState.ExitCode()
+	out := s.Output.String()
+	code := s.Cmd.ProcessState.ExitCode()
 	if code == 0 {
 		t.Errorf("the second server exited 0; want non-zero")
 	}
@@ -158,7 +158,7 @@ func TestDataDirReloadUnderLoad(t *testing.T) {
 	for err := range errs {
 		t.Errorf("append failed: %v", err)
 	}
-	if !n.srv.alive() {
+	if !n.srv.Alive() {
 		t.Fatalf("the server exited during the reloads")
 	}
 
@@ -174,7 +174,7 @@ func TestDataDirReloadUnderLoad(t *testing.T) {
 		}
 		total += acked[w].Load()
 	}
-	log := n.srv.output.String()
+	log := n.srv.Output.String()
 	if strings.Contains(strings.ToLower(log), "locked") {
 		t.Errorf("the server log mentions \"locked\":\n%s", firstLineWith(log, "locked"))
 	}
@@ -248,8 +248,8 @@ func TestDataDirStartupWithManyStreams(t *testing.T) {
 	health := &http.Client{Timeout: time.Second}
 	var toHealth time.Duration
 	for {
-		if !s.alive() {
-			t.Fatalf("server exited during startup:\n%s", tail(s.output.String(), 30))
+		if !s.Alive() {
+			t.Fatalf("server exited during startup:\n%s", tail(s.Output.String(), 30))
 		}
 		resp, err := health.Get(n.base + "/health")
 		if err == nil {
@@ -391,16 +391,7 @@ func TestDataDirDiskFull(t *testing.T) {
 	// 2. Nothing is left at all (a file of ours takes the rest): sooner or
 	// later a commit cannot write streams.db: 507. A later write is tried
 	// again: 507, or 204 where LMDB finds free pages; never a 500.
-	filler, err := os.Create(filepath.Join(mnt, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := filler.Write(make([]byte, 4096)); err != nil {
-			break
-		}
-	}
-	filler.Close()
+	fillFileSystem(t, filepath.Join(mnt, "filler"))
 	var refused reply
 	creates := 0
 	for i := 0; i < 5000 && refused.status == 0; i++ {

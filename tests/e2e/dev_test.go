@@ -24,7 +24,7 @@ func TestDevCommand(t *testing.T) {
 	var banner string
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		banner = srv.output.String()
+		banner = srv.Output.String()
 		if (strings.Contains(banner, urls[0]) || strings.Contains(banner, urls[1])) &&
 			strings.Contains(banner, "/v1/stream/*") {
 			break
@@ -82,12 +82,12 @@ func TestDevCommand(t *testing.T) {
 	}
 
 	// Ctrl-C stops it.
-	if err := srv.cmd.Process.Signal(syscall.SIGINT); err != nil {
+	if err := srv.Cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-srv.exited:
-		t.Logf("dev server exited on SIGINT with %v", srv.cmd.ProcessState)
+	case <-srv.Exited:
+		t.Logf("dev server exited on SIGINT with %v", srv.Cmd.ProcessState)
 	case <-time.After(10 * time.Second):
 		t.Errorf("dev server did not exit within 10s of SIGINT")
 	}

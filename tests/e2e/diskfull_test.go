@@ -43,6 +43,22 @@ func mountTmpfs(t *testing.T, size string) string {
 	return mnt
 }
 
+// fillFileSystem writes the file at path until the file system it is on
+// has no room left.
+func fillFileSystem(t *testing.T, path string) {
+	t.Helper()
+	filler, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filler.Close()
+	for {
+		if _, err := filler.Write(make([]byte, 4096)); err != nil {
+			return
+		}
+	}
+}
+
 // oneLine checks that an error body is exactly one line starting with prefix.
 func oneLine(t *testing.T, what string, r reply, status int, prefix string) {
 	t.Helper()
@@ -117,16 +133,7 @@ func TestDiskFullRecoversWithoutRestart(t *testing.T) {
 	// 3. Nothing left at all (a file of ours takes the rest): sooner or
 	// later a commit cannot write streams.db: 507 too. Removing the file
 	// lets writes resume, again without a restart.
-	filler, err := os.Create(filepath.Join(mnt, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := filler.Write(make([]byte, 4096)); err != nil {
-			break
-		}
-	}
-	filler.Close()
+	fillFileSystem(t, filepath.Join(mnt, "filler"))
 	var refused reply
 	ttl := map[string]string{"Content-Type": "text/plain", "Stream-TTL": "3600"}
 	for i := 0; i < 5000 && refused.status == 0; i++ {

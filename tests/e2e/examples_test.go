@@ -97,24 +97,7 @@ func startExample(t *testing.T, name string, env ...string) *example {
 
 func (ex *example) waitUp() {
 	ex.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if !ex.alive() {
-			ex.t.Fatalf("server exited during startup:\n%s", tail(ex.output.String(), 40))
-		}
-		resp, err := ex.client.Get(ex.base + "/health")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			ex.t.Fatalf("GET /health did not answer 200 within 30s (last error %v)", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	ex.WaitOK(ex.client, ex.base+"/health", 30*time.Second)
 }
 
 // do sends one request and returns the response with its body read.
@@ -264,7 +247,7 @@ func TestExamples(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		// The server's own log is JSON too.
-		for line := range strings.SplitSeq(strings.TrimSpace(ex.output.String()), "\n") {
+		for line := range strings.SplitSeq(strings.TrimSpace(ex.Output.String()), "\n") {
 			if !json.Valid([]byte(line)) {
 				t.Errorf("server log line is not JSON: %q", line)
 				break

@@ -215,8 +215,8 @@ func TestForkKeepsItsBytesWhenRecoveryLowersTheSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.start()
-	if !strings.Contains(n.srv.output.String(), "lowering the tail") {
-		t.Logf("no 'lowering the tail' warning on stderr:\n%s", tail(n.srv.output.String(), 20))
+	if !strings.Contains(n.srv.Output.String(), "lowering the tail") {
+		t.Logf("no 'lowering the tail' warning on stderr:\n%s", tail(n.srv.Output.String(), 20))
 	}
 	// The source takes new appends past the fork point.
 	r := mustSend(t, c, http.MethodPost, n.url("src"), text, []byte(strings.Repeat("N", 1200)))

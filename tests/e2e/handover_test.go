@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/durable-streams-server/durable-streams-server/tests/internal/dsserver"
 )
 
 // Restarts and upgrades refuse no connection (README, "Operations"): the
@@ -129,7 +131,7 @@ type handover struct {
 	conf   string
 	base   string
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *dsserver.Output
 	exited chan struct{}
 }
 
@@ -143,7 +145,7 @@ func (h *handover) start(bin string) {
 	dir := h.t.TempDir()
 	cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "DS_BIND=fd/3",
 		"XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
-	h.out = &lockedBuffer{}
+	h.out = &dsserver.Output{}
 	cmd.Stdout, cmd.Stderr = h.out, h.out
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)

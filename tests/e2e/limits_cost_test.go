@@ -59,7 +59,7 @@ func TestTokenCost(t *testing.T) {
 		if resp, _ := limitsDo(t, client, "PUT", url, hdr, strings.Repeat("x", 100)); resp.StatusCode != 201 {
 			t.Fatalf("%s: PUT %d", tc.name, resp.StatusCode)
 		}
-		cpu0 := processCPU(t, srv.pid())
+		cpu0 := processCPU(t, srv.Pid())
 		var n atomic.Int64
 		stop := time.Now().Add(5 * time.Second)
 		var wg sync.WaitGroup
@@ -88,9 +88,9 @@ func TestTokenCost(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		cpu := processCPU(t, srv.pid()) - cpu0
+		cpu := processCPU(t, srv.Pid()) - cpu0
 		t.Logf("%-12s %7.0f reads/s, server CPU %5.1f µs per read", tc.name, float64(n.Load())/5, cpu.Seconds()*1e6/float64(n.Load()))
-		srv.stop()
+		srv.Stop()
 	}
 }
 

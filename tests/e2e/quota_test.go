@@ -41,7 +41,7 @@ func TestMemoryBudgetRefusesThenResumesAfterDelete(t *testing.T) {
 	if resp, body := limitsDo(t, c, "PUT", srv.base+"/v1/stream/mem/b", text, "y"); resp.StatusCode != 507 {
 		t.Fatalf("PUT with a body over the budget: %d %q", resp.StatusCode, body)
 	}
-	if !srv.alive() {
+	if !srv.Alive() {
 		t.Fatal("server exited")
 	}
 	resp, body := limitsDo(t, c, "GET", url+"?offset=-1", nil, "")

@@ -484,26 +484,26 @@ func (n *node) start() {
 // kill sends SIGKILL and waits for the process to be gone.
 func (n *node) kill() {
 	n.t.Helper()
-	if err := n.srv.cmd.Process.Signal(syscall.SIGKILL); err != nil && n.srv.alive() {
+	if err := n.srv.Cmd.Process.Signal(syscall.SIGKILL); err != nil && n.srv.Alive() {
 		n.t.Fatalf("SIGKILL: %v", err)
 	}
-	<-n.srv.exited
+	<-n.srv.Exited
 	n.client.CloseIdleConnections()
 }
 
 // terminate stops the server with SIGTERM and checks it exits cleanly.
 func (n *node) terminate() {
 	n.t.Helper()
-	if err := n.srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := n.srv.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		n.t.Fatalf("SIGTERM: %v", err)
 	}
 	select {
-	case <-n.srv.exited:
+	case <-n.srv.Exited:
 	case <-time.After(20 * time.Second):
 		n.t.Fatalf("server did not exit within 20s of SIGTERM")
 	}
-	if code := n.srv.cmd.ProcessState.ExitCode(); code != 0 {
-		n.t.Errorf("server exited with %d after SIGTERM; want 0:\n%s", code, tail(n.srv.output.String(), 30))
+	if code := n.srv.Cmd.ProcessState.ExitCode(); code != 0 {
+		n.t.Errorf("server exited with %d after SIGTERM; want 0:\n%s", code, tail(n.srv.Output.String(), 30))
 	}
 	n.client.CloseIdleConnections()
 }

@@ -219,7 +219,7 @@ func TestWaitingCostsNoThreads(t *testing.T) {
 	if finalThreads >= maxThreads {
 		t.Errorf("server has %d threads at the end; want < %d", finalThreads, maxThreads)
 	}
-	if !srv.alive() {
+	if !srv.Alive() {
 		t.Fatalf("server exited during the test")
 	}
 }

@@ -299,9 +299,9 @@ func checkUpgradeLogged(t *testing.T, n *node) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if !eventually(ctx, 20*time.Millisecond, func() bool {
-		return strings.Contains(n.srv.output.String(), "from storage format 4 to 5")
+		return strings.Contains(n.srv.Output.String(), "from storage format 4 to 5")
 	}) {
-		t.Errorf("the server did not say it upgraded the directory:\n%s", tail(n.srv.output.String(), 20))
+		t.Errorf("the server did not say it upgraded the directory:\n%s", tail(n.srv.Output.String(), 20))
 	}
 }
 

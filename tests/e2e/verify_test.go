@@ -106,8 +106,8 @@ func TestVerifyAndChecksumMismatch(t *testing.T) {
 	if r.status != http.StatusOK || !bytes.Equal(r.body, a[131_072:]) {
 		t.Errorf("GET a past the damaged block: %d %q", r.status, clip(r.body))
 	}
-	if !strings.Contains(n.srv.output.String(), damaged+" of stream") {
-		t.Errorf("the server's log does not name the damaged range:\n%s", tail(n.srv.output.String(), 20))
+	if !strings.Contains(n.srv.Output.String(), damaged+" of stream") {
+		t.Errorf("the server's log does not name the damaged range:\n%s", tail(n.srv.Output.String(), 20))
 	}
 	m, ok := n.srv.metrics(c)
 	if !ok {

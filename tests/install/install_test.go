@@ -11,8 +11,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,35 +18,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/durable-streams-server/durable-streams-server/tests/internal/dsserver"
 )
 
 const name = "durable-streams-server"
-
-// repoRoot is the checkout holding install.sh.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
-func binary(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("DS_BIN")
-	if bin == "" {
-		t.Skip("DS_BIN is not set; set it to the durable-streams-server binary to test install.sh")
-	}
-	abs, err := filepath.Abs(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(abs); err != nil {
-		t.Fatalf("DS_BIN: %v", err)
-	}
-	return abs
-}
 
 func needShell(t *testing.T, sh string) string {
 	t.Helper()
@@ -154,44 +128,14 @@ func (m *mirror) setLatest(t *testing.T, v string) {
 func startMirror(t *testing.T, bin string) *mirror {
 	t.Helper()
 	m := &mirror{root: t.TempDir()}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.Command(bin, "file-server", "--root", m.root, "--listen", addr)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("file-server output:\n%s", out.String())
-		}
-	})
-	m.url = "http://" + addr
+	addr := fmt.Sprintf("127.0.0.1:%d", dsserver.FreePort(t))
 	if err := os.WriteFile(filepath.Join(m.root, "ping"), []byte("ok"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(m.url + "/ping")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return m
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("file-server on %s did not come up: %v\n%s", addr, err, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	server := dsserver.Start(t, bin, nil, "file-server", "--root", m.root, "--listen", addr)
+	m.url = "http://" + addr
+	server.WaitOK(nil, m.url+"/ping", 10*time.Second)
+	return m
 }
 
 type result struct {
@@ -202,7 +146,7 @@ type result struct {
 // pipe runs install.sh the way `curl … | sh -s -- args` does: the script on stdin.
 func pipe(t *testing.T, shell []string, env []string, args ...string) result {
 	t.Helper()
-	script := mustRead(t, filepath.Join(repoRoot(t), "install.sh"))
+	script := mustRead(t, filepath.Join(dsserver.RepoRoot(t), "install.sh"))
 	argv := append(append([]string{}, shell[1:]...), append([]string{"-s", "--"}, args...)...)
 	cmd := exec.Command(shell[0], argv...)
 	cmd.Stdin = bytes.NewReader(script)
@@ -245,7 +189,7 @@ var fakeNew = entry{data: []byte("#!/bin/sh\necho 'durable-streams-server v0.1.2
 
 // releaseEntries is a release tarball's content with this binary.
 func releaseEntries(t *testing.T, binData entry) map[string]entry {
-	root := repoRoot(t)
+	root := dsserver.RepoRoot(t)
 	return map[string]entry{
 		name:                binData,
 		"install.sh":        {mustRead(t, filepath.Join(root, "install.sh")), 0o755},
@@ -258,7 +202,7 @@ func TestInstallScript(t *testing.T) {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		t.Skipf("the test mirror carries linux_amd64 only; this is %s_%s", runtime.GOOS, runtime.GOARCH)
 	}
-	bin := binary(t)
+	bin := dsserver.Binary(t)
 	dash := needShell(t, "dash")
 	m := startMirror(t, bin)
 	// Only 0.1.0 carries the real binary (86 MB unstripped); the other
@@ -385,7 +329,7 @@ func TestInstallScriptBusybox(t *testing.T) {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		t.Skipf("the test mirror carries linux_amd64 only; this is %s_%s", runtime.GOOS, runtime.GOARCH)
 	}
-	bin := binary(t)
+	bin := dsserver.Binary(t)
 	busybox := needShell(t, "busybox")
 	m := startMirror(t, bin)
 	m.addRelease(t, "0.1.2", releaseEntries(t, fakeNew), false)

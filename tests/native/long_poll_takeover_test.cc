@@ -13,6 +13,7 @@
 #include "engine_fixture.h"
 #include "http1_answer.h"
 #include "offset.h"
+#include "socket_fixture.h"
 
 namespace ds::testing {
 namespace {
@@ -30,36 +31,7 @@ const std::string kExpose =
 const std::string kMiddleware = std::string("Server\0Caddy\0Access-Control-Allow-Origin\0https://app.example\0", 61);
 
 // The client's end of a taken-over connection.
-class Client {
- public:
-  explicit Client(int fd) : fd_(fd) {}
-  ~Client() { Close(); }
-  Client(Client&& o) noexcept : fd_(o.fd_), eof_(o.eof_) { o.fd_ = -1; }
-  Client(const Client&) = delete;
-  std::string Read() {
-    std::string out;
-    char buf[65536];
-    for (;;) {
-      ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
-      if (n > 0) {
-        out.append(buf, static_cast<size_t>(n));
-        continue;
-      }
-      if (n == 0) eof_ = true;
-      break;
-    }
-    return out;
-  }
-  bool eof() const { return eof_; }
-  void Close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-  bool eof_ = false;
-};
+using Client = SocketPeer;
 
 class LongPollTakeoverTest : public EngineTest {
  protected:

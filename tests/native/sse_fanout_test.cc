@@ -13,6 +13,7 @@
 #include "cursor.h"
 #include "engine_fixture.h"
 #include "offset.h"
+#include "socket_fixture.h"
 
 namespace ds::testing {
 namespace {
@@ -29,49 +30,7 @@ std::string Chunk(const std::string& payload) {
 const std::string kTerminator = "0\r\n\r\n";
 
 // The peer's end of an adopted connection: what a client reads.
-class Peer {
- public:
-  explicit Peer(int fd) : fd_(fd) {}
-  ~Peer() { Close(); }
-  Peer(Peer&& other) noexcept : fd_(other.fd_), eof_(other.eof_) { other.fd_ = -1; }
-  Peer(const Peer&) = delete;
-
-  // Everything readable now, without waiting.
-  std::string Read() {
-    std::string out;
-    char buf[65536];
-    for (;;) {
-      ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
-      if (n > 0) {
-        out.append(buf, static_cast<size_t>(n));
-        continue;
-      }
-      if (n == 0) eof_ = true;
-      break;
-    }
-    return out;
-  }
-  // Reads until `marker` or EOF arrives, waiting for each read at most
-  // `timeout_ms` (for a loop on its own thread).
-  std::string Await(const std::string& marker, int timeout_ms) {
-    std::string out;
-    while (out.find(marker) == std::string::npos && !eof_) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, timeout_ms) <= 0) break;
-      out += Read();
-    }
-    return out;
-  }
-  bool eof() const { return eof_; }
-  void Close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-  bool eof_ = false;
-};
+using Peer = SocketPeer;
 
 class SseFanoutTest : public EngineTest {
  protected:

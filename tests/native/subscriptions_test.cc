@@ -180,6 +180,12 @@ class SubscriptionsTest : public ::testing::Test {
     return id;
   }
 
+  // A webhook subscription to events/* delivering to https://h/x.
+  Response WebhookSub(const std::string& id) {
+    return Do("PUT", "subscriptions/" + id,
+              R"({"type":"webhook","pattern":"events/*","webhook":{"url":"https://h/x"},"lease_ttl_ms":5000})");
+  }
+
   std::string Acked(const std::string& id, const std::string& path) {
     Response r = Do("GET", "subscriptions/" + id);
     for (auto s : Json(r)["streams"].get_array()) {
@@ -366,10 +372,7 @@ TEST_F(SubscriptionsTest, DeletedSubscriptionFencesAndNeverAdvances) {
 }
 
 TEST_F(SubscriptionsTest, WebhookDoneAcksTheSnapshotAndNewDataWakesAgain) {
-  ASSERT_EQ(Do("PUT", "subscriptions/h",
-               R"({"type":"webhook","pattern":"events/*","webhook":{"url":"https://h/x"},"lease_ttl_ms":5000})")
-                .status,
-            201);
+  ASSERT_EQ(WebhookSub("h").status, 201);
   Append("events/a", 10);
   subs_->RunOnce();
   std::vector<WebhookJob> jobs = subs_->TakeWebhooks(10);
@@ -396,10 +399,7 @@ TEST_F(SubscriptionsTest, WebhookDoneAcksTheSnapshotAndNewDataWakesAgain) {
 }
 
 TEST_F(SubscriptionsTest, WebhookCallbackAcksAndFailedDeliveriesRetryWithBackoff) {
-  ASSERT_EQ(Do("PUT", "subscriptions/h",
-               R"({"type":"webhook","pattern":"events/*","webhook":{"url":"https://h/x"},"lease_ttl_ms":5000})")
-                .status,
-            201);
+  ASSERT_EQ(WebhookSub("h").status, 201);
   Append("events/a", 10);
   subs_->RunOnce();
   std::vector<WebhookJob> jobs = subs_->TakeWebhooks(10);

@@ -10,20 +10,17 @@
 package xcaddy
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/durable-streams-server/durable-streams-server/tests/internal/dsserver"
 )
 
 const (
@@ -31,15 +28,6 @@ const (
 	// xcaddyVersion is what `go install` fetches when xcaddy is not installed.
 	xcaddyVersion = "v0.4.5"
 )
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
 
 // findXcaddy returns an xcaddy binary, installing it from the module proxy if needed.
 func findXcaddy(t *testing.T) string {
@@ -68,7 +56,7 @@ func findXcaddy(t *testing.T) string {
 // caddyVersion is the Caddy version our go.mod requires (so the build cache is warm).
 func caddyVersion(t *testing.T) string {
 	t.Helper()
-	gomod, err := os.ReadFile(filepath.Join(repoRoot(t), "go.mod"))
+	gomod, err := os.ReadFile(filepath.Join(dsserver.RepoRoot(t), "go.mod"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,16 +120,6 @@ func (*Other) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return nil }
 	return dir
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func TestXcaddyBuild(t *testing.T) {
 	if os.Getenv("DS_XCADDY") != "1" {
 		t.Skip("the xcaddy build takes minutes; run it with DS_XCADDY=1 (make test-xcaddy)")
@@ -154,7 +132,7 @@ func TestXcaddyBuild(t *testing.T) {
 	// A checkout is not on the module proxy, so its version is pinned
 	// (@v0.0.0) for the replacement; a published release needs no "=path".
 	build := exec.Command(xcaddy, "build", version, "--output", out,
-		"--with", modulePath+"@v0.0.0="+repoRoot(t),
+		"--with", modulePath+"@v0.0.0="+dsserver.RepoRoot(t),
 		"--with", "example.com/otherplugin@v0.0.0="+other)
 	build.Env = append(os.Environ(), "CGO_ENABLED=1")
 	build.Dir = t.TempDir()
@@ -182,7 +160,7 @@ func TestXcaddyBuild(t *testing.T) {
 
 	// Serve a stream with data_dir, and the other plugin beside it.
 	dir := t.TempDir()
-	port := freePort(t)
+	port := dsserver.FreePort(t)
 	caddyfile := fmt.Sprintf(`{
 	admin off
 	auto_https off
@@ -205,20 +183,7 @@ func TestXcaddyBuild(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(caddyfile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv := exec.Command(out, "run", "--config", filepath.Join(dir, "Caddyfile"))
-	srv.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	var log bytes.Buffer
-	srv.Stdout, srv.Stderr = &log, &log
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		srv.Process.Signal(syscall.SIGTERM)
-		srv.Wait()
-		if t.Failed() {
-			t.Logf("server output:\n%s", log.String())
-		}
-	})
+	dsserver.Start(t, out, []string{"XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir}, "run", "--config", filepath.Join(dir, "Caddyfile"))
 
 	// The health subcommand of the custom build waits for it.
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -229,29 +194,12 @@ func TestXcaddyBuild(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	do := func(method, path, body string, want int) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, method, url+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", "text/plain")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, b, want)
-		}
-		return string(b)
-	}
-	do(http.MethodPut, "/v1/stream/xcaddy", "", http.StatusCreated)
-	do(http.MethodPost, "/v1/stream/xcaddy", "built with xcaddy", http.StatusNoContent)
-	if got := do(http.MethodGet, "/v1/stream/xcaddy?offset=-1", "", http.StatusOK); got != "built with xcaddy" {
+	dsserver.TextRequest(t, http.MethodPut, url+"/v1/stream/xcaddy", "", http.StatusCreated)
+	dsserver.TextRequest(t, http.MethodPost, url+"/v1/stream/xcaddy", "built with xcaddy", http.StatusNoContent)
+	if got := dsserver.TextRequest(t, http.MethodGet, url+"/v1/stream/xcaddy?offset=-1", "", http.StatusOK); got != "built with xcaddy" {
 		t.Fatalf("read back %q", got)
 	}
-	if got := do(http.MethodGet, "/other", "", http.StatusOK); got != "other plugin" {
+	if got := dsserver.TextRequest(t, http.MethodGet, url+"/other", "", http.StatusOK); got != "other plugin" {
 		t.Fatalf("/other: %q", got)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data", "streams.db", "data.mdb")); err != nil {
