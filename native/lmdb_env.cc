@@ -46,73 +46,129 @@ int OpenDbs(MDB_txn* txn, bool create, Dbs* dbs) {
   if (rc == 0) rc = mdb_dbi_open(txn, kSubscriptionLinksDb, flags, &dbs->subscription_links);
   dbs->has_subscriptions = rc == 0;
   if (rc != 0 && !(rc == MDB_NOTFOUND && !create)) return rc;
-  rc = mdb_dbi_open(txn, kInlineDb, flags, &dbs->inline_bytes);
+  // Format 5's `inline` database: never created (format 6 keeps inline
+  // bytes in the records); opened when present, for the upgrade and for
+  // verify and backup of a directory no format 6 server has opened yet.
+  rc = mdb_dbi_open(txn, kInlineDb, 0, &dbs->inline_bytes);
   dbs->has_inline = rc == 0;
-  if (rc == MDB_NOTFOUND && !create) return 0;
+  if (rc == MDB_NOTFOUND) return 0;
   return rc;
 }
 
+namespace {
+
+// The record's value, decoded, with its inline bytes copied out (a put may
+// move the page the value lies in). MDB_NOTFOUND if there is no record.
+int GetRecord(MDB_txn* txn, const Dbs& dbs, const std::string& key, StreamRecord* record,
+              std::string* inline_bytes) {
+  MDB_val k = Val(key), v;
+  int rc = mdb_get(txn, dbs.streams, &k, &v);
+  if (rc != 0) return rc;
+  std::string_view view;
+  if (!DecodeStreamRecord(View(v), record, &view).ok()) return MDB_CORRUPTED;
+  inline_bytes->assign(view);
+  return 0;
+}
+
+int PutRecord(MDB_txn* txn, const Dbs& dbs, const std::string& key, const StreamRecord& record,
+              std::string_view inline_bytes) {
+  const std::string value = EncodeStreamRecord(record, inline_bytes);
+  MDB_val k = Val(key), v = Val(value);
+  return mdb_put(txn, dbs.streams, &k, &v, 0);
+}
+
+}  // namespace
+
 int AppendInline(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t expected_len,
                  std::string_view bytes) {
-  if (!dbs.has_inline) return MDB_INCOMPATIBLE;
   const std::string key = StreamKey(stream_id);
-  MDB_val k = Val(key), old;
-  int rc = mdb_get(txn, dbs.inline_bytes, &k, &old);
-  if (rc == MDB_NOTFOUND) {
-    old.mv_size = 0;
-    old.mv_data = nullptr;
-  } else if (rc != 0) {
-    return rc;
-  }
-  if (old.mv_size != expected_len) return MDB_CORRUPTED;
+  StreamRecord record;
   std::string value;
-  value.reserve(old.mv_size + bytes.size());
-  value.append(View(old));  // copied first: the put may move the old page
+  int rc = GetRecord(txn, dbs, key, &record, &value);
+  if (rc == MDB_NOTFOUND) return 0;  // erased in this transaction: nothing to keep
+  if (rc != 0) return rc;
+  if (value.size() != expected_len) return MDB_CORRUPTED;
   value.append(bytes);
-  MDB_val v = Val(value);
-  return mdb_put(txn, dbs.inline_bytes, &k, &v, 0);
+  return PutRecord(txn, dbs, key, record, value);
 }
 
 int TruncateInline(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t len) {
-  if (!dbs.has_inline) return 0;
   const std::string key = StreamKey(stream_id);
-  MDB_val k = Val(key), old;
-  int rc = mdb_get(txn, dbs.inline_bytes, &k, &old);
+  StreamRecord record;
+  std::string value;
+  int rc = GetRecord(txn, dbs, key, &record, &value);
   if (rc == MDB_NOTFOUND) return 0;
   if (rc != 0) return rc;
-  if (old.mv_size <= len) return 0;
-  if (len == 0) return mdb_del(txn, dbs.inline_bytes, &k, nullptr);
-  std::string value(View(old).substr(0, static_cast<size_t>(len)));
-  MDB_val v = Val(value);
-  return mdb_put(txn, dbs.inline_bytes, &k, &v, 0);
+  if (value.size() <= len) return 0;
+  value.resize(static_cast<size_t>(len));
+  return PutRecord(txn, dbs, key, record, value);
 }
 
 int GetInline(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, std::string_view* out) {
   *out = {};
-  if (!dbs.has_inline) return 0;
   const std::string key = StreamKey(stream_id);
   MDB_val k = Val(key), v;
-  int rc = mdb_get(txn, dbs.inline_bytes, &k, &v);
+  // A format 5 directory not yet upgraded (verify, backup): its own database.
+  int rc = mdb_get(txn, dbs.has_inline ? dbs.inline_bytes : dbs.streams, &k, &v);
   if (rc == MDB_NOTFOUND) return 0;
   if (rc != 0) return rc;
-  *out = View(v);
-  return 0;
+  if (dbs.has_inline) {
+    *out = View(v);
+    return 0;
+  }
+  StreamRecord record;
+  return DecodeStreamRecord(View(v), &record, out).ok() ? 0 : MDB_CORRUPTED;
 }
 
 int ReadInlineSizes(MDB_txn* txn, const Dbs& dbs, std::vector<std::pair<uint64_t, uint64_t>>* out) {
   out->clear();
-  if (!dbs.has_inline) return 0;
   Cursor cursor;
-  int rc = cursor.Open(txn, dbs.inline_bytes);
+  int rc = cursor.Open(txn, dbs.has_inline ? dbs.inline_bytes : dbs.streams);
   if (rc != 0) return rc;
   MDB_val k, v;
   for (rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT)) {
     uint64_t id = 0;
     if (!ParseStreamKey(View(k), &id)) return MDB_CORRUPTED;
-    out->emplace_back(id, v.mv_size);
+    if (dbs.has_inline) {
+      out->emplace_back(id, v.mv_size);
+      continue;
+    }
+    StreamRecord record;
+    std::string_view inline_bytes;
+    if (!DecodeStreamRecord(View(v), &record, &inline_bytes).ok()) return MDB_CORRUPTED;
+    if (!inline_bytes.empty()) out->emplace_back(id, inline_bytes.size());
   }
   return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int MoveInlineIntoRecords(MDB_txn* txn, Dbs* dbs, uint64_t* moved) {
+  *moved = 0;
+  if (!dbs->has_inline) return 0;
+  {
+    Cursor cursor;
+    int rc = cursor.Open(txn, dbs->inline_bytes);
+    if (rc != 0) return rc;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT)) {
+      const std::string key(View(k));
+      const std::string bytes(View(v));  // the put below may move this page
+      StreamRecord record;
+      std::string old;
+      int err = GetRecord(txn, *dbs, key, &record, &old);
+      if (err == MDB_NOTFOUND) continue;  // a value without a record: dropped with the database
+      if (err != 0) return err;
+      err = PutRecord(txn, *dbs, key, record, bytes);
+      if (err != 0) return err;
+      ++*moved;
+    }
+    if (rc != MDB_NOTFOUND) return rc;
+  }
+  int rc = mdb_drop(txn, dbs->inline_bytes, 1);  // delete the database itself
+  if (rc != 0) return rc;
+  dbs->has_inline = false;
+  return 0;
 }
 
 int PutSynced(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, const SyncedCheckpoint& cp) {
@@ -242,11 +298,29 @@ int PutU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t value) {
   return mdb_put(txn, dbi, &k, &v, 0);
 }
 
-int PutStream(MDB_txn* txn, const Dbs& dbs, const StreamRecord& record) {
+int PutStream(MDB_txn* txn, const Dbs& dbs, const StreamRecord& record, const InlineAppend* append) {
   const std::string key = StreamKey(record.id);
-  const std::string value = EncodeStreamRecord(record);
-  MDB_val k = Val(key), v = Val(value);
-  return mdb_put(txn, dbs.streams, &k, &v, 0);
+  // The inline bytes live in the record's value: keep them (a stream's
+  // bytes never go away while it exists), plus what `append` adds.
+  MDB_val k = Val(key), v;
+  int rc = mdb_get(txn, dbs.streams, &k, &v);
+  std::string_view stored;
+  if (rc == 0) {
+    StreamRecord old;
+    if (!DecodeStreamRecord(View(v), &old, &stored).ok()) return MDB_CORRUPTED;
+  } else if (rc != MDB_NOTFOUND) {
+    return rc;
+  }
+  if (append == nullptr || append->bytes.empty()) {
+    if (stored.empty()) return PutRecord(txn, dbs, key, record, {});
+    return PutRecord(txn, dbs, key, record, std::string(stored));  // copied: the put may move the page
+  }
+  if (stored.size() != append->expected_len) return MDB_CORRUPTED;  // a commit never skips bytes
+  std::string value;
+  value.reserve(stored.size() + append->bytes.size());
+  value.append(stored);
+  value.append(append->bytes);
+  return PutRecord(txn, dbs, key, record, value);
 }
 
 int PutProducer(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, const ProducerRecord& producer) {
@@ -285,7 +359,11 @@ int EraseStream(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id) {
   if (rc != 0 && rc != MDB_NOTFOUND) return rc;
   rc = DeleteCrcs(txn, dbs, stream_id, 0, UINT64_MAX);
   if (rc == 0) rc = DeleteSynced(txn, dbs, stream_id);
-  if (rc == 0) rc = TruncateInline(txn, dbs, stream_id, 0);
+  if (rc == 0 && dbs.has_inline) {
+    // A format 5 copy (backup of a directory not yet upgraded).
+    rc = mdb_del(txn, dbs.inline_bytes, &k, nullptr);
+    if (rc == MDB_NOTFOUND) rc = 0;
+  }
   if (rc != 0) return rc;
   // Producer keys start with the stream key: delete the whole range,
   // seeking afresh after each delete (a stream has few producers).

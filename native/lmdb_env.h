@@ -102,7 +102,10 @@ struct Dbs {
   MDB_dbi subscriptions = 0;
   MDB_dbi subscription_links = 0;
   bool has_subscriptions = false;
-  MDB_dbi inline_bytes = 0;  // valid when has_inline (format 5)
+  // Format 5's `inline` database, valid when has_inline: only a format 5
+  // directory not yet upgraded has it (format 6 keeps inline bytes in the
+  // stream records; OpenDbs never creates it).
+  MDB_dbi inline_bytes = 0;
   bool has_inline = false;
 };
 inline constexpr unsigned kMaxDbs = 16;  // nine, and room for more
@@ -127,8 +130,15 @@ inline constexpr std::string_view kNextStreamIdKey = "next_stream_id";
 // stream's bytes kept in LMDB until it grows): a version 4 directory has
 // none, so it is upgraded by creating the database and writing the version
 // (kFormatVersion) in one transaction; a version 4 server must refuse a
-// version 5 directory, whose inline bytes it would not see.
-inline constexpr uint64_t kFormatVersion = 5;
+// version 5 directory, whose inline bytes it would not see. Version 6 moved
+// the inline bytes into the stream's own record (version 3 value), so an
+// append to a small stream dirties one leaf page instead of two; a version
+// 5 directory is upgraded in one transaction (every value moved into its
+// record, the `inline` database deleted, the version written), a version 4
+// one by writing the version.
+inline constexpr uint64_t kFormatVersion = 6;
+// The format that had the separate `inline` database.
+inline constexpr uint64_t kFormatWithInlineDb = 5;
 // The first version with checksums: the layouts from it up to
 // kFormatVersion differ only by databases OpenDbs creates.
 inline constexpr uint64_t kFirstFormatWithChecksums = 4;
@@ -182,29 +192,43 @@ int DeleteSynced(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id);
 // Every checkpoint, by stream id. A value of the wrong size is MDB_CORRUPTED.
 int ReadSynced(MDB_txn* txn, const Dbs& dbs, std::vector<std::pair<uint64_t, SyncedCheckpoint>>* out);
 
-// `inline` database (format 5; STORAGE_FORMAT.md, "Inline streams"): key
-// stream id (8 bytes big-endian), value the stream's own bytes [base,
-// base + size) exactly as a segment would hold them. Written in the same
-// transaction as the record whose tail covers them.
-// Appends `bytes` to the stream's value, which must hold `expected_len`
-// bytes now (anything else is MDB_CORRUPTED: a commit never skips bytes).
+// Inline bytes (STORAGE_FORMAT.md, "Inline streams"): a stream's own bytes
+// [base, base + size) exactly as a segment would hold them, kept at the end
+// of its record's value (format 6; record version 3), so they are written
+// with the tail that covers them and dirty no other page.
+// Appends `bytes` to the stream's inline bytes, which must number
+// `expected_len` now (anything else is MDB_CORRUPTED: a commit never skips
+// bytes). No record (erased in this transaction): nothing is written.
 int AppendInline(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t expected_len,
                  std::string_view bytes);
-// Cuts the stream's value to `len` bytes (deletes it at 0); a no-op if it
-// is no longer.
+// Cuts the stream's inline bytes to `len` (none at 0); a no-op if they are
+// no longer.
 int TruncateInline(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, uint64_t len);
-// The stream's value (empty if none). The view lives as long as `txn`.
+// The stream's inline bytes (empty if none), from its record, or from format
+// 5's database while a directory still has it. The view lives as long as
+// `txn` and no write in it.
 int GetInline(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, std::string_view* out);
-// The size of every stream's value, by stream id.
+// The number of inline bytes of every stream that has some, by stream id.
 int ReadInlineSizes(MDB_txn* txn, const Dbs& dbs, std::vector<std::pair<uint64_t, uint64_t>>* out);
+// The format 5 -> 6 upgrade: every value of the `inline` database goes into
+// its stream's record, then the database is deleted (dbs->has_inline
+// false). *moved counts the streams.
+int MoveInlineIntoRecords(MDB_txn* txn, Dbs* dbs, uint64_t* moved);
 int GetU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t* value, bool* found);
 int PutU64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, uint64_t value);
 
-int PutStream(MDB_txn* txn, const Dbs& dbs, const StreamRecord& record);
+// Bytes a commit adds to a stream's inline bytes with its record.
+struct InlineAppend {
+  uint64_t expected_len = 0;  // the stored inline bytes' size now
+  std::string_view bytes;
+};
+// Inserts or replaces the record, keeping its stored inline bytes, and adds
+// `append`'s (MDB_CORRUPTED if the stored ones are not expected_len long).
+int PutStream(MDB_txn* txn, const Dbs& dbs, const StreamRecord& record, const InlineAppend* append = nullptr);
 // Inserts or replaces one producer's state (bucketed for long ids).
 int PutProducer(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id, const ProducerRecord& producer);
-// Deletes a stream's record, all its producers and its checksums. A
-// missing record is fine.
+// Deletes a stream's record (with its inline bytes), all its producers and
+// its checksums. A missing record is fine.
 int EraseStream(MDB_txn* txn, const Dbs& dbs, uint64_t stream_id);
 
 // Every stream record with its producers, in id order (log left null).

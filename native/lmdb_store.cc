@@ -222,7 +222,7 @@ Status LmdbStore::Open(const LmdbStoreOptions& options, std::unique_ptr<LmdbStor
   files.segment_bytes = options.segment_bytes;
   files.max_open_files = options.max_open_files;
   files.track_unsynced = options.fsync != DS_FSYNC_ALWAYS;
-  files.inline_stream_bytes = store->dbs_.has_inline ? options.inline_stream_bytes : 0;
+  files.inline_stream_bytes = options.inline_stream_bytes;  // in the records (format 6)
   // Unlinks wait for the commit that stops pointing at the files to be
   // durable (STORAGE_FORMAT.md, "Commit protocol", step 4). INTERVAL: until
   // the next periodic sync (a DELETE frees its space within about one
@@ -398,10 +398,13 @@ Status LmdbStore::OpenEnvironment() {
       err = lmdb::PutU64(txn, dbs_.meta, lmdb::kFormatVersionKey, lmdb::kFormatVersion);
       if (err != 0) return err;
     } else if (found_version >= lmdb::kFirstFormatWithChecksums && found_version < lmdb::kFormatVersion) {
-      // Version 4: the layout only lacked the `inline` database, which
-      // OpenDbs just made (empty: every stream's bytes are in its segment
-      // files, which are read in place). The version goes with it.
+      // Version 4 had no inline bytes (every stream's bytes are in its
+      // segment files, read in place); version 5 kept them in the `inline`
+      // database, whose values move into their records here, in the
+      // transaction that writes the version.
       upgraded_from_ = found_version;
+      err = lmdb::MoveInlineIntoRecords(txn, &dbs_, &upgraded_inline_streams_);
+      if (err != 0) return err;
       err = lmdb::PutU64(txn, dbs_.meta, lmdb::kFormatVersionKey, lmdb::kFormatVersion);
       if (err != 0) return err;
     } else if (found_version < lmdb::kFormatVersion) {
@@ -426,7 +429,8 @@ Status LmdbStore::OpenEnvironment() {
   if (!s.ok()) return s;
   if (upgraded_from_ != 0) {
     Warn("upgraded " + options_.data_dir + " from storage format " + std::to_string(upgraded_from_) + " to " +
-         std::to_string(lmdb::kFormatVersion) + " (added the inline database; segment files are read in place)");
+         std::to_string(lmdb::kFormatVersion) + " (inline bytes of " + std::to_string(upgraded_inline_streams_) +
+         " streams moved into their records; segment files are read in place)");
   }
   next_stream_id_ = next;
   // Make the environment itself durable, once per open, in every mode:
@@ -1031,9 +1035,10 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     uint64_t to = 0;
     SegmentLog* log = nullptr;
     std::string bytes;
+    bool applied = false;  // put with a record of this transaction (reset per try)
   };
   std::vector<InlineWrite> inline_writes;
-  if (dbs_.has_inline) {
+  {
     for (const StreamMutation& m : batch) {
       if (m.kind != StreamMutation::Kind::kUpsert || m.log == nullptr) continue;
       auto* segment_log = dynamic_cast<SegmentLog*>(m.log);
@@ -1062,12 +1067,9 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     uint64_t next = next_stream_id_;
     for (const StreamMutation& m : batch) next = std::max(next, m.record.id + 1);
     Status s = Write("commit", [&](MDB_txn* txn) -> int {
+      for (InlineWrite& w : inline_writes) w.applied = false;  // the body may run again (map growth)
       if (checkpoint) {
         int rc = mdb_drop(txn, dbs_.wal, 0);  // empty it, keep the database
-        if (rc != 0) return rc;
-      }
-      for (const InlineWrite& w : inline_writes) {
-        int rc = lmdb::AppendInline(txn, dbs_, w.stream_id, w.expected_len, w.bytes);
         if (rc != 0) return rc;
       }
       for (const WalWrite& w : wal) {
@@ -1081,7 +1083,18 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
         if (m.kind == StreamMutation::Kind::kErase) {
           rc = lmdb::EraseStream(txn, dbs_, m.record.id);
         } else {
-          rc = lmdb::PutStream(txn, dbs_, m.record);
+          // A stream's inline bytes go into its record with the first of
+          // its upserts (later ones keep them): one value, one leaf page.
+          const lmdb::InlineAppend* append = nullptr;
+          lmdb::InlineAppend a;
+          for (InlineWrite& w : inline_writes) {
+            if (w.stream_id != m.record.id || w.applied) continue;
+            a = lmdb::InlineAppend{w.expected_len, w.bytes};
+            append = &a;
+            w.applied = true;
+            break;
+          }
+          rc = lmdb::PutStream(txn, dbs_, m.record, append);
           for (size_t i = 0; rc == 0 && i < m.producers.size(); ++i) {
             rc = lmdb::PutProducer(txn, dbs_, m.record.id, m.producers[i]);
           }

@@ -206,8 +206,9 @@ class LmdbStore final : public Store {
   bool upgrade_checksums_ = false;
   // The version a format 4 directory had when Open upgraded it (0: none).
   uint64_t upgraded_from_ = 0;
+  uint64_t upgraded_inline_streams_ = 0;  // format 5: streams whose inline bytes moved
   // Inline streams (STORAGE_FORMAT.md, "Inline streams"): a stream's
-  // bytes kept in the `inline` database, for SegmentLog reads.
+  // bytes kept in its record, for SegmentLog reads.
   std::mutex inline_read_mu_;  // one read transaction at a time, as checksums
   Status LoadInline(uint64_t stream_id, uint64_t from, size_t len, std::string* out);
   // One checksum lookup at a time: each is a short read transaction, and

@@ -66,6 +66,14 @@ class Reader {
     in_.remove_prefix(n);
     return true;
   }
+  // A u32-length-prefixed field as a view into the input.
+  bool View(std::string_view* s) {
+    uint32_t n;
+    if (!U32(&n) || in_.size() < n) return false;
+    *s = in_.substr(0, n);
+    in_.remove_prefix(n);
+    return true;
+  }
   bool done() const { return in_.empty(); }
 
  private:
@@ -119,10 +127,10 @@ uint64_t ReadBigEndian64(std::string_view in) {
 
 }  // namespace
 
-std::string EncodeStreamRecord(const StreamRecord& r) {
+std::string EncodeStreamRecord(const StreamRecord& r, std::string_view inline_bytes) {
   std::string out;
-  out.reserve(1 + 8 + 1 + 8 * 8 + 12 + r.path.size() + r.content_type.size() +
-              r.last_stream_seq.size());
+  out.reserve(1 + 8 + 1 + 8 * 8 + 16 + r.path.size() + r.content_type.size() +
+              r.last_stream_seq.size() + inline_bytes.size());
   PutU8(&out, kStreamRecordVersion);
   PutU64(&out, r.id);
   uint8_t flags = 0;
@@ -140,11 +148,12 @@ std::string EncodeStreamRecord(const StreamRecord& r) {
   PutString(&out, r.path);
   PutString(&out, r.content_type);
   PutString(&out, r.last_stream_seq);
-  PutU64(&out, r.start);  // version 2
+  PutU64(&out, r.start);            // version 2
+  PutString(&out, inline_bytes);    // version 3
   return out;
 }
 
-Status DecodeStreamRecord(std::string_view value, StreamRecord* r) {
+Status DecodeStreamRecord(std::string_view value, StreamRecord* r, std::string_view* inline_bytes) {
   Reader in(value);
   uint8_t version = 0, flags = 0;
   if (!in.U8(&version)) return BadValue("stream");
@@ -160,7 +169,11 @@ Status DecodeStreamRecord(std::string_view value, StreamRecord* r) {
     return BadValue("stream");
   }
   out.start = out.fork_offset;  // version 1 had no retention
-  if ((version >= 2 && !in.U64(&out.start)) || !in.done()) return BadValue("stream");
+  std::string_view inline_view;  // versions 1 and 2 have none
+  if ((version >= 2 && !in.U64(&out.start)) || (version >= 3 && !in.View(&inline_view)) || !in.done()) {
+    return BadValue("stream");
+  }
+  if (inline_bytes != nullptr) *inline_bytes = inline_view;
   if (flags & kHasTtl) out.ttl_seconds = ttl;
   if (flags & kHasExpiresAt) out.expires_at_ms = expires;
   out.closed = (flags & kClosed) != 0;

@@ -23,13 +23,18 @@
 
 namespace ds {
 
-// Version bytes. StreamRecord version 2 appended `start` (retention);
-// ProducerRecord and producer-bucket values are still at version 1.
-inline constexpr uint8_t kStreamRecordVersion = 2;
+// Version bytes. StreamRecord version 2 appended `start` (retention),
+// version 3 the stream's inline bytes (storage format 6, STORAGE_FORMAT.md
+// "Inline streams"); ProducerRecord and producer-bucket values are still at
+// version 1.
+inline constexpr uint8_t kStreamRecordVersion = 3;
 inline constexpr uint8_t kRecordVersion = 1;
 
-std::string EncodeStreamRecord(const StreamRecord& record);
-Status DecodeStreamRecord(std::string_view value, StreamRecord* record);
+// `inline_bytes`: the stream's first bytes kept in its record (version 3;
+// empty for a stream without any). Decoding a version 1 or 2 value gives
+// none; the view points into `value`.
+std::string EncodeStreamRecord(const StreamRecord& record, std::string_view inline_bytes = {});
+Status DecodeStreamRecord(std::string_view value, StreamRecord* record, std::string_view* inline_bytes = nullptr);
 
 std::string EncodeProducerRecord(const ProducerRecord& producer);
 Status DecodeProducerRecord(std::string_view value, ProducerRecord* producer);

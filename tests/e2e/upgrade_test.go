@@ -19,26 +19,31 @@ import (
 	"time"
 )
 
-// STORAGE_FORMAT.md, format 5: a format 4 data_dir (every stream's bytes in
-// segment files) opens with no byte lost and is upgraded in place: every
+// STORAGE_FORMAT.md, format 6: a format 4 data_dir (every stream's bytes in
+// segment files) and a format 5 one (small streams' bytes in the `inline`
+// database) open with no byte lost and are upgraded in place: every
 // stream reads the same bytes in the same pages with the same offsets,
 // producer state still deduplicates, and new appends and new streams (kept
-// inline) survive restarts.
+// inline, in their records) survive restarts.
 //
 // testdata/format4-datadir.tar.gz was written by the format 4 server
 // (commit e553151) with the streams of format4Fixture; testdata/format4.json
-// is what it served then. To write them again with a format 4 binary:
+// is what it served then; testdata/format5-datadir.tar.gz and format5.json
+// the same with the format 5 server (commit 3f09a78). To write them again
+// with a format 4 or 5 binary:
 //
 //	DS_BIN=<format 4 binary> DS_WRITE_FORMAT4_FIXTURE=1 go test ./tests/e2e -run TestWriteFormat4Fixture
+//	DS_BIN=<format 5 binary> DS_WRITE_FORMAT5_FIXTURE=1 go test ./tests/e2e -run TestWriteFormat5Fixture
 //
 // With DS_FORMAT4_BIN set, TestUpgradeFromFormat4Binary also builds the
 // restart test's whole fixture (TTLs, forks, deletes, long producer ids)
 // with that binary and compares it after the upgrade.
 
-const (
-	format4Archive  = "testdata/format4-datadir.tar.gz"
-	format4Snapshot = "testdata/format4.json"
-)
+// The checked-in fixture written by the server of storage format `format`.
+func formatArchiveFile(format int) string {
+	return fmt.Sprintf("testdata/format%d-datadir.tar.gz", format)
+}
+func formatSnapshotFile(format int) string { return fmt.Sprintf("testdata/format%d.json", format) }
 
 // format4Stream is one stream of the checked-in fixture as the format 4
 // server served it.
@@ -142,11 +147,15 @@ func compareFormat4(t *testing.T, when string, want, got []format4Stream) {
 	}
 }
 
-// TestWriteFormat4Fixture writes the checked-in fixture; it runs only when
-// asked to, with DS_BIN pointing at a format 4 server.
-func TestWriteFormat4Fixture(t *testing.T) {
-	if os.Getenv("DS_WRITE_FORMAT4_FIXTURE") == "" {
-		t.Skip("set DS_WRITE_FORMAT4_FIXTURE=1 and DS_BIN=<format 4 binary> to write testdata/format4*")
+// TestWriteFormat4Fixture and TestWriteFormat5Fixture write the checked-in
+// fixtures; they run only when asked to, with DS_BIN pointing at a format 4
+// or 5 server.
+func TestWriteFormat4Fixture(t *testing.T) { writeFixture(t, 4) }
+func TestWriteFormat5Fixture(t *testing.T) { writeFixture(t, 5) }
+
+func writeFixture(t *testing.T, format int) {
+	if os.Getenv(fmt.Sprintf("DS_WRITE_FORMAT%d_FIXTURE", format)) == "" {
+		t.Skipf("set DS_WRITE_FORMAT%d_FIXTURE=1 and DS_BIN=<format %d binary> to write testdata/format%d*", format, format, format)
 	}
 	binary(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
@@ -158,7 +167,7 @@ func TestWriteFormat4Fixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(format4Snapshot, append(js, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(formatSnapshotFile(format), append(js, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
@@ -194,7 +203,7 @@ func TestWriteFormat4Fixture(t *testing.T) {
 		err = gz.Close()
 	}
 	if err == nil {
-		err = os.WriteFile(format4Archive, buf.Bytes(), 0o644)
+		err = os.WriteFile(formatArchiveFile(format), buf.Bytes(), 0o644)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -244,9 +253,12 @@ func extractTarGz(t *testing.T, archive, dest string) {
 	}
 }
 
-func TestUpgradeFromFormat4(t *testing.T) {
+func TestUpgradeFromFormat4(t *testing.T) { upgradeFromFixture(t, 4) }
+func TestUpgradeFromFormat5(t *testing.T) { upgradeFromFixture(t, 5) }
+
+func upgradeFromFixture(t *testing.T, format int) {
 	bin := binary(t)
-	js, err := os.ReadFile(format4Snapshot)
+	js, err := os.ReadFile(formatSnapshotFile(format))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,10 +267,10 @@ func TestUpgradeFromFormat4(t *testing.T) {
 		t.Fatal(err)
 	}
 	dataDir := filepath.Join(t.TempDir(), "data")
-	extractTarGz(t, format4Archive, dataDir)
+	extractTarGz(t, formatArchiveFile(format), dataDir)
 	n := newNode(t, dataDir, "fsync always")
 	n.start()
-	checkUpgradeLogged(t, n)
+	checkUpgradeLogged(t, n, format)
 	names := make([]string, len(want))
 	for i, s := range want {
 		names[i] = s.Name
@@ -294,12 +306,12 @@ func TestUpgradeFromFormat4(t *testing.T) {
 
 // checkUpgradeLogged: the server says it upgraded the directory (its
 // output reaches the test through a pipe, so it may lag the start).
-func checkUpgradeLogged(t *testing.T, n *node) {
+func checkUpgradeLogged(t *testing.T, n *node, from int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if !eventually(ctx, 20*time.Millisecond, func() bool {
-		return strings.Contains(n.srv.Output.String(), "from storage format 4 to 5")
+		return strings.Contains(n.srv.Output.String(), fmt.Sprintf("from storage format %d to 6", from))
 	}) {
 		t.Errorf("the server did not say it upgraded the directory:\n%s", tail(n.srv.Output.String(), 20))
 	}
@@ -346,7 +358,7 @@ func TestUpgradeFromFormat4Binary(t *testing.T) {
 	n.terminate()
 	t.Setenv("DS_BIN", bin)
 	n.start()
-	checkUpgradeLogged(t, n)
+	checkUpgradeLogged(t, n, 4)
 	fx.compare(t, "after the upgrade", before, fx.snapshot(t, n))
 	n.kill()
 	n.start()

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -115,12 +116,14 @@ TEST(LmdbRecordCodecTest, RejectsTruncatedTrailingAndNewerValues) {
 }
 
 TEST(LmdbRecordCodecTest, Version1StreamRecordsStartAtTheirForkOffset) {
-  // Version 1 is version 2 without the trailing u64 `start` (retention).
+  // Version 1 is version 2 without the trailing u64 `start` (retention),
+  // which is version 3 without the trailing inline bytes (an empty string
+  // here: its u32 length).
   StreamRecord r = Record(4, 500);
   r.fork_offset = 40;
   r.start = 300;
   std::string v1 = EncodeStreamRecord(r);
-  v1.resize(v1.size() - 8);
+  v1.resize(v1.size() - 4 - 8);
   v1[0] = 1;
   StreamRecord back;
   ASSERT_TRUE(DecodeStreamRecord(v1, &back).ok());
@@ -128,6 +131,32 @@ TEST(LmdbRecordCodecTest, Version1StreamRecordsStartAtTheirForkOffset) {
   EXPECT_EQ(back.start, 40u);
   v1[0] = 2;  // a version 2 value must carry the field
   EXPECT_EQ(DecodeStreamRecord(v1, &back).code(), Status::Code::kCorruption);
+}
+
+TEST(LmdbRecordCodecTest, Version3StreamRecordsCarryTheirInlineBytes) {
+  StreamRecord r = Record(5, 9);
+  r.start = 2;
+  const std::string bytes("inline\0bytes", 12);
+  const std::string v3 = EncodeStreamRecord(r, bytes);
+  StreamRecord back;
+  std::string_view got;
+  ASSERT_TRUE(DecodeStreamRecord(v3, &back, &got).ok());
+  EXPECT_EQ(got, bytes);
+  EXPECT_EQ(back.tail, 9u);
+  EXPECT_EQ(back.start, 2u);
+  // A version 2 value (format 5 and older) has none.
+  std::string v2 = EncodeStreamRecord(r);
+  v2.resize(v2.size() - 4);
+  v2[0] = 2;
+  got = "stale";
+  ASSERT_TRUE(DecodeStreamRecord(v2, &back, &got).ok());
+  EXPECT_EQ(got, "");
+  EXPECT_EQ(back.start, 2u);
+  v2[0] = 3;  // a version 3 value must carry the field
+  EXPECT_EQ(DecodeStreamRecord(v2, &back, &got).code(), Status::Code::kCorruption);
+  // A length past the value's end.
+  std::string cut = v3.substr(0, v3.size() - 1);
+  EXPECT_EQ(DecodeStreamRecord(cut, &back, &got).code(), Status::Code::kCorruption);
 }
 
 TEST(LmdbRecordCodecTest, ProducersRoundTrip) {
@@ -1265,7 +1294,7 @@ class InlineStreamTest : public LmdbBackupTest {
   std::string InlineValue(uint64_t id) {
     std::string out;
     InEnvironment(data_dir(), /*read_only=*/true, [&](MDB_txn* txn, const lmdb::Dbs& dbs) {
-      ASSERT_TRUE(dbs.has_inline);
+      ASSERT_FALSE(dbs.has_inline);  // format 6: in the records, no database of their own
       std::string_view v;
       ASSERT_EQ(lmdb::GetInline(txn, dbs, id, &v), 0);
       out.assign(v);
@@ -1439,8 +1468,7 @@ TEST_F(InlineStreamTest, AFormat4DirectoryIsUpgradedAndItsFilesReadInPlace) {
     }
   }
   InEnvironment(data_dir(), /*read_only=*/false, [](MDB_txn* txn, const lmdb::Dbs& dbs) {
-    ASSERT_TRUE(dbs.has_inline);
-    ASSERT_EQ(mdb_drop(txn, dbs.inline_bytes, 1), 0);  // format 4 had no such database
+    ASSERT_FALSE(dbs.has_inline);  // neither format 4 nor 6 has the inline database
     ASSERT_EQ(lmdb::PutU64(txn, dbs.meta, lmdb::kFormatVersionKey, 4), 0);
   });
   {
@@ -1481,6 +1509,109 @@ TEST_F(InlineStreamTest, AFormat4DirectoryIsUpgradedAndItsFilesReadInPlace) {
   }
   std::string report;
   EXPECT_EQ(VerifyProblems(data_dir(), &report), 0u) << report;
+}
+
+// ---- Upgrades of directories written by older servers (testdata/) -------
+//
+// format4/ and format5/ were written by the servers of storage formats 4
+// and 5 (testdata/make_storage_fixtures.sh says how): the same five streams,
+// in files only (format 4), or the small ones in the `inline` database
+// (format 5). A format 6 server must open both, move format 5's inline
+// bytes into the records, serve every byte as before, go on appending, and
+// leave a directory that verifies.
+
+class UpgradeFixtureTest : public InlineStreamTest {
+ protected:
+  struct Expected {
+    const char* name;
+    std::string bytes;
+    bool closed = false;
+  };
+  static std::vector<Expected> FixtureStreams() {
+    return {
+        {"small", "hello, stored fixture\n"},
+        {"grown", std::string(3000, 'a') + std::string(3000, 'b')},
+        {"empty", ""},
+        {"json", "{\"n\":1}\n{\"n\":2}\n"},
+        {"closed", "last\n", true},
+    };
+  }
+  void CopyFixture(const std::string& name) {
+    std::filesystem::remove_all(data_dir());
+    std::filesystem::copy(std::string(DS_TESTDATA_DIR) + "/" + name, data_dir(),
+                          std::filesystem::copy_options::recursive);
+  }
+  // Each fixture stream, by the last component of its path.
+  static std::map<std::string, RecoveredStream*> ByName(std::vector<RecoveredStream>& streams) {
+    std::map<std::string, RecoveredStream*> out;
+    for (RecoveredStream& s : streams) out[s.record.path.substr(s.record.path.rfind('/') + 1)] = &s;
+    return out;
+  }
+  uint64_t StoredFormat() {
+    uint64_t format = 0;
+    InEnvironment(data_dir(), /*read_only=*/true, [&](MDB_txn* txn, const lmdb::Dbs& dbs) {
+      bool found = false;
+      EXPECT_EQ(lmdb::GetU64(txn, dbs.meta, lmdb::kFormatVersionKey, &format, &found), 0);
+      EXPECT_FALSE(dbs.has_inline);
+    });
+    return format;
+  }
+  // Opens the fixture, checks every stream, appends to two and creates one,
+  // reopens and checks again. `inline_small`: the fixture kept "small" inline.
+  void CheckUpgrade(const std::string& fixture, bool inline_small) {
+    CopyFixture(fixture);
+    std::string report;
+    EXPECT_EQ(VerifyProblems(data_dir(), &report), 0u) << "before the upgrade: " << report;
+    std::map<std::string, std::string> want;
+    {
+      auto store = Open();
+      ASSERT_NE(store, nullptr);
+      auto streams = Recover(store.get());
+      ASSERT_EQ(streams.size(), 5u);
+      auto by = ByName(streams);
+      for (const Expected& e : FixtureStreams()) {
+        SCOPED_TRACE(e.name);
+        ASSERT_TRUE(by.count(e.name));
+        RecoveredStream& s = *by[e.name];
+        EXPECT_EQ(s.record.tail, e.bytes.size());
+        EXPECT_EQ(ReadAll(*s.log), e.bytes);
+        EXPECT_EQ(s.record.closed, e.closed);
+        want[e.name] = e.bytes;
+      }
+      EXPECT_EQ(InlineValue(by["small"]->record.id), inline_small ? want["small"] : "");
+      EXPECT_EQ(InlineValue(by["grown"]->record.id), inline_small ? std::string(3000, 'a') : "");
+      // Go on: "small" stays where its bytes are (inline or a file), a new
+      // stream goes inline.
+      StreamRecord r = by["small"]->record;
+      ASSERT_TRUE(AppendAndCommit(store.get(), by["small"]->log.get(), &r, "more\n").ok());
+      want["small"] += "more\n";
+      r = by["grown"]->record;
+      ASSERT_TRUE(AppendAndCommit(store.get(), by["grown"]->log.get(), &r, "ccc").ok());
+      want["grown"] += "ccc";
+      uint64_t next = 0;
+      for (const RecoveredStream& s : streams) next = std::max(next, s.record.id + 1);
+      auto log = NewLog(store.get(), next);
+      r = Record(next);
+      r.path = "/v1/stream/new";
+      ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, "new bytes").ok());
+      want["new"] = "new bytes";
+      EXPECT_EQ(InlineValue(next), "new bytes");
+      EXPECT_FALSE(PathExists(StreamDir(next)));
+      EXPECT_EQ(InlineValue(by["small"]->record.id), inline_small ? want["small"] : "");
+    }
+    EXPECT_EQ(StoredFormat(), lmdb::kFormatVersion);
+    auto store = Open();
+    auto streams = Recover(store.get());
+    ASSERT_EQ(streams.size(), 6u);
+    for (auto& [name, s] : ByName(streams)) EXPECT_EQ(ReadAll(*s->log), want[name]) << name;
+    EXPECT_EQ(VerifyProblems(data_dir(), &report), 0u) << report;
+  }
+};
+
+TEST_F(UpgradeFixtureTest, AFormat4DirectoryOpensAndEveryByteIsServed) { CheckUpgrade("format4", false); }
+
+TEST_F(UpgradeFixtureTest, AFormat5DirectoryHasItsInlineBytesMovedIntoTheRecords) {
+  CheckUpgrade("format5", true);
 }
 
 }  // namespace
