@@ -264,6 +264,9 @@ class Engine : private SseSource, private SubscriptionHost {
   // Takes a session out of the map and off its stream's waiter list; null
   // if there is none or it is not of `mode`.
   std::unique_ptr<Session> TakeSession(uint64_t session_id, std::optional<int> mode);
+  // The part of an adoption both kinds share (live.cc).
+  Adoption TakeForAdoption(uint64_t session_id, int mode, UniqueFd socket,
+                           uint64_t owner, SseAdoption* adoption);
   // Gives an adopted session to the next fan-out loop.
   Adoption Hand(SseAdoption adoption, std::string* message);
 
