@@ -345,12 +345,15 @@ ds_code ds_session_adopt(ds_engine* engine, uint64_t session, int socket_fd, uin
 
 ds_code ds_session_adopt_long_poll(ds_engine* engine, uint64_t session, int socket_fd,
                                    uint64_t owner, const char* headers, size_t headers_len,
-                                   uint64_t return_tag, ds_error* err) {
-  ds::UniqueFd socket(socket_fd);
+                                   uint64_t return_tag, int borrow_socket, ds_error* err) {
+  // Owned (closed on every return below) unless borrowed.
+  ds::AdoptedSocket socket = borrow_socket ? ds::AdoptedSocket::Borrowed(socket_fd)
+                                           : ds::AdoptedSocket(ds::UniqueFd(socket_fd));
   return Guard(err, [&]() -> ds_code {
     constexpr uint64_t kTagBit = uint64_t{1} << 62;
     if (engine == nullptr || socket_fd < 0 || (headers == nullptr && headers_len > 0) ||
-        (return_tag != 0 && (return_tag & ~(kTagBit - 1)) != kTagBit)) {
+        (return_tag != 0 && (return_tag & ~(kTagBit - 1)) != kTagBit) ||
+        (borrow_socket && return_tag == 0)) {
       SetError(err, DS_ERR_INVALID_ARGUMENT, "engine and a socket are required");
       return DS_ERR_INVALID_ARGUMENT;
     }
