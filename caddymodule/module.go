@@ -508,12 +508,16 @@ func (l *engineLease) hold() {
 // back. A request that arrives after that finds the engine closed (503).
 func (l *engineLease) done() {
 	if l != nil && l.n.Add(-1) == 0 {
-		l.once.Do(func() {
-			if err := releaseEngine(l.poolKey); err != nil {
-				caddy.Log().Error("releasing durable streams engine", zap.String("storage", l.poolKey), zap.Error(err))
-			}
-		})
+		l.release()
 	}
+}
+
+func (l *engineLease) release() {
+	l.once.Do(func() {
+		if err := releaseEngine(l.poolKey); err != nil {
+			caddy.Log().Error("releasing durable streams engine", zap.String("storage", l.poolKey), zap.Error(err))
+		}
+	})
 }
 
 // awaitEngine holds a request that arrives before the durable_streams app

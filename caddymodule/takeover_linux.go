@@ -29,22 +29,7 @@ var dupMu sync.Mutex
 // writes through). TLS and unknown wrappers (which may count, limit or
 // rewrite bytes) are refused.
 func socketOf(c net.Conn) (int, error) {
-	var sc syscall.Conn
-	switch c := c.(type) {
-	case *net.TCPConn:
-		sc = c
-	case *net.UnixConn:
-		sc = c
-	case interface{ TCPConn() (*net.TCPConn, bool) }:
-		tc, ok := c.TCPConn()
-		if !ok {
-			return -1, errNoSocket
-		}
-		sc = tc
-	default:
-		return -1, errNoSocket
-	}
-	raw, err := sc.SyscallConn()
+	raw, err := rawSocketOf(c)
 	if err != nil {
 		return -1, err
 	}
@@ -63,4 +48,41 @@ func socketOf(c net.Conn) (int, error) {
 		return -1, err
 	}
 	return fd, dupErr
+}
+
+// rawSocketOf is the connection's socket for socketOf and borrowedSocketOf,
+// or errNoSocket.
+func rawSocketOf(c net.Conn) (syscall.RawConn, error) {
+	var sc syscall.Conn
+	switch c := c.(type) {
+	case *net.TCPConn:
+		sc = c
+	case *net.UnixConn:
+		sc = c
+	case interface{ TCPConn() (*net.TCPConn, bool) }:
+		tc, ok := c.TCPConn()
+		if !ok {
+			return nil, errNoSocket
+		}
+		sc = tc
+	default:
+		return nil, errNoSocket
+	}
+	return sc.SyscallConn()
+}
+
+// borrowedSocketOf returns the connection's own socket descriptor, for
+// the same connections as socketOf, to lend to the engine (a kept-alive
+// long-poll, AdoptLongPollBorrowed): valid as long as c stays open, which
+// the caller guarantees until the engine gives the connection back.
+func borrowedSocketOf(c net.Conn) (int, error) {
+	raw, err := rawSocketOf(c)
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := raw.Control(func(s uintptr) { fd = int(s) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
 }

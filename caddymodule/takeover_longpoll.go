@@ -125,7 +125,20 @@ func (h *Handler) takeOverLongPoll(w http.ResponseWriter, r *http.Request, resp 
 	if err != nil {
 		return false
 	}
-	fd, err := socketOf(conn)
+	// Keep-alive (takeover_keepalive.go) unless the client asked for close,
+	// sent a body or more bytes already, or middleware set Connection. A
+	// kept connection's own socket is lent to the engine (no dup, no close
+	// per poll) where the engine can borrow one; otherwise it gets a
+	// duplicate, and a connection it closes is closed here at once.
+	keepAlive := !r.Close && r.ContentLength == 0 && brw.Reader.Buffered() == 0 && len(w.Header()["Connection"]) == 0
+	borrower, canBorrow := h.engine.(borrowingEngine)
+	borrow := keepAlive && canBorrow
+	var fd int
+	if borrow {
+		fd, err = borrowedSocketOf(conn)
+	} else {
+		fd, err = socketOf(conn)
+	}
 	if err != nil {
 		h.logger.Debug("long-poll takeover: connection has no socket to hand over; waiting in Go",
 			zap.String("conn", fmt.Sprintf("%T", conn)), zap.Error(err))
@@ -134,12 +147,20 @@ func (h *Handler) takeOverLongPoll(w http.ResponseWriter, r *http.Request, resp 
 	}
 	session := resp.Session()
 	resp.Release()
-	// Keep-alive (takeover_keepalive.go) unless the client asked for close,
-	// sent a body or more bytes already, or middleware set Connection.
 	var tag uint64
-	if !r.Close && r.ContentLength == 0 && brw.Reader.Buffered() == 0 && len(w.Header()["Connection"]) == 0 {
+	if keepAlive {
 		srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
 		tag = keepForReturn(srv, conn, h.lease)
+	}
+	if tag == 0 && borrow {
+		// No server to give it back to: the engine gets a duplicate and
+		// answers with Connection: close after all.
+		borrow = false
+		if fd, err = socketOf(conn); err != nil {
+			_ = conn.Close()
+			h.engine.Cancel(session)
+			return true
+		}
 	}
 	if tag == 0 {
 		_ = conn.Close() // the duplicate keeps the socket open
@@ -149,8 +170,14 @@ func (h *Handler) takeOverLongPoll(w http.ResponseWriter, r *http.Request, resp 
 	// answer, as the goroutine path's do, so clients poll the next config;
 	// taken-over SSE responses instead keep streaming (module.go, stop).
 	h.stopping.endLongPollsOnStop(func() { h.engine.EndAdopted(h.owner | longPollOwner) })
-	if err := h.engine.AdoptLongPoll(session, fd, h.owner|longPollOwner, headers, tag); err != nil {
-		// The engine closed its descriptor: the client polls again.
+	if borrow {
+		err = borrower.AdoptLongPollBorrowed(session, fd, h.owner|longPollOwner, headers, tag)
+	} else {
+		err = h.engine.AdoptLongPoll(session, fd, h.owner|longPollOwner, headers, tag)
+	}
+	if err != nil {
+		// The engine closed its duplicate, or never took the borrowed
+		// socket: the client polls again.
 		if tag != 0 {
 			forget(tag)
 			_ = conn.Close()
@@ -158,6 +185,12 @@ func (h *Handler) takeOverLongPoll(w http.ResponseWriter, r *http.Request, resp 
 		h.logger.Warn("long-poll takeover failed", zap.Uint64("session", session), zap.Error(err))
 	}
 	return true
+}
+
+// borrowingEngine is an engine that can borrow a kept-alive connection's
+// own socket (native.Engine.AdoptLongPollBorrowed); the tests' fake cannot.
+type borrowingEngine interface {
+	AdoptLongPollBorrowed(session uint64, fd int, owner uint64, headers []byte, returnTag uint64) error
 }
 
 // encodeHeaderBlock encodes a header map as "Name\0value\0..." (one pair

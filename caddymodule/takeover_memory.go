@@ -22,18 +22,39 @@ import (
 // (debug.FreeOSMemory). Under a steady stream of takeovers (long-polls
 // answered and re-polled) it does not: the garbage of one poll is the
 // memory the next one reuses, and returning it would only cost page
-// faults.
+// faults. A pause between takeovers is not enough to tell: a long-poll
+// fan-out's bursts (one per append) are often more than freeSettle apart,
+// and a forced collection plus returning and faulting back ~100 MB between
+// two bursts delayed the next append by up to 200 ms. So once long-polls
+// have been answered by the engine (their connections come back for the
+// next poll), the process waits for freeAfterAnswers without answers too.
 const (
 	freeSettle       = 300 * time.Millisecond
+	freeAfterAnswers = 2 * time.Second
 	freeMinTakeovers = 256
 )
 
 var takeoverMemory struct {
-	count   atomic.Uint64 // takeovers so far
-	pending atomic.Bool   // a check is scheduled
+	count      atomic.Uint64 // takeovers so far
+	pending    atomic.Bool   // a check is scheduled
+	answeredAt atomic.Int64  // sinceStart() of the last answered long-poll; 0: none
 
 	mu      sync.Mutex
 	freedAt uint64 // count at the last FreeOSMemory
+}
+
+// Seams for tests: the clock (ns since process start), the free and the
+// timer that schedules the next check.
+var (
+	sinceStart   = monotonic // bucket.go
+	freeOSMemory = debug.FreeOSMemory
+	afterSettle  = func(f func()) { time.AfterFunc(freeSettle, f) }
+)
+
+// noteAnswered records that the engine answered a taken-over long-poll
+// whose connection comes back for the client's next poll.
+func noteAnswered() {
+	takeoverMemory.answeredAt.Store(max(sinceStart(), 1))
 }
 
 // noteTakeover counts a connection handed to the engine and schedules a
@@ -42,7 +63,7 @@ func noteTakeover() {
 	takeoverMemory.count.Add(1)
 	if takeoverMemory.pending.CompareAndSwap(false, true) {
 		seen := takeoverMemory.count.Load()
-		time.AfterFunc(freeSettle, func() { checkTakeoverGarbage(seen) })
+		afterSettle(func() { checkTakeoverGarbage(seen) })
 	}
 }
 
@@ -53,21 +74,24 @@ func checkTakeoverGarbage(seen uint64) {
 	now := m.count.Load()
 	m.mu.Lock()
 	settled := now == seen
+	if at := m.answeredAt.Load(); at != 0 && sinceStart()-at < int64(freeAfterAnswers) {
+		settled = false // long-polls still churning: their garbage is reused
+	}
 	free := settled && now-m.freedAt >= freeMinTakeovers
 	if free {
 		m.freedAt = now
 	}
 	m.mu.Unlock()
 	if !settled {
-		time.AfterFunc(freeSettle, func() { checkTakeoverGarbage(now) })
+		afterSettle(func() { checkTakeoverGarbage(now) })
 		return
 	}
 	if free {
-		debug.FreeOSMemory()
+		freeOSMemory()
 	}
 	m.pending.Store(false)
 	// A takeover between the check and clearing pending scheduled nothing.
 	if m.count.Load() != now && m.pending.CompareAndSwap(false, true) {
-		time.AfterFunc(freeSettle, func() { checkTakeoverGarbage(m.count.Load()) })
+		afterSettle(func() { checkTakeoverGarbage(m.count.Load()) })
 	}
 }

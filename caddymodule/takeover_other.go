@@ -16,3 +16,6 @@ var errNoSocket = errors.New("SSE connection takeover is Linux only")
 
 // socketOf is never called where takeoverSupported is false.
 func socketOf(c net.Conn) (int, error) { return -1, errNoSocket }
+
+// borrowedSocketOf is never called where takeoverSupported is false.
+func borrowedSocketOf(c net.Conn) (int, error) { return -1, errNoSocket }

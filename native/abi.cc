@@ -89,6 +89,26 @@ ds_code Guard(ds_error* err, Fn fn) {
   return DS_ERR_INTERNAL;
 }
 
+// The ds_code (and error) for an adoption's result; `no_session` names the
+// kind of session that was not found, `message` is kFailed's reason.
+ds_code AdoptionCode(ds::Engine::Adoption result, const char* no_session,
+                     const std::string& message, ds_error* err) {
+  switch (result) {
+    case ds::Engine::Adoption::kAdopted:
+      return DS_OK;
+    case ds::Engine::Adoption::kNoSession:
+      SetError(err, DS_ERR_NOT_FOUND, no_session);
+      return DS_ERR_NOT_FOUND;
+    case ds::Engine::Adoption::kBadSocket:
+      SetError(err, DS_ERR_INVALID_ARGUMENT, "not a connected stream socket");
+      return DS_ERR_INVALID_ARGUMENT;
+    case ds::Engine::Adoption::kFailed:
+      SetError(err, DS_ERR_IO, message.c_str());
+      return DS_ERR_IO;
+  }
+  return DS_ERR_INTERNAL;
+}
+
 }  // namespace
 
 extern "C" {
@@ -317,52 +337,31 @@ ds_code ds_session_adopt(ds_engine* engine, uint64_t session, int socket_fd, uin
       return DS_ERR_INVALID_ARGUMENT;
     }
     std::string message;
-    switch (engine->engine->AdoptSse(session, std::move(socket), owner, &message)) {
-      case ds::Engine::Adoption::kAdopted:
-        return DS_OK;
-      case ds::Engine::Adoption::kNoSession:
-        SetError(err, DS_ERR_NOT_FOUND, "no such live SSE session");
-        return DS_ERR_NOT_FOUND;
-      case ds::Engine::Adoption::kBadSocket:
-        SetError(err, DS_ERR_INVALID_ARGUMENT, "not a connected stream socket");
-        return DS_ERR_INVALID_ARGUMENT;
-      case ds::Engine::Adoption::kFailed:
-        SetError(err, DS_ERR_IO, message.c_str());
-        return DS_ERR_IO;
-    }
-    return DS_ERR_INTERNAL;
+    ds::Engine::Adoption result =
+        engine->engine->AdoptSse(session, std::move(socket), owner, &message);
+    return AdoptionCode(result, "no such live SSE session", message, err);
   });
 }
 
 ds_code ds_session_adopt_long_poll(ds_engine* engine, uint64_t session, int socket_fd,
                                    uint64_t owner, const char* headers, size_t headers_len,
-                                   uint64_t return_tag, ds_error* err) {
-  ds::UniqueFd socket(socket_fd);
+                                   uint64_t return_tag, int borrow_socket, ds_error* err) {
+  // Owned (closed on every return below) unless borrowed.
+  ds::AdoptedSocket socket = borrow_socket ? ds::AdoptedSocket::Borrowed(socket_fd)
+                                           : ds::AdoptedSocket(ds::UniqueFd(socket_fd));
   return Guard(err, [&]() -> ds_code {
     constexpr uint64_t kTagBit = uint64_t{1} << 62;
     if (engine == nullptr || socket_fd < 0 || (headers == nullptr && headers_len > 0) ||
-        (return_tag != 0 && (return_tag & ~(kTagBit - 1)) != kTagBit)) {
+        (return_tag != 0 && (return_tag & ~(kTagBit - 1)) != kTagBit) ||
+        (borrow_socket && return_tag == 0)) {
       SetError(err, DS_ERR_INVALID_ARGUMENT, "engine and a socket are required");
       return DS_ERR_INVALID_ARGUMENT;
     }
     std::string message;
-    switch (engine->engine->AdoptLongPoll(session, std::move(socket), owner,
-                                          std::string(headers == nullptr ? "" : headers,
-                                                      headers_len),
-                                          return_tag, &message)) {
-      case ds::Engine::Adoption::kAdopted:
-        return DS_OK;
-      case ds::Engine::Adoption::kNoSession:
-        SetError(err, DS_ERR_NOT_FOUND, "no such parked long-poll session");
-        return DS_ERR_NOT_FOUND;
-      case ds::Engine::Adoption::kBadSocket:
-        SetError(err, DS_ERR_INVALID_ARGUMENT, "not a connected stream socket");
-        return DS_ERR_INVALID_ARGUMENT;
-      case ds::Engine::Adoption::kFailed:
-        SetError(err, DS_ERR_IO, message.c_str());
-        return DS_ERR_IO;
-    }
-    return DS_ERR_INTERNAL;
+    ds::Engine::Adoption result = engine->engine->AdoptLongPoll(
+        session, std::move(socket), owner,
+        std::string(headers == nullptr ? "" : headers, headers_len), return_tag, &message);
+    return AdoptionCode(result, "no such parked long-poll session", message, err);
   });
 }
 

@@ -1027,11 +1027,29 @@ func (e *Engine) Adopt(session uint64, fd int, owner uint64) error {
 // connection is to read its next request, false when it is to be closed.
 // Without (0), the answer says Connection: close and the engine closes it.
 func (e *Engine) AdoptLongPoll(session uint64, fd int, owner uint64, headers []byte, returnTag uint64) error {
+	return e.adoptLongPoll(session, fd, owner, headers, returnTag, false)
+}
+
+// AdoptLongPollBorrowed is AdoptLongPoll with a return tag (required) for
+// the caller's own descriptor of the connection, not a duplicate: the
+// engine never closes it. The caller keeps it open until the return
+// handler gets the tag, or until this returns an error.
+func (e *Engine) AdoptLongPollBorrowed(session uint64, fd int, owner uint64, headers []byte, returnTag uint64) error {
+	return e.adoptLongPoll(session, fd, owner, headers, returnTag, true)
+}
+
+func (e *Engine) adoptLongPoll(session uint64, fd int, owner uint64, headers []byte, returnTag uint64, borrow bool) error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.ptr == nil {
-		closeFD(fd)
+		if !borrow {
+			closeFD(fd)
+		}
 		return ErrClosed
+	}
+	var cborrow C.int
+	if borrow {
+		cborrow = 1
 	}
 	var cerr C.ds_error
 	var p *C.char
@@ -1039,7 +1057,7 @@ func (e *Engine) AdoptLongPoll(session uint64, fd int, owner uint64, headers []b
 		p = (*C.char)(unsafe.Pointer(&headers[0]))
 	}
 	code := C.ds_session_adopt_long_poll(e.ptr, C.uint64_t(session), C.int(fd), C.uint64_t(owner),
-		p, C.size_t(len(headers)), C.uint64_t(returnTag), &cerr)
+		p, C.size_t(len(headers)), C.uint64_t(returnTag), cborrow, &cerr)
 	runtime.KeepAlive(headers)
 	if code != C.DS_OK {
 		return newError("adopt long-poll", code, &cerr)

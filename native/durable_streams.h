@@ -322,11 +322,17 @@ ds_code ds_session_adopt(ds_engine* engine, uint64_t session, int socket_fd,
  * names `return_tag` alone, meaning "close it". Either comes exactly once
  * after DS_OK, never after an error.
  *
+ * With a return tag, `borrow_socket` non-zero lends the engine the caller's
+ * own descriptor (already non-blocking) instead of a duplicate: the engine
+ * never closes it, and the caller keeps it open until the callback names
+ * the tag (or this call fails), then closes or reuses it. Without a return
+ * tag it must be zero.
+ *
  * Returns DS_OK; DS_ERR_NOT_FOUND when `session` is not a parked
  * long-poll; DS_ERR_INVALID_ARGUMENT, DS_ERR_IO as ds_session_adopt. */
 ds_code ds_session_adopt_long_poll(ds_engine* engine, uint64_t session, int socket_fd,
                                    uint64_t owner, const char* headers, size_t headers_len,
-                                   uint64_t return_tag, ds_error* err);
+                                   uint64_t return_tag, int borrow_socket, ds_error* err);
 
 /* Ends every adopted session tagged `owner` as its reconnect interval
  * would (the terminating chunk, then close), so their clients reconnect,

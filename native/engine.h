@@ -153,7 +153,10 @@ class Engine : private SseSource, private SubscriptionHost {
   // SseFanout::kServeNext when it is to serve its next request, without
   // when it is to be closed); the tags must have bit 62 set and bits 63
   // and 61 clear, which no session id has.
-  Adoption AdoptLongPoll(uint64_t session_id, UniqueFd socket, uint64_t owner,
+  // The socket may be borrowed (AdoptedSocket::Borrowed, with a
+  // return_tag only): the fan-out then never closes it, and the HTTP layer
+  // keeps it open until it gets the connection back.
+  Adoption AdoptLongPoll(uint64_t session_id, AdoptedSocket socket, uint64_t owner,
                          std::string middleware_headers, uint64_t return_tag,
                          std::string* message);
   // Ends every adopted session tagged `owner` as its reconnect interval
@@ -264,6 +267,9 @@ class Engine : private SseSource, private SubscriptionHost {
   // Takes a session out of the map and off its stream's waiter list; null
   // if there is none or it is not of `mode`.
   std::unique_ptr<Session> TakeSession(uint64_t session_id, std::optional<int> mode);
+  // The part of an adoption both kinds share (live.cc).
+  Adoption TakeForAdoption(uint64_t session_id, int mode, AdoptedSocket socket,
+                           uint64_t owner, SseAdoption* adoption);
   // Gives an adopted session to the next fan-out loop.
   Adoption Hand(SseAdoption adoption, std::string* message);
 

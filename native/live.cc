@@ -356,7 +356,14 @@ namespace {
 
 // The HTTP layer set its socket non-blocking, but say so: one blocking
 // write would stall every subscriber of the loop.
-bool UsableSocket(int fd) {
+bool UsableSocket(const AdoptedSocket& socket) {
+  int fd = socket.get();
+  if (socket.borrowed()) {
+    // The HTTP layer's own connection: a stream socket it already polls
+    // without blocking (one check instead of three system calls per poll).
+    int flags = ::fcntl(fd, F_GETFL);
+    return flags >= 0 && (flags & O_NONBLOCK) != 0;
+  }
   int type = 0;
   socklen_t len = sizeof type;
   if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
@@ -370,39 +377,43 @@ bool UsableSocket(int fd) {
 
 Engine::Adoption Engine::AdoptSse(uint64_t session_id, UniqueFd socket, uint64_t owner,
                                   std::string* message) {
-  if (!UsableSocket(socket.get())) return Adoption::kBadSocket;
-  std::unique_ptr<Session> session =
-      TakeSession(session_id, static_cast<int>(Session::Mode::kSse));
-  if (session == nullptr) return Adoption::kNoSession;
   SseAdoption adoption;
-  adoption.socket = std::move(socket);
-  adoption.stream = std::move(session->stream);
-  adoption.offset = session->offset;
-  adoption.client_cursor = std::move(session->client_cursor);
-  adoption.owner = owner;
-  adoption.deadline_ms = session->deadline_ms;
-  adoption.next_keepalive_ms = session->next_keepalive_ms;
+  Adoption taken = TakeForAdoption(session_id, static_cast<int>(Session::Mode::kSse),
+                                   std::move(socket), owner, &adoption);
+  if (taken != Adoption::kAdopted) return taken;
   return Hand(std::move(adoption), message);
 }
 
-Engine::Adoption Engine::AdoptLongPoll(uint64_t session_id, UniqueFd socket, uint64_t owner,
+Engine::Adoption Engine::AdoptLongPoll(uint64_t session_id, AdoptedSocket socket, uint64_t owner,
                                        std::string middleware_headers, uint64_t return_tag,
                                        std::string* message) {
-  if (!UsableSocket(socket.get())) return Adoption::kBadSocket;
-  std::unique_ptr<Session> session =
-      TakeSession(session_id, static_cast<int>(Session::Mode::kLongPoll));
-  if (session == nullptr) return Adoption::kNoSession;
+  if (socket.borrowed() && return_tag == 0) return Adoption::kBadSocket;  // never given back
   SseAdoption adoption;
-  adoption.socket = std::move(socket);
-  adoption.stream = std::move(session->stream);
-  adoption.offset = session->offset;
-  adoption.client_cursor = std::move(session->client_cursor);
-  adoption.owner = owner;
-  adoption.deadline_ms = session->deadline_ms;
+  Adoption taken = TakeForAdoption(session_id, static_cast<int>(Session::Mode::kLongPoll),
+                                   std::move(socket), owner, &adoption);
+  if (taken != Adoption::kAdopted) return taken;
   adoption.long_poll = true;
   adoption.headers = std::move(middleware_headers);
   adoption.return_tag = return_tag;
   return Hand(std::move(adoption), message);
+}
+
+// What both kinds of adoption carry over from the parked session: the
+// socket, the stream and reader position, the owner and the timers.
+// kAdopted means `adoption` is filled; anything else leaves it empty.
+Engine::Adoption Engine::TakeForAdoption(uint64_t session_id, int mode, AdoptedSocket socket,
+                                         uint64_t owner, SseAdoption* adoption) {
+  if (!UsableSocket(socket)) return Adoption::kBadSocket;
+  std::unique_ptr<Session> session = TakeSession(session_id, mode);
+  if (session == nullptr) return Adoption::kNoSession;
+  adoption->socket = std::move(socket);
+  adoption->stream = std::move(session->stream);
+  adoption->offset = session->offset;
+  adoption->client_cursor = std::move(session->client_cursor);
+  adoption->owner = owner;
+  adoption->deadline_ms = session->deadline_ms;
+  adoption->next_keepalive_ms = session->next_keepalive_ms;
+  return Adoption::kAdopted;
 }
 
 Engine::Adoption Engine::Hand(SseAdoption adoption, std::string* message) {

@@ -74,7 +74,7 @@ struct SseFanout::Subscriber {
   };
 
   uint64_t id = 0;
-  UniqueFd socket;
+  AdoptedSocket socket;
   Group* group = nullptr;
   size_t index = 0;  // in group->members
   uint64_t offset = 0;

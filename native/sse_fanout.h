@@ -48,6 +48,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "clock.h"
@@ -107,10 +108,48 @@ class SseSource {
   virtual void ReturnConnections(const std::vector<uint64_t>& tags) = 0;
 };
 
+// An adopted connection's socket: the fan-out's own descriptor (closed
+// with it), or one it borrows from the HTTP layer, which keeps it open
+// until the fan-out gives the connection back and closes it itself. A
+// kept-alive long-poll borrows: no dup(2) and close(2) per poll.
+class AdoptedSocket {
+ public:
+  AdoptedSocket() = default;
+  AdoptedSocket(UniqueFd fd) : fd_(std::move(fd)) {}  // NOLINT: owned
+  static AdoptedSocket Borrowed(int fd) {
+    AdoptedSocket s;
+    s.fd_ = UniqueFd(fd);
+    s.borrowed_ = true;
+    return s;
+  }
+  ~AdoptedSocket() { Drop(); }
+  AdoptedSocket(AdoptedSocket&& o) noexcept
+      : fd_(std::move(o.fd_)), borrowed_(std::exchange(o.borrowed_, false)) {}
+  AdoptedSocket& operator=(AdoptedSocket&& o) noexcept {
+    if (this != &o) {
+      Drop();
+      fd_ = std::move(o.fd_);
+      borrowed_ = std::exchange(o.borrowed_, false);
+    }
+    return *this;
+  }
+  int get() const { return fd_.get(); }
+  bool borrowed() const { return borrowed_; }
+
+ private:
+  void Drop() {
+    if (borrowed_) (void)fd_.Release();  // the HTTP layer's to close
+    fd_.Reset();
+    borrowed_ = false;
+  }
+  UniqueFd fd_;
+  bool borrowed_ = false;
+};
+
 // A live session handed over with its connection: an SSE response whose
 // headers are out, or (long_poll) a parked long-poll with nothing written.
 struct SseAdoption {
-  UniqueFd socket;  // connected stream socket; response headers already sent
+  AdoptedSocket socket;  // connected stream socket; response headers already sent
   std::shared_ptr<Stream> stream;
   uint64_t offset = 0;  // next stream position to deliver
   std::string client_cursor;

@@ -196,6 +196,7 @@ func cmdFanout(args []string) error {
 	smp := startSampler(c.pid, 50*time.Millisecond)
 	var appendErr string
 	made := 0
+	postDone := make([]time.Duration, *appends) // diagnostic: each POST's own time
 	for i := range *appends {
 		if time.Now().After(budgetEnd) {
 			appendErr = fmt.Sprintf("only %d of %d appends made within the %v budget", made, *appends, *budget)
@@ -204,6 +205,7 @@ func cmdFanout(args []string) error {
 		body := payload(fmt.Sprintf("#fanout-%d#", i), 100)
 		f.appendAt[i].Store(int64(time.Since(f.start)))
 		st, _, _, err := do(ctx, ctl, "POST", streamURL, hdr, body)
+		postDone[i] = time.Duration(int64(time.Since(f.start)) - f.appendAt[i].Load())
 		if err != nil || (st != 200 && st != 204) {
 			appendErr = fmt.Sprintf("append %d: status %d %v", i, st, err)
 			break
@@ -222,10 +224,13 @@ func cmdFanout(args []string) error {
 	waitTimeout(&wg, 15*time.Second)
 	var lat latencies
 	var delivered int64
+	perAppendMax := make([]time.Duration, *appends) // diagnostic: which append sets the tail
 	for s := range f.recv {
 		for i := range f.recv[s] {
 			if t := f.recv[s][i].Load(); t != 0 {
-				lat = append(lat, time.Duration(t-f.appendAt[i].Load()))
+				d := time.Duration(t - f.appendAt[i].Load())
+				lat = append(lat, d)
+				perAppendMax[i] = max(perAppendMax[i], d)
 				delivered++
 			}
 		}
@@ -254,6 +259,10 @@ func cmdFanout(args []string) error {
 		"subscriber_errors":      float64(f.errs.Load()),
 		"subscriber_reconnects":  float64(f.reconnects.Load()),
 		"subscribers_not_joined": float64(int64(*subs) - ready),
+	}
+	for i := range made {
+		r.Extra[fmt.Sprintf("append_%d_post_ms", i)] = round(float64(postDone[i])/1e6, 2)
+		r.Extra[fmt.Sprintf("append_%d_max_ms", i)] = round(float64(perAppendMax[i])/1e6, 2)
 	}
 	clientNote := ", " + *client + " client"
 	if *proto == "h2" {

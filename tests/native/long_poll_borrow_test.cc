@@ -1,0 +1,131 @@
+// A kept-alive long-poll may lend the fan-out the HTTP layer's own socket
+// (AdoptedSocket::Borrowed) instead of a duplicate: the fan-out answers on
+// it and gives the connection back, and never closes it, whatever happens
+// (answered, client gone, engine closing, adoption refused).
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "engine_fixture.h"
+#include "offset.h"
+
+namespace ds::testing {
+namespace {
+
+constexpr uint64_t kBorrowTag = (uint64_t{1} << 62) | 11;
+
+bool IsOpen(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
+
+class LongPollBorrowTest : public EngineTest {
+ protected:
+  void SetUp() override {
+    EngineOptions options;
+    options.long_poll_timeout_ms = 30000;
+    options.sse_fanout_thread = false;
+    Open(options);
+  }
+  void TearDown() override {
+    for (int fd : fds_) ::close(fd);
+  }
+  // A parked long-poll at `offset` of /s, and a socketpair whose [0] the
+  // HTTP layer owns (non-blocking, as Go's sockets are).
+  uint64_t ParkedSession(int sv[2], uint64_t offset = 0) {
+    Response r = Get("/s", "offset=" + EncodeOffset(offset) + "&live=long-poll");
+    EXPECT_EQ(r.live, DS_LIVE_WAIT);
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+    fds_.push_back(sv[0]);
+    fds_.push_back(sv[1]);
+    return r.session;
+  }
+
+  void Turn() { engine_->RunSseFanoutOnce(0); }
+
+  std::string ReadAll(int fd) {
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) out.append(buf, static_cast<size_t>(n));
+    return out;
+  }
+
+  std::vector<int> fds_;
+};
+
+TEST_F(LongPollBorrowTest, AnsweredPollsOnOneBorrowedSocketLeaveItOpen) {
+  ASSERT_EQ(Put("/s", Text()).status, 201);
+  uint64_t tail = 0;
+  for (int i = 0; i < 3; ++i) {
+    int sv[2];
+    uint64_t session = ParkedSession(sv, tail);
+    std::string message;
+    ASSERT_EQ(engine_->AdoptLongPoll(session, AdoptedSocket::Borrowed(sv[0]), 1, "", kBorrowTag,
+                                     &message),
+              Engine::Adoption::kAdopted)
+        << message;
+    Turn();
+    std::string body = "m" + std::to_string(i);
+    ASSERT_EQ(Post("/s", Text(), body).status, 204);
+    tail += body.size();
+    TakeWoken();
+    Turn();
+    std::string got = ReadAll(sv[1]);
+    EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+    EXPECT_NE(got.find("\r\n\r\n" + body), std::string::npos) << got;
+    EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kBorrowTag | SseFanout::kServeNext});
+    ASSERT_TRUE(IsOpen(sv[0])) << "the fan-out closed the socket it borrowed";
+    EXPECT_EQ(::send(sv[0], "x", 1, MSG_NOSIGNAL), 1) << "the HTTP layer still writes on it";
+  }
+  EXPECT_EQ(engine_->Stats().adopted_sessions, 0u);
+}
+
+TEST_F(LongPollBorrowTest, ClientGoneGivesTheBorrowedSocketBackOpen) {
+  ASSERT_EQ(Put("/s", Text()).status, 201);
+  int sv[2];
+  uint64_t session = ParkedSession(sv);
+  std::string message;
+  ASSERT_EQ(engine_->AdoptLongPoll(session, AdoptedSocket::Borrowed(sv[0]), 1, "", kBorrowTag,
+                                   &message),
+            Engine::Adoption::kAdopted);
+  Turn();
+  ::shutdown(sv[1], SHUT_RDWR);
+  Turn();
+  EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kBorrowTag});  // to be closed, by its owner
+  EXPECT_TRUE(IsOpen(sv[0]));
+}
+
+TEST_F(LongPollBorrowTest, EngineClosingGivesTheBorrowedSocketBackOpen) {
+  ASSERT_EQ(Put("/s", Text()).status, 201);
+  int sv[2];
+  uint64_t session = ParkedSession(sv);
+  std::string message;
+  ASSERT_EQ(engine_->AdoptLongPoll(session, AdoptedSocket::Borrowed(sv[0]), 1, "", kBorrowTag,
+                                   &message),
+            Engine::Adoption::kAdopted);
+  Turn();
+  engine_.reset();
+  EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kBorrowTag});
+  EXPECT_TRUE(IsOpen(sv[0]));
+}
+
+TEST_F(LongPollBorrowTest, RefusedAdoptionsLeaveTheBorrowedSocketOpen) {
+  ASSERT_EQ(Put("/s", Text()).status, 201);
+  int sv[2];
+  uint64_t session = ParkedSession(sv);
+  std::string message;
+  // Borrowed without a return tag: it could never be given back.
+  EXPECT_EQ(engine_->AdoptLongPoll(session, AdoptedSocket::Borrowed(sv[0]), 1, "", 0, &message),
+            Engine::Adoption::kBadSocket);
+  EXPECT_TRUE(IsOpen(sv[0]));
+  // Not a parked long-poll.
+  EXPECT_EQ(engine_->AdoptLongPoll(session + 1000, AdoptedSocket::Borrowed(sv[0]), 1, "",
+                                   kBorrowTag, &message),
+            Engine::Adoption::kNoSession);
+  EXPECT_TRUE(IsOpen(sv[0]));
+  EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{});
+}
+
+}  // namespace
+}  // namespace ds::testing
