@@ -24,7 +24,7 @@ const keepAliveOption = "long_poll_timeout 30s"
 // openFDs counts the server's open descriptors.
 func (s *server) openFDs(t *testing.T) int {
 	t.Helper()
-	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.pid()))
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.Pid()))
 	if err != nil {
 		t.Fatalf("listing the server's descriptors: %v", err)
 	}
