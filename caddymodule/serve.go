@@ -32,7 +32,8 @@ type response interface {
 	Status() int
 	HeaderView() string // see native.Response.HeaderView: valid until Release
 	Body() []byte
-	FilesLen() int64               // body bytes sent from files, after Body
+	Parts() [][]byte               // engine memory sent after Body (valid until Release)
+	FilesLen() int64               // body bytes sent from files, after Body and Parts
 	TakeFiles() []native.FileRange // those files, now the caller's to close
 	Live() native.Live
 	Session() uint64
@@ -389,8 +390,13 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp response) int {
 	body := resp.Body()
 	contentLength := -1
 	withBody := r.Method != http.MethodHead && bodyAllowed(status)
+	var parts [][]byte
 	if withBody {
+		parts = resp.Parts()
 		contentLength = len(body) + int(resp.FilesLen())
+		for _, p := range parts {
+			contentLength += len(p)
+		}
 	}
 	writeHeader(w, resp, contentLength)
 	markPrivate(w, r)
@@ -402,6 +408,9 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp response) int {
 		if _, err := w.Write(body); err != nil {
 			return status // a client gone away is nothing to report
 		}
+	}
+	if len(parts) > 0 && writeParts(w, parts) != nil {
+		return status // unsent files: Release closes them
 	}
 	if files := resp.TakeFiles(); len(files) > 0 {
 		sendFiles(w, files)

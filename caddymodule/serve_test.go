@@ -288,6 +288,7 @@ type fakeResponse struct {
 
 func (r *fakeResponse) Status() int                   { return r.status }
 func (r *fakeResponse) Body() []byte                  { return []byte(r.body) }
+func (r *fakeResponse) Parts() [][]byte               { return nil }
 func (r *fakeResponse) FilesLen() int64               { return 0 }
 func (r *fakeResponse) TakeFiles() []native.FileRange { return nil }
 func (r *fakeResponse) Live() native.Live             { return r.live }

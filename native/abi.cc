@@ -29,6 +29,9 @@ struct ResponseHolder {
   std::string body;
   // Descriptors the caller did not take (fd still >= 0) are closed here.
   std::vector<ds_file_range> files;
+  // Keep the memory behind `parts` alive until ds_response_free.
+  std::vector<ds::MemoryRange> pins;
+  std::vector<ds_bytes> parts;
   ~ResponseHolder() {
     for (ds_file_range& f : files) {
       if (f.fd >= 0) ds::UniqueFd(f.fd).Reset();
@@ -69,6 +72,13 @@ ds_response* Export(ds::Response&& response) {
   }
   v.files = holder->files.empty() ? nullptr : holder->files.data();
   v.files_len = holder->files.size();
+  holder->pins = std::move(response.pieces);
+  holder->parts.reserve(holder->pins.size());
+  for (const ds::MemoryRange& p : holder->pins) {
+    holder->parts.push_back(ds_bytes{reinterpret_cast<const uint8_t*>(p.data), p.length});
+  }
+  v.parts = holder->parts.empty() ? nullptr : holder->parts.data();
+  v.parts_len = holder->parts.size();
   return &holder.release()->view;
 }
 

@@ -809,6 +809,24 @@ func (r *Response) Body() []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(r.c.body)), int(r.c.body_len))
 }
 
+// Parts are views of engine memory holding the rest of the body, after Body
+// and before the files (a catch-up read of a memory stream, written from
+// the stream's blocks without a copy). Valid until Release; nil for most
+// responses.
+func (r *Response) Parts() [][]byte {
+	if r.c == nil || r.c.parts_len == 0 {
+		return nil
+	}
+	parts := unsafe.Slice(r.c.parts, int(r.c.parts_len))
+	out := make([][]byte, 0, len(parts))
+	for _, p := range parts {
+		if p.len > 0 {
+			out = append(out, unsafe.Slice((*byte)(unsafe.Pointer(p.data)), int(p.len)))
+		}
+	}
+	return out
+}
+
 // FilesLen is the number of body bytes the response sends from files, after
 // Body (sendfile; see TakeFiles). Zero for most responses.
 func (r *Response) FilesLen() int64 {

@@ -232,6 +232,13 @@ typedef struct ds_file_range {
   uint64_t length;
 } ds_file_range;
 
+/* Body bytes a response sends from engine memory: `len` bytes at `data`,
+ * valid and unchanged until ds_response_free. */
+typedef struct ds_bytes {
+  const uint8_t* data;
+  size_t len;
+} ds_bytes;
+
 /* A response, owned by the engine until ds_response_free. */
 typedef struct ds_response {
   int32_t status; /* 0 on a resume that only continues a stream (no new
@@ -248,9 +255,14 @@ typedef struct ds_response {
   bool done;         /* streaming: this is the last piece; close the body */
   /* The rest of the body, after `body`: file ranges in order (catch-up
    * reads of data_dir segments). The body's length is body_len plus their
-   * lengths. NULL when files_len is 0. */
+   * lengths and the parts' lengths. NULL when files_len is 0. */
   ds_file_range* files;
   size_t files_len;
+  /* Body bytes after `body` and before `files`, in order: views of the
+   * engine's memory blocks (catch-up reads of memory streams), so the
+   * caller writes them without a copy. NULL when parts_len is 0. */
+  const ds_bytes* parts;
+  size_t parts_len;
 } ds_response;
 
 /* Handles one HTTP request. `text` holds the ranges named by req->fields;

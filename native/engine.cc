@@ -245,9 +245,15 @@ uint64_t Engine::ChunkEnd(const Stream& stream, uint64_t from, uint64_t tail) co
 
 uint64_t Engine::CatchUpChunkEnd(const Stream& stream, uint64_t from, uint64_t tail) const {
   const uint64_t cap = std::max<uint64_t>(options_.max_read_bytes, 1);
-  if (!stream.json && cap <= std::numeric_limits<uint64_t>::max() / (kFarChunkFactor + 1)) {
-    const uint64_t far = cap * kFarChunkFactor;
-    if (tail - from >= far + cap) return from + far;
+  if (!stream.json) {
+    // The largest chunk that still leaves at least a cap before the tail.
+    // Every size depends only on `from` and how far the tail is, so readers
+    // that start at the same offset page through the same cacheable chunks.
+    for (uint64_t factor : {kFarChunkFactor, kMidChunkFactor}) {
+      if (factor == kFarChunkFactor && !stream.ZeroCopyReads()) continue;
+      if (cap > std::numeric_limits<uint64_t>::max() / (factor + 1)) continue;
+      if (tail - from >= cap * (factor + 1)) return from + cap * factor;
+    }
   }
   return ChunkEnd(stream, from, tail);
 }
@@ -259,6 +265,19 @@ Status Engine::AppendBody(const Stream& stream, uint64_t from, uint64_t to,
   Status s = stream.ReadRange(from, to, &stored);
   if (s.ok()) AppendJsonArray(stored, body);
   return s;
+}
+
+Status Engine::CheckRange(const Stream& stream, uint64_t from, uint64_t to) const {
+  const uint64_t window = std::max<uint64_t>(options_.max_read_bytes, 1);
+  std::string scratch;
+  while (from < to) {
+    const uint64_t end = from + std::min(window, to - from);
+    scratch.clear();
+    Status s = stream.ReadRange(from, end, &scratch);
+    if (!s.ok()) return s;
+    from = end;
+  }
+  return Status::OK();
 }
 
 CommitQueue::Ticket Engine::Submit(std::vector<StreamMutation> mutations,

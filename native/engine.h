@@ -353,17 +353,25 @@ class Engine : private SseSource, private SubscriptionHost {
   // max_read_bytes, cut on a message boundary in JSON mode).
   uint64_t ChunkEnd(const Stream& stream, uint64_t from, uint64_t tail) const;
   // A catch-up read's chunk: ChunkEnd, except that a byte stream's chunk
-  // that would end far from the tail (at least one max_read_bytes before
-  // it) may be kFarChunkFactor times larger. Such chunks are immutable and
+  // that would still end at least one max_read_bytes before the tail is
+  // kFarChunkFactor times larger when its bytes go out without a copy
+  // (memory blocks, segment files), else kMidChunkFactor times, the same
+  // while that much lies before the tail. Such chunks are immutable and
   // cacheable like any other; readers near the tail keep small ones.
   uint64_t CatchUpChunkEnd(const Stream& stream, uint64_t from, uint64_t tail) const;
-  static constexpr uint64_t kFarChunkFactor = 4;
+  static constexpr uint64_t kFarChunkFactor = 16;
+  static constexpr uint64_t kMidChunkFactor = 4;
   // Catch-up chunks at least this long go out with sendfile when their
   // bytes are in segment files; shorter ones are copied (an open and a
   // close per file cost more than copying a few pages).
   static constexpr uint64_t kSendfileMinBytes = 64 << 10;
   Status AppendBody(const Stream& stream, uint64_t from, uint64_t to,
                     std::string* body) const;
+  // Reads [from, to) a max_read_bytes window at a time into a scratch
+  // buffer: the copying read checks every segment block it touches, so
+  // OpenFiles serves them afterwards. Fails as that read would (Gone,
+  // Corruption).
+  Status CheckRange(const Stream& stream, uint64_t from, uint64_t to) const;
   // Queues a stream that has a TTL or Expires-At for SweepExpired at its
   // current deadline. Requires stream.mu.
   void QueueExpiry(const StreamPtr& stream);

@@ -108,13 +108,24 @@ Response Engine::Read(const Request& request, uint64_t session_id) {
   }
   Response r = ChunkResponse(*stream, chunk);
   r.Set(header::kETag, std::move(etag));
-  // Bytes in segment files go out with sendfile, never through a buffer;
-  // JSON mode frames its messages, so it is always copied.
-  if (!stream->json && chunk.end - chunk.from >= kSendfileMinBytes &&
-      stream->OpenFiles(chunk.from, chunk.end, &r.files).ok()) {
-    return r;
+  // Bytes in segment files go out with sendfile and bytes in memory blocks
+  // are written from the blocks themselves, never through a buffer; JSON
+  // mode frames its messages, so it is always copied.
+  if (!stream->json && chunk.end - chunk.from >= kSendfileMinBytes) {
+    if (stream->OpenFiles(chunk.from, chunk.end, &r.files).ok()) return r;
+    r.files.clear();
+    if (stream->PinRange(chunk.from, chunk.end, &r.pieces).ok()) return r;
+    r.pieces.clear();
+    // Segment blocks not checked since the start: check them a cap at a
+    // time (the copying read does), then send the range from the files,
+    // so a far chunk never needs a buffer of its size.
+    if (chunk.end - chunk.from > options_.max_read_bytes) {
+      Status s = CheckRange(*stream, chunk.from, chunk.end);
+      if (!s.ok()) return StorageFailure(s);
+      if (stream->OpenFiles(chunk.from, chunk.end, &r.files).ok()) return r;
+      r.files.clear();
+    }
   }
-  r.files.clear();
   Status s = AppendBody(*stream, chunk.from, chunk.end, &r.body);
   if (!s.ok()) return StorageFailure(s);
   return r;

@@ -56,6 +56,9 @@ struct Response {
   // Sent after `body`, straight from files (sendfile): a catch-up read of
   // bytes in segment files. Part of the body for Content-Length.
   std::vector<FileRange> files;
+  // Sent after `body` and before `files`, straight from pinned engine
+  // memory (a catch-up read of a memory log). Part of the body too.
+  std::vector<MemoryRange> pieces;
   ds_live live = DS_LIVE_NONE;
   uint64_t session = 0;
   uint64_t wait_ms = 0;

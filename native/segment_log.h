@@ -312,6 +312,11 @@ class SegmentLog final : public StreamLog {
   // Read does that), so no unchecked byte is ever sent; Gone if retention
   // dropped the range meanwhile.
   Status OpenFiles(uint64_t from, size_t len, std::vector<FileRange>* out) const override;
+#if defined(_WIN32)
+  bool zero_copy() const override { return false; }
+#else
+  bool zero_copy() const override { return true; }
+#endif
 
   // ---- Checksums (STORAGE_FORMAT.md, "Checksums") ----
   // The checksums a commit recording tail `to` must store: for each block

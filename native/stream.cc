@@ -84,6 +84,27 @@ Status Stream::OpenFiles(uint64_t from, uint64_t to, std::vector<FileRange>* out
   return Status::OK();
 }
 
+Status Stream::PinRange(uint64_t from, uint64_t to, std::vector<MemoryRange>* out) const {
+  if (from >= to) return Status::OK();
+  if (from < EarliestOffset()) return Status::NotSupported("before the earliest offset");
+  if (to > log->tail() && to > fork_offset) return Status::NotSupported("lost bytes");
+  const size_t old_size = out->size();
+  if (from < fork_offset) {
+    const uint64_t inherited_end = std::min(to, fork_offset);
+    Status s = source->PinRange(from, inherited_end, out);
+    if (!s.ok()) return s;
+    from = inherited_end;
+  }
+  if (from < to) {
+    Status s = log->PinRange(from, static_cast<size_t>(to - from), out);
+    if (!s.ok()) {
+      out->resize(old_size);
+      return s;
+    }
+  }
+  return Status::OK();
+}
+
 StreamRecord Stream::Record() const {
   StreamRecord r;
   r.id = id;

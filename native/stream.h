@@ -115,6 +115,14 @@ struct Stream {
   // not checked yet) leaves `out` as it was; the caller then uses
   // ReadRange, which answers with the proper error if there is one.
   Status OpenFiles(uint64_t from, uint64_t to, std::vector<FileRange>* out) const;
+  // The same bytes as pinned views of memory blocks (StreamLog::PinRange),
+  // stitched the same way; a failure leaves `out` as it was.
+  Status PinRange(uint64_t from, uint64_t to, std::vector<MemoryRange>* out) const;
+  // Whether every byte of the stream (its source's too) can be read
+  // without a copy (StreamLog::zero_copy).
+  bool ZeroCopyReads() const {
+    return log->zero_copy() && (source == nullptr || source->ZeroCopyReads());
+  }
 
   // The first readable position: 0 for a stream retention never touched.
   // A fork whose own log is untrimmed reads below fork_offset from its

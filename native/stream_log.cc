@@ -16,9 +16,37 @@ Status MemoryStreamLog::Read(uint64_t from, size_t len, std::string* out) const 
   while (len > 0) {
     size_t block = static_cast<size_t>(rel / kBlockBytes);
     size_t within = static_cast<size_t>(rel % kBlockBytes);
-    const std::string& b = blocks_[block];
+    const std::string& b = *blocks_[block];
     size_t n = std::min(len, b.size() - within);
     out->append(b, within, n);
+    rel += n;
+    len -= n;
+  }
+  return Status::OK();
+}
+
+Status MemoryStreamLog::PinRange(uint64_t from, size_t len, std::vector<MemoryRange>* out) const {
+  std::shared_lock lock(mu_);
+  if (from < start_.load(std::memory_order_relaxed)) {
+    return Status::Gone("position " + std::to_string(from) + " was dropped by retention");
+  }
+  uint64_t rel = from - base_ - dropped_blocks_ * kBlockBytes;
+  while (len > 0) {
+    size_t block = static_cast<size_t>(rel / kBlockBytes);
+    size_t within = static_cast<size_t>(rel % kBlockBytes);
+    const std::shared_ptr<std::string>& b = blocks_[block];
+    size_t n = std::min(len, b->size() - within);
+    if (b->size() == kBlockBytes) {
+      // Full: appends go to the next block, so its buffer never moves and
+      // the bytes below the tail never change (a Rewind only takes back
+      // bytes past the committed tail, which no reader was given).
+      out->push_back(MemoryRange{b, b->data() + within, n});
+    } else {
+      // The active block: the next append may reallocate it. Its bytes
+      // (less than a block, only at the end of a range) are copied.
+      auto copy = std::make_shared<const std::string>(*b, within, n);
+      out->push_back(MemoryRange{copy, copy->data(), n});
+    }
     rel += n;
     len -= n;
   }
@@ -29,11 +57,11 @@ Status MemoryStreamLog::Append(std::string_view bytes, int64_t now_ms) {
   std::unique_lock lock(mu_);
   const uint64_t total = bytes.size();
   while (!bytes.empty()) {
-    if (blocks_.empty() || blocks_.back().size() == kBlockBytes) {
-      blocks_.emplace_back();
+    if (blocks_.empty() || blocks_.back()->size() == kBlockBytes) {
+      blocks_.push_back(std::make_shared<std::string>());
       block_write_ms_.push_back(now_ms);
     }
-    std::string& last = blocks_.back();
+    std::string& last = *blocks_.back();
     size_t n = std::min(bytes.size(), kBlockBytes - last.size());
     last.append(bytes.data(), n);
     block_write_ms_.back() = now_ms;
@@ -57,7 +85,7 @@ Status MemoryStreamLog::Rewind(uint64_t to) {
   blocks = std::max<size_t>(blocks, std::min<size_t>(blocks_.size(), 1));  // keep the active one
   blocks_.resize(blocks);
   block_write_ms_.resize(blocks);
-  if (!blocks_.empty()) blocks_.back().resize(static_cast<size_t>(keep - (blocks - 1) * kBlockBytes));
+  if (!blocks_.empty()) blocks_.back()->resize(static_cast<size_t>(keep - (blocks - 1) * kBlockBytes));
   tail_.store(to, std::memory_order_release);
   return Status::OK();
 }
@@ -65,7 +93,7 @@ Status MemoryStreamLog::Rewind(uint64_t to) {
 size_t MemoryStreamLog::memory_bytes() const {
   std::shared_lock lock(mu_);
   size_t total = 0;
-  for (const auto& b : blocks_) total += b.capacity();
+  for (const auto& b : blocks_) total += b->capacity();
   return total;
 }
 
@@ -76,7 +104,7 @@ std::vector<LogSegment> MemoryStreamLog::Segments() const {
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const uint64_t block_base = base_ + (dropped_blocks_ + i) * kBlockBytes;
     out.push_back(LogSegment{std::max(block_base, start_.load(std::memory_order_relaxed)),
-                             block_base + blocks_[i].size(), block_write_ms_[i]});
+                             block_base + blocks_[i]->size(), block_write_ms_[i]});
   }
   return out;
 }

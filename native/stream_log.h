@@ -30,6 +30,16 @@ struct FileRange {
   uint64_t length = 0;
 };
 
+// Bytes of a stream that a response sends straight from engine memory:
+// `length` bytes at `data`, which stay valid and unchanged while `pin` is
+// held (a memory log's full block, or a copy of the bytes of a block that
+// may still move). The writer needs no copy of its own.
+struct MemoryRange {
+  std::shared_ptr<const std::string> pin;
+  const char* data = nullptr;
+  size_t length = 0;
+};
+
 // One segment of a log, for retention: whole segments are what it drops.
 struct LogSegment {
   uint64_t base = 0;           // first position in the segment
@@ -59,6 +69,18 @@ class StreamLog {
   virtual Status OpenFiles(uint64_t from, size_t len, std::vector<FileRange>* out) const {
     (void)from, (void)len, (void)out;
     return Status::NotSupported("no files behind this log");
+  }
+  // Whether catch-up reads can go out without a copy (OpenFiles or
+  // PinRange), so a response far behind the tail costs no buffer of its
+  // size and may be large.
+  virtual bool zero_copy() const { return false; }
+  // Instead of copying [from, from + len): appends to `out` views of the
+  // log's memory holding those bytes, each pinned, so a response can be
+  // written from them after the log moved on (appends, retention). Logs
+  // without memory blocks answer NotSupported; the caller then uses Read.
+  virtual Status PinRange(uint64_t from, size_t len, std::vector<MemoryRange>* out) const {
+    (void)from, (void)len, (void)out;
+    return Status::NotSupported("no memory blocks behind this log");
   }
   // Writes `bytes` at tail(), at wall-clock time `now_ms` (retention by age
   // counts from it). They are not durable until Sync returns OK; a failed
@@ -101,6 +123,8 @@ class MemoryStreamLog final : public StreamLog {
   uint64_t start() const override { return start_.load(std::memory_order_acquire); }
   uint64_t tail() const override { return tail_.load(std::memory_order_acquire); }
   Status Read(uint64_t from, size_t len, std::string* out) const override;
+  Status PinRange(uint64_t from, size_t len, std::vector<MemoryRange>* out) const override;
+  bool zero_copy() const override { return true; }
   Status Append(std::string_view bytes, int64_t now_ms) override;
   Status Sync() override { return Status::OK(); }
   Status Rewind(uint64_t to) override;
@@ -119,8 +143,9 @@ class MemoryStreamLog final : public StreamLog {
   // blocks_[i] holds positions from base + (dropped_blocks_ + i) *
   // kBlockBytes. Every block but the last holds exactly kBlockBytes; the
   // last grows by doubling, so small streams stay small. Trim erases blocks
-  // from the front.
-  std::vector<std::string> blocks_;      // guarded by mu_
+  // from the front. Shared, so that a response pinning a full block (whose
+  // bytes never move or change again) outlives a trim.
+  std::vector<std::shared_ptr<std::string>> blocks_;  // guarded by mu_
   std::vector<int64_t> block_write_ms_;  // guarded by mu_; parallel to blocks_
   uint64_t dropped_blocks_ = 0;          // guarded by mu_
 };

@@ -89,6 +89,14 @@ class EngineTest : public ::testing::Test {
     return out;
   }
 
+  // A response's body bytes held in memory: `body`, then the pinned
+  // pieces a catch-up read of a memory stream sends instead of a copy.
+  static std::string BodyOf(const Response& r) {
+    std::string out = r.body;
+    for (const MemoryRange& m : r.pieces) out.append(m.data, m.length);
+    return out;
+  }
+
   static std::string HeaderOf(const Response& r, std::string_view name) {
     for (const auto& [n, v] : r.headers) {
       if (n == name) return v;

@@ -53,7 +53,7 @@ TEST_F(RetentionTest, OffByDefault) {
   AppendPattern("/s", 0, 3 * kMiB);
   engine_->ApplyRetention();
   Response r = Get("/s");
-  EXPECT_EQ(r.body, Bytes(0, kMiB));  // max_read_bytes caps the chunk
+  EXPECT_EQ(BodyOf(r), Bytes(0, kMiB));  // max_read_bytes caps the chunk
 }
 
 TEST_F(RetentionTest, BytesLimitDropsWholeSegmentsAndAnswers410Below) {
@@ -66,21 +66,21 @@ TEST_F(RetentionTest, BytesLimitDropsWholeSegmentsAndAnswers410Below) {
   // (followed by only 0.5 MiB) stays.
   Response from_start = Get("/s", "offset=-1");
   ASSERT_EQ(from_start.status, 200);
-  EXPECT_EQ(from_start.body, Bytes(2 * kMiB, 3 * kMiB));
+  EXPECT_EQ(BodyOf(from_start), Bytes(2 * kMiB, 3 * kMiB));
   EXPECT_EQ(HeaderOf(from_start, "Stream-Next-Offset"), EncodeOffset(3 * kMiB));
-  EXPECT_EQ(Get("/s").body, from_start.body);  // no offset means -1
+  EXPECT_EQ(BodyOf(Get("/s")), BodyOf(from_start));  // no offset means -1
 
   Response gone = GetAt("/s", 2 * kMiB - 1);
   EXPECT_EQ(gone.status, 410);
   EXPECT_EQ(GetAt("/s", 0).status, 410);
   Response kept = GetAt("/s", 2 * kMiB + 5);
   ASSERT_EQ(kept.status, 200);
-  EXPECT_EQ(kept.body, Bytes(2 * kMiB + 5, 3 * kMiB + 5));
+  EXPECT_EQ(BodyOf(kept), Bytes(2 * kMiB + 5, 3 * kMiB + 5));
 
   // The stream goes on: HEAD, appends and the tail are untouched.
   EXPECT_EQ(HeaderOf(Head("/s"), "Stream-Next-Offset"), EncodeOffset(3 * kMiB + kMiB / 2));
   ASSERT_EQ(Post("/s", Bin(), "xyz").status, 204);
-  EXPECT_EQ(GetAt("/s", 3 * kMiB + kMiB / 2).body, "xyz");
+  EXPECT_EQ(BodyOf(GetAt("/s", 3 * kMiB + kMiB / 2)), "xyz");
 }
 
 TEST_F(RetentionTest, LiveReadsBelowTheEarliestOffsetAnswer410) {
@@ -113,7 +113,7 @@ TEST_F(RetentionTest, AgeLimitDropsSegmentsWhoseNewestByteIsOld) {
   clock_->Advance(3'600'000);
   engine_->ApplyRetention();
   Response r = Get("/s", "offset=-1");
-  EXPECT_EQ(r.body, Bytes(2 * kMiB, 2 * kMiB + kMiB / 4));
+  EXPECT_EQ(BodyOf(r), Bytes(2 * kMiB, 2 * kMiB + kMiB / 4));
 }
 
 TEST_F(RetentionTest, AStreamTrimmedToItsActiveSegmentIsTrimmedAgainOnceItGrows) {
@@ -126,7 +126,7 @@ TEST_F(RetentionTest, AStreamTrimmedToItsActiveSegmentIsTrimmedAgainOnceItGrows)
   AppendPattern("/s", 2 * kMiB + kMiB / 2, 4 * kMiB + kMiB / 2);
   engine_->ApplyRetention();
   EXPECT_EQ(GetAt("/s", 4 * kMiB - 1).status, 410);
-  EXPECT_EQ(Get("/s", "offset=-1").body, Bytes(4 * kMiB, 4 * kMiB + kMiB / 2));
+  EXPECT_EQ(BodyOf(Get("/s", "offset=-1")), Bytes(4 * kMiB, 4 * kMiB + kMiB / 2));
 }
 
 TEST_F(RetentionTest, AnInitialBodyOfManySegmentsIsTrimmed) {
@@ -134,7 +134,7 @@ TEST_F(RetentionTest, AnInitialBodyOfManySegmentsIsTrimmed) {
   ASSERT_EQ(Put("/s", Bin(), Bytes(0, 2 * kMiB + 10)).status, 201);
   engine_->ApplyRetention();
   EXPECT_EQ(GetAt("/s", 0).status, 410);
-  EXPECT_EQ(Get("/s", "offset=-1").body, Bytes(2 * kMiB, 2 * kMiB + 10));
+  EXPECT_EQ(BodyOf(Get("/s", "offset=-1")), Bytes(2 * kMiB, 2 * kMiB + 10));
 }
 
 TEST_F(RetentionTest, JsonStreamsStartOnAMessageBoundary) {
@@ -151,11 +151,11 @@ TEST_F(RetentionTest, JsonStreamsStartOnAMessageBoundary) {
   EXPECT_EQ(GetAt("/j", 2 * kMiB).status, 410);  // inside message 6: gone with it
   Response r = Get("/j", "offset=-1");
   ASSERT_EQ(r.status, 200);
-  ASSERT_GE(r.body.size(), 10u);
-  EXPECT_EQ(r.body.substr(0, 5), "[\"hhh");  // message 7 is 'h'
+  ASSERT_GE(BodyOf(r).size(), 10u);
+  EXPECT_EQ(BodyOf(r).substr(0, 5), "[\"hhh");  // message 7 is 'h'
   Response at7 = GetAt("/j", message7);
   EXPECT_EQ(at7.status, 200);
-  EXPECT_EQ(at7.body, r.body);
+  EXPECT_EQ(BodyOf(at7), BodyOf(r));
 }
 
 TEST_F(RetentionTest, StreamsWithForksKeepTheirHistory) {
@@ -164,8 +164,8 @@ TEST_F(RetentionTest, StreamsWithForksKeepTheirHistory) {
   AppendPattern("/s", 0, 3 * kMiB);
   ASSERT_EQ(Put("/f", {{DS_FIELD_STREAM_FORKED_FROM, "/s"}}).status, 201);
   engine_->ApplyRetention();
-  EXPECT_EQ(GetAt("/s", 0).body, Bytes(0, kMiB));
-  EXPECT_EQ(GetAt("/f", 0).body, Bytes(0, kMiB));
+  EXPECT_EQ(BodyOf(GetAt("/s", 0)), Bytes(0, kMiB));
+  EXPECT_EQ(BodyOf(GetAt("/f", 0)), Bytes(0, kMiB));
   // Once the fork is gone the source is trimmed like any other stream.
   ASSERT_EQ(Delete("/f").status, 204);
   engine_->ApplyRetention();
@@ -187,7 +187,7 @@ TEST_F(RetentionTest, ForkOfATrimmedStreamReadsFromTheSourcesEarliestOffset) {
   ASSERT_EQ(Post("/f", Bin(), "FORK").status, 204);
   EXPECT_EQ(GetAt("/f", 2 * kMiB - 1).status, 410);
   Response r = Get("/f", "offset=-1");
-  EXPECT_EQ(r.body, Bytes(2 * kMiB, 2 * kMiB + 7) + "FORK");
+  EXPECT_EQ(BodyOf(r), Bytes(2 * kMiB, 2 * kMiB + 7) + "FORK");
 }
 
 // ---- over a durable store -------------------------------------------------
@@ -217,7 +217,7 @@ TEST_F(DurableRetentionTest, TheNewStartIsCommittedAndSurvivesRestart) {
   EXPECT_EQ(Get("/s", "offset=" + EncodeOffset(kMiB)).status, 410);
   Response r = Get("/s", "offset=-1");
   ASSERT_EQ(r.status, 200);
-  EXPECT_EQ(r.body, Bytes(2 * kMiB, 2 * kMiB + 100));
+  EXPECT_EQ(BodyOf(r), Bytes(2 * kMiB, 2 * kMiB + 100));
   EXPECT_EQ(HeaderOf(Head("/s"), "Stream-Next-Offset"), EncodeOffset(2 * kMiB + 100));
 }
 
@@ -265,7 +265,7 @@ TEST_F(DurableRetentionTest, AFailedCommitTrimsNothing) {
   ASSERT_EQ(Post("/s", Bin(), Bytes(0, 2 * kMiB + 1)).status, 204);
   state_->fail_next = Status::IoError("injected");
   engine_->ApplyRetention();
-  EXPECT_EQ(Get("/s", "offset=" + EncodeOffset(0)).body, Bytes(0, kMiB));
+  EXPECT_EQ(BodyOf(Get("/s", "offset=" + EncodeOffset(0))), Bytes(0, kMiB));
   EXPECT_EQ(state_->records.begin()->second.start, 0u);
 }
 

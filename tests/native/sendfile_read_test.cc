@@ -27,6 +27,7 @@ using testing::TempDir;
 constexpr uint64_t kSegment = 100000;  // files roll every 100,000 bytes
 constexpr uint64_t kCap = 70000;       // max_read_bytes: above the sendfile minimum
 constexpr uint64_t kTotal = 350000;    // four files, the last one partial
+constexpr uint64_t kFarFactor = 16;    // Engine::kFarChunkFactor (zero-copy reads)
 
 std::string Pattern(uint64_t from, uint64_t to) {
   std::string s;
@@ -45,6 +46,16 @@ std::string FileBytes(const Response& r) {
   }
   return out;
 }
+
+// The bytes of pinned memory pieces, in order.
+std::string PieceBytes(const Response& r) {
+  std::string out;
+  for (const MemoryRange& m : r.pieces) out.append(m.data, m.length);
+  return out;
+}
+
+// A response's whole body: body, then pieces, then files.
+std::string AllBytes(const Response& r) { return r.body + PieceBytes(r) + FileBytes(r); }
 
 class SendfileReadTest : public EngineTest {
  protected:
@@ -137,8 +148,10 @@ TEST_F(SendfileReadTest, ServesTheCopyingReadsBytesAndHeadersAcrossSegments) {
     EXPECT_EQ(disk.headers, mem.headers);
     ASSERT_TRUE(mem.files.empty());
     EXPECT_TRUE(disk.body.empty());
+    EXPECT_TRUE(disk.pieces.empty());
     const std::string got = FileBytes(disk);
-    EXPECT_TRUE(got == mem.body) << got.size() << " bytes vs " << mem.body.size();
+    const std::string want = AllBytes(mem);
+    EXPECT_TRUE(got == want) << got.size() << " bytes vs " << want.size();
     if (!disk.files.empty()) ++sent_from_files;
   }
   EXPECT_EQ(sent_from_files, offsets.size());
@@ -148,12 +161,57 @@ TEST_F(SendfileReadTest, ServesTheCopyingReadsBytesAndHeadersAcrossSegments) {
 // the last chunks before the tail stay at the cap.
 TEST_F(SendfileReadTest, ChunksFarBehindTheTailAreLargerAndNearItCapped) {
   OpenDurable();
-  WriteBoth("/s", testing::Bin(), Appends(kTotal, 25000));
+  constexpr uint64_t kLong = (kFarFactor + 1) * kCap + 5000;
+  WriteBoth("/s", testing::Bin(), Appends(kLong, 25000));
   Response first = Get("/s", "offset=-1");
   ASSERT_EQ(first.status, 200);
-  EXPECT_EQ(HeaderOf(first, header::kStreamNextOffset), EncodeOffset(4 * kCap)  /* Engine::kFarChunkFactor */);
-  Response near = Get("/s", "offset=" + EncodeOffset(kTotal - kCap - 1));
-  EXPECT_EQ(HeaderOf(near, header::kStreamNextOffset), EncodeOffset(kTotal - 1));
+  EXPECT_EQ(HeaderOf(first, header::kStreamNextOffset), EncodeOffset(kFarFactor * kCap));
+  // Within 16 caps of the tail: 4 caps while that leaves one.
+  Response mid = Get("/s", "offset=" + EncodeOffset(kLong - 5 * kCap));
+  EXPECT_EQ(HeaderOf(mid, header::kStreamNextOffset), EncodeOffset(kLong - kCap));
+  Response short_of_mid = Get("/s", "offset=" + EncodeOffset(kLong - 5 * kCap + 1));
+  EXPECT_EQ(HeaderOf(short_of_mid, header::kStreamNextOffset), EncodeOffset(kLong - 4 * kCap + 1));
+  Response near = Get("/s", "offset=" + EncodeOffset(kLong - kCap - 1));
+  EXPECT_EQ(HeaderOf(near, header::kStreamNextOffset), EncodeOffset(kLong - 1));
+  Response mem = MemoryCall("GET", "/s", {}, {}, "offset=-1");
+  EXPECT_EQ(mem.headers, first.headers);
+  EXPECT_TRUE(AllBytes(mem) == FileBytes(first));
+}
+
+// A far chunk of blocks not checked since the start (after a restart) is
+// checked a cap at a time and then sent from the files, never copied whole;
+// a damaged block in it answers 500 with none of its bytes.
+TEST_F(SendfileReadTest, FarChunksOfUncheckedBlocksAreCheckedThenSentFromFiles) {
+  constexpr uint64_t kFar = kFarFactor * kCap;
+  constexpr uint64_t kLong = kFar + 2 * kCap + 12345;
+  OpenDurable(DS_FSYNC_INTERVAL);
+  for (const char* path : {"/good", "/bad"}) {
+    ASSERT_EQ(Put(path, testing::Bin()).status, 201);
+    for (const std::string& a : Appends(kLong, 25000)) ASSERT_EQ(Post(path, testing::Bin(), a).status, 204);
+  }
+  engine_.reset();
+  const uint64_t damaged = kFar / 2 + 777;
+  {
+    UniqueFd fd;
+    ASSERT_TRUE(OpenFile(SegmentPath(2, damaged / kSegment * kSegment), O_RDWR, 0, &fd).ok());
+    const std::string flipped(1, static_cast<char>(Pattern(damaged, damaged + 1)[0] ^ 1));
+    ASSERT_TRUE(WriteAt(fd.get(), flipped, damaged % kSegment, "segment").ok());
+  }
+  OpenDurable(DS_FSYNC_INTERVAL);
+  Response good = Get("/good", "offset=-1");
+  ASSERT_EQ(good.status, 200);
+  EXPECT_EQ(HeaderOf(good, header::kStreamNextOffset), EncodeOffset(kFar));
+  EXPECT_TRUE(good.body.empty());
+  EXPECT_FALSE(good.files.empty());
+  EXPECT_TRUE(FileBytes(good) == Pattern(0, kFar));
+
+  ::testing::internal::CaptureStderr();
+  Response bad = Get("/bad", "offset=-1");
+  EXPECT_EQ(bad.status, 500);
+  EXPECT_TRUE(bad.files.empty());
+  EXPECT_TRUE(bad.pieces.empty());
+  EXPECT_EQ(bad.body.find(Pattern(0, 100)), std::string::npos);
+  ::testing::internal::GetCapturedStderr();
 }
 
 // JSON mode frames messages: never sent from files, the body as before.
@@ -167,6 +225,8 @@ TEST_F(SendfileReadTest, JsonStreamsAreCopiedAndFramed) {
     Response disk = Get("/j", "offset=" + offset);
     Response mem = MemoryCall("GET", "/j", {}, {}, "offset=" + offset);
     EXPECT_TRUE(disk.files.empty());
+    EXPECT_TRUE(disk.pieces.empty());
+    EXPECT_TRUE(mem.pieces.empty());
     EXPECT_EQ(disk.status, mem.status);
     EXPECT_EQ(disk.headers, mem.headers);
     EXPECT_TRUE(disk.body == mem.body);
@@ -257,14 +317,45 @@ TEST_F(SendfileReadTest, FilesDeletedByRetentionAfterTheOpenStillSendTheirBytes)
   EXPECT_TRUE(FileBytes(Response{.files = std::move(late)}) == Pattern(2 * kSegment, 3 * kSegment));
 }
 
-// Memory streams have no files: always the copying read.
-TEST_F(EngineTest, MemoryStreamsAreNeverSentFromFiles) {
+// Memory streams have no files: their reads are sent from the log's blocks,
+// full ones pinned in place, the active one (which the next append may
+// move) copied.
+TEST_F(EngineTest, MemoryStreamsAreSentFromTheirBlocksNotFiles) {
   ASSERT_EQ(Put("/m", testing::Bin()).status, 201);
-  ASSERT_EQ(Post("/m", testing::Bin(), std::string(300000, 'm')).status, 204);
+  ASSERT_EQ(Post("/m", testing::Bin(), Pattern(0, 300000)).status, 204);
   Response r = Get("/m", "offset=-1");
   ASSERT_EQ(r.status, 200);
   EXPECT_TRUE(r.files.empty());
-  EXPECT_EQ(r.body.size(), 300000u);
+  EXPECT_TRUE(r.body.empty());
+  EXPECT_TRUE(PieceBytes(r) == Pattern(0, 300000));
+  ASSERT_EQ(Post("/m", testing::Bin(), Pattern(300000, 2600000)).status, 204);
+  Response mid = Get("/m", "offset=" + EncodeOffset(100000));  // one capped chunk
+  ASSERT_EQ(mid.status, 200);
+  EXPECT_TRUE(mid.body.empty());
+  EXPECT_TRUE(PieceBytes(mid) == Pattern(100000, 100000 + (1 << 20)));
+
+  // Past one block: [100000, 2600000) is the rest of block 0, block 1
+  // (pinned) and part of block 2 (active: copied).
+  MemoryStreamLog log(0);
+  ASSERT_TRUE(log.Append(Pattern(0, 2600000), 0).ok());
+  std::vector<MemoryRange> pins;
+  ASSERT_TRUE(log.PinRange(100000, 2500000, &pins).ok());
+  ASSERT_EQ(pins.size(), 3u);
+  const std::string* block0 = pins[0].pin.get();
+  EXPECT_EQ(pins[0].data, block0->data() + 100000);
+  EXPECT_EQ(pins[1].length, MemoryStreamLog::kBlockBytes);
+  EXPECT_EQ(pins[2].length, 2600000 - 2 * MemoryStreamLog::kBlockBytes);
+  EXPECT_NE(pins[2].data, nullptr);
+  // Appends that grow the active block, and a trim that frees the first
+  // two, leave the pinned bytes as they were.
+  ASSERT_TRUE(log.Append(std::string(3 * MemoryStreamLog::kBlockBytes, 'z'), 0).ok());
+  ASSERT_TRUE(log.Trim(2 * MemoryStreamLog::kBlockBytes + 5).ok());
+  std::string pinned;
+  for (const MemoryRange& m : pins) pinned.append(m.data, m.length);
+  EXPECT_TRUE(pinned == Pattern(100000, 2600000));
+  std::vector<MemoryRange> late;
+  EXPECT_EQ(log.PinRange(100000, 10, &late).code(), Status::Code::kGone);
+  EXPECT_TRUE(late.empty());
 }
 
 }  // namespace
