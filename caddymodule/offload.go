@@ -5,14 +5,16 @@ import "time"
 // A live response served by its goroutine (SSE or a long-poll over TLS,
 // HTTP/2 or HTTP/3, where no takeover applies) parks that goroutine for as
 // long as the client listens, at the bottom of Caddy's handler chain: about
-// 5.4 KiB of frames from the HTTP/2 server's runHandler to our ServeHTTP, and
-// 7 KiB with ours down to the select. A goroutine starts with an 8 KiB stack
-// (the runtime's average), of which about 7.2 KiB can hold frames before it
-// must grow, and the deep calls of a live response (copying the engine's
-// headers, an engine call, a write and flush through Caddy's idle-timeout
-// writer into HTTP/2's) reach past that: the stack is copied into one of
-// 16 KiB, and it keeps that size while parked, since a stack is halved only
-// when under a quarter of it is in use.
+// 5.4 KiB of frames from the HTTP/2 server's runHandler to our ServeHTTP. A
+// goroutine starts with an 8 KiB stack (the runtime's average), of which
+// about 7.2 KiB can hold frames before it must grow, and the deep calls of a
+// live response (an engine call, copying the engine's headers, a write and
+// flush through Caddy's idle-timeout writer into HTTP/2's, ctx.Done() over
+// Caddy's chain of context values, a select that adds a time.Timer to the
+// runtime's heap) reach past that: the stack is copied into one of 16 KiB,
+// and it keeps that size while parked, since a stack is halved only when
+// under a quarter of it is in use. (Found with a perf probe on
+// runtime.morestack.)
 //
 // offload runs those deep calls on a short-lived goroutine of their own and
 // waits for it, so the parked goroutine never grows; the helper's stack goes
