@@ -63,16 +63,21 @@ func inline(f func()) { f() }
 // liveTimer is the wait_ms timer of a parked live response. A select on a
 // time.Timer's channel adds the timer to the runtime's heap from inside the
 // select, a call chain deep enough to grow a parked stack; this one is armed
-// and stopped on the short-lived goroutines and fires into a plain channel,
-// a new one for each arming, so no fire of an earlier arming is ever seen.
+// and stopped on the short-lived goroutines and closes a plain channel when
+// it fires. A timer stopped before it fired is re-armed as it is (its
+// channel is still open); once it has fired, or may be firing, the next
+// arming gets a new timer and channel, so no wait sees an earlier fire.
 type liveTimer struct {
 	t    *time.Timer
 	fire chan struct{}
 }
 
-// arm stops the previous arming and closes a new fire channel after d.
+// arm (re)starts the timer: fire closes after d.
 func (lt *liveTimer) arm(d time.Duration) {
-	lt.stop()
+	if lt.t != nil && lt.t.Stop() {
+		lt.t.Reset(d)
+		return
+	}
 	fire := make(chan struct{})
 	lt.fire = fire
 	lt.t = time.AfterFunc(d, func() { close(fire) })
@@ -81,6 +86,5 @@ func (lt *liveTimer) arm(d time.Duration) {
 func (lt *liveTimer) stop() {
 	if lt.t != nil {
 		lt.t.Stop()
-		lt.t = nil
 	}
 }
