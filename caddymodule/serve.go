@@ -157,7 +157,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 		defer h.engine.Unregister(session)
 	}
 
-	resp, err := h.handle(r, session)
+	var resp response
+	var err error
+	if session != 0 && r.Method == http.MethodGet && !plainHTTP1(r) && mayStream(r) {
+		resp, err = h.handleOffloaded(r, session)
+	} else {
+		resp, err = h.handle(r, session)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -182,6 +188,28 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 		defer resp.Release()
 		return writeResponse(w, r, resp), nil
 	}
+}
+
+// plainHTTP1 tells whether r came over HTTP/1.1 or 1.0 without TLS, where
+// the takeovers may serve a live response (takeover.go,
+// takeover_longpoll.go); elsewhere the request's goroutine serves it.
+func plainHTTP1(r *http.Request) bool { return r.ProtoMajor == 1 && r.TLS == nil }
+
+// mayStream tells whether a live read may be an SSE request (live=sse, or
+// an escape the engine decodes).
+func mayStream(r *http.Request) bool {
+	q := r.URL.RawQuery
+	return strings.Contains(q, "sse") || strings.Contains(q, "%")
+}
+
+// handleOffloaded is handle for an SSE request no takeover can serve: this
+// goroutine parks for as long as the client listens, so the engine call
+// runs on a short-lived one (offload.go).
+//
+//go:noinline
+func (h *Handler) handleOffloaded(r *http.Request, session uint64) (resp response, err error) {
+	offload(func() { resp, err = h.handle(r, session) })
+	return resp, err
 }
 
 // mayPark tells whether the engine may answer r with a live response, which
@@ -504,6 +532,23 @@ func (h *Handler) await(ctx context.Context, wake <-chan struct{}, timer *time.T
 	}
 }
 
+// awaitParked is await for a goroutine that parks in Caddy's handler chain
+// (offload.go): its timer was armed on a short-lived goroutine, and gone is
+// the request context's Done channel, taken there once (Caddy's request
+// context is a chain of about eight values, and each Done call walks it).
+func (h *Handler) awaitParked(gone <-chan struct{}, wake <-chan struct{}, timer *liveTimer) wakeup {
+	select {
+	case <-wake:
+		return woken
+	case <-timer.fire:
+		return timedOut
+	case <-gone:
+		return clientGone
+	case <-h.stopping.done():
+		return shuttingDown
+	}
+}
+
 // longPoll waits for the engine to answer a parked read. Nothing is written
 // until the engine answers; a client that leaves gets nothing and its session
 // is cancelled. When the config stops, the session is resumed as timed out so
@@ -568,17 +613,27 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, 
 	rc := http.NewResponseController(w)
 	status := resp.Status()
 	takeover := h.mayTakeOver(r, resp)
-	writeHeader(w, resp, -1)
-	markPrivate(w, r)
+	// Served here, this goroutine parks between pieces: the deep calls go
+	// to short-lived goroutines (offload.go).
+	run := offload
 	if takeover {
-		// The engine closes the connection when the response ends, so the
-		// client must not count on reusing it.
-		w.Header().Set("Connection", "close")
+		run = inline
 	}
-	w.WriteHeader(status)
+	var err error
+	run(func() {
+		writeHeader(w, resp, -1)
+		markPrivate(w, r)
+		if takeover {
+			// The engine closes the connection when the response ends, so
+			// the client must not count on reusing it.
+			w.Header().Set("Connection", "close")
+		}
+		w.WriteHeader(status)
+		err = writeFlush(w, rc, resp.Body())
+	})
 
 	session := resp.Session()
-	if err := writeFlush(w, rc, resp.Body()); err != nil {
+	if err != nil {
 		resp.Release()
 		h.engine.Cancel(session)
 		return status, nil
@@ -590,50 +645,90 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, 
 	if takeover && h.takeOver(w, resp, wake) {
 		return status, nil
 	}
-	h.follow(r.Context(), resp, wake, func(p []byte) error { return writeFlush(w, rc, p) })
+	h.follow(r.Context(), resp, wake, func(p []byte) error { return writeFlush(w, rc, p) }, offload)
 	return status, nil
 }
 
 // follow waits for, resumes and sends the pieces of a streamed response
 // after resp, which has been sent, until the engine says done. It returns
 // false when the client is gone (it left or a write failed): the response
-// cannot be completed.
-func (h *Handler) follow(ctx context.Context, resp response, wake <-chan struct{}, send func([]byte) error) bool {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+// cannot be completed. The engine calls and sends go through run: offload
+// when the caller's goroutine is a parked handler's, else inline.
+func (h *Handler) follow(ctx context.Context, resp response, wake <-chan struct{}, send func([]byte) error, run func(func())) bool {
+	timer := new(liveTimer)
+	defer timer.stop()
+	var gone <-chan struct{}
+	var session uint64
+	run(func() {
+		gone = ctx.Done()
+		session = parkNext(resp, timer)
+	})
 	for {
-		session, wait := resp.Session(), resp.Wait()
-		resp.Release()
-
-		reason := native.ResumeTimeout
-		switch h.await(ctx, wake, timer, wait) {
-		case woken:
-			reason = native.ResumeWake
-		case clientGone:
-			h.engine.Cancel(session)
-			return false
-		case shuttingDown:
-			return h.endStream(session, send)
-		}
-
-		var err error
-		resp, err = h.engine.Resume(session, reason)
-		if err != nil {
-			// The status line is out; all that is left is to end the body.
-			h.logger.Error("resuming SSE session", zap.Uint64("session", session), zap.Error(err))
-			h.engine.Cancel(session)
-			return true
-		}
-		if err := send(resp.Body()); err != nil {
-			resp.Release()
-			h.engine.Cancel(session)
-			return false
-		}
-		if resp.Done() || resp.Live() == native.LiveNone {
-			resp.Release()
-			return true
+		// This frame is what stays on a parked stack: keep it small.
+		var ended, completed bool
+		session, ended, completed = h.followStep(session, h.awaitParked(gone, wake, timer), send, run, timer)
+		if ended {
+			return completed
 		}
 	}
+}
+
+// parkNext releases a parked response and arms the timer for its wait: what
+// comes before each wait, and the session to wait on.
+func parkNext(resp response, timer *liveTimer) uint64 {
+	session, wait := resp.Session(), resp.Wait()
+	resp.Release()
+	timer.arm(wait)
+	return session
+}
+
+// followStep acts on one wakeup of follow's loop, in one call of run: it
+// returns the session to wait on next, or ended and whether the response was
+// completed.
+//
+//go:noinline
+func (h *Handler) followStep(session uint64, why wakeup, send func([]byte) error, run func(func()), timer *liveTimer) (next uint64, ended, completed bool) {
+	reason := native.ResumeTimeout
+	switch why {
+	case woken:
+		reason = native.ResumeWake
+	case clientGone:
+		h.engine.Cancel(session)
+		return 0, true, false
+	case shuttingDown:
+		run(func() { completed = h.endStream(session, send) })
+		return 0, true, completed
+	}
+
+	var err, sendErr error
+	run(func() {
+		var resp response
+		resp, err = h.engine.Resume(session, reason)
+		if err != nil {
+			return
+		}
+		sendErr = send(resp.Body())
+		switch {
+		case sendErr != nil:
+			resp.Release()
+		case resp.Done() || resp.Live() == native.LiveNone:
+			resp.Release()
+			ended, completed = true, true
+		default:
+			next = parkNext(resp, timer)
+		}
+	})
+	if err != nil {
+		// The status line is out; all that is left is to end the body.
+		h.logger.Error("resuming SSE session", zap.Uint64("session", session), zap.Error(err))
+		h.engine.Cancel(session)
+		return 0, true, true
+	}
+	if sendErr != nil {
+		h.engine.Cancel(session)
+		return 0, true, false
+	}
+	return next, ended, completed
 }
 
 // writeFlush writes one piece of a streamed body and pushes it to the client.

@@ -127,7 +127,7 @@ func (h *Handler) streamHijacked(conn net.Conn, brw *bufio.ReadWriter, resp resp
 		_, err := conn.Write(chunk)
 		return err
 	}
-	if h.follow(ctx, resp, wake, send) {
+	if h.follow(ctx, resp, wake, send, inline) {
 		_, _ = io.WriteString(conn, "0\r\n\r\n")
 	}
 }
