@@ -326,6 +326,46 @@ TEST_F(LmdbStoreTest, CommitThenReopenRecoversRecordsProducersAndBytes) {
   EXPECT_EQ(ReadAll(*s2.log), Bytes(2, 120, 130));
 }
 
+// A group commit carries several appends to one stream; the store puts only
+// the last record of each stream (the others are older snapshots), but every
+// mutation's producer states.
+TEST_F(LmdbStoreTest, ABatchWithManyAppendsPerStreamRecordsTheLastOfEach) {
+  {
+    auto store = Open();
+    Recover(store.get());
+    auto log1 = NewLog(store.get(), 1);
+    auto log2 = NewLog(store.get(), 2);
+    StreamRecord r1 = Record(1), r2 = Record(2);
+    std::vector<StreamMutation> batch;
+    uint64_t p1 = 0, p2 = 0;
+    for (int i = 1; i <= 4; ++i) {
+      ASSERT_TRUE(log1->Append(Bytes(1, p1, p1 + 10), 0).ok());
+      p1 += 10;
+      r1.tail = p1;
+      r1.last_stream_seq = "000" + std::to_string(i);
+      batch.push_back({StreamMutation::Kind::kUpsert, r1, {{"w" + std::to_string(i), 1, static_cast<uint64_t>(i)}}, log1.get()});
+      ASSERT_TRUE(log2->Append(Bytes(2, p2, p2 + 3), 0).ok());
+      p2 += 3;
+      r2.tail = p2;
+      batch.push_back({StreamMutation::Kind::kUpsert, r2, {{"v", 7, static_cast<uint64_t>(i)}}, log2.get()});
+    }
+    ASSERT_TRUE(store->Commit(batch).ok());
+  }
+  auto store = Open();
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 2u);
+  EXPECT_EQ(streams[0].record.tail, 40u);
+  EXPECT_EQ(streams[0].record.last_stream_seq, "0004");
+  EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 40));
+  std::map<std::string, uint64_t> producers;
+  for (const ProducerRecord& p : streams[0].producers) producers[p.producer_id] = p.last_seq;
+  EXPECT_EQ(producers, (std::map<std::string, uint64_t>{{"w1", 1}, {"w2", 2}, {"w3", 3}, {"w4", 4}}));
+  EXPECT_EQ(streams[1].record.tail, 12u);
+  EXPECT_EQ(ReadAll(*streams[1].log), Bytes(2, 0, 12));
+  ASSERT_EQ(streams[1].producers.size(), 1u);
+  EXPECT_EQ(streams[1].producers[0].last_seq, 4u);
+}
+
 TEST_F(LmdbStoreTest, TornTailIsCutAndAppendsContinueAtTheRecordedTail) {
   {
     auto store = Open();
