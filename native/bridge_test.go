@@ -282,3 +282,58 @@ func TestBackup(t *testing.T) {
 		t.Errorf("restored stream holds %q", resp.Body())
 	}
 }
+
+// TestDurableAppendWokenThroughRelay parks appends to a data_dir engine
+// until their group commit and checks that the wakes come through the
+// relay descriptor (ds_engine_wake_fd), not a call into Go from the
+// committer thread, on platforms that have it.
+func TestDurableAppendWokenThroughRelay(t *testing.T) {
+	e := open(t, Options{DataDir: t.TempDir()})
+	if e.wakeFile == nil {
+		t.Skip("no wake relay on this platform")
+	}
+	handle(t, e, request("PUT", "/v1/stream/r", "", map[Field]string{FieldContentType: "text/plain"}, ""), 0).Release()
+
+	before := relayedWakes.Load()
+	const appends = 20
+	var wg sync.WaitGroup
+	for i := 0; i < appends; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			session, wake := e.Register()
+			defer e.Unregister(session)
+			parked := handle(t, e, request("POST", "/v1/stream/r", "", map[Field]string{FieldContentType: "text/plain"}, "x"), session)
+			if parked.Live() != LiveCommit || parked.Session() != session {
+				t.Errorf("append not parked for its commit: live %d session %d", parked.Live(), parked.Session())
+				parked.Release()
+				return
+			}
+			parked.Release()
+			select {
+			case <-wake:
+			case <-time.After(10 * time.Second):
+				t.Error("the commit did not wake the append")
+				return
+			}
+			resp, err := e.Resume(session, ResumeWake)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Release()
+			if resp.Status() != 204 || resp.Live() != LiveNone {
+				t.Errorf("resumed append: status %d live %d", resp.Status(), resp.Live())
+			}
+		}()
+	}
+	wg.Wait()
+	if got := relayedWakes.Load() - before; got < appends {
+		t.Errorf("%d wakes came through the relay, want at least %d", got, appends)
+	}
+	resp := handle(t, e, request("GET", "/v1/stream/r", "offset=-1", nil, ""), 0)
+	defer resp.Release()
+	if string(resp.Body()) != strings.Repeat("x", appends) {
+		t.Errorf("stream holds %q", resp.Body())
+	}
+}
