@@ -268,16 +268,6 @@ void ds_webhook_batch_free(ds_webhook_batch* batch) {
   delete reinterpret_cast<WebhookBatchHolder*>(batch);
 }
 
-int ds_engine_wake_fd(ds_engine* engine) {
-  if (engine == nullptr) return -1;
-  return engine->engine->EnableWakeRelay();
-}
-
-size_t ds_engine_take_wakes(ds_engine* engine, uint64_t* ids, size_t cap) {
-  if (engine == nullptr || ids == nullptr) return 0;
-  return engine->engine->TakeRelayedWakes(ids, cap);
-}
-
 ds_code ds_engine_webhook_result(ds_engine* engine, const char* subscription_id,
                                  size_t subscription_id_len, uint64_t generation,
                                  const char* wake_id, size_t wake_id_len, int32_t status,

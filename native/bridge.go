@@ -153,11 +153,6 @@ type Engine struct {
 	// webhooks is signalled when the engine queued webhook deliveries
 	// (ds_engine_take_webhooks); capacity one, so signals coalesce.
 	webhooks chan struct{}
-
-	// wakeFile, when the platform has it, is the descriptor the group
-	// committer signals instead of calling dsGoWake on its own thread
-	// (ds_engine_wake_fd); relayWakes reads it until Close closes it.
-	wakeFile *os.File
 }
 
 const waiterShards = 64
@@ -224,46 +219,7 @@ func Open(opts Options) (*Engine, error) {
 		e.handle.Delete()
 		return nil, newError("open", code, &cerr)
 	}
-	if fd := C.ds_engine_wake_fd(e.ptr); fd >= 0 {
-		e.wakeFile = os.NewFile(uintptr(fd), "durable-streams-wakes")
-		go e.relayWakes(e.wakeFile)
-	}
 	return e, nil
-}
-
-// relayWakes delivers the wakes the group committer queued (ds_engine_wake_fd):
-// a C thread calling into Go would leave a P that Go's sysmon must retake
-// after every commit (native/wake_relay.h). f is non-blocking, so this
-// goroutine waits in the netpoller, not on a thread. Ends when Close closes f.
-func (e *Engine) relayWakes(f *os.File) {
-	var counter [8]byte
-	ids := make([]uint64, 512)
-	for {
-		if _, err := f.Read(counter[:]); err != nil {
-			return // closed
-		}
-		for {
-			n := e.takeWakes(ids)
-			relayedWakes.Add(uint64(n))
-			e.wake(ids[:n])
-			if n < len(ids) {
-				break
-			}
-		}
-	}
-}
-
-// relayedWakes counts the session ids relayWakes delivered (tests).
-var relayedWakes atomic.Uint64
-
-// takeWakes moves queued relayed wakes into ids; 0 once closed.
-func (e *Engine) takeWakes(ids []uint64) int {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	if e.ptr == nil {
-		return 0
-	}
-	return int(C.ds_engine_take_wakes(e.ptr, (*C.uint64_t)(unsafe.Pointer(&ids[0])), C.size_t(len(ids))))
 }
 
 // Tunables are the Options a configuration reload may change on an open
@@ -338,9 +294,6 @@ func (e *Engine) Close() {
 	// Only now: the engine may call wake_fn until ds_engine_close returns.
 	e.handle.Delete()
 	e.mu.Unlock()
-	if e.wakeFile != nil {
-		e.wakeFile.Close() // ends relayWakes; the engine closed its own copy
-	}
 
 	for i := range e.waiters {
 		s := &e.waiters[i]

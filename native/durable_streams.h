@@ -393,22 +393,6 @@ ds_code ds_engine_webhook_result(ds_engine* engine, const char* subscription_id,
                                  const uint8_t* body, size_t body_len, bool transport_error,
                                  ds_error* err);
 
-/* ---- Relayed wakes ----------------------------------------------------- */
-
-/* From this call on, the wakes of durable appends (and of readers) that the
- * group committer makes are not passed to wake_fn on the committer's own
- * thread: they are queued, and the returned descriptor becomes readable
- * (an eventfd: read 8 bytes to reset it) when ds_engine_take_wakes has ids.
- * The caller owns the descriptor (close it after ds_engine_close). Wakes
- * from other threads still go to wake_fn. Returns -1 where this is not
- * supported (not Linux) or on failure; then wake_fn keeps getting them all.
- * Why: a Go callback from a C thread leaves a P in a syscall state that Go's
- * scheduler must retake (native/wake_relay.h). */
-int ds_engine_wake_fd(ds_engine* engine);
-/* Moves up to `cap` queued session ids into `ids` and returns how many;
- * fewer than `cap` means none are left. Never blocks. */
-size_t ds_engine_take_wakes(ds_engine* engine, uint64_t* ids, size_t cap);
-
 /* ---- Placement group moves (README, Scaling) ---------------------------- */
 
 /* Writes the committed state of every stream of placement `group` (bytes,

@@ -29,7 +29,7 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn
                          options_.max_bytes_per_group}) {
   if (durable_) {
     commit_queue_ = std::make_unique<CommitQueue>(
-        store_.get(), [this](std::vector<uint64_t> sessions) { Wake(std::move(sessions), /*relay=*/true); });
+        store_.get(), [this](std::vector<uint64_t> sessions) { Wake(std::move(sessions)); });
   }
   int loops = options_.sse_fanout_loops;
   if (loops <= 0) loops = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
@@ -504,7 +504,7 @@ Status Engine::FinishRemoval(Removal removal) {
   return s;
 }
 
-void Engine::Wake(std::vector<uint64_t> sessions, bool relay) {
+void Engine::Wake(std::vector<uint64_t> sessions) {
   // The fan-out parks one waiter per stream for all its subscribers; the
   // HTTP layer's sessions go to the wake callback.
   auto adopted = std::partition(sessions.begin(), sessions.end(),
@@ -520,12 +520,7 @@ void Engine::Wake(std::vector<uint64_t> sessions, bool relay) {
     }
     sessions.erase(adopted, sessions.end());
   }
-  if (sessions.empty()) return;
-  if (relay && wake_relay_.enabled()) {
-    wake_relay_.Push(sessions);
-  } else if (wake_) {
-    wake_(sessions);
-  }
+  if (!sessions.empty() && wake_) wake_(sessions);
 }
 
 void Engine::SweepExpired() {
