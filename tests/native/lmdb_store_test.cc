@@ -366,6 +366,41 @@ TEST_F(LmdbStoreTest, ABatchWithManyAppendsPerStreamRecordsTheLastOfEach) {
   EXPECT_EQ(streams[1].producers[0].last_seq, 4u);
 }
 
+// Under fsync always a batch is acknowledged after the next commit's flush,
+// so every commit must be a real LMDB transaction (an empty one is skipped,
+// flush and all). A batch that puts nothing else (an erase of a stream the
+// store no longer has, below the id counter) still commits: the store puts
+// its id counter then.
+TEST_F(LmdbStoreTest, UnderAlwaysABatchThatPutsNothingElseStillCommits) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->commits_durable_late());
+  Recover(store.get());
+  auto log = NewLog(store.get(), 1);
+  StreamRecord r = Record(1);
+  ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, "abc").ok());
+  auto last_txn = [&] {
+    MDB_envinfo info{};
+    EXPECT_TRUE(LmdbStore::WithEnvironment(data_dir(), [&](MDB_env* env) {
+                  if (env == nullptr) return Status::IoError("not open");
+                  mdb_env_info(env, &info);
+                  return Status::OK();
+                }).ok());
+    return info.me_last_txnid;
+  };
+  auto log2 = NewLog(store.get(), 2);
+  StreamRecord r2 = Record(2);
+  ASSERT_TRUE(AppendAndCommit(store.get(), log2.get(), &r2, "gone").ok());
+  ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kErase, Record(2), {}, nullptr}}).ok());
+  const size_t before = last_txn();
+  // Stream 2 is gone already and its id is below the counter: nothing to
+  // delete, nothing to raise.
+  ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kErase, Record(2), {}, nullptr}}).ok());
+  EXPECT_EQ(last_txn(), before + 1);
+  ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, "def").ok());
+  EXPECT_EQ(last_txn(), before + 2);
+}
+
 TEST_F(LmdbStoreTest, TornTailIsCutAndAppendsContinueAtTheRecordedTail) {
   {
     auto store = Open();
