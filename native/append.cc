@@ -195,7 +195,11 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
       // A failed commit (a full disk) undoes the pending state back to the
       // committed one, so the stream takes writes again once there is room.
       const uint64_t generation = stream->undo_generation.load();
-      ticket = Submit({std::move(m)}, [this, stream, tail, close, session_id, generation](
+      // Moved in, not copied through an initializer list (the record holds
+      // strings; this is every durable append's path).
+      std::vector<StreamMutation> mutations;
+      mutations.push_back(std::move(m));
+      ticket = Submit(std::move(mutations), [this, stream, tail, close, session_id, generation](
                                           const Status& outcome, std::vector<uint64_t>* wake) {
         if (!outcome.ok()) {
           RecordFailure(outcome);

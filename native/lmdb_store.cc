@@ -1060,6 +1060,20 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
     std::erase_if(inline_writes, [](const InlineWrite& w) { return w.bytes.empty(); });
   }
 
+  // A stream upserted again later in the batch: its record is superseded
+  // (records are whole snapshots, queued in the stream's write order), so
+  // only the last is put. One put per stream and commit, not per append.
+  std::vector<bool> superseded(batch.size(), false);
+  if (batch.size() > 1) {
+    std::unordered_set<uint64_t> later;
+    later.reserve(batch.size());
+    for (size_t i = batch.size(); i-- > 0;) {
+      if (!later.insert(batch[i].record.id).second && batch[i].kind == StreamMutation::Kind::kUpsert) {
+        superseded[i] = true;
+      }
+    }
+  }
+
   // (b, c) One transaction for the whole batch.
   std::vector<uint64_t> erased;
   {
@@ -1078,27 +1092,34 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
         int rc = mdb_put(txn, dbs_.wal, &k, &v, 0);
         if (rc != 0) return rc;
       }
-      for (const StreamMutation& m : batch) {
+      bool dirtied = !wal.empty();  // inline bytes count when put, with their record
+      for (size_t j = 0; j < batch.size(); ++j) {
+        const StreamMutation& m = batch[j];
         int rc = 0;
         if (m.kind == StreamMutation::Kind::kErase) {
           rc = lmdb::EraseStream(txn, dbs_, m.record.id);
         } else {
-          // A stream's inline bytes go into its record with the first of
-          // its upserts (later ones keep them): one value, one leaf page.
-          const lmdb::InlineAppend* append = nullptr;
-          lmdb::InlineAppend a;
-          for (InlineWrite& w : inline_writes) {
-            if (w.stream_id != m.record.id || w.applied) continue;
-            a = lmdb::InlineAppend{w.expected_len, w.bytes};
-            append = &a;
-            w.applied = true;
-            break;
+          // Only a stream's last upsert of the batch is put (the later
+          // record's start is at least this one's, so its retention step
+          // below covers this one's too), and its inline bytes go with it:
+          // one value, one leaf page.
+          if (!superseded[j]) {
+            const lmdb::InlineAppend* append = nullptr;
+            lmdb::InlineAppend a;
+            for (InlineWrite& w : inline_writes) {
+              if (w.stream_id != m.record.id || w.applied) continue;
+              a = lmdb::InlineAppend{w.expected_len, w.bytes};
+              append = &a;
+              w.applied = true;
+              break;
+            }
+            rc = lmdb::PutStream(txn, dbs_, m.record, append);
+            dirtied = dirtied || rc == 0;
           }
-          rc = lmdb::PutStream(txn, dbs_, m.record, append);
           for (size_t i = 0; rc == 0 && i < m.producers.size(); ++i) {
             rc = lmdb::PutProducer(txn, dbs_, m.record.id, m.producers[i]);
           }
-          if (rc == 0 && m.record.start > m.record.fork_offset && dbs_.has_crc) {
+          if (rc == 0 && !superseded[j] && m.record.start > m.record.fork_offset && dbs_.has_crc) {
             // Retention: blocks wholly below the retained start are gone.
             rc = lmdb::DeleteCrcs(txn, dbs_, m.record.id, 0, m.record.start / kChecksumBlockBytes);
             if (rc == 0) rc = PutRetentionCheckpoint(txn, m);
@@ -1119,8 +1140,11 @@ Status LmdbStore::Commit(const std::vector<StreamMutation>& batch) {
       // Under late durability every commit must dirty a page, so that
       // LMDB flushes the file (and with it the previous commit's meta
       // page) rather than skip an empty transaction: the commit queue
-      // counts on it (Store::commits_durable_late).
-      if (next != next_stream_id_ || commits_durable_late()) {
+      // counts on it (Store::commits_durable_late). A put above did that
+      // already; only a transaction with none (erases alone, which may
+      // find nothing) writes the counter for it, saving a leaf page per
+      // commit otherwise.
+      if (next != next_stream_id_ || (commits_durable_late() && !dirtied)) {
         return lmdb::PutU64(txn, dbs_.meta, lmdb::kNextStreamIdKey, next);
       }
       return 0;

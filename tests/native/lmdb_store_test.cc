@@ -355,6 +355,81 @@ TEST_F(LmdbStoreTest, CommitThenReopenRecoversRecordsProducersAndBytes) {
   EXPECT_EQ(ReadAll(*s2.log), Bytes(2, 120, 130));
 }
 
+// A group commit carries several appends to one stream; the store puts only
+// the last record of each stream (the others are older snapshots), but every
+// mutation's producer states.
+TEST_F(LmdbStoreTest, ABatchWithManyAppendsPerStreamRecordsTheLastOfEach) {
+  {
+    auto store = Open();
+    Recover(store.get());
+    auto log1 = NewLog(store.get(), 1);
+    auto log2 = NewLog(store.get(), 2);
+    StreamRecord r1 = Record(1), r2 = Record(2);
+    std::vector<StreamMutation> batch;
+    uint64_t p1 = 0, p2 = 0;
+    for (int i = 1; i <= 4; ++i) {
+      ASSERT_TRUE(log1->Append(Bytes(1, p1, p1 + 10), 0).ok());
+      p1 += 10;
+      r1.tail = p1;
+      r1.last_stream_seq = "000" + std::to_string(i);
+      batch.push_back({StreamMutation::Kind::kUpsert, r1, {{"w" + std::to_string(i), 1, static_cast<uint64_t>(i)}}, log1.get()});
+      ASSERT_TRUE(log2->Append(Bytes(2, p2, p2 + 3), 0).ok());
+      p2 += 3;
+      r2.tail = p2;
+      batch.push_back({StreamMutation::Kind::kUpsert, r2, {{"v", 7, static_cast<uint64_t>(i)}}, log2.get()});
+    }
+    ASSERT_TRUE(store->Commit(batch).ok());
+  }
+  auto store = Open();
+  auto streams = Recover(store.get());
+  ASSERT_EQ(streams.size(), 2u);
+  EXPECT_EQ(streams[0].record.tail, 40u);
+  EXPECT_EQ(streams[0].record.last_stream_seq, "0004");
+  EXPECT_EQ(ReadAll(*streams[0].log), Bytes(1, 0, 40));
+  std::map<std::string, uint64_t> producers;
+  for (const ProducerRecord& p : streams[0].producers) producers[p.producer_id] = p.last_seq;
+  EXPECT_EQ(producers, (std::map<std::string, uint64_t>{{"w1", 1}, {"w2", 2}, {"w3", 3}, {"w4", 4}}));
+  EXPECT_EQ(streams[1].record.tail, 12u);
+  EXPECT_EQ(ReadAll(*streams[1].log), Bytes(2, 0, 12));
+  ASSERT_EQ(streams[1].producers.size(), 1u);
+  EXPECT_EQ(streams[1].producers[0].last_seq, 4u);
+}
+
+// Under fsync always a batch is acknowledged after the next commit's flush,
+// so every commit must be a real LMDB transaction (an empty one is skipped,
+// flush and all). A batch that puts nothing else (an erase of a stream the
+// store no longer has, below the id counter) still commits: the store puts
+// its id counter then.
+TEST_F(LmdbStoreTest, UnderAlwaysABatchThatPutsNothingElseStillCommits) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->commits_durable_late());
+  Recover(store.get());
+  auto log = NewLog(store.get(), 1);
+  StreamRecord r = Record(1);
+  ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, "abc").ok());
+  auto last_txn = [&] {
+    MDB_envinfo info{};
+    EXPECT_TRUE(LmdbStore::WithEnvironment(data_dir(), [&](MDB_env* env) {
+                  if (env == nullptr) return Status::IoError("not open");
+                  mdb_env_info(env, &info);
+                  return Status::OK();
+                }).ok());
+    return info.me_last_txnid;
+  };
+  auto log2 = NewLog(store.get(), 2);
+  StreamRecord r2 = Record(2);
+  ASSERT_TRUE(AppendAndCommit(store.get(), log2.get(), &r2, "gone").ok());
+  ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kErase, Record(2), {}, nullptr}}).ok());
+  const size_t before = last_txn();
+  // Stream 2 is gone already and its id is below the counter: nothing to
+  // delete, nothing to raise.
+  ASSERT_TRUE(store->Commit({StreamMutation{StreamMutation::Kind::kErase, Record(2), {}, nullptr}}).ok());
+  EXPECT_EQ(last_txn(), before + 1);
+  ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, "def").ok());
+  EXPECT_EQ(last_txn(), before + 2);
+}
+
 TEST_F(LmdbStoreTest, TornTailIsCutAndAppendsContinueAtTheRecordedTail) {
   {
     auto store = Open();
