@@ -183,7 +183,7 @@ http://127.0.0.1:%%d {
 			}
 			// After a restart no block is checked yet: the first far chunk
 			// checks them as it goes, then both reads send the files.
-			s.stop()
+			s.Stop()
 			s = startCaddyfile(t, diskSite)
 			raw = dialRaw(t, s.base)
 			for range 2 {
