@@ -63,19 +63,27 @@ Status Stream::ReadRange(uint64_t from, uint64_t to, std::string* out) const {
   return Status::OK();
 }
 
-Status Stream::OpenFiles(uint64_t from, uint64_t to, std::vector<FileRange>* out) const {
+namespace {
+
+// Both zero-copy views of [from, to) walk the fork the same way: the part
+// below fork_offset from the source, the rest from the stream's own log; on
+// failure `out` is left as it was (a partial list could be sent as if whole).
+template <typename Range>
+Status GatherRanges(const Stream& stream, uint64_t from, uint64_t to, std::vector<Range>* out,
+                    Status (Stream::*inherited)(uint64_t, uint64_t, std::vector<Range>*) const,
+                    Status (StreamLog::*own)(uint64_t, size_t, std::vector<Range>*) const) {
   if (from >= to) return Status::OK();
-  if (from < EarliestOffset()) return Status::NotSupported("before the earliest offset");
-  if (to > log->tail() && to > fork_offset) return Status::NotSupported("lost bytes");
+  if (from < stream.EarliestOffset()) return Status::NotSupported("before the earliest offset");
+  if (to > stream.log->tail() && to > stream.fork_offset) return Status::NotSupported("lost bytes");
   const size_t old_size = out->size();
-  if (from < fork_offset) {
-    const uint64_t inherited_end = std::min(to, fork_offset);
-    Status s = source->OpenFiles(from, inherited_end, out);
+  if (from < stream.fork_offset) {
+    const uint64_t inherited_end = std::min(to, stream.fork_offset);
+    Status s = ((*stream.source).*inherited)(from, inherited_end, out);
     if (!s.ok()) return s;
     from = inherited_end;
   }
   if (from < to) {
-    Status s = log->OpenFiles(from, static_cast<size_t>(to - from), out);
+    Status s = ((*stream.log).*own)(from, static_cast<size_t>(to - from), out);
     if (!s.ok()) {
       out->resize(old_size);
       return s;
@@ -84,25 +92,14 @@ Status Stream::OpenFiles(uint64_t from, uint64_t to, std::vector<FileRange>* out
   return Status::OK();
 }
 
+}  // namespace
+
+Status Stream::OpenFiles(uint64_t from, uint64_t to, std::vector<FileRange>* out) const {
+  return GatherRanges(*this, from, to, out, &Stream::OpenFiles, &StreamLog::OpenFiles);
+}
+
 Status Stream::PinRange(uint64_t from, uint64_t to, std::vector<MemoryRange>* out) const {
-  if (from >= to) return Status::OK();
-  if (from < EarliestOffset()) return Status::NotSupported("before the earliest offset");
-  if (to > log->tail() && to > fork_offset) return Status::NotSupported("lost bytes");
-  const size_t old_size = out->size();
-  if (from < fork_offset) {
-    const uint64_t inherited_end = std::min(to, fork_offset);
-    Status s = source->PinRange(from, inherited_end, out);
-    if (!s.ok()) return s;
-    from = inherited_end;
-  }
-  if (from < to) {
-    Status s = log->PinRange(from, static_cast<size_t>(to - from), out);
-    if (!s.ok()) {
-      out->resize(old_size);
-      return s;
-    }
-  }
-  return Status::OK();
+  return GatherRanges(*this, from, to, out, &Stream::PinRange, &StreamLog::PinRange);
 }
 
 StreamRecord Stream::Record() const {
