@@ -65,15 +65,31 @@ func wantAnswer(t *testing.T, what, answer, status, bodySuffix string) {
 	}
 }
 
-func TestLongPollKeptConnectionCarriesManyPolls(t *testing.T) {
+// keptAlive is a long-poll takeover server with keep-alive lending on, and
+// one stream created on it.
+type keptAlive struct {
+	srv    *server
+	ctx    context.Context
+	ctl    *http.Client
+	addr   string // host:port, for raw requests
+	stream string // the stream's URL
+	tail   string // its Stream-Next-Offset after the PUT
+}
+
+func startKeptAlive(t *testing.T, name string) keptAlive {
+	t.Helper()
 	binary(t)
 	srv := startCaddyfile(t, fmt.Sprintf(takeoverCaddyfile, keepAliveOption))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	ctl := &http.Client{Timeout: 10 * time.Second}
-	addr := strings.TrimPrefix(srv.base, "http://")
-	stream := srv.base + "/v1/stream/many"
-	offset := put(t, ctl, stream)
+	stream := srv.base + "/v1/stream/" + name
+	return keptAlive{srv, ctx, ctl, strings.TrimPrefix(srv.base, "http://"), stream, put(t, ctl, stream)}
+}
+
+func TestLongPollKeptConnectionCarriesManyPolls(t *testing.T) {
+	k := startKeptAlive(t, "many")
+	srv, ctx, ctl, addr, stream, offset := k.srv, k.ctx, k.ctl, k.addr, k.stream, k.tail
 	pc := dialPoll(t, addr)
 	fds := 0
 	for i := range 40 {
@@ -99,14 +115,8 @@ func TestLongPollKeptConnectionCarriesManyPolls(t *testing.T) {
 }
 
 func TestLongPollKeptConnectionServesOtherAndPipelinedRequests(t *testing.T) {
-	binary(t)
-	srv := startCaddyfile(t, fmt.Sprintf(takeoverCaddyfile, keepAliveOption))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	ctl := &http.Client{Timeout: 10 * time.Second}
-	addr := strings.TrimPrefix(srv.base, "http://")
-	stream := srv.base + "/v1/stream/mixed"
-	tail := put(t, ctl, stream)
+	k := startKeptAlive(t, "mixed")
+	srv, ctx, ctl, addr, stream, tail := k.srv, k.ctx, k.ctl, k.addr, k.stream, k.tail
 	pc := dialPoll(t, addr)
 	send := func(raw string) {
 		t.Helper()
@@ -158,14 +168,8 @@ func TestLongPollKeptConnectionServesOtherAndPipelinedRequests(t *testing.T) {
 }
 
 func TestLongPollKeptConnectionClientLeavesWhileParked(t *testing.T) {
-	binary(t)
-	srv := startCaddyfile(t, fmt.Sprintf(takeoverCaddyfile, keepAliveOption))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	ctl := &http.Client{Timeout: 10 * time.Second}
-	addr := strings.TrimPrefix(srv.base, "http://")
-	stream := srv.base + "/v1/stream/leave"
-	tail := put(t, ctl, stream)
+	k := startKeptAlive(t, "leave")
+	srv, ctx, ctl, addr, stream, tail := k.srv, k.ctx, k.ctl, k.addr, k.stream, k.tail
 	// One poll answered first, so the fan-out's own descriptors exist.
 	warm := dialPoll(t, addr)
 	first := warm.poll(t, "/v1/stream/leave?offset="+tail+"&live=long-poll", "", func() {

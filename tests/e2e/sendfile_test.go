@@ -13,15 +13,9 @@ import (
 	"time"
 )
 
-// Catch-up reads of a data_dir stream go out with sendfile from its segment
-// files (README, "Performance"). Given the same appends, a memory server
-// (whose reads are copied) and a data_dir server with small segments must
-// answer every read identically: status, headers and bytes, for the pages
-// of a full catch-up (4 MiB chunks far from the tail, 1 MiB near it) and
-// for reads starting around segment boundaries, GET and HEAD alike.
-func TestSendfileReadsMatchCopiedReads(t *testing.T) {
-	binary(t)
-	site := `{
+// streamsSite is a Caddyfile serving /v1/stream/* with the durable_streams
+// options given (%s) on a port to fill in (%%d).
+const streamsSite = `{
 	admin off
 	auto_https off
 }
@@ -35,8 +29,17 @@ http://127.0.0.1:%%d {
 	}
 }
 `
-	mem := startCaddyfile(t, fmt.Sprintf(site, "long_poll_timeout 5s"))
-	disk := startCaddyfile(t, fmt.Sprintf(site, "data_dir "+filepath.Join(t.TempDir(), "data")+"\n\t\t\tsegment_size 1MiB"))
+
+// Catch-up reads of a data_dir stream go out with sendfile from its segment
+// files (README, "Performance"). Given the same appends, a memory server
+// (whose reads are copied) and a data_dir server with small segments must
+// answer every read identically: status, headers and bytes, for the pages
+// of a full catch-up (4 MiB chunks far from the tail, 1 MiB near it) and
+// for reads starting around segment boundaries, GET and HEAD alike.
+func TestSendfileReadsMatchCopiedReads(t *testing.T) {
+	binary(t)
+	mem := startCaddyfile(t, fmt.Sprintf(streamsSite, "long_poll_timeout 5s"))
+	disk := startCaddyfile(t, fmt.Sprintf(streamsSite, "data_dir "+filepath.Join(t.TempDir(), "data")+"\n\t\t\tsegment_size 1MiB"))
 	c := &http.Client{Transport: &http.Transport{DisableCompression: true}}
 	defer c.CloseIdleConnections()
 

@@ -98,25 +98,11 @@ func appendPattern(t *testing.T, c *http.Client, url string, from, to, step int)
 // their checksums) and the reads after them.
 func TestCatchUpReadsSendExactBytesFromBlocksAndFiles(t *testing.T) {
 	binary(t)
-	site := `{
-	admin off
-	auto_https off
-}
-
-http://127.0.0.1:%%d {
-	respond /health "OK" 200
-	route /v1/stream/* {
-		durable_streams {
-			%s
-		}
-	}
-}
-`
 	dataDir := filepath.Join(t.TempDir(), "data")
-	diskSite := fmt.Sprintf(site, "data_dir "+dataDir+"\n\t\t\tsegment_size 3MiB")
+	diskSite := fmt.Sprintf(streamsSite, "data_dir "+dataDir+"\n\t\t\tsegment_size 3MiB")
 	for _, mode := range []string{"memory", "data_dir"} {
 		t.Run(mode, func(t *testing.T) {
-			memSite := fmt.Sprintf(site, "long_poll_timeout 5s")
+			memSite := fmt.Sprintf(streamsSite, "long_poll_timeout 5s")
 			if mode == "data_dir" {
 				memSite = diskSite
 			}
