@@ -109,6 +109,7 @@ func writeDirect(w http.ResponseWriter, r *http.Request, resp response, status, 
 	}
 	directReads.Inc()
 	d := directDeadline{conn: conn, idle: idle, hard: hard}
+	limitSendBuffer(conn)
 	ok = sendDirect(conn, d, head, resp) == nil
 	if ok {
 		ok = conn.SetDeadline(time.Time{}) == nil
