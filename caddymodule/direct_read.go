@@ -115,7 +115,6 @@ func writeDirect(w http.ResponseWriter, r *http.Request, resp response, status, 
 		ok = conn.SetDeadline(time.Time{}) == nil
 	}
 	if ok {
-		noteAnswered()
 		ok = home.push(next)
 	}
 	if !ok {
