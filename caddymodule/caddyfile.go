@@ -31,6 +31,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    long_poll_timeout      <duration>
 //	    sse_reconnect_interval <duration>
 //	    sse_takeover           on|off
+//	    direct_reads           on|off
 //	    max_append_size        <size>
 //	    max_inflight_body_bytes <size>
 //	    stream_root            <path>
@@ -92,6 +93,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.LongPollTakeover = &on
+		case "direct_reads":
+			on, err := parseOnOff(d)
+			if err != nil {
+				return err
+			}
+			h.DirectReads = &on
 		case "max_append_size":
 			if err := parseSize(d, &h.MaxAppendSize); err != nil {
 				return err

@@ -35,6 +35,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				sse_reconnect_interval 2m
 				sse_takeover off
 				long_poll_takeover off
+				direct_reads off
 				max_append_size 10MB
 				max_inflight_body_bytes 1GiB
 				stream_root /streams
@@ -50,6 +51,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				SSEReconnectInterval: caddy.Duration(2 * time.Minute),
 				SSETakeover:          new(false),
 				LongPollTakeover:     new(false),
+				DirectReads:          new(false),
 				MaxAppendSize:        10_000_000,
 				MaxInflightBodyBytes: 1 << 30,
 				StreamRoot:           "/streams",
@@ -238,6 +240,12 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 			contains: "long_poll_takeover must be on or off",
 		},
 		{
+			name:     "direct_reads neither on nor off",
+			input:    "durable_streams {\n direct_reads maybe\n}",
+			line:     2,
+			contains: "direct_reads must be on or off",
+		},
+		{
 			name:     "sse_takeover neither on nor off",
 			input:    "durable_streams {\n sse_takeover maybe\n}",
 			line:     2,
@@ -334,6 +342,7 @@ type config struct {
 	RetentionAge         caddy.Duration
 	RetentionBytes       int64
 	SegmentSize          int64
+	DirectReads          string // "" (default), "on" or "off"
 }
 
 func configOf(h Handler) config {
@@ -341,8 +350,12 @@ func configOf(h Handler) config {
 	if h.SSETakeover != nil {
 		takeover = map[bool]string{true: "on", false: "off"}[*h.SSETakeover]
 	}
+	direct := ""
+	if h.DirectReads != nil {
+		direct = map[bool]string{true: "on", false: "off"}[*h.DirectReads]
+	}
 	return config{h.DataDir, h.Fsync, h.FsyncInterval, h.LongPollTimeout, h.SSEReconnectInterval, takeover,
-		h.MaxAppendSize, h.MaxInflightBodyBytes, h.StreamRoot, h.RetentionAge, h.RetentionBytes, h.SegmentSize}
+		h.MaxAppendSize, h.MaxInflightBodyBytes, h.StreamRoot, h.RetentionAge, h.RetentionBytes, h.SegmentSize, direct}
 }
 
 func sameConfig(a, b Handler) bool { return configOf(a) == configOf(b) }

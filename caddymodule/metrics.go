@@ -23,6 +23,14 @@ var (
 		Help:      `Requests handled, by method and the status written (code "0": the client went away before a status was written).`,
 	}, []string{"method", "code"})
 
+	// Read bodies written on the connection directly (direct_read.go).
+	directReads = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "durable_streams",
+		Name:      "direct_reads_total",
+		Help:      "Read responses of 1 MiB or more written on the connection directly (direct_reads) rather than through net/http.",
+	})
+
 	// Live reads a goroutine serves; SSE sessions an engine took over are
 	// added at scrape time (liveCollector).
 	liveLongPolls, liveStreams atomic.Int64
@@ -83,7 +91,7 @@ const (
 // registerMetrics registers the module's collectors on a config's registry;
 // a second handler in the same config finds them already there.
 func registerMetrics(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{requestsTotal, rejections, liveSessions, engineStats,
+	for _, c := range []prometheus.Collector{requestsTotal, directReads, rejections, liveSessions, engineStats,
 		subscriptionStats, webhookDeliveries, webhookDuration} {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {

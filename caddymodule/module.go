@@ -104,6 +104,14 @@ type Handler struct {
 	// through unchanged; access logs then see status 0. Default: true.
 	LongPollTakeover *bool `json:"long_poll_takeover,omitempty"`
 
+	// Whether a read with a body of 1 MiB or more over plain HTTP/1.1 is
+	// written on the connection directly (one writev or sendfile per piece
+	// instead of net/http's 64 KiB writes), the connection then going back
+	// to net/http for the next request. Only where every ResponseWriter
+	// wrapper passes the response through unchanged; access logs then see
+	// status 0 and no bytes. Default: true.
+	DirectReads *bool `json:"direct_reads,omitempty"`
+
 	// The largest request body, in bytes, that an append or create may
 	// carry; larger bodies are answered 413 without being read. Default:
 	// 64 MiB.

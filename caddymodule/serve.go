@@ -186,6 +186,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 		return h.awaitCommit(w, r, resp, wake)
 	default:
 		defer resp.Release()
+		if status, ok := h.writeReadDirect(w, r, resp); ok {
+			return status, nil
+		}
 		return writeResponse(w, r, resp), nil
 	}
 }
