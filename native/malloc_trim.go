@@ -4,9 +4,11 @@ package native
 #include <stdlib.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
+#define DS_HAVE_MALLOC_TRIM 1
 // Gives the free pages of every glibc arena back to the system.
 static void ds_trim_malloc(void) { malloc_trim(0); }
 #else
+#define DS_HAVE_MALLOC_TRIM 0
 static void ds_trim_malloc(void) {}
 #endif
 */
@@ -25,3 +27,6 @@ import "C"
 // a burst settles, as it returns Go's garbage; it costs a walk over the
 // arenas' free chunks.
 func TrimMalloc() { C.ds_trim_malloc() }
+
+// trimsMalloc tells whether TrimMalloc does anything here (glibc).
+var trimsMalloc = C.DS_HAVE_MALLOC_TRIM == 1
