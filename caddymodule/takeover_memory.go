@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/durable-streams-server/durable-streams-server/native"
 )
 
 // Returning a takeover burst's garbage to the OS.
@@ -19,7 +21,8 @@ import (
 // each, ten times what the engine keeps per subscriber. So once takeovers
 // pause (none for freeSettle), and at least freeMinTakeovers happened since
 // the last time, the process collects and returns free memory at once
-// (debug.FreeOSMemory). Under a steady stream of takeovers (long-polls
+// (debug.FreeOSMemory, and the engine's freed C++ heap with
+// native.TrimMalloc). Under a steady stream of takeovers (long-polls
 // answered and re-polled) it does not: the garbage of one poll is the
 // memory the next one reuses, and returning it would only cost page
 // faults. A pause between takeovers is not enough to tell: a long-poll
@@ -47,9 +50,17 @@ var takeoverMemory struct {
 // timer that schedules the next check.
 var (
 	sinceStart   = monotonic // bucket.go
-	freeOSMemory = debug.FreeOSMemory
+	freeOSMemory = freeBothHeaps
 	afterSettle  = func(f func()) { time.AfterFunc(freeSettle, f) }
 )
+
+// freeBothHeaps returns Go's free memory and the engine's: glibc keeps
+// the burst's freed engine sessions resident in the arenas of the threads
+// that made the engine calls (native.TrimMalloc).
+func freeBothHeaps() {
+	debug.FreeOSMemory()
+	native.TrimMalloc()
+}
 
 // noteAnswered records that the engine answered a taken-over long-poll
 // whose connection comes back for the client's next poll.

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -32,6 +33,12 @@ namespace {
 constexpr int kMaxWaitMs = 1000;
 constexpr int kMaxEvents = 256;
 constexpr uint64_t kInboxToken = 0;  // epoll data of the eventfd
+// While connections keep arriving (a long-poll fan-out's re-polls, a wave
+// of SSE subscribers), the loop looks for new ones this often instead of
+// being woken for each, until none has arrived for kAdoptWaveQuiet: see
+// SseFanout::adopting_.
+constexpr int kAdoptBatchMs = 1;
+constexpr std::chrono::milliseconds kAdoptWaveQuiet{4};
 // After a long-poll's answer the socket is shut for writing and kept this
 // long for the client to close its side (it was told Connection: close), so
 // that closing never resets a connection whose answer is still in flight.
@@ -164,7 +171,9 @@ Status SseFanout::Adopt(SseAdoption adoption) {
     }
     count_.fetch_add(1, std::memory_order_relaxed);
     adopted_.push_back(std::move(adoption));
-    signal = NeedsSignal();
+    // In a wave of adoptions the loop comes back for them within
+    // kAdoptBatchMs without a signal.
+    signal = !adopting_ && NeedsSignal();
   }
   if (signal) Signal();
   return Status::OK();
@@ -237,6 +246,7 @@ void SseFanout::RunOnce(int max_wait_ms) {
   int wait = queued_.empty() ? static_cast<int>(std::min<int64_t>(
                                    std::max(max_wait_ms, 0), NextTimerDelay(now)))
                              : 0;
+  if (adopting_) wait = std::min(wait, kAdoptBatchMs);
   epoll_event events[kMaxEvents];
   int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, wait);
   for (int i = 0; i < n; ++i) {
@@ -285,6 +295,17 @@ std::vector<uint64_t> SseFanout::TakeInbox() {
     woken.swap(woken_);
     ended.swap(ended_owners_);
     signalled_ = false;
+    // Adoptions arriving: more are likely, so the next ones wait for the
+    // loop's next turn (at most kAdoptBatchMs) instead of each writing the
+    // eventfd and waking the loop. The wave ends after kAdoptWaveQuiet
+    // without one (real time: turns come as often as socket events do).
+    auto now = std::chrono::steady_clock::now();
+    if (!adopted.empty()) {
+      adopting_ = true;
+      last_adoption_ = now;
+    } else if (adopting_ && now - last_adoption_ >= kAdoptWaveQuiet) {
+      adopting_ = false;
+    }
   }
   for (SseAdoption& a : adopted) Join(std::move(a));
   for (uint64_t waiter : woken) {

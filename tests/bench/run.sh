@@ -8,7 +8,7 @@
 # freshly started server at a time.
 #
 #   tests/bench/run.sh [--quick] [--smoke] [--duration D] [--scenario NAME[,NAME]]
-#                      [--servers LIST] [--no-build] [--bin PATH] [--out DIR]
+#                      [--servers LIST] [--rounds N] [--no-build] [--bin PATH] [--out DIR]
 #
 #   --quick       short run (about 3 minutes): 2s per load test, fewer streams
 #   --smoke       every scenario at tiny size against ours-mem only (< 60 s);
@@ -23,6 +23,12 @@
 #   --servers     servers to run (default all):
 #                   ceiling ours-mem ours-disk node-mem node-disk goplugin-mem goplugin-disk
 #                   rust-mem rust-wal
+#   --rounds N    rounds of fanout-sse and fanout-longpoll for ours-* and rust-*
+#                 (default 3; quick and smoke 1): round by round every such
+#                 server runs once, in reverse order on even rounds, and the
+#                 table shows each one's median p99 and RSS per subscriber,
+#                 with every round's values in the note (one round's p99
+#                 moves by several times on a shared machine)
 #   --no-build    use bin/durable-streams-server as it is
 #   --bin PATH    use this server binary (implies --no-build)
 #   --out DIR     results folder (default bench/results/<UTC timestamp>)
@@ -57,7 +63,7 @@ RUST_DS_VERSION="${RUST_DS_VERSION:-0.1.5}"
 ALL_SCENARIOS="append-1 append-64 append-producer read-small read-large fanout-sse fanout-longpoll fanout-sse-h2 fanout-longpoll-h2 many-streams bodies append-subscribed"
 ALL_SERVERS="ceiling ours-mem ours-disk node-mem node-disk goplugin-mem goplugin-disk rust-mem rust-wal"
 
-CURRENT_SCENARIO="" MODE=full DURATION="" SCENARIOS="" SERVERS="" BUILD=1 BIN="$ROOT/bin/durable-streams-server" OUT=""
+CURRENT_SCENARIO="" MODE=full DURATION="" SCENARIOS="" SERVERS="" ROUNDS="" BUILD=1 BIN="$ROOT/bin/durable-streams-server" OUT=""
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -69,6 +75,8 @@ while [ $# -gt 0 ]; do
     --scenario=*) v="${1#*=}"; SCENARIOS="$SCENARIOS ${v//,/ }" ;;
     --servers) SERVERS="${2//,/ }"; shift ;;
     --servers=*) v="${1#*=}"; SERVERS="${v//,/ }" ;;
+    --rounds) ROUNDS="$2"; shift ;;
+    --rounds=*) ROUNDS="${1#*=}" ;;
     --no-build) BUILD=0 ;;
     --bin) BIN="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; BUILD=0; shift ;;
     --out) OUT="$2"; shift ;;
@@ -81,7 +89,7 @@ done
 # Sizes per mode. Every load loop is bounded by time (DURATION, timeouts) and
 # by count (subscribers, streams, bytes).
 case "$MODE" in
-  full)  : "${DURATION:=8s}";  FANOUT_SUBS=5000; FANOUT_APPENDS=10; FANOUT_BUDGET=45s; LARGE_MIB=64; MANY=100000; CREATE_TIMEOUT=60s; BODIES_MB=100
+  full)  : "${DURATION:=8s}";  : "${ROUNDS:=3}"; FANOUT_SUBS=5000; FANOUT_APPENDS=10; FANOUT_BUDGET=45s; LARGE_MIB=64; MANY=100000; CREATE_TIMEOUT=60s; BODIES_MB=100
          SUB_STREAMS=10000; SUB_SUBS=1000; SUB_ROUNDS=3 ;;
   quick) : "${DURATION:=2s}";  FANOUT_SUBS=1000; FANOUT_APPENDS=5;  FANOUT_BUDGET=10s; LARGE_MIB=16; MANY=5000;   CREATE_TIMEOUT=10s; BODIES_MB=20
          SUB_STREAMS=2000; SUB_SUBS=200; SUB_ROUNDS=1 ;;
@@ -100,6 +108,8 @@ done
 DUR_S="${DURATION%s}"
 case "$DUR_S" in ''|*[!0-9]*) echo "run.sh: --duration takes whole seconds, e.g. 10s" >&2; exit 2 ;; esac
 [ "$DUR_S" -ge 1 ] && [ "$DUR_S" -le 600 ] || { echo "run.sh: --duration must be 1s..600s" >&2; exit 2; }
+: "${ROUNDS:=1}"
+case "$ROUNDS" in ''|*[!0-9]*|0) echo "run.sh: --rounds takes a whole number from 1" >&2; exit 2 ;; esac
 
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT_TEMP=0
@@ -553,44 +563,66 @@ run_scenario() {
   esac
 }
 
-log "mode $MODE, ${DUR_S}s per run; scenarios: $SCENARIOS; servers: $SERVERS; results: $OUT"
+# run_one SCENARIO SERVER [ROUND]: one fresh server, one measurement, one
+# record (or a record of why not).
+run_one() {
+  local sc=$1 srv=$2 round=${3:-} lines_before
+  if [ "$srv" = ceiling ] && ! ceiling_applies "$sc"; then return; fi
+  if ! scenario_applies "$sc" "$srv"; then return; fi
+  if na="$(scenario_na "$sc" "$srv")"; then
+    "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status skipped -note "n/a: $na"
+    return
+  fi
+  CURRENT_SCENARIO="$sc"
+  if [ -n "${UNAVAILABLE[$srv]:-}" ]; then
+    "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status unavailable -note "${UNAVAILABLE[$srv]}"
+    return
+  fi
+  lines_before=$(wc -l <"$RESULTS")
+  if ! start_server "$srv"; then
+    log "$sc / $srv: unavailable: $REASON"
+    "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status unavailable -note "$REASON"
+    return
+  fi
+  run_scenario "$sc" "$srv" || true
+  # A server that died during the run (crash) is reported as an error.
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status error \
+      -note "server exited during the run: $(tail -2 "$OUT/logs/$srv.log" | tr '\n' ' ' | cut -c1-200)"
+  fi
+  stop_server
+  if [ "$(wc -l <"$RESULTS")" = "$lines_before" ]; then
+    "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status error -note "no result (see logs/$srv.log)"
+  fi
+  log "$sc / $srv${round:+ (round $round)}: $(tail -1 "$RESULTS" | cut -c1-160)"
+}
+
+# Servers measured in rounds: ours and Rust's (the targets compare them).
+in_rounds() {
+  case "$1/$2" in fanout-sse/ours-*|fanout-sse/rust-*|fanout-longpoll/ours-*|fanout-longpoll/rust-*) return 0 ;; esac
+  return 1
+}
+
+log "mode $MODE, ${DUR_S}s per run; scenarios: $SCENARIOS; servers: $SERVERS; fan-out rounds: $ROUNDS; results: $OUT"
 for sc in $SCENARIOS; do
-  for srv in $SERVERS; do
-    if [ "$srv" = ceiling ] && ! ceiling_applies "$sc"; then continue; fi
-    if ! scenario_applies "$sc" "$srv"; then continue; fi
-    if na="$(scenario_na "$sc" "$srv")"; then
-      "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status skipped -note "n/a: $na"
-      continue
-    fi
-    CURRENT_SCENARIO="$sc"
-    if [ -n "${UNAVAILABLE[$srv]:-}" ]; then
-      "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status unavailable -note "${UNAVAILABLE[$srv]}"
-      continue
-    fi
-    lines_before=$(wc -l <"$RESULTS")
-    if ! start_server "$srv"; then
-      log "$sc / $srv: unavailable: $REASON"
-      "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status unavailable -note "$REASON"
-      continue
-    fi
-    run_scenario "$sc" "$srv" || true
-    # A server that died during the run (crash) is reported as an error.
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status error \
-        -note "server exited during the run: $(tail -2 "$OUT/logs/$srv.log" | tr '\n' ' ' | cut -c1-200)"
-    fi
-    stop_server
-    if [ "$(wc -l <"$RESULTS")" = "$lines_before" ]; then
-      "$DSBENCH" record -server "$srv" -scenario "$sc" -out "$RESULTS" -status error -note "no result (see logs/$srv.log)"
-    fi
-    log "$sc / $srv: $(tail -1 "$RESULTS" | cut -c1-160)"
+  # Round 1 runs every server in the listed order; later rounds run the
+  # ones in_rounds again, alternating the order (reversed on even rounds)
+  # so no server always follows the same one.
+  for srv in $SERVERS; do run_one "$sc" "$srv" "$( [ "$ROUNDS" -gt 1 ] && in_rounds "$sc" "$srv" && echo 1)"; done
+  for round in $(seq 2 "$ROUNDS"); do
+    order="$SERVERS"
+    [ $(( round % 2 )) = 0 ] && order="$(echo $SERVERS | tr ' ' '\n' | tac | tr '\n' ' ')"
+    for srv in $order; do
+      in_rounds "$sc" "$srv" || continue
+      run_one "$sc" "$srv" "$round"
+    done
   done
 done
 
 # --- report ------------------------------------------------------------------
 {
   echo "date: $DATE_START, $(( $(date +%s) - T0 ))s including the build"
-  echo "mode: $MODE (${DUR_S}s per load test; fan-out $FANOUT_SUBS subscribers x $FANOUT_APPENDS appends within $FANOUT_BUDGET; large stream $LARGE_MIB MiB; many-streams $MANY streams)"
+  echo "mode: $MODE (${DUR_S}s per load test; fan-out $FANOUT_SUBS subscribers x $FANOUT_APPENDS appends within $FANOUT_BUDGET, $ROUNDS round(s) of fanout-sse and fanout-longpoll for ours and Rust (medians); large stream $LARGE_MIB MiB; many-streams $MANY streams)"
   echo "commit: $COMMIT_START"
   echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r); client and servers share it; load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "load tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), dsbench (tests/bench/dsbench, $(go env GOVERSION))"

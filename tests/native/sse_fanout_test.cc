@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cursor.h"
@@ -112,6 +114,59 @@ TEST_F(SseFanoutTest, OneAppendReachesEverySubscriberByteExact) {
   Turn();
   want = Chunk("event: data\ndata:x\ndata:y\n\n" + Control(10, true));
   for (Peer& p : peers) EXPECT_EQ(p.Read(), want);
+}
+
+// While subscribers keep arriving, the loop is not woken for each: it comes
+// back for them every millisecond on its own, and once none has arrived for
+// a few milliseconds it sleeps until it is woken again. A wake is never
+// delayed.
+TEST_F(SseFanoutTest, AdoptionsInAWaveAreTakenWithoutAWakeEach) {
+  using std::chrono::milliseconds;
+  using std::chrono::steady_clock;
+  // Capped chunks of one byte: the HTTP layer's first piece carries four,
+  // the loop sends the fifth once it has taken the subscriber.
+  OpenWith(/*max_read_bytes=*/1);
+  ASSERT_EQ(Put("/s", Text(), "01234").status, 201);
+
+  // A wave starts with a subscriber whose socket is full when it is taken
+  // over, so that its registration reports nothing: no socket event ends
+  // the loop's waits below, only the wave's own short turns do.
+  Response r = Get("/s", "offset=" + EncodeOffset(5) + "&live=sse");
+  ASSERT_EQ(r.live, DS_LIVE_STREAM);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+  Peer full_peer(sv[1]);
+  const std::string filler(4096, 'f');
+  while (::send(sv[0], filler.data(), filler.size(), MSG_DONTWAIT) > 0) {
+  }
+  ASSERT_EQ(errno, EAGAIN);
+  std::string message;
+  ASSERT_EQ(engine_->AdoptSse(r.session, UniqueFd(sv[0]), 1, &message), Engine::Adoption::kAdopted)
+      << message;
+  Turn();  // takes the adoption: a wave may be starting
+
+  // The next one is taken within the wave's short turn, not after the
+  // 10 s this turn may wait (the next timer is a keepalive, 15 s away).
+  Peer b = Subscribe("/s", EncodeOffset(0));
+  auto start = steady_clock::now();
+  engine_->RunSseFanoutOnce(10000);
+  EXPECT_LT(steady_clock::now() - start, milliseconds(2000));
+  EXPECT_EQ(b.Read(), Chunk(Data("4") + Control(5, true)));
+
+  // A few milliseconds without adoptions end the wave: the loop sleeps
+  // until it is woken again.
+  std::this_thread::sleep_for(milliseconds(20));
+  Turn();
+  start = steady_clock::now();
+  engine_->RunSseFanoutOnce(300);
+  EXPECT_GE(steady_clock::now() - start, milliseconds(250));
+
+  // A wake still interrupts the sleep at once.
+  ASSERT_EQ(Post("/s", Text(), "c").status, 204);
+  start = steady_clock::now();
+  engine_->RunSseFanoutOnce(10000);
+  EXPECT_LT(steady_clock::now() - start, milliseconds(2000));
+  EXPECT_EQ(b.Read(), Chunk(Data("c") + Control(6, true)));
 }
 
 TEST_F(SseFanoutTest, SubscribersSpreadOverLoopsAreAllWoken) {

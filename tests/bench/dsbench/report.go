@@ -116,6 +116,7 @@ func cmdReport(args []string) error {
 	if err != nil {
 		return err
 	}
+	recs = mergeRounds(recs)
 	rs := results{byKey: map[string]Record{}}
 	var extraScenarios []string
 	known := map[string]bool{}
@@ -383,6 +384,9 @@ func rssTarget(rs results, scenario, server, other string, maxKiB float64, name 
 	}
 	t.detail = fmt.Sprintf("%.1f KiB/sub (%s %.1f), p99 %.1f ms (%s %.1f ms)",
 		a.RSSPerSubKiB, other, b.RSSPerSubKiB, a.P99Ms, other, b.P99Ms)
+	if met, n, ok := roundsAtOrBelow(a, b); ok {
+		t.detail += fmt.Sprintf("; medians of %d rounds, p99 ≤ %s's in %d of %d", int(a.Extra["rounds"]), other, met, n)
+	}
 	return t
 }
 
