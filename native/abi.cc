@@ -250,6 +250,7 @@ ds_code ds_engine_handle(ds_engine* engine, const ds_request* req, const uint8_t
     request.body = std::string_view(reinterpret_cast<const char*>(body), body != nullptr ? body_len : 0);
     request.body_too_large = req->body_too_large;
     request.body_over_budget = req->body_over_budget;
+    request.answer_at_park = req->answer_at_park;
     *out = Export(engine->engine->Handle(request, session_id));
     return DS_OK;
   });

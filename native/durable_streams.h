@@ -196,7 +196,20 @@ typedef struct ds_request {
                             flight had no room for this one, so it was not
                             read; an append or create answers 503 with
                             Retry-After (load shedding) */
+  bool answer_at_park;  /* a durable append that parks (DS_LIVE_COMMIT)
+                           carries its success answer in the parked response,
+                           and its wake names `session | DS_WAKE_COMMITTED`
+                           once the commit is durable: the caller then writes
+                           that answer and is done with the session (no
+                           ds_session_resume; ds_session_cancel is harmless).
+                           A wake naming the session alone means the commit
+                           failed: ds_session_resume gives the answer to send
+                           instead. Needs a session id below 2^60. */
 } ds_request;
+
+/* Or'ed into a parked append's session id in the wake callback when the
+ * request set answer_at_park and its commit is durable. */
+#define DS_WAKE_COMMITTED (UINT64_C(1) << 60)
 
 /* ---- Responses --------------------------------------------------------- */
 
@@ -209,7 +222,9 @@ typedef enum ds_live {
   DS_LIVE_COMMIT = 3  /* a durable append waiting for its group commit: write
                          nothing; wait for a wake (wait_ms is 0: no timeout),
                          then ds_session_resume answers it. A session that is
-                         cancelled instead still has its append committed. */
+                         cancelled instead still has its append committed.
+                         With answer_at_park, status and headers are the
+                         answer to write if the wake says committed. */
 } ds_live;
 
 typedef enum ds_resume_reason {

@@ -461,6 +461,7 @@ class Engine : private SseSource, private SubscriptionHost {
   struct PendingAppend {
     CommitQueue::Ticket ticket;
     Response response;  // the answer once the commit succeeded
+    bool answered_at_park = false;  // that answer went out with the park
   };
   std::mutex pending_appends_mu_;
   std::unordered_map<uint64_t, PendingAppend> pending_appends_;
