@@ -256,6 +256,22 @@ ds_code ds_engine_handle(ds_engine* engine, const ds_request* req, const uint8_t
   });
 }
 
+int ds_engine_wake_fd(ds_engine* engine) {
+  if (engine == nullptr) return -1;
+  return engine->engine->EnableWakeRelay();
+}
+
+size_t ds_engine_take_wakes(ds_engine* engine, uint64_t* ids, size_t cap) {
+  if (engine == nullptr || ids == nullptr) return 0;
+  return engine->engine->TakeRelayedWakes(ids, cap);
+}
+
+const uint32_t* ds_engine_wakes_ready(ds_engine* engine) {
+  if (engine == nullptr) return nullptr;
+  static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
+  return reinterpret_cast<const uint32_t*>(engine->engine->RelayReady());
+}
+
 namespace {
 struct WebhookBatchHolder {
   ds_webhook_batch view;

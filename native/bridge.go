@@ -153,6 +153,14 @@ type Engine struct {
 	// webhooks is signalled when the engine queued webhook deliveries
 	// (ds_engine_take_webhooks); capacity one, so signals coalesce.
 	webhooks chan struct{}
+
+	// With data_dir, the group committer's wakes are relayed (wake relay,
+	// ds_engine_wake_fd) instead of calling dsGoWake on its thread: ready is
+	// the engine's ready word, polled after every Handle (under mu, so the
+	// engine is open), and wakeFile the descriptor relayWakes waits on for
+	// when no request comes by.
+	wakeFile *os.File
+	ready    *uint32
 }
 
 const waiterShards = 64
@@ -236,7 +244,49 @@ func Open(opts Options) (*Engine, error) {
 		e.handle.Delete()
 		return nil, newError("open", code, &cerr)
 	}
+	if opts.DataDir != "" {
+		if fd := C.ds_engine_wake_fd(e.ptr); fd >= 0 {
+			e.ready = (*uint32)(unsafe.Pointer(C.ds_engine_wakes_ready(e.ptr)))
+			e.wakeFile = os.NewFile(uintptr(fd), "durable-streams-wakes")
+			go e.relayWakes(e.wakeFile)
+		}
+	}
 	return e, nil
+}
+
+// relayWakes delivers the group committer's wakes when no request polls for
+// them first (Handle): a C thread calling into Go leaves a P that Go's
+// sysmon must retake after every commit (native/wake_relay.h), while this
+// goroutine waits in the netpoller. Ends when Close closes f.
+func (e *Engine) relayWakes(f *os.File) {
+	var counter [8]byte
+	for {
+		if _, err := f.Read(counter[:]); err != nil {
+			return // closed
+		}
+		e.mu.RLock()
+		if e.ptr != nil {
+			e.takeWakes()
+		}
+		e.mu.RUnlock()
+	}
+}
+
+// relayedWakes counts the session ids takeWakes delivered (tests).
+var relayedWakes atomic.Uint64
+
+// takeWakes delivers every relayed wake queued. The caller holds e.mu for
+// reading on an open engine.
+func (e *Engine) takeWakes() {
+	var ids [256]uint64
+	for {
+		n := int(C.ds_engine_take_wakes(e.ptr, (*C.uint64_t)(unsafe.Pointer(&ids[0])), C.size_t(len(ids))))
+		relayedWakes.Add(uint64(n))
+		e.wake(ids[:n])
+		if n < len(ids) {
+			return
+		}
+	}
 }
 
 // Tunables are the Options a configuration reload may change on an open
@@ -311,6 +361,9 @@ func (e *Engine) Close() {
 	// Only now: the engine may call wake_fn until ds_engine_close returns.
 	e.handle.Delete()
 	e.mu.Unlock()
+	if e.wakeFile != nil {
+		e.wakeFile.Close() // ends relayWakes; the engine closed its own copy
+	}
 
 	for i := range e.waiters {
 		s := &e.waiters[i]
@@ -1022,6 +1075,11 @@ func (e *Engine) Handle(req *Request, session uint64) (*Response, error) {
 		text, C.size_t(len(req.text)),
 		body, C.size_t(len(req.Body)),
 		C.uint64_t(session), &resp.c, &f.err)
+	// Take the committer's wakes now if there are any: a running request
+	// sees them sooner than the netpoller would on a busy server.
+	if e.ready != nil && atomic.LoadUint32(e.ready) != 0 {
+		e.takeWakes()
+	}
 	if code != C.DS_OK {
 		return nil, newError("handle", code, &f.err)
 	}

@@ -413,3 +413,53 @@ func TestAnswerAtParkMatchesTheResumedAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestDurableAppendWokenThroughRelay parks appends to a data_dir engine
+// until their group commit and checks that the wakes (committed, answered at
+// park time) come through the wake relay (ds_engine_wake_fd), taken by a
+// later Handle or by the goroutine waiting on the descriptor, not by a call
+// into Go from the committer thread, on platforms that have it.
+func TestDurableAppendWokenThroughRelay(t *testing.T) {
+	e := open(t, Options{DataDir: t.TempDir()})
+	if e.wakeFile == nil {
+		t.Skip("no wake relay on this platform")
+	}
+	text := map[Field]string{FieldContentType: "text/plain"}
+	handle(t, e, request("PUT", "/v1/stream/r", "", text, ""), 0).Release()
+
+	before := relayedWakes.Load()
+	const appends = 20
+	var wg sync.WaitGroup
+	for range appends {
+		wg.Go(func() {
+			session, w := e.RegisterAppend()
+			defer e.Unregister(session)
+			req := request("POST", "/v1/stream/r", "", text, "x")
+			req.AnswerAtPark = true
+			parked := handle(t, e, req, session)
+			defer parked.Release()
+			if parked.Live() != LiveCommit || parked.Session() != session || parked.Status() != 204 {
+				t.Errorf("append not parked with its answer: live %d session %d status %d", parked.Live(), parked.Session(), parked.Status())
+				return
+			}
+			select {
+			case <-w.Wake():
+			case <-time.After(10 * time.Second):
+				t.Error("the commit did not wake the append")
+				return
+			}
+			if !w.Committed() {
+				t.Error("woken, but not as committed")
+			}
+		})
+	}
+	wg.Wait()
+	if got := relayedWakes.Load() - before; got < appends {
+		t.Errorf("%d wakes came through the relay, want at least %d", got, appends)
+	}
+	resp := handle(t, e, request("GET", "/v1/stream/r", "offset=-1", nil, ""), 0)
+	defer resp.Release()
+	if string(resp.Body()) != strings.Repeat("x", appends) {
+		t.Errorf("stream holds %q", resp.Body())
+	}
+}

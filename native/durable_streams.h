@@ -426,6 +426,25 @@ ds_code ds_engine_webhook_result(ds_engine* engine, const char* subscription_id,
                                  const uint8_t* body, size_t body_len, bool transport_error,
                                  ds_error* err);
 
+/* ---- Relayed wakes ----------------------------------------------------- */
+
+/* From this call on, the wakes the group committer makes (parked appends,
+ * readers of what it published) are not passed to wake_fn on the
+ * committer's own thread: they are queued, and the returned descriptor (an
+ * eventfd: read 8 bytes to reset it) becomes readable when
+ * ds_engine_take_wakes has ids, as does the word ds_engine_wakes_ready
+ * points to (non-zero), which a busy caller may poll between requests. The
+ * caller owns the descriptor (close it after ds_engine_close). Wakes from
+ * other threads still go to wake_fn. Returns -1 where this is not supported
+ * (not Linux) or on failure; then wake_fn keeps getting them all. */
+int ds_engine_wake_fd(ds_engine* engine);
+/* Moves up to `cap` queued session ids into `ids` and returns how many;
+ * fewer than `cap` means none are left. Never blocks. */
+size_t ds_engine_take_wakes(ds_engine* engine, uint64_t* ids, size_t cap);
+/* The relay's ready word (read it atomically): non-zero while ids wait.
+ * Valid until ds_engine_close. */
+const uint32_t* ds_engine_wakes_ready(ds_engine* engine);
+
 /* ---- Placement group moves (README, Scaling) ---------------------------- */
 
 /* Writes the committed state of every stream of placement `group` (bytes,
