@@ -18,6 +18,7 @@ import (
 // engine is what ServeHTTP needs from a native.Engine; tests use a fake.
 type engine interface {
 	Register() (session uint64, wake <-chan struct{})
+	RegisterAppend() (session uint64, w appendWaiter)
 	Unregister(session uint64)
 	Handle(req *native.Request, session uint64) (response, error)
 	Resume(session uint64, reason native.ResumeReason) (response, error)
@@ -42,8 +43,21 @@ type response interface {
 	Release()
 }
 
+// appendWaiter is a parked durable append's wait (native.Waiter).
+type appendWaiter interface {
+	Wake() <-chan struct{}
+	// Committed: the wake said the commit is durable, so the answer the
+	// engine gave with the park is the one to write.
+	Committed() bool
+}
+
 // nativeEngine adapts *native.Engine to engine.
 type nativeEngine struct{ *native.Engine }
+
+func (e nativeEngine) RegisterAppend() (uint64, appendWaiter) {
+	id, w := e.Engine.RegisterAppend()
+	return id, w
+}
 
 func (e nativeEngine) Handle(req *native.Request, session uint64) (response, error) {
 	r, err := e.Engine.Handle(req, session)
@@ -150,10 +164,19 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 	// Reads can park, and so can appends to durable storage (until their
 	// group commit). Register before Handle so that a wake sent while the
 	// engine is still answering is not lost.
+	// A durable append is answered at park time: the engine returns its
+	// success answer with the park and the wake says whether the commit is
+	// durable, so a committed append needs no second engine call.
 	var session uint64
 	var wake <-chan struct{}
+	var appendWait appendWaiter
 	if mayPark(r, h.DataDir != "") {
-		session, wake = h.engine.Register()
+		if r.Method == http.MethodPost {
+			session, appendWait = h.engine.RegisterAppend()
+			wake = appendWait.Wake()
+		} else {
+			session, wake = h.engine.Register()
+		}
 		defer h.engine.Unregister(session)
 	}
 
@@ -162,7 +185,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 	if session != 0 && r.Method == http.MethodGet && !plainHTTP1(r) && mayStream(r) {
 		resp, err = h.handleOffloaded(r, session)
 	} else {
-		resp, err = h.handle(r, session)
+		resp, err = h.handle(r, session, appendWait != nil)
 	}
 	if err != nil {
 		return 0, err
@@ -180,10 +203,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 		}
 		return h.stream(w, r, resp, wake)
 	case native.LiveCommit:
-		if session == 0 {
+		if appendWait == nil {
 			return 0, h.unexpectedPark(resp)
 		}
-		return h.awaitCommit(w, r, resp, wake)
+		return h.awaitCommit(w, r, resp, appendWait)
 	default:
 		defer resp.Release()
 		if status, ok := h.writeReadDirect(w, r, resp); ok {
@@ -211,7 +234,7 @@ func mayStream(r *http.Request) bool {
 //
 //go:noinline
 func (h *Handler) handleOffloaded(r *http.Request, session uint64) (resp response, err error) {
-	offload(func() { resp, err = h.handle(r, session) })
+	offload(func() { resp, err = h.handle(r, session, false) })
 	return resp, err
 }
 
@@ -235,7 +258,8 @@ func mayPark(r *http.Request, durable bool) bool {
 // handle reads the body, translates the request and makes the one engine
 // call. The request and body buffers go back to their pools as soon as the
 // engine has copied what it keeps, not when a live response ends.
-func (h *Handler) handle(r *http.Request, session uint64) (response, error) {
+// answerAtPark: a durable append that parks comes with its answer.
+func (h *Handler) handle(r *http.Request, session uint64, answerAtPark bool) (response, error) {
 	body, err := readBody(r, h.MaxAppendSize, h.bodies)
 	if err != nil {
 		return nil, caddyhttp.Error(http.StatusBadRequest, err)
@@ -252,6 +276,7 @@ func (h *Handler) handle(r *http.Request, session uint64) (response, error) {
 	}()
 	translate(req, r)
 	req.Body, req.BodyTooLarge, req.BodyOverBudget = body.bytes(), body.tooLarge, body.overBudget
+	req.AnswerAtPark = answerAtPark
 
 	resp, err := h.engine.Handle(req, session)
 	if err != nil {
@@ -484,20 +509,27 @@ func (h *Handler) unexpectedPark(resp response) error {
 }
 
 // awaitCommit waits, without holding a thread, for a durable append's group
-// commit, then writes the engine's answer. A client that leaves first gets
+// commit, then writes the engine's answer: the one it gave with the park
+// when the wake says the commit is durable, otherwise (a failed commit, a
+// closing engine) the one Resume gives. A client that leaves first gets
 // nothing; its append is committed all the same (as one whose connection
 // broke after the answer was sent). No timeout or config stop cuts the wait
 // short: the answer must say whether the bytes are on disk, and the engine
 // commits everything queued before it closes.
-func (h *Handler) awaitCommit(w http.ResponseWriter, r *http.Request, resp response, wake <-chan struct{}) (int, error) {
+func (h *Handler) awaitCommit(w http.ResponseWriter, r *http.Request, resp response, waiter appendWaiter) (int, error) {
 	session := resp.Session()
-	resp.Release()
 	select {
-	case <-wake:
+	case <-waiter.Wake():
 	case <-r.Context().Done():
+		resp.Release()
 		h.engine.Cancel(session)
 		return 0, nil
 	}
+	if waiter.Committed() && resp.Status() != 0 {
+		defer resp.Release()
+		return writeResponse(w, r, resp), nil
+	}
+	resp.Release()
 	resp, err := h.engine.Resume(session, native.ResumeWake)
 	if err != nil {
 		h.engine.Cancel(session)

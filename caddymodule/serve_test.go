@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -325,24 +326,39 @@ type fakeEngine struct {
 	resumes   []*fakeResponse
 	reasons   []native.ResumeReason
 	cancels   []uint64
-	sessions  map[uint64]chan struct{}
+	sessions  map[uint64]*fakeWaiter
 	nextID    uint64
 	sessionIn uint64 // the session Handle was given
+	atPark    bool   // Handle was asked for the answer at park time
 	released  int
 	parked    chan uint64 // receives the session once the handler waits
 }
 
 func newFakeEngine(first *fakeResponse, resumes ...*fakeResponse) *fakeEngine {
-	return &fakeEngine{first: first, resumes: resumes, sessions: map[uint64]chan struct{}{}, parked: make(chan uint64, 1)}
+	return &fakeEngine{first: first, resumes: resumes, sessions: map[uint64]*fakeWaiter{}, parked: make(chan uint64, 1)}
 }
 
+// fakeWaiter plays native.Waiter.
+type fakeWaiter struct {
+	ch        chan struct{}
+	committed atomic.Bool
+}
+
+func (w *fakeWaiter) Wake() <-chan struct{} { return w.ch }
+func (w *fakeWaiter) Committed() bool       { return w.committed.Load() }
+
 func (e *fakeEngine) Register() (uint64, <-chan struct{}) {
+	id, w := e.RegisterAppend()
+	return id, w.Wake()
+}
+
+func (e *fakeEngine) RegisterAppend() (uint64, appendWaiter) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.nextID++
-	ch := make(chan struct{}, 1)
-	e.sessions[e.nextID] = ch
-	return e.nextID, ch
+	w := &fakeWaiter{ch: make(chan struct{}, 1)}
+	e.sessions[e.nextID] = w
+	return e.nextID, w
 }
 
 func (e *fakeEngine) Unregister(id uint64) {
@@ -351,10 +367,11 @@ func (e *fakeEngine) Unregister(id uint64) {
 	delete(e.sessions, id)
 }
 
-func (e *fakeEngine) Handle(_ *native.Request, session uint64) (response, error) {
+func (e *fakeEngine) Handle(req *native.Request, session uint64) (response, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.sessionIn = session
+	e.atPark = req.AnswerAtPark
 	if e.handleErr != nil {
 		return nil, e.handleErr
 	}
@@ -402,12 +419,21 @@ func (e *fakeEngine) Adopt(session uint64, fd int, owner uint64) error {
 func (e *fakeEngine) EndAdopted(owner uint64) {}
 
 // wake plays the engine's wake callback.
-func (e *fakeEngine) wake(session uint64) {
+func (e *fakeEngine) wake(session uint64) { e.wakeAs(session, false) }
+
+// wakeCommitted plays the wake of an append answered at park time whose
+// commit is durable (DS_WAKE_COMMITTED).
+func (e *fakeEngine) wakeCommitted(session uint64) { e.wakeAs(session, true) }
+
+func (e *fakeEngine) wakeAs(session uint64, committed bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if ch, ok := e.sessions[session]; ok {
+	if w, ok := e.sessions[session]; ok {
+		if committed {
+			w.committed.Store(true)
+		}
 		select {
-		case ch <- struct{}{}:
+		case w.ch <- struct{}{}:
 		default:
 		}
 	}
@@ -738,6 +764,58 @@ func TestDurableAppendWaitsForItsCommit(t *testing.T) {
 	}
 	if released != 2 || registered != 0 {
 		t.Errorf("released %d, registered %d", released, registered)
+	}
+}
+
+// An append answered at park time: the wake says committed, and the
+// answer the engine gave with the park is written without a Resume.
+func TestDurableAppendAnsweredAtParkNeedsNoResume(t *testing.T) {
+	e := newFakeEngine(&fakeResponse{live: native.LiveCommit, status: 200,
+		headers: [][2]string{{"Stream-Next-Offset", "n"}, {"Producer-Epoch", "2"}, {"Producer-Seq", "7"}}})
+	w := newRecorder()
+	wait := serveAsync(durableHandler(e), w, httptest.NewRequest(http.MethodPost, "/v1/stream/s", strings.NewReader("x")))
+	session := waitParked(t, e)
+	if w.wrote() {
+		t.Fatal("an append wrote before its commit")
+	}
+	e.wakeCommitted(session)
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != 200 || w.Header().Get("Stream-Next-Offset") != "n" || w.Header().Get("Producer-Epoch") != "2" ||
+		w.Header().Get("Producer-Seq") != "7" {
+		t.Errorf("got %d %v", w.Code, w.Header())
+	}
+	reasons, cancels, released, registered := e.snapshot()
+	e.mu.Lock()
+	atPark := e.atPark
+	e.mu.Unlock()
+	if !atPark || len(reasons) != 0 || len(cancels) != 0 || released != 1 || registered != 0 {
+		t.Errorf("asked at park %v, resumes %v, cancels %v, released %d, registered %d: want the answer at park, no resume",
+			atPark, reasons, cancels, released, registered)
+	}
+}
+
+// A wake that does not say committed (the commit failed) never writes the
+// answer given with the park: Resume gives the one to send.
+func TestDurableAppendFailedCommitAnswersFromResume(t *testing.T) {
+	e := newFakeEngine(
+		&fakeResponse{live: native.LiveCommit, status: 204, headers: [][2]string{{"Stream-Next-Offset", "n"}}},
+		&fakeResponse{status: 507, body: "insufficient storage: commit: No space left on device\n"},
+	)
+	w := newRecorder()
+	wait := serveAsync(durableHandler(e), w, httptest.NewRequest(http.MethodPost, "/v1/stream/s", strings.NewReader("x")))
+	session := waitParked(t, e)
+	e.wake(session)
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != 507 || w.Header().Get("Stream-Next-Offset") != "" || w.Body.String() != "insufficient storage: commit: No space left on device\n" {
+		t.Errorf("got %d %v %q; want the resumed 507", w.Code, w.Header(), w.Body.String())
+	}
+	reasons, _, released, registered := e.snapshot()
+	if len(reasons) != 1 || reasons[0] != native.ResumeWake || released != 2 || registered != 0 {
+		t.Errorf("resumes %v, released %d, registered %d", reasons, released, registered)
 	}
 }
 

@@ -250,9 +250,26 @@ ds_code ds_engine_handle(ds_engine* engine, const ds_request* req, const uint8_t
     request.body = std::string_view(reinterpret_cast<const char*>(body), body != nullptr ? body_len : 0);
     request.body_too_large = req->body_too_large;
     request.body_over_budget = req->body_over_budget;
+    request.answer_at_park = req->answer_at_park;
     *out = Export(engine->engine->Handle(request, session_id));
     return DS_OK;
   });
+}
+
+int ds_engine_wake_fd(ds_engine* engine) {
+  if (engine == nullptr) return -1;
+  return engine->engine->EnableWakeRelay();
+}
+
+size_t ds_engine_take_wakes(ds_engine* engine, uint64_t* ids, size_t cap) {
+  if (engine == nullptr || ids == nullptr) return 0;
+  return engine->engine->TakeRelayedWakes(ids, cap);
+}
+
+const uint32_t* ds_engine_wakes_ready(ds_engine* engine) {
+  if (engine == nullptr) return nullptr;
+  static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
+  return reinterpret_cast<const uint32_t*>(engine->engine->RelayReady());
 }
 
 namespace {

@@ -81,6 +81,7 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
   std::vector<uint64_t> woken;
   Response response;
   CommitQueue::Ticket ticket;
+  bool answered_at_park = false;  // parked with its answer (answer_at_park)
   uint64_t tail;
   {
     std::lock_guard lock(stream->mu);
@@ -199,8 +200,14 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
       // strings; this is every durable append's path).
       std::vector<StreamMutation> mutations;
       mutations.push_back(std::move(m));
-      ticket = Submit(std::move(mutations), [this, stream, tail, close, session_id, generation](
-                                          const Status& outcome, std::vector<uint64_t>* wake) {
+      // Answered at park time (ds_request.answer_at_park): the caller gets
+      // the success answer now and, from the wake, only whether the commit
+      // is durable, so a committed append costs no ds_session_resume.
+      const bool answer_at_park =
+          session_id != 0 && session_id < DS_WAKE_COMMITTED && request.answer_at_park;
+      ticket = Submit(std::move(mutations), [this, stream, tail, close, session_id, generation,
+                                             answer_at_park](const Status& outcome,
+                                                             std::vector<uint64_t>* wake) {
         if (!outcome.ok()) {
           RecordFailure(outcome);
           RollBack(stream, generation);
@@ -213,8 +220,32 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
           wake->insert(wake->end(), readers.begin(), readers.end());
           if (tail > 0) NoteSubscriptionData(stream->path);
         }
-        if (session_id != 0) wake->push_back(session_id);
+        if (session_id == 0) return;
+        if (answer_at_park && outcome.ok()) {
+          // Durable: the answer given at park time stands, and nothing will
+          // resume the session. Its pending entry was made while the append
+          // held stream->mu, which the branch above took since, so it is
+          // there to forget. A failure keeps it for the resume's 5xx.
+          {
+            std::lock_guard lock(pending_appends_mu_);
+            pending_appends_.erase(session_id);
+          }
+          wake->push_back(session_id | DS_WAKE_COMMITTED);
+        } else {
+          wake->push_back(session_id);
+        }
       }, UnchangedWhileHeld(*stream));  // the OnCommit holds `stream`
+      if (answer_at_park) {
+        // Before stream->mu is released (see the OnCommit). Only the ticket
+        // is kept: the answer goes out with the park.
+        std::lock_guard lock(pending_appends_mu_);
+        auto [it, inserted] = pending_appends_.try_emplace(session_id);
+        if (inserted) {
+          it->second.ticket = ticket;
+          it->second.answered_at_park = true;
+        }
+        answered_at_park = inserted;
+      }
     } else {
       stream->tail.store(tail, std::memory_order_release);
       if (close) stream->closed_visible = true;
@@ -229,8 +260,17 @@ Response Engine::Append(const Request& request, uint64_t session_id) {
     if (close) response.Set(header::kStreamClosed, "true");
     if (next_state) SetProducerHeaders(&response, next_state->epoch, next_state->last_seq);
   }
+  if (answered_at_park) {
+    response.live = DS_LIVE_COMMIT;
+    response.session = session_id;
+    return response;
+  }
   if (ticket) {
-    if (session_id != 0) return ParkAppend(session_id, std::move(ticket), std::move(response));
+    // With answer_at_park but not parked (an id still waiting or too large:
+    // an ABI misuse), it blocks, as ParkAppend does for a reused id.
+    if (session_id != 0 && !request.answer_at_park) {
+      return ParkAppend(session_id, std::move(ticket), std::move(response));
+    }
     Status s = Await(ticket);
     if (!s.ok()) return StorageFailure(s);
     return response;
@@ -271,6 +311,13 @@ std::optional<Response> Engine::ResumeAppend(uint64_t session_id) {
   // Done already when the wake named the session; otherwise (a resume on
   // timeout) this waits for the disk.
   Status s = Await(pending.ticket);
+  if (s.ok() && pending.answered_at_park) {
+    // Answered at park time, and resumed before its wake (not how the ABI
+    // is used): its answer was given already.
+    Response r = ErrorResponse(404, "append answered at park time");
+    r.done = true;
+    return r;
+  }
   Response r = s.ok() ? std::move(pending.response) : StorageFailure(s);
   AddCommonHeaders(&r);
   return r;

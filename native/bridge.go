@@ -153,17 +153,42 @@ type Engine struct {
 	// webhooks is signalled when the engine queued webhook deliveries
 	// (ds_engine_take_webhooks); capacity one, so signals coalesce.
 	webhooks chan struct{}
+
+	// With data_dir, the group committer's wakes are relayed (wake relay,
+	// ds_engine_wake_fd) instead of calling dsGoWake on its thread: ready is
+	// the engine's ready word, polled after every Handle (under mu, so the
+	// engine is open), and wakeFile the descriptor relayWakes waits on for
+	// when no request comes by.
+	wakeFile *os.File
+	ready    *uint32
 }
 
 const waiterShards = 64
 
-// waiterShard maps session ids to their wake channels. Wakes send under the
+// waiterShard maps session ids to their waiters. Wakes send under the
 // shard lock, so once Unregister has returned no wake can reach the channel.
 type waiterShard struct {
 	mu sync.Mutex
-	m  map[uint64]chan struct{}
+	m  map[uint64]*Waiter
 	_  [40]byte // keep shards on separate cache lines
 }
+
+// Waiter is a registered session's wake channel (buffer 1) and, for a
+// durable append answered at park time (RegisterAppend), whether the wake
+// said its commit is durable.
+type Waiter struct {
+	ch        chan struct{}
+	committed atomic.Bool
+}
+
+// Wake is signalled when the engine names the session.
+func (w *Waiter) Wake() <-chan struct{} { return w.ch }
+
+// Committed tells, after a wake, whether the engine named the session as
+// committed (DS_WAKE_COMMITTED): the parked append's answer, returned by
+// Handle, is then the one to write, without Resume. False after a wake
+// means the commit failed (or the engine closed): Resume gives the answer.
+func (w *Waiter) Committed() bool { return w.committed.Load() }
 
 // Open opens an engine with opts.
 func Open(opts Options) (*Engine, error) {
@@ -175,7 +200,7 @@ func Open(opts Options) (*Engine, error) {
 	}
 	e := &Engine{webhooks: make(chan struct{}, 1)}
 	for i := range e.waiters {
-		e.waiters[i].m = make(map[uint64]chan struct{})
+		e.waiters[i].m = make(map[uint64]*Waiter)
 	}
 	e.handle = cgo.NewHandle(e)
 
@@ -219,7 +244,49 @@ func Open(opts Options) (*Engine, error) {
 		e.handle.Delete()
 		return nil, newError("open", code, &cerr)
 	}
+	if opts.DataDir != "" {
+		if fd := C.ds_engine_wake_fd(e.ptr); fd >= 0 {
+			e.ready = (*uint32)(unsafe.Pointer(C.ds_engine_wakes_ready(e.ptr)))
+			e.wakeFile = os.NewFile(uintptr(fd), "durable-streams-wakes")
+			go e.relayWakes(e.wakeFile)
+		}
+	}
 	return e, nil
+}
+
+// relayWakes delivers the group committer's wakes when no request polls for
+// them first (Handle): a C thread calling into Go leaves a P that Go's
+// sysmon must retake after every commit (native/wake_relay.h), while this
+// goroutine waits in the netpoller. Ends when Close closes f.
+func (e *Engine) relayWakes(f *os.File) {
+	var counter [8]byte
+	for {
+		if _, err := f.Read(counter[:]); err != nil {
+			return // closed
+		}
+		e.mu.RLock()
+		if e.ptr != nil {
+			e.takeWakes()
+		}
+		e.mu.RUnlock()
+	}
+}
+
+// relayedWakes counts the session ids takeWakes delivered (tests).
+var relayedWakes atomic.Uint64
+
+// takeWakes delivers every relayed wake queued. The caller holds e.mu for
+// reading on an open engine.
+func (e *Engine) takeWakes() {
+	var ids [256]uint64
+	for {
+		n := int(C.ds_engine_take_wakes(e.ptr, (*C.uint64_t)(unsafe.Pointer(&ids[0])), C.size_t(len(ids))))
+		relayedWakes.Add(uint64(n))
+		e.wake(ids[:n])
+		if n < len(ids) {
+			return
+		}
+	}
 }
 
 // Tunables are the Options a configuration reload may change on an open
@@ -294,12 +361,15 @@ func (e *Engine) Close() {
 	// Only now: the engine may call wake_fn until ds_engine_close returns.
 	e.handle.Delete()
 	e.mu.Unlock()
+	if e.wakeFile != nil {
+		e.wakeFile.Close() // ends relayWakes; the engine closed its own copy
+	}
 
 	for i := range e.waiters {
 		s := &e.waiters[i]
 		s.mu.Lock()
-		for _, ch := range s.m {
-			signal(ch)
+		for _, w := range s.m {
+			signal(w.ch)
 		}
 		s.mu.Unlock()
 	}
@@ -478,16 +548,24 @@ func (e *Engine) TopGroups(n int) (top []GroupUsage, rest GroupUsage) {
 // Call it before Handle for any request that may park, so no wake is lost,
 // and call Unregister when the request ends, whatever happened.
 func (e *Engine) Register() (session uint64, wake <-chan struct{}) {
+	id, w := e.RegisterAppend()
+	return id, w.ch
+}
+
+// RegisterAppend is Register for a request that may be a durable append:
+// with Request.AnswerAtPark, Waiter.Committed tells after the wake whether
+// the answer Handle returned with the park is the one to write.
+func (e *Engine) RegisterAppend() (session uint64, w *Waiter) {
 	id := e.nextSession.Add(1)
 	if id == 0 { // after 2^64 sessions; keep ids non-zero
 		id = e.nextSession.Add(1)
 	}
-	ch := wakeChans.Get().(chan struct{})
+	w = waiterPool.Get().(*Waiter)
 	s := e.shard(id)
 	s.mu.Lock()
-	s.m[id] = ch
+	s.m[id] = w
 	s.mu.Unlock()
-	return id, ch
+	return id, w
 }
 
 // Unregister forgets a session's wake channel. It does not cancel the session
@@ -495,21 +573,22 @@ func (e *Engine) Register() (session uint64, wake <-chan struct{}) {
 func (e *Engine) Unregister(session uint64) {
 	s := e.shard(session)
 	s.mu.Lock()
-	ch, ok := s.m[session]
+	w, ok := s.m[session]
 	delete(s.m, session)
 	s.mu.Unlock()
 	if !ok {
 		return
 	}
-	// No wake can reach ch any more: drain a pending one and reuse it.
+	// No wake can reach w any more: drain a pending one and reuse it.
 	select {
-	case <-ch:
+	case <-w.ch:
 	default:
 	}
-	wakeChans.Put(ch)
+	w.committed.Store(false)
+	waiterPool.Put(w)
 }
 
-var wakeChans = sync.Pool{New: func() any { return make(chan struct{}, 1) }}
+var waiterPool = sync.Pool{New: func() any { return &Waiter{ch: make(chan struct{}, 1)} }}
 
 func (e *Engine) shard(session uint64) *waiterShard {
 	return &e.waiters[session%waiterShards]
@@ -525,10 +604,15 @@ func (e *Engine) wake(ids []uint64) {
 			}
 			continue
 		}
+		committed := id&wakeCommittedBit != 0
+		id &^= wakeCommittedBit
 		s := e.shard(id)
 		s.mu.Lock()
-		if ch, ok := s.m[id]; ok {
-			signal(ch)
+		if w, ok := s.m[id]; ok {
+			if committed {
+				w.committed.Store(true) // before the signal its receiver reads it after
+			}
+			signal(w.ch)
 		}
 		s.mu.Unlock()
 	}
@@ -540,6 +624,10 @@ func signal(ch chan struct{}) {
 	default:
 	}
 }
+
+// wakeCommittedBit is DS_WAKE_COMMITTED: a parked append answered at park
+// time is durable. Session ids (counting up from 1) never reach it.
+const wakeCommittedBit = uint64(C.DS_WAKE_COMMITTED)
 
 // Return tags name connections a long-poll takeover keeps alive
 // (AdoptLongPoll): bit 62 set, which no session id reaches. The engine adds
@@ -712,6 +800,10 @@ type Request struct {
 	// had no room for this body, which was not read; an append or create
 	// answers 503 with Retry-After.
 	BodyOverBudget bool
+	// AnswerAtPark asks a durable append that parks (LiveCommit) for its
+	// success answer with the park (ds_request.answer_at_park): after a wake
+	// with Waiter.Committed, write it and do not Resume.
+	AnswerAtPark bool
 }
 
 // Set stores a field; an empty value is present-but-empty. Setting a field
@@ -739,6 +831,7 @@ func (r *Request) Reset() {
 	r.Body = nil
 	r.BodyTooLarge = false
 	r.BodyOverBudget = false
+	r.AnswerAtPark = false
 }
 
 // ---- Responses ----------------------------------------------------------
@@ -757,7 +850,9 @@ const (
 	LiveStream Live = C.DS_LIVE_STREAM
 	// LiveCommit is a durable append waiting for its group commit: write
 	// nothing; wait for a wake (there is no timeout), then Resume for the
-	// answer. Cancelling it does not undo the append.
+	// answer, or, with Request.AnswerAtPark and Waiter.Committed after the
+	// wake, write this response's status and headers instead. Cancelling
+	// it does not undo the append.
 	LiveCommit Live = C.DS_LIVE_COMMIT
 )
 
@@ -960,6 +1055,7 @@ func (e *Engine) Handle(req *Request, session uint64) (*Response, error) {
 	f.req.present = C.uint32_t(req.present)
 	f.req.body_too_large = C.bool(req.BodyTooLarge)
 	f.req.body_over_budget = C.bool(req.BodyOverBudget)
+	f.req.answer_at_park = C.bool(req.AnswerAtPark)
 
 	var text, body *C.uint8_t
 	if len(req.text) > 0 {
@@ -979,6 +1075,11 @@ func (e *Engine) Handle(req *Request, session uint64) (*Response, error) {
 		text, C.size_t(len(req.text)),
 		body, C.size_t(len(req.Body)),
 		C.uint64_t(session), &resp.c, &f.err)
+	// Take the committer's wakes now if there are any: a running request
+	// sees them sooner than the netpoller would on a busy server.
+	if e.ready != nil && atomic.LoadUint32(e.ready) != 0 {
+		e.takeWakes()
+	}
 	if code != C.DS_OK {
 		return nil, newError("handle", code, &f.err)
 	}

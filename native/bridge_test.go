@@ -282,3 +282,184 @@ func TestBackup(t *testing.T) {
 		t.Errorf("restored stream holds %q", resp.Body())
 	}
 }
+
+// TestAnswerAtParkMatchesTheResumedAnswer sends the same appends to two
+// durable streams: one asks for the answer at park time (AnswerAtPark), the
+// other resumes after its wake as before. Each parked append's prepared
+// answer must be, byte for byte, the one its twin got from Resume, and only
+// the prepared ones are woken as committed.
+func TestAnswerAtParkMatchesTheResumedAnswer(t *testing.T) {
+	e := open(t, Options{DataDir: t.TempDir(), Fsync: FsyncAlways})
+	text := map[Field]string{FieldContentType: "text/plain"}
+	json := map[Field]string{FieldContentType: "application/json"}
+	with := func(base map[Field]string, extra map[Field]string) map[Field]string {
+		m := map[Field]string{}
+		for f, v := range base {
+			m[f] = v
+		}
+		for f, v := range extra {
+			m[f] = v
+		}
+		return m
+	}
+	producer := func(seq string) map[Field]string {
+		return with(text, map[Field]string{FieldProducerID: "p", FieldProducerEpoch: "0", FieldProducerSeq: seq})
+	}
+	type step struct {
+		what   string
+		fields map[Field]string
+		body   string
+		parks  bool
+	}
+	byteSteps := []step{
+		{"plain append", text, "a", true},
+		{"producer append", producer("0"), "b", true},
+		{"producer duplicate", producer("0"), "b", false},
+		{"Stream-Seq append", with(text, map[Field]string{FieldStreamSeq: "x1"}), "c", true},
+		{"producer close-only", with(producer("1"), map[Field]string{FieldStreamClosed: "true"}), "", true},
+	}
+	jsonSteps := []step{
+		{"JSON append", json, "[1,2]", true},
+		{"JSON producer append", with(json, map[Field]string{FieldProducerID: "q", FieldProducerEpoch: "3", FieldProducerSeq: "0"}), `{"k":"v"}`, true},
+		{"closing JSON append", with(json, map[Field]string{FieldStreamClosed: "true"}), "[3]", true},
+		{"closing a closed stream", with(json, map[Field]string{FieldStreamClosed: "true"}), "", false},
+	}
+	type answer struct {
+		status         int
+		headers, body  string
+		live           Live
+		committedWoken bool
+	}
+	wakeOf := func(t *testing.T, ch <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no wake for the parked append")
+		}
+	}
+	prepared := func(t *testing.T, path string, s step) answer {
+		session, w := e.RegisterAppend()
+		defer e.Unregister(session)
+		req := request("POST", path, "", s.fields, s.body)
+		req.AnswerAtPark = true
+		resp := handle(t, e, req, session)
+		defer resp.Release()
+		a := answer{status: resp.Status(), headers: strings.Clone(resp.HeaderView()), body: string(resp.Body()), live: resp.Live()}
+		if resp.Live() == LiveCommit {
+			wakeOf(t, w.Wake())
+			a.committedWoken = w.Committed()
+			// The engine forgot the session when it committed (no entry
+			// left behind for a resume nobody makes).
+			again, err := e.Resume(session, ResumeWake)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.Status() != 404 || !strings.Contains(string(again.Body()), "unknown live session") {
+				t.Errorf("%s: resume after the committed wake: %d %q; want the unknown session's 404", s.what, again.Status(), again.Body())
+			}
+			again.Release()
+		}
+		return a
+	}
+	resumed := func(t *testing.T, path string, s step) answer {
+		session, w := e.RegisterAppend()
+		defer e.Unregister(session)
+		resp := handle(t, e, request("POST", path, "", s.fields, s.body), session)
+		live := resp.Live()
+		if live != LiveCommit {
+			defer resp.Release()
+			return answer{status: resp.Status(), headers: strings.Clone(resp.HeaderView()), body: string(resp.Body()), live: live}
+		}
+		if resp.Status() != 0 {
+			t.Errorf("parked without answer_at_park: status %d, want 0", resp.Status())
+		}
+		resp.Release()
+		wakeOf(t, w.Wake())
+		committed := w.Committed()
+		final, err := e.Resume(session, ResumeWake)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer final.Release()
+		return answer{status: final.Status(), headers: strings.Clone(final.HeaderView()), body: string(final.Body()), live: live, committedWoken: committed}
+	}
+	for _, c := range []struct {
+		contentType map[Field]string
+		steps       []step
+	}{{text, byteSteps}, {json, jsonSteps}} {
+		pathA, pathB := "/v1/stream/at-park-"+c.contentType[FieldContentType], "/v1/stream/resumed-"+c.contentType[FieldContentType]
+		for _, p := range []string{pathA, pathB} {
+			handle(t, e, request("PUT", p, "", c.contentType, ""), 0).Release()
+		}
+		for _, s := range c.steps {
+			a, b := prepared(t, pathA, s), resumed(t, pathB, s)
+			wantLive := LiveNone
+			if s.parks {
+				wantLive = LiveCommit
+			}
+			if a.live != wantLive || b.live != wantLive {
+				t.Errorf("%s: parked as %d and %d; want %d", s.what, a.live, b.live, wantLive)
+			}
+			if a.committedWoken != s.parks || b.committedWoken {
+				t.Errorf("%s: woken as committed: at park %v, resumed %v; want %v, false", s.what, a.committedWoken, b.committedWoken, s.parks)
+			}
+			if a.status != b.status || a.headers != b.headers || a.body != b.body {
+				t.Errorf("%s: answered at park %d %q %q; resumed %d %q %q", s.what, a.status, a.headers, a.body, b.status, b.headers, b.body)
+			}
+			if a.status < 200 || a.status > 299 {
+				t.Errorf("%s: status %d", s.what, a.status)
+			}
+		}
+	}
+}
+
+// TestDurableAppendWokenThroughRelay parks appends to a data_dir engine
+// until their group commit and checks that the wakes (committed, answered at
+// park time) come through the wake relay (ds_engine_wake_fd), taken by a
+// later Handle or by the goroutine waiting on the descriptor, not by a call
+// into Go from the committer thread, on platforms that have it.
+func TestDurableAppendWokenThroughRelay(t *testing.T) {
+	e := open(t, Options{DataDir: t.TempDir()})
+	if e.wakeFile == nil {
+		t.Skip("no wake relay on this platform")
+	}
+	text := map[Field]string{FieldContentType: "text/plain"}
+	handle(t, e, request("PUT", "/v1/stream/r", "", text, ""), 0).Release()
+
+	before := relayedWakes.Load()
+	const appends = 20
+	var wg sync.WaitGroup
+	for range appends {
+		wg.Go(func() {
+			session, w := e.RegisterAppend()
+			defer e.Unregister(session)
+			req := request("POST", "/v1/stream/r", "", text, "x")
+			req.AnswerAtPark = true
+			parked := handle(t, e, req, session)
+			defer parked.Release()
+			if parked.Live() != LiveCommit || parked.Session() != session || parked.Status() != 204 {
+				t.Errorf("append not parked with its answer: live %d session %d status %d", parked.Live(), parked.Session(), parked.Status())
+				return
+			}
+			select {
+			case <-w.Wake():
+			case <-time.After(10 * time.Second):
+				t.Error("the commit did not wake the append")
+				return
+			}
+			if !w.Committed() {
+				t.Error("woken, but not as committed")
+			}
+		})
+	}
+	wg.Wait()
+	if got := relayedWakes.Load() - before; got < appends {
+		t.Errorf("%d wakes came through the relay, want at least %d", got, appends)
+	}
+	resp := handle(t, e, request("GET", "/v1/stream/r", "offset=-1", nil, ""), 0)
+	defer resp.Release()
+	if string(resp.Body()) != strings.Repeat("x", appends) {
+		t.Errorf("stream holds %q", resp.Body())
+	}
+}

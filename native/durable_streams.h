@@ -196,7 +196,20 @@ typedef struct ds_request {
                             flight had no room for this one, so it was not
                             read; an append or create answers 503 with
                             Retry-After (load shedding) */
+  bool answer_at_park;  /* a durable append that parks (DS_LIVE_COMMIT)
+                           carries its success answer in the parked response,
+                           and its wake names `session | DS_WAKE_COMMITTED`
+                           once the commit is durable: the caller then writes
+                           that answer and is done with the session (no
+                           ds_session_resume; ds_session_cancel is harmless).
+                           A wake naming the session alone means the commit
+                           failed: ds_session_resume gives the answer to send
+                           instead. Needs a session id below 2^60. */
 } ds_request;
+
+/* Or'ed into a parked append's session id in the wake callback when the
+ * request set answer_at_park and its commit is durable. */
+#define DS_WAKE_COMMITTED (UINT64_C(1) << 60)
 
 /* ---- Responses --------------------------------------------------------- */
 
@@ -209,7 +222,9 @@ typedef enum ds_live {
   DS_LIVE_COMMIT = 3  /* a durable append waiting for its group commit: write
                          nothing; wait for a wake (wait_ms is 0: no timeout),
                          then ds_session_resume answers it. A session that is
-                         cancelled instead still has its append committed. */
+                         cancelled instead still has its append committed.
+                         With answer_at_park, status and headers are the
+                         answer to write if the wake says committed. */
 } ds_live;
 
 typedef enum ds_resume_reason {
@@ -410,6 +425,25 @@ ds_code ds_engine_webhook_result(ds_engine* engine, const char* subscription_id,
                                  const char* wake_id, size_t wake_id_len, int32_t status,
                                  const uint8_t* body, size_t body_len, bool transport_error,
                                  ds_error* err);
+
+/* ---- Relayed wakes ----------------------------------------------------- */
+
+/* From this call on, the wakes the group committer makes (parked appends,
+ * readers of what it published) are not passed to wake_fn on the
+ * committer's own thread: they are queued, and the returned descriptor (an
+ * eventfd: read 8 bytes to reset it) becomes readable when
+ * ds_engine_take_wakes has ids, as does the word ds_engine_wakes_ready
+ * points to (non-zero), which a busy caller may poll between requests. The
+ * caller owns the descriptor (close it after ds_engine_close). Wakes from
+ * other threads still go to wake_fn. Returns -1 where this is not supported
+ * (not Linux) or on failure; then wake_fn keeps getting them all. */
+int ds_engine_wake_fd(ds_engine* engine);
+/* Moves up to `cap` queued session ids into `ids` and returns how many;
+ * fewer than `cap` means none are left. Never blocks. */
+size_t ds_engine_take_wakes(ds_engine* engine, uint64_t* ids, size_t cap);
+/* The relay's ready word (read it atomically): non-zero while ids wait.
+ * Valid until ds_engine_close. */
+const uint32_t* ds_engine_wakes_ready(ds_engine* engine);
 
 /* ---- Placement group moves (README, Scaling) ---------------------------- */
 

@@ -29,7 +29,7 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn
                          options_.max_bytes_per_group}) {
   if (durable_) {
     commit_queue_ = std::make_unique<CommitQueue>(
-        store_.get(), [this](std::vector<uint64_t> sessions) { Wake(std::move(sessions)); });
+        store_.get(), [this](std::vector<uint64_t> sessions) { Wake(std::move(sessions), /*relay=*/true); });
   }
   int loops = options_.sse_fanout_loops;
   if (loops <= 0) loops = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
@@ -151,6 +151,14 @@ Engine::~Engine() {
   // The committer finishes what is queued and wakes its sessions through the
   // fan-out, so it stops first.
   commit_queue_.reset();
+  // Wakes still relayed (nobody takes them after the close) go to the wake
+  // function now, so every committed append is told so.
+  if (wake_relay_.enabled() && wake_) {
+    std::vector<uint64_t> ids(256);
+    for (size_t n; (n = wake_relay_.Take(ids.data(), ids.size())) > 0;) {
+      wake_(std::vector<uint64_t>(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n)));
+    }
+  }
   fanouts_.clear();  // their threads call back into the engine
   {
     std::lock_guard lock(sweeper_mu_);
@@ -523,7 +531,7 @@ Status Engine::FinishRemoval(Removal removal) {
   return s;
 }
 
-void Engine::Wake(std::vector<uint64_t> sessions) {
+void Engine::Wake(std::vector<uint64_t> sessions, bool relay) {
   // The fan-out parks one waiter per stream for all its subscribers; the
   // HTTP layer's sessions go to the wake callback.
   auto adopted = std::partition(sessions.begin(), sessions.end(),
@@ -539,7 +547,12 @@ void Engine::Wake(std::vector<uint64_t> sessions) {
     }
     sessions.erase(adopted, sessions.end());
   }
-  if (!sessions.empty() && wake_) wake_(sessions);
+  if (sessions.empty()) return;
+  if (relay && wake_relay_.enabled()) {
+    wake_relay_.Push(sessions);
+  } else if (wake_) {
+    wake_(sessions);
+  }
 }
 
 void Engine::SweepExpired() {

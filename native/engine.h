@@ -33,6 +33,7 @@
 #include "stream.h"
 #include "subscriptions.h"
 #include "usage.h"
+#include "wake_relay.h"
 
 namespace ds {
 
@@ -190,6 +191,14 @@ class Engine : private SseSource, private SubscriptionHost {
   // Webhook deliveries the engine decided on, for the caller to send, and
   // their outcomes (subscriptions.h).
   std::vector<WebhookJob> TakeWebhooks(size_t max) { return subscriptions_->TakeWebhooks(max); }
+
+  // From now on, wakes made by the group committer are queued for
+  // TakeRelayedWakes and signalled on the returned descriptor (the caller
+  // owns it) and in RelayReady, instead of calling the wake function on
+  // that thread (wake_relay.h says why). -1: unsupported here.
+  int EnableWakeRelay() { return wake_relay_.Enable(); }
+  size_t TakeRelayedWakes(uint64_t* out, size_t cap) { return wake_relay_.Take(out, cap); }
+  const std::atomic<uint32_t>* RelayReady() const { return wake_relay_.ready(); }
   void WebhookResult(const std::string& id, uint64_t generation, const std::string& wake_id,
                      int status, std::string_view body, bool transport_error) {
     subscriptions_->WebhookResult(id, generation, wake_id, status, body, transport_error);
@@ -306,7 +315,9 @@ class Engine : private SseSource, private SubscriptionHost {
   };
   Removal BeginRemoval(const StreamPtr& stream);
   Status FinishRemoval(Removal removal);
-  void Wake(std::vector<uint64_t> sessions);
+  // relay: called on the committer, which queues for the caller when it
+  // enabled the wake relay.
+  void Wake(std::vector<uint64_t> sessions, bool relay = false);
 
   // Durability (see commit_queue.h). Submit queues mutations (call it with
   // the stream lock held, so a stream's commits keep its write order);
@@ -432,6 +443,7 @@ class Engine : private SseSource, private SubscriptionHost {
   // Stopped first in ~Engine: its dispatcher appends wake events.
   std::unique_ptr<Subscriptions> subscriptions_;
   Usage usage_;
+  WakeRelay wake_relay_;  // before commit_queue_: outlives its last wakes
   std::unique_ptr<CommitQueue> commit_queue_;  // durable engines only
   mutable std::mutex failure_mu_;
   Status failure_;  // the first fatal storage failure, if any
@@ -461,6 +473,7 @@ class Engine : private SseSource, private SubscriptionHost {
   struct PendingAppend {
     CommitQueue::Ticket ticket;
     Response response;  // the answer once the commit succeeded
+    bool answered_at_park = false;  // that answer went out with the park
   };
   std::mutex pending_appends_mu_;
   std::unordered_map<uint64_t, PendingAppend> pending_appends_;

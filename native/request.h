@@ -18,6 +18,8 @@ struct Request {
   std::string_view body;
   bool body_too_large = false;
   bool body_over_budget = false;
+  // A parked durable append answers at park time (ds_request.answer_at_park).
+  bool answer_at_park = false;
 
   std::optional<std::string_view> header(ds_field_id id) const {
     return fields[id];
