@@ -1,6 +1,5 @@
 #include "commit_queue.h"
 
-#include <algorithm>
 #include <iterator>
 
 namespace ds {
@@ -13,10 +12,7 @@ constexpr size_t kMaxBatchEntries = 1024;
 }  // namespace
 
 CommitQueue::CommitQueue(Store* store, WakeFn wake)
-    : store_(store),
-      wake_(std::move(wake)),
-      finisher_([this] { FinisherLoop(); }),
-      committer_([this] { CommitterLoop(); }) {}
+    : store_(store), wake_(std::move(wake)), committer_([this] { CommitterLoop(); }) {}
 
 CommitQueue::~CommitQueue() {
   {
@@ -25,13 +21,6 @@ CommitQueue::~CommitQueue() {
   }
   work_cv_.notify_one();
   committer_.join();
-  // Everything is committed and handed over: publish it, then stop.
-  {
-    std::lock_guard lock(finish_mu_);
-    finisher_stopping_ = true;
-  }
-  finish_cv_.notify_one();
-  finisher_.join();
 }
 
 CommitQueue::Ticket CommitQueue::Enqueue(std::vector<StreamMutation> mutations,
@@ -81,47 +70,6 @@ void CommitQueue::Finish(std::vector<Ticket>* batch, const std::vector<bool>& dr
   batch->clear();
 }
 
-void CommitQueue::FinisherLoop() {
-  for (;;) {
-    Outcome next;
-    {
-      std::unique_lock lock(finish_mu_);
-      finisher_busy_ = false;
-      if (finishing_.empty()) finish_idle_cv_.notify_all();
-      finish_cv_.wait(lock, [&] { return finisher_stopping_ || !finishing_.empty(); });
-      if (finishing_.empty()) return;  // stopping, and everything published
-      next = std::move(finishing_.front());
-      finishing_.pop_front();
-      finisher_busy_ = true;
-    }
-    Finish(&next.batch, next.dropped, next.status, next.superseded, next.took);
-  }
-}
-
-void CommitQueue::Publish(std::vector<Ticket>* batch, const std::vector<bool>& dropped,
-                          const Status& status, const Status& superseded,
-                          std::chrono::nanoseconds took) {
-  const bool committed =
-      status.ok() && std::find(dropped.begin(), dropped.end(), true) == dropped.end();
-  if (committed) {
-    {
-      std::lock_guard lock(finish_mu_);
-      finishing_.push_back(Outcome{std::move(*batch), dropped, status, superseded, took});
-    }
-    finish_cv_.notify_one();
-    batch->clear();
-    return;
-  }
-  // A failure's OnCommit undoes pending state (RollBack), which counts on
-  // every earlier batch being published; and the next batch's Valid checks
-  // must see that undo. So: wait for the finisher, then publish here.
-  {
-    std::unique_lock lock(finish_mu_);
-    finish_idle_cv_.wait(lock, [&] { return finishing_.empty() && !finisher_busy_; });
-  }
-  Finish(batch, dropped, status, superseded, took);
-}
-
 void CommitQueue::CommitterLoop() {
   const bool late = store_->commits_durable_late();
   std::vector<Ticket> batch;
@@ -157,7 +105,7 @@ void CommitQueue::CommitterLoop() {
       const auto took = unsynced.took + std::chrono::duration_cast<std::chrono::nanoseconds>(
                                             std::chrono::steady_clock::now() - started);
       if (!synced.ok()) last_failure_ = synced;
-      Publish(&unsynced.batch, unsynced.dropped, synced, synced.ok() ? unsynced.superseded : synced,
+      Finish(&unsynced.batch, unsynced.dropped, synced, synced.ok() ? unsynced.superseded : synced,
              took);
       continue;
     }
@@ -191,7 +139,7 @@ void CommitQueue::CommitterLoop() {
     const Status superseded = last_failure_.ok() ? Status::IoError("superseded") : last_failure_;
 
     if (!late) {
-      Publish(&batch, dropped, status, superseded, took);
+      Finish(&batch, dropped, status, superseded, took);
       continue;
     }
     if (!unsynced.batch.empty()) {
@@ -203,7 +151,7 @@ void CommitQueue::CommitterLoop() {
         synced = store_->SyncCommits();
         if (!synced.ok()) last_failure_ = synced;
       }
-      Publish(&unsynced.batch, unsynced.dropped, synced, synced.ok() ? unsynced.superseded : synced,
+      Finish(&unsynced.batch, unsynced.dropped, synced, synced.ok() ? unsynced.superseded : synced,
              unsynced.took);
     }
     if (status.ok() && any) {
@@ -214,7 +162,7 @@ void CommitQueue::CommitterLoop() {
       unsynced.took = took;
       batch = {};
     } else {
-      Publish(&batch, dropped, status, superseded, took);
+      Finish(&batch, dropped, status, superseded, took);
     }
   }
 }

@@ -7,13 +7,7 @@
 // the lock. One committer thread takes everything queued as one batch,
 // commits it, runs each entry's OnCommit (publishing what it made durable)
 // and then names, in one call to the wake function, every session those
-// callbacks asked for. A batch that committed is published by a second
-// thread, the finisher, so that the committer starts the next commit at
-// once instead of waiting for the wake (a call into Go, which may wait for
-// a free scheduler slot); a failed batch is published by the committer
-// itself, after the finisher has published every earlier batch, so that a
-// failure's undo (engine.h, RollBack) is done before the next batch is
-// checked (Valid). A writer either blocks in Wait or — the HTTP path —
+// callbacks asked for. A writer either blocks in Wait or — the HTTP path —
 // returns at once and is resumed when woken, so no caller thread sits in a
 // blocked call for the length of an fsync (for cgo that would cost a thread
 // handoff per request; see STORAGE_FORMAT.md).
@@ -37,10 +31,8 @@ namespace ds {
 
 class CommitQueue {
  public:
-  // Runs once its entry's batch is committed (or failed), before the entry
-  // is marked done, with no queue lock held: on the finisher thread after a
-  // commit, on the committer thread after a failure; never two at once, and
-  // in the order of the batches.
+  // Runs on the committer thread once its entry's batch is committed (or
+  // failed), before the entry is marked done, with no queue lock held.
   // Appends to *wake the sessions to wake.
   using OnCommit = std::function<void(const Status& outcome, std::vector<uint64_t>* wake)>;
   using WakeFn = std::function<void(std::vector<uint64_t> sessions)>;
@@ -59,9 +51,9 @@ class CommitQueue {
   };
   using Ticket = std::shared_ptr<Entry>;
 
-  // Starts the committer and finisher threads.
+  // Starts the committer thread.
   CommitQueue(Store* store, WakeFn wake);
-  // Commits whatever is still queued, publishes it, then stops the threads.
+  // Commits whatever is still queued, then stops the thread.
   ~CommitQueue();
   CommitQueue(const CommitQueue&) = delete;
   CommitQueue& operator=(const CommitQueue&) = delete;
@@ -90,21 +82,7 @@ class CommitQueue {
   Counters counters() const;
 
  private:
-  // A batch whose outcome is known, to publish.
-  struct Outcome {
-    std::vector<Ticket> batch;
-    std::vector<bool> dropped;
-    Status status;
-    Status superseded;
-    std::chrono::nanoseconds took{0};
-  };
-
   void CommitterLoop();
-  void FinisherLoop();
-  // Committer thread: hands a batch that committed (every entry OK) to the
-  // finisher; publishes anything else itself, once the finisher is idle.
-  void Publish(std::vector<Ticket>* batch, const std::vector<bool>& dropped, const Status& status,
-               const Status& superseded, std::chrono::nanoseconds took);
   // Publishes a batch's outcome: its entries' OnCommit, done, the counters
   // and one wake call.
   void Finish(std::vector<Ticket>* batch, const std::vector<bool>& dropped, const Status& status,
@@ -121,14 +99,6 @@ class CommitQueue {
   std::vector<StreamMutation> carried_erases_;
   Status last_failure_;
   Counters counters_;
-  // The finisher's queue, in commit order, and whether it is publishing.
-  std::mutex finish_mu_;
-  std::condition_variable finish_cv_;       // the finisher: work, or stopping
-  std::condition_variable finish_idle_cv_;  // the committer: the finisher is idle
-  std::deque<Outcome> finishing_;
-  bool finisher_busy_ = false;
-  bool finisher_stopping_ = false;
-  std::thread finisher_;
   std::thread committer_;  // last: starts once the rest is constructed
 };
 
