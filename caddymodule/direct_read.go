@@ -42,20 +42,10 @@ const directWriteIdle = time.Minute
 // written on the connection directly.
 func (h *Handler) mayWriteDirect(w http.ResponseWriter, r *http.Request, contentLength int) bool {
 	if contentLength < directBodyMin || !h.directReadsEnabled() || r.Close || r.ContentLength != 0 ||
-		r.Method != http.MethodGet || r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.TLS != nil {
+		len(w.Header()["Connection"]) > 0 {
 		return false
 	}
-	switch r.Context().Value(http.LocalAddrContextKey).(type) {
-	case *net.TCPAddr, *net.UnixAddr:
-	default:
-		return false
-	}
-	hdr := w.Header()
-	if len(hdr["Content-Encoding"]) > 0 || len(hdr["Transfer-Encoding"]) > 0 || len(hdr["Content-Length"]) > 0 ||
-		len(hdr["Connection"]) > 0 {
-		return false
-	}
-	return passThroughWriters(w)
+	return onPlainConnection(w, r)
 }
 
 // directReadsEnabled says whether direct_reads is on (the default).

@@ -53,19 +53,29 @@ func (h *Handler) longPollTakeoverEnabled() bool {
 }
 
 // mayTakeOverLongPoll says whether a parked long-poll can move to the
-// engine: a GET over plain HTTP/1.1 on a TCP or Unix connection, no
-// max_live_sessions_per_client (a session must be counted until it ends),
-// no private (token-scoped) caching rewrite, no framing header set by
-// middleware, and only pass-through wrappers around the ResponseWriter.
+// engine: no max_live_sessions_per_client (a session must be counted until
+// it ends), no private (token-scoped) caching rewrite, and a plain
+// connection (onPlainConnection).
 func (h *Handler) mayTakeOverLongPoll(w http.ResponseWriter, r *http.Request) bool {
-	if !h.longPollTakeoverEnabled() || (h.limits != nil && h.limits.live != nil) ||
-		r.Method != http.MethodGet || r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.TLS != nil {
+	if !h.longPollTakeoverEnabled() || (h.limits != nil && h.limits.live != nil) {
 		return false
 	}
 	if tokensInUse.Load() {
 		if private, _ := r.Context().Value(privateResponse{}).(bool); private {
 			return false
 		}
+	}
+	return onPlainConnection(w, r)
+}
+
+// onPlainConnection says whether r's response may be written on its
+// connection outside net/http's writer (long-poll takeover, direct reads):
+// a GET over plain HTTP/1.1 on a TCP or Unix connection, no framing header
+// set by middleware, and only pass-through wrappers around the
+// ResponseWriter.
+func onPlainConnection(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet || r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.TLS != nil {
+		return false
 	}
 	switch r.Context().Value(http.LocalAddrContextKey).(type) {
 	case *net.TCPAddr, *net.UnixAddr:
