@@ -46,27 +46,7 @@ func (p *pollConn) poll(t *testing.T, path, extra string, parked func()) string 
 	_ = p.conn.SetDeadline(time.Now().Add(30 * time.Second))
 	fmt.Fprintf(p.conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: e2e\r\n%s\r\n", path, p.addr, extra)
 	parked()
-	var b strings.Builder
-	length := 0
-	for {
-		line, err := p.br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("reading the answer's header: %v (so far %q)", err, b.String())
-		}
-		b.WriteString(line)
-		if n, ok := strings.CutPrefix(line, "Content-Length: "); ok {
-			fmt.Sscanf(n, "%d", &length)
-		}
-		if line == "\r\n" {
-			break
-		}
-	}
-	body := make([]byte, length)
-	if _, err := io.ReadFull(p.br, body); err != nil {
-		t.Fatalf("reading the body: %v", err)
-	}
-	b.Write(body)
-	return b.String()
+	return readHTTPAnswer(t, p.br)
 }
 
 // closedWithin says whether the server closes the connection within d.

@@ -30,6 +30,18 @@ class LongPollBorrowTest : public EngineTest {
   void TearDown() override {
     for (int fd : fds_) ::close(fd);
   }
+  // Creates /s, parks a long-poll on it and lends its socket sv[0] to the
+  // engine with kBorrowTag, then lets the fan-out take it.
+  void AdoptBorrowedWaiter(int sv[2]) {
+    ASSERT_EQ(Put("/s", Text()).status, 201);
+    uint64_t session = ParkedSession(sv);
+    std::string message;
+    ASSERT_EQ(engine_->AdoptLongPoll(session, AdoptedSocket::Borrowed(sv[0]), 1, "", kBorrowTag,
+                                     &message),
+              Engine::Adoption::kAdopted);
+    Turn();
+  }
+
   // A parked long-poll at `offset` of /s, and a socketpair whose [0] the
   // HTTP layer owns (non-blocking, as Go's sockets are).
   uint64_t ParkedSession(int sv[2], uint64_t offset = 0) {
@@ -82,14 +94,8 @@ TEST_F(LongPollBorrowTest, AnsweredPollsOnOneBorrowedSocketLeaveItOpen) {
 }
 
 TEST_F(LongPollBorrowTest, ClientGoneGivesTheBorrowedSocketBackOpen) {
-  ASSERT_EQ(Put("/s", Text()).status, 201);
   int sv[2];
-  uint64_t session = ParkedSession(sv);
-  std::string message;
-  ASSERT_EQ(engine_->AdoptLongPoll(session, AdoptedSocket::Borrowed(sv[0]), 1, "", kBorrowTag,
-                                   &message),
-            Engine::Adoption::kAdopted);
-  Turn();
+  ASSERT_NO_FATAL_FAILURE(AdoptBorrowedWaiter(sv));
   ::shutdown(sv[1], SHUT_RDWR);
   Turn();
   EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kBorrowTag});  // to be closed, by its owner
@@ -97,14 +103,8 @@ TEST_F(LongPollBorrowTest, ClientGoneGivesTheBorrowedSocketBackOpen) {
 }
 
 TEST_F(LongPollBorrowTest, EngineClosingGivesTheBorrowedSocketBackOpen) {
-  ASSERT_EQ(Put("/s", Text()).status, 201);
   int sv[2];
-  uint64_t session = ParkedSession(sv);
-  std::string message;
-  ASSERT_EQ(engine_->AdoptLongPoll(session, AdoptedSocket::Borrowed(sv[0]), 1, "", kBorrowTag,
-                                   &message),
-            Engine::Adoption::kAdopted);
-  Turn();
+  ASSERT_NO_FATAL_FAILURE(AdoptBorrowedWaiter(sv));
   engine_.reset();
   EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kBorrowTag});
   EXPECT_TRUE(IsOpen(sv[0]));
