@@ -131,7 +131,7 @@ func TestMetricsReportCommitsOfDataDirEngines(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gather (pedantic): %v", err)
 	}
-	var commits, writes, seconds float64
+	var commits, writes, seconds, flushes, flushesWaited float64
 	storageSamples := map[string]float64{} // storage_state and storage_errors_total, by reason
 	for _, f := range families {
 		for _, m := range f.GetMetric() {
@@ -155,6 +155,16 @@ func TestMetricsReportCommitsOfDataDirEngines(t *testing.T) {
 					continue
 				}
 				writes = m.GetCounter().GetValue()
+			case "caddy_durable_streams_commit_flushes_total", "caddy_durable_streams_commit_flushes_waited_total":
+				if storage != key {
+					t.Errorf("%s reported for %q", f.GetName(), storage)
+					continue
+				}
+				if f.GetName() == "caddy_durable_streams_commit_flushes_total" {
+					flushes = m.GetCounter().GetValue()
+				} else {
+					flushesWaited = m.GetCounter().GetValue()
+				}
 			case "caddy_durable_streams_storage_state", "caddy_durable_streams_storage_errors_total":
 				if storage != key {
 					t.Errorf("%s reported for %q", f.GetName(), storage)
@@ -179,6 +189,11 @@ func TestMetricsReportCommitsOfDataDirEngines(t *testing.T) {
 	}
 	if seconds <= 0 {
 		t.Errorf("commit time %v, want > 0", seconds)
+	}
+	// fsync always: each write, alone in the queue, is committed (one
+	// flush) and acknowledged after a sync makes its meta page durable.
+	if flushes != 6 || flushesWaited != 6 {
+		t.Errorf("flushes %v, flushes waited %v; want 6 and 6 (a commit and a sync per lone write)", flushes, flushesWaited)
 	}
 	wantStorage := map[string]float64{
 		"caddy_durable_streams_storage_state":                 0,

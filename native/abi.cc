@@ -441,6 +441,8 @@ void ds_engine_stats(ds_engine* engine, ds_stats* out) {
     out->commits = s.commits;
     out->committed_writes = s.committed_writes;
     out->commit_nanos = s.commit_nanos;
+    out->commit_flushes = s.commit_flushes;
+    out->commit_flushes_waited = s.commit_flushes_waited;
     out->storage_state = s.writes_failed ? 2 : s.no_space ? 1 : 0;
     out->storage_no_space_answers = s.answered_no_space;
     out->storage_io_error_answers = s.answered_io_error;

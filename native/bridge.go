@@ -434,6 +434,11 @@ type Stats struct {
 	Commits         uint64
 	CommittedWrites uint64
 	CommitTime      time.Duration
+	// The store's flushes (commits and syncs; under fsync always one device
+	// flush each) and the sum over acknowledged writes of the flushes each
+	// waited for between being queued and being acknowledged.
+	CommitFlushes uint64
+	FlushesWaited uint64
 	// Storage health (StorageOK, StorageFull, StorageFailed) and the
 	// requests answered 507 (no space) and 500 (storage I/O errors,
 	// refusals included) since open.
@@ -492,6 +497,8 @@ func (e *Engine) Stats() Stats {
 		Commits:             uint64(s.commits),
 		CommittedWrites:     uint64(s.committed_writes),
 		CommitTime:          time.Duration(s.commit_nanos),
+		CommitFlushes:       uint64(s.commit_flushes),
+		FlushesWaited:       uint64(s.commit_flushes_waited),
 		StorageState:        StorageState(s.storage_state),
 		NoSpaceAnswers:      uint64(s.storage_no_space_answers),
 		StorageErrorAnswers: uint64(s.storage_io_error_answers),

@@ -48,6 +48,7 @@ class CommitQueue {
     Valid valid;
     Status status;
     bool done = false;  // guarded by the queue's mutex
+    uint64_t flushes_at_enqueue = 0;  // guarded by the queue's mutex
   };
   using Ticket = std::shared_ptr<Entry>;
 
@@ -73,16 +74,25 @@ class CommitQueue {
 
   // Entries queued, commits performed, entries carried by them and the wall
   // time spent in Store::Commit, read together, for stats and tests.
+  // `flushes` counts the store's commits and syncs (under fsync always, one
+  // device flush each), `flushes_waited` sums, over finished entries, how
+  // many of them ran between an entry's Enqueue and its acknowledgement
+  // (while a commit runs, what queues waits for the rest of it, its own
+  // commit and, under late durability, the next flush).
   struct Counters {
     size_t enqueued = 0;
     size_t commits = 0;
     size_t entries = 0;
     std::chrono::nanoseconds time{0};
+    uint64_t flushes = 0;
+    uint64_t flushes_waited = 0;
   };
   Counters counters() const;
 
  private:
   void CommitterLoop();
+  // After each Store::Commit or SyncCommits call: one more flush.
+  void CountFlush();
   // Publishes a batch's outcome: its entries' OnCommit, done, the counters
   // and one wake call.
   void Finish(std::vector<Ticket>* batch, const std::vector<bool>& dropped, const Status& status,

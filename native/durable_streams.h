@@ -526,6 +526,12 @@ typedef struct ds_stats {
   uint64_t wakes_webhook;
   uint64_t wakes_pull;
   uint64_t webhooks_queued;
+  /* Group commits, continued (data_dir only): the store's flushes (commits
+     and syncs; under fsync always one device flush each), and the sum over
+     acknowledged writes of how many of them each waited for between being
+     queued for commit and being acknowledged. */
+  uint64_t commit_flushes;
+  uint64_t commit_flushes_waited;
 } ds_stats;
 
 void ds_engine_stats(ds_engine* engine, ds_stats* out);

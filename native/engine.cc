@@ -622,6 +622,8 @@ EngineStats Engine::Stats() const {
     stats.commits = c.commits;
     stats.committed_writes = c.entries;
     stats.commit_nanos = static_cast<uint64_t>(c.time.count());
+    stats.commit_flushes = c.flushes;
+    stats.commit_flushes_waited = c.flushes_waited;
   }
   return stats;
 }

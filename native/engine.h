@@ -91,6 +91,11 @@ struct EngineStats {
   uint64_t commits = 0;
   uint64_t committed_writes = 0;
   uint64_t commit_nanos = 0;
+  // The store's flushes (commits and syncs; under fsync always one device
+  // flush each) and the sum over acknowledged writes of the flushes each
+  // waited for (CommitQueue::Counters).
+  uint64_t commit_flushes = 0;
+  uint64_t commit_flushes_waited = 0;
   uint64_t expiring_streams = 0;  // queued for the expiry sweep
   // Storage: whether the last commit failed for a full disk (writes answer
   // 507 until one succeeds), whether a fatal storage error stopped writes

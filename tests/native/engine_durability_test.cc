@@ -503,6 +503,52 @@ TEST(CommitQueue, LateDurabilityAcknowledgesABatchAfterTheNextCommitOrASync) {
             (std::vector<std::string>{"commit 1", "commit 2", "ack 1", "sync", "ack 2"}));
 }
 
+// The flushes an acknowledged write waited for (the metric
+// commit_flushes_waited_total): under late durability a lone write waits
+// for its commit and a sync; one queued while a commit runs waits for the
+// rest of that commit, its own and the sync after it.
+TEST(CommitQueue, CountsTheFlushesEachAcknowledgedWriteWaitedFor) {
+  auto state = std::make_shared<FakeDurableStore::State>();
+  state->late_durability = true;
+  FakeDurableStore store(state);
+  std::mutex gate;
+  state->commit_gate = &gate;
+  std::unique_lock hold(gate);
+  CommitQueue queue(&store, nullptr);
+  StreamRecord rec;
+  auto first = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 1, rec), {}, nullptr}});
+  while (state->commits_entered.load() == 0) std::this_thread::yield();
+  auto second = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 2, rec), {}, nullptr}});
+  hold.unlock();
+  EXPECT_TRUE(queue.Wait(first).ok());
+  EXPECT_TRUE(queue.Wait(second).ok());
+  CommitQueue::Counters c = queue.counters();
+  // "commit 1", "commit 2", "sync": the first waited for two of them, the
+  // second for all three.
+  EXPECT_EQ(c.flushes, 3u);
+  EXPECT_EQ(c.flushes_waited, 5u);
+
+  // Idle again: a lone write waits for its commit and its sync.
+  auto lone = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 3, rec), {}, nullptr}});
+  EXPECT_TRUE(queue.Wait(lone).ok());
+  c = queue.counters();
+  EXPECT_EQ(c.flushes, 5u);
+  EXPECT_EQ(c.flushes_waited, 7u);
+  EXPECT_EQ(c.entries, 3u);
+}
+
+TEST(CommitQueue, WithoutLateDurabilityALoneWriteWaitsForItsCommitOnly) {
+  auto state = std::make_shared<FakeDurableStore::State>();
+  FakeDurableStore store(state);
+  CommitQueue queue(&store, nullptr);
+  StreamRecord rec;
+  auto t = queue.Enqueue({{StreamMutation::Kind::kUpsert, (rec.id = 1, rec), {}, nullptr}});
+  EXPECT_TRUE(queue.Wait(t).ok());
+  const CommitQueue::Counters c = queue.counters();
+  EXPECT_EQ(c.flushes, 1u);
+  EXPECT_EQ(c.flushes_waited, 1u);
+}
+
 TEST(CommitQueue, LateDurabilitySyncsBeforeAcknowledgingWhenTheNextCommitFails) {
   auto state = std::make_shared<FakeDurableStore::State>();
   state->late_durability = true;

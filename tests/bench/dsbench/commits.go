@@ -24,11 +24,15 @@ const (
 	metricCommitCount  = "caddy_durable_streams_commit_duration_seconds_count"
 	metricCommitSum    = "caddy_durable_streams_commit_duration_seconds_sum"
 	metricCommitWrites = "caddy_durable_streams_committed_writes_total"
+	// Summed over acknowledged writes, the flushes each waited for (servers
+	// from before it do not export it).
+	metricFlushesWaited = "caddy_durable_streams_commit_flushes_waited_total"
 )
 
 // commitCounters are the totals at one moment, summed over engines.
 type commitCounters struct {
 	Commits, Seconds, Writes float64
+	FlushesWaited            float64 // zero when the server does not export it
 }
 
 // parseCommitCounters reads the counters from a Prometheus text exposition.
@@ -55,6 +59,8 @@ func parseCommitCounters(r io.Reader) (commitCounters, error) {
 			dst = &c.Seconds
 		case metricCommitWrites:
 			dst = &c.Writes
+		case metricFlushesWaited:
+			dst = &c.FlushesWaited
 		default:
 			continue
 		}
@@ -93,11 +99,16 @@ func commitNote(before, after commitCounters, seconds float64) (note string, ext
 	}
 	note = fmt.Sprintf("group commits: %.0f/s, %.2f ms each, %.1f writes each, committer busy %.0f%%",
 		perSecond, meanMs, writes, busy)
+	if waited := after.FlushesWaited - before.FlushesWaited; waited > 0 && after.Writes > before.Writes {
+		perWrite := waited / (after.Writes - before.Writes)
+		extra["flushes_per_write"] = round(perWrite, 2)
+		note += fmt.Sprintf(", %.1f flushes waited per write", perWrite)
+	}
 	return note, extra, true
 }
 
-// cmdCommits prints the server's commit counters as three numbers
-// (commits, seconds, writes), or "-" when it exports none.
+// cmdCommits prints the server's commit counters as four numbers
+// (commits, seconds, writes, flushes waited), or "-" when it exports none.
 func cmdCommits(args []string) error {
 	fs := flag.NewFlagSet("commits", flag.ExitOnError)
 	base := fs.String("base", "", "server base URL (loopback only)")
@@ -113,7 +124,7 @@ func cmdCommits(args []string) error {
 		fmt.Println("-")
 		return nil
 	}
-	fmt.Printf("%g %g %g\n", c.Commits, c.Seconds, c.Writes)
+	fmt.Printf("%g %g %g %g\n", c.Commits, c.Seconds, c.Writes, c.FlushesWaited)
 	return nil
 }
 
@@ -134,28 +145,29 @@ func scrapeCommits(ctx context.Context, u string) (commitCounters, error) {
 }
 
 // parseCommitReadings reads wrkparse's -commits value: the two readings
-// cmdCommits printed, separated by ";".
+// cmdCommits printed, separated by ";" (three numbers each from a dsbench
+// before the flushes waited, four since; both readings alike).
 func parseCommitReadings(s string) (before, after commitCounters, ok bool) {
 	b, a, found := strings.Cut(s, ";")
 	if !found {
 		return before, after, false
 	}
-	parse := func(s string) (commitCounters, bool) {
+	parse := func(s string) (commitCounters, int, bool) {
 		f := strings.Fields(s)
-		if len(f) != 3 {
-			return commitCounters{}, false
+		if len(f) != 3 && len(f) != 4 {
+			return commitCounters{}, 0, false
 		}
-		var v [3]float64
+		var v [4]float64
 		for i := range f {
 			x, err := strconv.ParseFloat(f[i], 64)
 			if err != nil {
-				return commitCounters{}, false
+				return commitCounters{}, 0, false
 			}
 			v[i] = x
 		}
-		return commitCounters{Commits: v[0], Seconds: v[1], Writes: v[2]}, true
+		return commitCounters{Commits: v[0], Seconds: v[1], Writes: v[2], FlushesWaited: v[3]}, len(f), true
 	}
-	before, okB := parse(b)
-	after, okA := parse(a)
-	return before, after, okB && okA
+	before, nB, okB := parse(b)
+	after, nA, okA := parse(a)
+	return before, after, okB && okA && nB == nA
 }

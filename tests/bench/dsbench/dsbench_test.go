@@ -132,7 +132,19 @@ caddy_durable_streams_appends_total{storage="/srv/other"} 99999
 	if _, _, ok := commitNote(after, after, 2); ok {
 		t.Error("a note for a run without commits")
 	}
-	for _, bad := range []string{"", "-;-", "1 2 3", "1 2;3 4 5", "1 2 x;1 2 3"} {
+	// With the flushes waited (fourth number): 14,400 over 7,200 - 1,000 writes.
+	b4, a4, ok := parseCommitReadings("200 0.4 1000 2000;1200 2 7200 16400")
+	if !ok {
+		t.Fatal("four-number readings rejected")
+	}
+	note, extra, ok = commitNote(b4, a4, 2)
+	if want := "group commits: 500/s, 1.60 ms each, 6.2 writes each, committer busy 80%, 2.3 flushes waited per write"; !ok || note != want {
+		t.Errorf("note %q, want %q", note, want)
+	}
+	if extra["flushes_per_write"] != 2.32 {
+		t.Errorf("extra %v", extra)
+	}
+	for _, bad := range []string{"", "-;-", "1 2 3", "1 2;3 4 5", "1 2 x;1 2 3", "1 2 3;1 2 3 4", "1 2 3 4 5;1 2 3 4 5"} {
 		if _, _, ok := parseCommitReadings(bad); ok {
 			t.Errorf("readings %q accepted", bad)
 		}
