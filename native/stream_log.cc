@@ -15,11 +15,13 @@ MemoryStreamLog::Block::~Block() { BlockArena::Free(slot_); }
 void MemoryStreamLog::SealLast() {
   Block& last = *blocks_.back();
   if (last.in_arena() || last.size() != kBlockBytes) return;
+  auto sealed = std::make_shared<Block>();  // first: a throw leaks no slot
   char* slot = BlockArena::Allocate();
   if (slot == nullptr) return;
   std::memcpy(slot, last.data(), kBlockBytes);
+  sealed->Adopt(slot);
   // A reader may still pin the heap block: it keeps that copy.
-  blocks_.back() = std::make_shared<Block>(slot);
+  blocks_.back() = std::move(sealed);
 }
 
 Status MemoryStreamLog::Read(uint64_t from, size_t len, std::string* out) const {
@@ -77,15 +79,17 @@ Status MemoryStreamLog::Append(std::string_view bytes, int64_t now_ms) {
     if (blocks_.empty() || blocks_.back()->size() == kBlockBytes) {
       // A whole block's worth goes straight into an arena slot: no heap
       // block to fill and copy.
+      auto block = std::make_shared<Block>();
       char* slot = bytes.size() >= kBlockBytes ? BlockArena::Allocate() : nullptr;
       if (slot != nullptr) {
         std::memcpy(slot, bytes.data(), kBlockBytes);
-        blocks_.push_back(std::make_shared<Block>(slot));
+        block->Adopt(slot);
+        blocks_.push_back(std::move(block));
         block_write_ms_.push_back(now_ms);
         bytes.remove_prefix(kBlockBytes);
         continue;
       }
-      blocks_.push_back(std::make_shared<Block>());
+      blocks_.push_back(std::move(block));
       block_write_ms_.push_back(now_ms);
     }
     std::string& last = blocks_.back()->heap();

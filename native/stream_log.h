@@ -141,7 +141,6 @@ class MemoryStreamLog final : public StreamLog {
   class Block {
    public:
     Block() = default;
-    explicit Block(char* slot) : slot_(slot) {}  // a full arena block
     Block(const Block&) = delete;
     Block& operator=(const Block&) = delete;
     ~Block();
@@ -150,6 +149,11 @@ class MemoryStreamLog final : public StreamLog {
     size_t capacity() const { return slot_ != nullptr ? kBlockBytes : heap_.capacity(); }
     bool in_arena() const { return slot_ != nullptr; }
     std::string& heap() { return heap_; }
+    // Takes a full arena slot (BlockArena::Allocate) as this block's bytes.
+    void Adopt(char* slot) {
+      slot_ = slot;
+      std::string().swap(heap_);
+    }
 
    private:
     std::string heap_;       // while filling (or full where the arena is unavailable)
