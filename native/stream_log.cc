@@ -1,9 +1,28 @@
 #include "stream_log.h"
 
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 
+#include "block_arena.h"
+
 namespace ds {
+
+static_assert(MemoryStreamLog::kBlockBytes == BlockArena::kSlotBytes);
+
+MemoryStreamLog::Block::~Block() { BlockArena::Free(slot_); }
+
+void MemoryStreamLog::SealLast() {
+  Block& last = *blocks_.back();
+  if (last.in_arena() || last.size() != kBlockBytes) return;
+  auto sealed = std::make_shared<Block>();  // first: a throw leaks no slot
+  char* slot = BlockArena::Allocate();
+  if (slot == nullptr) return;
+  std::memcpy(slot, last.data(), kBlockBytes);
+  sealed->Adopt(slot);
+  // A reader may still pin the heap block: it keeps that copy.
+  blocks_.back() = std::move(sealed);
+}
 
 Status MemoryStreamLog::Read(uint64_t from, size_t len, std::string* out) const {
   std::shared_lock lock(mu_);
@@ -16,9 +35,9 @@ Status MemoryStreamLog::Read(uint64_t from, size_t len, std::string* out) const 
   while (len > 0) {
     size_t block = static_cast<size_t>(rel / kBlockBytes);
     size_t within = static_cast<size_t>(rel % kBlockBytes);
-    const std::string& b = *blocks_[block];
+    const Block& b = *blocks_[block];
     size_t n = std::min(len, b.size() - within);
-    out->append(b, within, n);
+    out->append(b.data() + within, n);
     rel += n;
     len -= n;
   }
@@ -34,7 +53,7 @@ Status MemoryStreamLog::PinRange(uint64_t from, size_t len, std::vector<MemoryRa
   while (len > 0) {
     size_t block = static_cast<size_t>(rel / kBlockBytes);
     size_t within = static_cast<size_t>(rel % kBlockBytes);
-    const std::shared_ptr<std::string>& b = blocks_[block];
+    const std::shared_ptr<Block>& b = blocks_[block];
     size_t n = std::min(len, b->size() - within);
     if (b->size() == kBlockBytes) {
       // Full: appends go to the next block, so its buffer never moves and
@@ -44,7 +63,7 @@ Status MemoryStreamLog::PinRange(uint64_t from, size_t len, std::vector<MemoryRa
     } else {
       // The active block: the next append may reallocate it. Its bytes
       // (less than a block, only at the end of a range) are copied.
-      auto copy = std::make_shared<const std::string>(*b, within, n);
+      auto copy = std::make_shared<const std::string>(b->data() + within, n);
       out->push_back(MemoryRange{copy, copy->data(), n});
     }
     rel += n;
@@ -58,14 +77,27 @@ Status MemoryStreamLog::Append(std::string_view bytes, int64_t now_ms) {
   const uint64_t total = bytes.size();
   while (!bytes.empty()) {
     if (blocks_.empty() || blocks_.back()->size() == kBlockBytes) {
-      blocks_.push_back(std::make_shared<std::string>());
+      // A whole block's worth goes straight into an arena slot: no heap
+      // block to fill and copy.
+      auto block = std::make_shared<Block>();
+      char* slot = bytes.size() >= kBlockBytes ? BlockArena::Allocate() : nullptr;
+      if (slot != nullptr) {
+        std::memcpy(slot, bytes.data(), kBlockBytes);
+        block->Adopt(slot);
+        blocks_.push_back(std::move(block));
+        block_write_ms_.push_back(now_ms);
+        bytes.remove_prefix(kBlockBytes);
+        continue;
+      }
+      blocks_.push_back(std::move(block));
       block_write_ms_.push_back(now_ms);
     }
-    std::string& last = *blocks_.back();
+    std::string& last = blocks_.back()->heap();
     size_t n = std::min(bytes.size(), kBlockBytes - last.size());
     last.append(bytes.data(), n);
     block_write_ms_.back() = now_ms;
     bytes.remove_prefix(n);
+    if (last.size() == kBlockBytes) SealLast();
   }
   // Publish the whole append at once: no reader sees half of it.
   tail_.fetch_add(total, std::memory_order_release);
@@ -85,7 +117,18 @@ Status MemoryStreamLog::Rewind(uint64_t to) {
   blocks = std::max<size_t>(blocks, std::min<size_t>(blocks_.size(), 1));  // keep the active one
   blocks_.resize(blocks);
   block_write_ms_.resize(blocks);
-  if (!blocks_.empty()) blocks_.back()->resize(static_cast<size_t>(keep - (blocks - 1) * kBlockBytes));
+  if (!blocks_.empty()) {
+    const size_t keep_last = static_cast<size_t>(keep - (blocks - 1) * kBlockBytes);
+    if (blocks_.back()->in_arena() && keep_last < kBlockBytes) {
+      // A full block becomes the active one again: back to the heap, where
+      // it may grow (readers pinning the arena block keep it).
+      auto active = std::make_shared<Block>();
+      active->heap().assign(blocks_.back()->data(), keep_last);
+      blocks_.back() = std::move(active);
+    } else if (!blocks_.back()->in_arena()) {
+      blocks_.back()->heap().resize(keep_last);
+    }
+  }
   tail_.store(to, std::memory_order_release);
   return Status::OK();
 }

@@ -35,7 +35,7 @@ struct FileRange {
 // held (a memory log's full block, or a copy of the bytes of a block that
 // may still move). The writer needs no copy of its own.
 struct MemoryRange {
-  std::shared_ptr<const std::string> pin;
+  std::shared_ptr<const void> pin;
   const char* data = nullptr;
   size_t length = 0;
 };
@@ -135,7 +135,35 @@ class MemoryStreamLog final : public StreamLog {
 
   static constexpr size_t kBlockBytes = 1 << 20;
 
+  // One block: on the heap while it fills (it grows by doubling, so small
+  // streams stay small), in a BlockArena slot once full (huge pages: see
+  // block_arena.h). A full block never changes again.
+  class Block {
+   public:
+    Block() = default;
+    Block(const Block&) = delete;
+    Block& operator=(const Block&) = delete;
+    ~Block();
+    const char* data() const { return slot_ != nullptr ? slot_ : heap_.data(); }
+    size_t size() const { return slot_ != nullptr ? kBlockBytes : heap_.size(); }
+    size_t capacity() const { return slot_ != nullptr ? kBlockBytes : heap_.capacity(); }
+    bool in_arena() const { return slot_ != nullptr; }
+    std::string& heap() { return heap_; }
+    // Takes a full arena slot (BlockArena::Allocate) as this block's bytes.
+    void Adopt(char* slot) {
+      slot_ = slot;
+      std::string().swap(heap_);
+    }
+
+   private:
+    std::string heap_;       // while filling (or full where the arena is unavailable)
+    char* slot_ = nullptr;   // once full, when the arena had a slot
+  };
+
  private:
+  // Moves the last block, just filled, into an arena slot (no-op where the
+  // arena gives none). Requires mu_ held exclusively.
+  void SealLast();
   const uint64_t base_;
   std::atomic<uint64_t> start_;
   std::atomic<uint64_t> tail_;
@@ -145,7 +173,7 @@ class MemoryStreamLog final : public StreamLog {
   // last grows by doubling, so small streams stay small. Trim erases blocks
   // from the front. Shared, so that a response pinning a full block (whose
   // bytes never move or change again) outlives a trim.
-  std::vector<std::shared_ptr<std::string>> blocks_;  // guarded by mu_
+  std::vector<std::shared_ptr<Block>> blocks_;  // guarded by mu_
   std::vector<int64_t> block_write_ms_;  // guarded by mu_; parallel to blocks_
   uint64_t dropped_blocks_ = 0;          // guarded by mu_
 };

@@ -341,7 +341,7 @@ TEST_F(EngineTest, MemoryStreamsAreSentFromTheirBlocksNotFiles) {
   std::vector<MemoryRange> pins;
   ASSERT_TRUE(log.PinRange(100000, 2500000, &pins).ok());
   ASSERT_EQ(pins.size(), 3u);
-  const std::string* block0 = pins[0].pin.get();
+  const auto* block0 = static_cast<const MemoryStreamLog::Block*>(pins[0].pin.get());
   EXPECT_EQ(pins[0].data, block0->data() + 100000);
   EXPECT_EQ(pins[1].length, MemoryStreamLog::kBlockBytes);
   EXPECT_EQ(pins[2].length, 2600000 - 2 * MemoryStreamLog::kBlockBytes);
