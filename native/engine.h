@@ -295,6 +295,7 @@ class Engine : private SseSource, private SubscriptionHost {
                       bool give_up, Response* out) override;
   void ReturnConnections(uint32_t loop, const std::vector<uint64_t>& tags, bool wave_ends) override;
   void WaveBegins(uint32_t loop) override;
+  bool ReturnsHeld() const override { return returns_held_.load(std::memory_order_relaxed); }
   // Removes `waiter` from the stream's list if `registration` is current.
   // Requires stream.mu.
   static void Unpark(Stream& stream, uint64_t waiter, const WaiterRegistration& registration);
@@ -496,10 +497,16 @@ class Engine : private SseSource, private SubscriptionHost {
   // remaining answers. Each loop ends its wave before it goes (~SseFanout),
   // so nothing stays held. Declared before fanouts_, whose loops use them
   // to the end.
+  // A hold also ends after kMaxReturnHoldMs (by the engine's clock), so a
+  // loop that does not get to end its wave (starved of CPU) delays the
+  // others' connections by no more than that.
+  static constexpr int64_t kMaxReturnHoldMs = 100;
   struct HeldReturns {
     uint64_t waiting_for = 0;  // loops (bits) whose current waves are not written yet
+    int64_t since_ms = 0;
     std::vector<uint64_t> tags;
   };
+  std::atomic<bool> returns_held_{false};  // held_returns_ is not empty
   std::mutex returns_mu_;
   uint64_t waves_on_ = 0;  // loops (bits) with a wave begun and not ended
   std::vector<HeldReturns> held_returns_;  // in the order the loops gave them

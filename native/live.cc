@@ -445,9 +445,11 @@ void Engine::WaveBegins(uint32_t loop) {
 // wave on wait until those waves end (each at the end of that loop's turn
 // that took the wake), then go back, in the order they were answered. They
 // wait only for the waves on when they were answered, so waves that keep
-// starting elsewhere (a busy stream) never hold them longer than a turn.
+// starting elsewhere (a busy stream) never hold them longer than a turn,
+// and never longer than kMaxReturnHoldMs.
 void Engine::ReturnConnections(uint32_t loop, const std::vector<uint64_t>& tags, bool wave_ends) {
   const uint64_t self = uint64_t{1} << loop;
+  const int64_t now = clock_->NowMs();
   std::vector<uint64_t> out;
   {
     std::lock_guard lock(returns_mu_);
@@ -456,21 +458,24 @@ void Engine::ReturnConnections(uint32_t loop, const std::vector<uint64_t>& tags,
       for (HeldReturns& held : held_returns_) held.waiting_for &= ~self;
     }
     size_t kept = 0;
-    for (HeldReturns& held : held_returns_) {
-      if (held.waiting_for == 0) {
+    for (size_t i = 0; i < held_returns_.size(); ++i) {
+      HeldReturns& held = held_returns_[i];
+      if (held.waiting_for == 0 || now - held.since_ms >= kMaxReturnHoldMs) {
         out.insert(out.end(), held.tags.begin(), held.tags.end());
-      } else {
-        held_returns_[kept++] = std::move(held);
+      } else if (kept++ != i) {
+        // Never onto itself: a vector moved onto itself is left empty.
+        held_returns_[kept - 1] = std::move(held);
       }
     }
     held_returns_.resize(kept);
     if (!tags.empty()) {
       if (uint64_t others = waves_on_ & ~self; others != 0) {
-        held_returns_.push_back(HeldReturns{others, tags});
+        held_returns_.push_back(HeldReturns{others, now, tags});
       } else {
         out.insert(out.end(), tags.begin(), tags.end());
       }
     }
+    returns_held_.store(!held_returns_.empty(), std::memory_order_relaxed);
   }
   if (!out.empty() && wake_) wake_(out);
 }

@@ -256,6 +256,8 @@ void SseFanout::RunOnce(int max_wait_ms) {
                                    std::max(max_wait_ms, 0), NextTimerDelay(now)))
                              : 0;
   if (adopting_) wait = std::min(wait, kAdoptBatchMs);
+  const bool held = source_->ReturnsHeld();
+  if (held) wait = std::min(wait, SseSource::kHeldReturnsCheckMs);
   epoll_event events[kMaxEvents];
   int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, wait);
   for (int i = 0; i < n; ++i) {
@@ -284,7 +286,7 @@ void SseFanout::RunOnce(int max_wait_ms) {
     for (Subscriber* s : ending) End(*s, now);
   }
   RemoveEmptyGroups();
-  if (!returned_.empty() || wave) {
+  if (!returned_.empty() || wave || held) {
     std::vector<uint64_t> returned;
     returned.swap(returned_);
     source_->ReturnConnections(options_.loop, returned, wave);

@@ -117,6 +117,11 @@ class SseSource {
   // one loop answers while other loops have a wave on may be held back
   // until those waves end (Engine::ReturnConnections).
   virtual void WaveBegins(uint32_t loop) { (void)loop; }
+  // Whether connections are held back: every loop then calls
+  // ReturnConnections at the end of each turn, and turns at least every
+  // kHeldReturnsCheckMs, so a hold ends by time if no wave end ends it.
+  virtual bool ReturnsHeld() const { return false; }
+  static constexpr int kHeldReturnsCheckMs = 10;
 };
 
 // An adopted connection's socket: the fan-out's own descriptor (closed

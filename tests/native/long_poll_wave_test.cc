@@ -2,8 +2,8 @@
 // has a delivery wave to write (it was woken for a stream change and has
 // not yet had the turn that takes the wake), the connections other loops
 // answered are held back from the HTTP layer; they all go back, in order,
-// when the last wave is written, and none is lost when the engine closes
-// with a wave on.
+// when the last wave is written (or after a time bound), and none is lost
+// when the engine closes with a wave on.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -122,6 +122,24 @@ TEST_F(LongPollWaveTest, AWaveThatStartsLaterElsewhereDoesNotHoldThemLonger) {
   ExpectAnswer(ReadAll(sv2[1]), "b");
   EXPECT_EQ(TakeWoken(), (std::vector<uint64_t>{kTag1 | SseFanout::kServeNext,
                                                 kTag2 | SseFanout::kServeNext}));
+}
+
+TEST_F(LongPollWaveTest, AHoldEndsAfterItsTimeBound) {
+  ASSERT_EQ(Post("/s", Text(), "late").status, 204);
+  TakeWoken();
+  engine_->RunSseFanoutLoopOnce(0, 0);
+  ExpectAnswer(ReadAll(sv0_[1]), "late");
+  EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{});
+  // Loop 1 does not get to its wave; loop 0 turns on.
+  clock_->Advance(99);
+  engine_->RunSseFanoutLoopOnce(0, 0);
+  EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{});
+  clock_->Advance(1);
+  engine_->RunSseFanoutLoopOnce(0, 0);
+  EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kTag0 | SseFanout::kServeNext});
+  engine_->RunSseFanoutLoopOnce(1, 0);
+  ExpectAnswer(ReadAll(sv1_[1]), "late");
+  EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kTag1 | SseFanout::kServeNext});
 }
 
 TEST_F(LongPollWaveTest, WithoutAWaveElsewhereAnAnswerGoesBackAtOnce) {
