@@ -33,6 +33,7 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const Clock> clock, WakeFn
   }
   int loops = options_.sse_fanout_loops;
   if (loops <= 0) loops = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  loops = std::min(loops, 64);  // a bit each in the delivery-wave masks (ReturnConnections)
   for (int i = 0; i < loops; ++i) {
     SseFanout::Options fanout;
     fanout.keepalive_interval_ms = options_.sse_keepalive_interval_ms;

@@ -170,6 +170,8 @@ class Engine : private SseSource, private SubscriptionHost {
   void EndAdopted(uint64_t owner);
   // One turn of every fan-out loop, for tests that turned the threads off.
   void RunSseFanoutOnce(int max_wait_ms);
+  // One turn of one loop (tests: a wave in one loop and not yet another).
+  void RunSseFanoutLoopOnce(size_t loop, int max_wait_ms);
 
   // Removes every stream whose TTL or Expires-At has passed and wakes its
   // readers. Runs on the sweeper thread; public for tests.
@@ -296,7 +298,9 @@ class Engine : private SseSource, private SubscriptionHost {
                        const WaiterRegistration& registration) override;
   bool AnswerLongPoll(Stream& stream, uint64_t offset, std::string_view client_cursor,
                       bool give_up, Response* out) override;
-  void ReturnConnections(const std::vector<uint64_t>& tags) override;
+  void ReturnConnections(uint32_t loop, const std::vector<uint64_t>& tags, bool wave_ends) override;
+  void WaveBegins(uint32_t loop) override;
+  bool ReturnsHeld() const override { return returns_held_.load(std::memory_order_relaxed); }
   // Removes `waiter` from the stream's list if `registration` is current.
   // Requires stream.mu.
   static void Unpark(Stream& stream, uint64_t waiter, const WaiterRegistration& registration);
@@ -490,6 +494,27 @@ class Engine : private SseSource, private SubscriptionHost {
   std::condition_variable sweeper_cv_;
   bool stopping_ = false;
   std::thread sweeper_;
+
+  // Long-poll connections one loop answered while other loops had a
+  // delivery wave on wait here until those waves are written
+  // (ReturnConnections): the HTTP layer's work for their next requests
+  // would otherwise compete for the CPU with the writing of the waves'
+  // remaining answers. Each loop ends its wave before it goes (~SseFanout),
+  // so nothing stays held. Declared before fanouts_, whose loops use them
+  // to the end.
+  // A hold also ends after kMaxReturnHoldMs (by the engine's clock), so a
+  // loop that does not get to end its wave (starved of CPU) delays the
+  // others' connections by no more than that.
+  static constexpr int64_t kMaxReturnHoldMs = 100;
+  struct HeldReturns {
+    uint64_t waiting_for = 0;  // loops (bits) whose current waves are not written yet
+    int64_t since_ms = 0;
+    std::vector<uint64_t> tags;
+  };
+  std::atomic<bool> returns_held_{false};  // held_returns_ is not empty
+  std::mutex returns_mu_;
+  uint64_t waves_on_ = 0;  // loops (bits) with a wave begun and not ended
+  std::vector<HeldReturns> held_returns_;  // in the order the loops gave them
 
   // Adopted SSE sessions, spread over the loops round-robin. ~Engine
   // destroys them first: their threads call back into the engine.

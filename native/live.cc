@@ -417,7 +417,12 @@ Engine::Adoption Engine::TakeForAdoption(uint64_t session_id, int mode, AdoptedS
 }
 
 Engine::Adoption Engine::Hand(SseAdoption adoption, std::string* message) {
-  size_t loop = next_fanout_.fetch_add(1, std::memory_order_relaxed) % fanouts_.size();
+  // A borrowed socket goes to the loop its number names, every time: that
+  // loop may still have it registered from its last poll
+  // (SseFanout::kept_registered_). Others are dealt round-robin.
+  size_t loop = adoption.socket.borrowed()
+                    ? static_cast<size_t>(adoption.socket.get()) % fanouts_.size()
+                    : next_fanout_.fetch_add(1, std::memory_order_relaxed) % fanouts_.size();
   Status s = fanouts_[loop]->Adopt(std::move(adoption));
   if (!s.ok()) {
     *message = s.message();
@@ -426,8 +431,53 @@ Engine::Adoption Engine::Hand(SseAdoption adoption, std::string* message) {
   return Adoption::kAdopted;
 }
 
-void Engine::ReturnConnections(const std::vector<uint64_t>& tags) {
-  if (wake_) wake_(tags);
+void Engine::WaveBegins(uint32_t loop) {
+  std::lock_guard lock(returns_mu_);
+  waves_on_ |= uint64_t{1} << loop;
+}
+
+// Serve pending answers before new requests: on a fan-out every loop is
+// woken at once, and the first to finish would otherwise hand its
+// connections to the HTTP layer, whose next requests (a net/http
+// connection, Caddy's handler chain, a takeover each) compete for the CPU
+// with the loops still writing that append's answers and with the clients
+// reading them. So connections a loop answers while other loops have a
+// wave on wait until those waves end (each at the end of that loop's turn
+// that took the wake), then go back, in the order they were answered. They
+// wait only for the waves on when they were answered, so waves that keep
+// starting elsewhere (a busy stream) never hold them longer than a turn,
+// and never longer than kMaxReturnHoldMs.
+void Engine::ReturnConnections(uint32_t loop, const std::vector<uint64_t>& tags, bool wave_ends) {
+  const uint64_t self = uint64_t{1} << loop;
+  const int64_t now = clock_->NowMs();
+  std::vector<uint64_t> out;
+  {
+    std::lock_guard lock(returns_mu_);
+    if (wave_ends) {
+      waves_on_ &= ~self;
+      for (HeldReturns& held : held_returns_) held.waiting_for &= ~self;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < held_returns_.size(); ++i) {
+      HeldReturns& held = held_returns_[i];
+      if (held.waiting_for == 0 || now - held.since_ms >= kMaxReturnHoldMs) {
+        out.insert(out.end(), held.tags.begin(), held.tags.end());
+      } else if (kept++ != i) {
+        // Never onto itself: a vector moved onto itself is left empty.
+        held_returns_[kept - 1] = std::move(held);
+      }
+    }
+    held_returns_.resize(kept);
+    if (!tags.empty()) {
+      if (uint64_t others = waves_on_ & ~self; others != 0) {
+        held_returns_.push_back(HeldReturns{others, now, tags});
+      } else {
+        out.insert(out.end(), tags.begin(), tags.end());
+      }
+    }
+    returns_held_.store(!held_returns_.empty(), std::memory_order_relaxed);
+  }
+  if (!out.empty() && wake_) wake_(out);
 }
 
 void Engine::EndAdopted(uint64_t owner) {
@@ -436,6 +486,10 @@ void Engine::EndAdopted(uint64_t owner) {
 
 void Engine::RunSseFanoutOnce(int max_wait_ms) {
   for (const auto& fanout : fanouts_) fanout->RunOnce(max_wait_ms);
+}
+
+void Engine::RunSseFanoutLoopOnce(size_t loop, int max_wait_ms) {
+  if (loop < fanouts_.size()) fanouts_[loop]->RunOnce(max_wait_ms);
 }
 
 }  // namespace ds

@@ -156,7 +156,12 @@ SseFanout::~SseFanout() {
   for (auto& [id, s] : subscribers_) {
     if (s->return_tag != 0) returned_.push_back(s->return_tag);
   }
-  if (!returned_.empty()) source_->ReturnConnections(returned_);
+  bool wave;
+  {
+    std::lock_guard lock(inbox_mu_);
+    wave = std::exchange(wave_, false);
+  }
+  if (!returned_.empty() || wave) source_->ReturnConnections(options_.loop, returned_, wave);
 }
 
 Status SseFanout::Adopt(SseAdoption adoption) {
@@ -194,6 +199,10 @@ void SseFanout::Wake(const std::vector<uint64_t>& waiters) {
   {
     std::lock_guard lock(inbox_mu_);
     woken_.insert(woken_.end(), waiters.begin(), waiters.end());
+    if (!wave_) {
+      wave_ = true;
+      source_->WaveBegins(options_.loop);  // under inbox_mu_: before the turn can end it
+    }
     signal = NeedsSignal();
   }
   if (signal) Signal();
@@ -247,6 +256,8 @@ void SseFanout::RunOnce(int max_wait_ms) {
                                    std::max(max_wait_ms, 0), NextTimerDelay(now)))
                              : 0;
   if (adopting_) wait = std::min(wait, kAdoptBatchMs);
+  const bool held = source_->ReturnsHeld();
+  if (held) wait = std::min(wait, SseSource::kHeldReturnsCheckMs);
   epoll_event events[kMaxEvents];
   int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, wait);
   for (int i = 0; i < n; ++i) {
@@ -258,7 +269,8 @@ void SseFanout::RunOnce(int max_wait_ms) {
     OnSocketEvent(events[i].data.u64, events[i].events);
   }
   now = clock_->NowMs();
-  std::vector<uint64_t> ended_owners = TakeInbox();
+  bool wave = false;
+  std::vector<uint64_t> ended_owners = TakeInbox(&wave);
   FireTimers(now);
   std::vector<Group*> queued;
   queued.swap(queued_);
@@ -274,10 +286,10 @@ void SseFanout::RunOnce(int max_wait_ms) {
     for (Subscriber* s : ending) End(*s, now);
   }
   RemoveEmptyGroups();
-  if (!returned_.empty()) {
+  if (!returned_.empty() || wave || held) {
     std::vector<uint64_t> returned;
     returned.swap(returned_);
-    source_->ReturnConnections(returned);
+    source_->ReturnConnections(options_.loop, returned, wave);
   }
 }
 
@@ -286,7 +298,7 @@ int64_t SseFanout::NextTimerDelay(int64_t now) const {
   return std::max<int64_t>(timers_.top().due_ms - now, 0);
 }
 
-std::vector<uint64_t> SseFanout::TakeInbox() {
+std::vector<uint64_t> SseFanout::TakeInbox(bool* wave) {
   std::vector<SseAdoption> adopted;
   std::vector<uint64_t> woken, ended;
   {
@@ -295,6 +307,7 @@ std::vector<uint64_t> SseFanout::TakeInbox() {
     woken.swap(woken_);
     ended.swap(ended_owners_);
     signalled_ = false;
+    *wave = std::exchange(wave_, false);
     // Adoptions arriving: more are likely, so the next ones wait for the
     // loop's next turn (at most kAdoptBatchMs) instead of each writing the
     // eventfd and waking the loop. The wave ends after kAdoptWaveQuiet
@@ -331,12 +344,7 @@ void SseFanout::Join(SseAdoption a) {
   s.headers = std::move(a.headers);
   s.return_tag = a.return_tag;
 
-  // Edge-triggered: EPOLLOUT reports when a full socket drains again, and
-  // the hang-ups once; nothing is ever read from the socket.
-  epoll_event ev{};
-  ev.events = EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  ev.data.u64 = s.id;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, s.socket.get(), &ev) != 0) {
+  if (!Register(s)) {
     count_.fetch_sub(1, std::memory_order_relaxed);
     if (s.return_tag != 0) returned_.push_back(s.return_tag);  // to be closed
     return;  // the socket closes with `owned`
@@ -355,6 +363,25 @@ void SseFanout::Join(SseAdoption a) {
   timers_.push({std::min(s.deadline_ms, s.next_keepalive_ms), s.id});
   subscribers_[s.id] = std::move(owned);
   MarkDue(s);
+}
+
+bool SseFanout::Register(Subscriber& s) {
+  // Edge-triggered: EPOLLOUT reports when a full socket drains again, and
+  // the hang-ups once; nothing is ever read from the socket.
+  epoll_event ev{};
+  ev.events = EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.u64 = s.id;
+  const int fd = s.socket.get();
+  const auto slot = static_cast<size_t>(fd);
+  if (s.socket.borrowed() && slot < kept_registered_.size() && kept_registered_[slot]) {
+    kept_registered_[slot] = false;
+    // Re-arms the edge triggers as ADD does: a writable socket reports
+    // EPOLLOUT once, a hung-up one its hang-up.
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0) return true;
+    // ENOENT: the HTTP layer closed that socket; this one has its number.
+  }
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0) return true;
+  return errno == EEXIST && ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0;
 }
 
 void SseFanout::OnSocketEvent(uint64_t id, uint32_t events) {
@@ -595,7 +622,9 @@ void SseFanout::Answer(Subscriber& s, Piece answer, int64_t now) {
 void SseFanout::GiveBack(Subscriber& s, bool serve_next) {
   returned_.push_back(s.return_tag | (serve_next ? kServeNext : 0));
   s.return_tag = 0;
-  Forget(s);  // closes only the fan-out's descriptor
+  // Closes only the fan-out's descriptor. A borrowed socket going back for
+  // its next request stays registered (kept_registered_).
+  Forget(s, /*keep_registered=*/serve_next && s.socket.borrowed());
 }
 
 void SseFanout::Close(Subscriber& s) {
@@ -606,8 +635,14 @@ void SseFanout::Close(Subscriber& s) {
   Forget(s);
 }
 
-void SseFanout::Forget(Subscriber& s) {
-  (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, s.socket.get(), nullptr);
+void SseFanout::Forget(Subscriber& s, bool keep_registered) {
+  if (keep_registered) {
+    const auto slot = static_cast<size_t>(s.socket.get());
+    if (slot >= kept_registered_.size()) kept_registered_.resize(slot + 1);
+    kept_registered_[slot] = true;
+  } else {
+    (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, s.socket.get(), nullptr);
+  }
   Group& group = *s.group;
   Subscriber* last = group.members.back();
   last->index = s.index;

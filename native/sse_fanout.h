@@ -106,7 +106,22 @@ class SseSource {
   // SseFanout::kServeNext when the answer went out whole and the HTTP layer
   // should read the next request on it, without when it should close it
   // (the client left, was cut off, or the engine is closing).
-  virtual void ReturnConnections(const std::vector<uint64_t>& tags) = 0;
+  // From loop `loop`. With wave_ends, the turn that took the loop's last
+  // wake (WaveBegins) has written what was due; it may return no
+  // connection.
+  virtual void ReturnConnections(uint32_t loop, const std::vector<uint64_t>& tags,
+                                 bool wave_ends) = 0;
+  // Delivery waves: a loop woken for stream changes calls WaveBegins (from
+  // the waking thread) once per wake it has not yet taken, and ends the wave
+  // with the ReturnConnections call of the turn that took it. Connections
+  // one loop answers while other loops have a wave on may be held back
+  // until those waves end (Engine::ReturnConnections).
+  virtual void WaveBegins(uint32_t loop) { (void)loop; }
+  // Whether connections are held back: every loop then calls
+  // ReturnConnections at the end of each turn, and turns at least every
+  // kHeldReturnsCheckMs, so a hold ends by time if no wave end ends it.
+  virtual bool ReturnsHeld() const { return false; }
+  static constexpr int kHeldReturnsCheckMs = 10;
 };
 
 // An adopted connection's socket: the fan-out's own descriptor (closed
@@ -229,8 +244,9 @@ class SseFanout {
   void Loop();
   bool NeedsSignal();  // requires inbox_mu_
   void Signal();
-  // Joins the adopted, queues the woken; returns the owners to end.
-  std::vector<uint64_t> TakeInbox();
+  // Joins the adopted, queues the woken; returns the owners to end, and in
+  // `wave` whether it took a wave's wake.
+  std::vector<uint64_t> TakeInbox(bool* wave);
   void Join(SseAdoption adoption);
   void ServiceGroup(Group& group, int64_t now);
   void OnSocketEvent(uint64_t id, uint32_t events);
@@ -246,7 +262,11 @@ class SseFanout {
   // Gives a keep-alive long-poll's connection back to the HTTP layer
   // (serve_next: for its next request; else to be closed) and forgets it.
   void GiveBack(Subscriber& s, bool serve_next);
-  void Forget(Subscriber& s);
+  // Drops s and its socket; with keep_registered its descriptor stays in
+  // epoll_ (kept_registered_).
+  void Forget(Subscriber& s, bool keep_registered = false);
+  // Registers s's socket in epoll_ under its id.
+  bool Register(Subscriber& s);
   void Close(Subscriber& s);
   void MarkDue(Subscriber& s);
   void Queue(Group& group);
@@ -282,6 +302,9 @@ class SseFanout {
   std::vector<SseAdoption> adopted_;
   std::vector<uint64_t> woken_;
   std::vector<uint64_t> ended_owners_;
+  // A wake is queued that the loop has not taken: WaveBegins was called and
+  // the turn that takes it ends the wave (SseSource::ReturnConnections).
+  bool wave_ = false;
   std::thread thread_;
 
   // The loop's own state.
@@ -291,6 +314,15 @@ class SseFanout {
   std::vector<Group*> queued_;         // groups with subscribers due a look
   std::vector<Group*> maybe_empty_;    // groups that lost a member
   std::vector<uint64_t> returned_;     // for ReturnConnections, per turn
+  // By descriptor: a borrowed socket given back for its next request and
+  // left in epoll_. A kept-alive long-poll's client polls again at once and
+  // the engine lends the same socket to the same loop (Engine::Hand), so
+  // its next Join modifies the registration instead of adding one: no
+  // EPOLL_CTL_DEL in the answer's path and no ADD at the next adoption.
+  // Meanwhile its events name no subscriber and are ignored; once the HTTP
+  // layer closes it the kernel drops the registration, and a later socket
+  // with that number is added afresh (MOD fails with ENOENT).
+  std::vector<bool> kept_registered_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
   uint64_t next_subscriber_ = 1;  // 0 names the eventfd in epoll
   uint64_t next_waiter_ = 1;

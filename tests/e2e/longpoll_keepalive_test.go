@@ -203,3 +203,51 @@ func TestLongPollKeptConnectionClientLeavesWhileParked(t *testing.T) {
 		t.Errorf("the server holds %d descriptors after %d clients left mid-park; %d before", got, n, fds)
 	}
 }
+
+// A fan-out's answered connections wait until every fan-out loop has
+// written its part of the append (the engine holds them back; README,
+// "Long-poll takeover"), then go back together: each client's next poll on
+// its connection must still be served and parked, none lost, and answered
+// with the same bytes as every other client's (but for Date and the
+// cursor).
+func TestLongPollKeptConnectionsReturnAfterEachWave(t *testing.T) {
+	k := startKeptAlive(t, "waves")
+	srv, ctx, ctl, addr, stream, tail := k.srv, k.ctx, k.ctl, k.addr, k.stream, k.tail
+	const n, appends = 64, 4
+	polls := make([]*pollConn, n)
+	offsets := make([]string, n)
+	for i := range polls {
+		polls[i] = dialPoll(t, addr)
+		_ = polls[i].conn.SetDeadline(time.Now().Add(time.Minute))
+		offsets[i] = tail
+	}
+	for a := range appends {
+		for i, p := range polls {
+			fmt.Fprintf(p.conn, "GET /v1/stream/waves?offset=%s&live=long-poll HTTP/1.1\r\nHost: %s\r\n\r\n", offsets[i], addr)
+		}
+		srv.waitMetric(t, ctx, ctl, fmt.Sprintf("wave %d: every poll adopted", a), metricAdopted, n)
+		body := fmt.Sprintf("wave-%d", a)
+		post(t, ctl, stream, body)
+		var first string
+		for i, p := range polls {
+			answer := readHTTPAnswer(t, p.br)
+			wantAnswer(t, fmt.Sprintf("wave %d, client %d", a, i), answer, "200 OK", "\r\n\r\n"+body)
+			if !strings.Contains(answer, fmt.Sprintf("\r\nContent-Length: %d\r\n", len(body))) {
+				t.Fatalf("wave %d, client %d: want Content-Length %d; got\n%s", a, i, len(body), answer)
+			}
+			if i == 0 {
+				first = normalize(answer)
+			} else if got := normalize(answer); got != first {
+				t.Fatalf("wave %d, client %d's answer differs from client 0's\n%s\nclient 0:\n%s", a, i, got, first)
+			}
+			offsets[i] = nextOffset(t, answer)
+		}
+	}
+	// The last wave's connections are back too: a catch-up read on each is
+	// answered at once.
+	for i, p := range polls {
+		fmt.Fprintf(p.conn, "GET /v1/stream/waves?offset=%s HTTP/1.1\r\nHost: %s\r\n\r\n", tail, addr)
+		wantAnswer(t, fmt.Sprintf("client %d's catch-up read", i), readHTTPAnswer(t, p.br), "200 OK", "\r\n\r\nwave-0wave-1wave-2wave-3")
+	}
+	srv.waitMetric(t, ctx, ctl, "nothing left adopted", metricAdopted, 0)
+}

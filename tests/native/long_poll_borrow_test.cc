@@ -93,6 +93,78 @@ TEST_F(LongPollBorrowTest, AnsweredPollsOnOneBorrowedSocketLeaveItOpen) {
   EXPECT_EQ(engine_->Stats().adopted_sessions, 0u);
 }
 
+// The keep-alive pattern: one connection's socket lent for poll after poll.
+// Given back, it stays registered in its loop's epoll set; lent again, it is
+// watched under its new adoption (answered, its hang-up seen).
+TEST_F(LongPollBorrowTest, TheSameSocketLentPollAfterPollIsWatchedEachTime) {
+  int sv[2];
+  ASSERT_NO_FATAL_FAILURE(AdoptBorrowedWaiter(sv));
+  uint64_t tail = 0;
+  for (int i = 0; i < 3; ++i) {
+    std::string body = "m" + std::to_string(i);
+    ASSERT_EQ(Post("/s", Text(), body).status, 204);
+    tail += body.size();
+    TakeWoken();
+    Turn();
+    std::string got = ReadAll(sv[1]);
+    EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+    EXPECT_EQ(got.substr(got.find("\r\n\r\n")), "\r\n\r\n" + body) << got;
+    ASSERT_EQ(TakeWoken(), std::vector<uint64_t>{kBorrowTag | SseFanout::kServeNext});
+    // The client's next poll on the same connection.
+    Response r = Get("/s", "offset=" + EncodeOffset(tail) + "&live=long-poll");
+    ASSERT_EQ(r.live, DS_LIVE_WAIT);
+    std::string message;
+    ASSERT_EQ(engine_->AdoptLongPoll(r.session, AdoptedSocket::Borrowed(sv[0]), 1, "", kBorrowTag,
+                                     &message),
+              Engine::Adoption::kAdopted)
+        << message;
+    Turn();
+    ASSERT_EQ(TakeWoken(), std::vector<uint64_t>{}) << "poll " << i + 1 << " was refused";
+    ASSERT_EQ(engine_->Stats().adopted_sessions, 1u);
+  }
+  ::shutdown(sv[1], SHUT_RDWR);  // the client leaves while the last poll waits
+  Turn();
+  EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kBorrowTag});  // to be closed
+  EXPECT_EQ(engine_->Stats().adopted_sessions, 0u);
+}
+
+// A socket given back for its next request stays in the loop's epoll set
+// (SseFanout::kept_registered_). Once the HTTP layer closes it, another
+// socket may get its number: lent, it must be watched afresh (its hang-up
+// seen), not taken for the old one.
+TEST_F(LongPollBorrowTest, ASocketReusingTheNumberOfOneGivenBackIsWatchedAfresh) {
+  int sv[2];
+  ASSERT_NO_FATAL_FAILURE(AdoptBorrowedWaiter(sv));
+  ASSERT_EQ(Post("/s", Text(), "a").status, 204);
+  TakeWoken();
+  Turn();
+  EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kBorrowTag | SseFanout::kServeNext});
+  // The HTTP layer closes that connection; a new one gets its number.
+  const int number = sv[0];
+  ::close(sv[0]);
+  int other[2];
+  uint64_t session = ParkedSession(other, 1);
+  if (other[0] != number) {  // the lowest free number usually is that one
+    ASSERT_EQ(::dup3(other[0], number, O_CLOEXEC), number);
+    ::close(other[0]);
+    std::erase(fds_, other[0]);
+  }
+  std::erase(fds_, number);  // listed twice now
+  fds_.push_back(number);
+  std::string message;
+  ASSERT_EQ(engine_->AdoptLongPoll(session, AdoptedSocket::Borrowed(number), 1, "", kBorrowTag,
+                                   &message),
+            Engine::Adoption::kAdopted)
+      << message;
+  Turn();
+  EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{}) << "the new socket was refused";
+  EXPECT_EQ(engine_->Stats().adopted_sessions, 1u);
+  ::shutdown(other[1], SHUT_RDWR);  // its client leaves
+  Turn();
+  EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kBorrowTag});  // to be closed
+  EXPECT_EQ(engine_->Stats().adopted_sessions, 0u);
+}
+
 TEST_F(LongPollBorrowTest, ClientGoneGivesTheBorrowedSocketBackOpen) {
   int sv[2];
   ASSERT_NO_FATAL_FAILURE(AdoptBorrowedWaiter(sv));
