@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine_fixture.h"
+#include "socket_fixture.h"
 #include "offset.h"
 
 namespace ds::testing {
@@ -35,11 +36,18 @@ class LongPollBorrowTest : public EngineTest {
   void AdoptBorrowedWaiter(int sv[2]) {
     ASSERT_EQ(Put("/s", Text()).status, 201);
     uint64_t session = ParkedSession(sv);
-    std::string message;
-    ASSERT_EQ(engine_->AdoptLongPoll(session, AdoptedSocket::Borrowed(sv[0]), 1, "", kBorrowTag,
-                                     &message),
-              Engine::Adoption::kAdopted);
+    ASSERT_NO_FATAL_FAILURE(Lend(session, sv[0]));
     Turn();
+  }
+
+  // Lends the HTTP layer's socket fd to the engine for the parked long-poll
+  // `session`, with kBorrowTag.
+  void Lend(uint64_t session, int fd) {
+    std::string message;
+    ASSERT_EQ(engine_->AdoptLongPoll(session, AdoptedSocket::Borrowed(fd), 1, "", kBorrowTag,
+                                     &message),
+              Engine::Adoption::kAdopted)
+        << message;
   }
 
   // A parked long-poll at `offset` of /s, and a socketpair whose [0] the
@@ -55,13 +63,6 @@ class LongPollBorrowTest : public EngineTest {
 
   void Turn() { engine_->RunSseFanoutOnce(0); }
 
-  std::string ReadAll(int fd) {
-    std::string out;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) out.append(buf, static_cast<size_t>(n));
-    return out;
-  }
 
   std::vector<int> fds_;
 };
@@ -72,18 +73,14 @@ TEST_F(LongPollBorrowTest, AnsweredPollsOnOneBorrowedSocketLeaveItOpen) {
   for (int i = 0; i < 3; ++i) {
     int sv[2];
     uint64_t session = ParkedSession(sv, tail);
-    std::string message;
-    ASSERT_EQ(engine_->AdoptLongPoll(session, AdoptedSocket::Borrowed(sv[0]), 1, "", kBorrowTag,
-                                     &message),
-              Engine::Adoption::kAdopted)
-        << message;
+    ASSERT_NO_FATAL_FAILURE(Lend(session, sv[0]));
     Turn();
     std::string body = "m" + std::to_string(i);
     ASSERT_EQ(Post("/s", Text(), body).status, 204);
     tail += body.size();
     TakeWoken();
     Turn();
-    std::string got = ReadAll(sv[1]);
+    std::string got = ReadAvailable(sv[1]);
     EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
     EXPECT_NE(got.find("\r\n\r\n" + body), std::string::npos) << got;
     EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kBorrowTag | SseFanout::kServeNext});
@@ -106,18 +103,14 @@ TEST_F(LongPollBorrowTest, TheSameSocketLentPollAfterPollIsWatchedEachTime) {
     tail += body.size();
     TakeWoken();
     Turn();
-    std::string got = ReadAll(sv[1]);
+    std::string got = ReadAvailable(sv[1]);
     EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
     EXPECT_EQ(got.substr(got.find("\r\n\r\n")), "\r\n\r\n" + body) << got;
     ASSERT_EQ(TakeWoken(), std::vector<uint64_t>{kBorrowTag | SseFanout::kServeNext});
     // The client's next poll on the same connection.
     Response r = Get("/s", "offset=" + EncodeOffset(tail) + "&live=long-poll");
     ASSERT_EQ(r.live, DS_LIVE_WAIT);
-    std::string message;
-    ASSERT_EQ(engine_->AdoptLongPoll(r.session, AdoptedSocket::Borrowed(sv[0]), 1, "", kBorrowTag,
-                                     &message),
-              Engine::Adoption::kAdopted)
-        << message;
+    ASSERT_NO_FATAL_FAILURE(Lend(r.session, sv[0]));
     Turn();
     ASSERT_EQ(TakeWoken(), std::vector<uint64_t>{}) << "poll " << i + 1 << " was refused";
     ASSERT_EQ(engine_->Stats().adopted_sessions, 1u);
@@ -151,11 +144,7 @@ TEST_F(LongPollBorrowTest, ASocketReusingTheNumberOfOneGivenBackIsWatchedAfresh)
   }
   std::erase(fds_, number);  // listed twice now
   fds_.push_back(number);
-  std::string message;
-  ASSERT_EQ(engine_->AdoptLongPoll(session, AdoptedSocket::Borrowed(number), 1, "", kBorrowTag,
-                                   &message),
-            Engine::Adoption::kAdopted)
-      << message;
+  ASSERT_NO_FATAL_FAILURE(Lend(session, number));
   Turn();
   EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{}) << "the new socket was refused";
   EXPECT_EQ(engine_->Stats().adopted_sessions, 1u);

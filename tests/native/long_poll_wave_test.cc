@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine_fixture.h"
+#include "socket_fixture.h"
 #include "offset.h"
 
 namespace ds::testing {
@@ -61,13 +62,6 @@ class LongPollWaveTest : public EngineTest {
         << message;
   }
 
-  static std::string ReadAll(int fd) {
-    std::string out;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) out.append(buf, static_cast<size_t>(n));
-    return out;
-  }
 
   static void ExpectAnswer(const std::string& got, const std::string& body) {
     EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
@@ -86,13 +80,13 @@ TEST_F(LongPollWaveTest, AnsweredConnectionsWaitForEveryLoopsWave) {
   ASSERT_EQ(Post("/s", Text(), "hello").status, 204);  // wakes both loops
   TakeWoken();
   engine_->RunSseFanoutLoopOnce(0, 0);
-  ExpectAnswer(ReadAll(sv0_[1]), "hello");
+  ExpectAnswer(ReadAvailable(sv0_[1]), "hello");
   // Loop 0's answer is out, but loop 1 has its wave to write: the
   // connection stays with the engine.
   EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{});
-  EXPECT_EQ(ReadAll(sv1_[1]), "");
+  EXPECT_EQ(ReadAvailable(sv1_[1]), "");
   engine_->RunSseFanoutLoopOnce(1, 0);
-  ExpectAnswer(ReadAll(sv1_[1]), "hello");
+  ExpectAnswer(ReadAvailable(sv1_[1]), "hello");
   // Both go back together, loop 0's first.
   EXPECT_EQ(TakeWoken(), (std::vector<uint64_t>{kTag0 | SseFanout::kServeNext,
                                                 kTag1 | SseFanout::kServeNext}));
@@ -104,7 +98,7 @@ TEST_F(LongPollWaveTest, AWaveThatStartsLaterElsewhereDoesNotHoldThemLonger) {
   ASSERT_EQ(Post("/s", Text(), "a").status, 204);  // wakes both loops
   TakeWoken();
   engine_->RunSseFanoutLoopOnce(0, 0);
-  ExpectAnswer(ReadAll(sv0_[1]), "a");
+  ExpectAnswer(ReadAvailable(sv0_[1]), "a");
   EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{});  // held for loop 1's wave
   // Loop 0 gets a new waiter and then a wave of its own, while loop 1 is
   // still writing the first.
@@ -114,12 +108,12 @@ TEST_F(LongPollWaveTest, AWaveThatStartsLaterElsewhereDoesNotHoldThemLonger) {
   ASSERT_EQ(Post("/s", Text(), "b").status, 204);
   TakeWoken();
   engine_->RunSseFanoutLoopOnce(1, 0);
-  ExpectAnswer(ReadAll(sv1_[1]), "ab");
+  ExpectAnswer(ReadAvailable(sv1_[1]), "ab");
   // Loop 0's first answer waited only for the wave on when it was written;
   // loop 1's waits for loop 0's new one.
   EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kTag0 | SseFanout::kServeNext});
   engine_->RunSseFanoutLoopOnce(0, 0);
-  ExpectAnswer(ReadAll(sv2[1]), "b");
+  ExpectAnswer(ReadAvailable(sv2[1]), "b");
   EXPECT_EQ(TakeWoken(), (std::vector<uint64_t>{kTag1 | SseFanout::kServeNext,
                                                 kTag2 | SseFanout::kServeNext}));
 }
@@ -128,7 +122,7 @@ TEST_F(LongPollWaveTest, AHoldEndsAfterItsTimeBound) {
   ASSERT_EQ(Post("/s", Text(), "late").status, 204);
   TakeWoken();
   engine_->RunSseFanoutLoopOnce(0, 0);
-  ExpectAnswer(ReadAll(sv0_[1]), "late");
+  ExpectAnswer(ReadAvailable(sv0_[1]), "late");
   EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{});
   // Loop 1 does not get to its wave; loop 0 turns on.
   clock_->Advance(99);
@@ -138,7 +132,7 @@ TEST_F(LongPollWaveTest, AHoldEndsAfterItsTimeBound) {
   engine_->RunSseFanoutLoopOnce(0, 0);
   EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kTag0 | SseFanout::kServeNext});
   engine_->RunSseFanoutLoopOnce(1, 0);
-  ExpectAnswer(ReadAll(sv1_[1]), "late");
+  ExpectAnswer(ReadAvailable(sv1_[1]), "late");
   EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kTag1 | SseFanout::kServeNext});
 }
 
@@ -150,7 +144,7 @@ TEST_F(LongPollWaveTest, WithoutAWaveElsewhereAnAnswerGoesBackAtOnce) {
   ASSERT_EQ(Post("/s", Text(), "hi").status, 204);
   TakeWoken();
   engine_->RunSseFanoutLoopOnce(0, 0);
-  ExpectAnswer(ReadAll(sv0_[1]), "hi");
+  ExpectAnswer(ReadAvailable(sv0_[1]), "hi");
   EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kTag0 | SseFanout::kServeNext});
 }
 
@@ -158,7 +152,7 @@ TEST_F(LongPollWaveTest, ClosingWithAWaveOnLosesNoHeldConnection) {
   ASSERT_EQ(Post("/s", Text(), "bye").status, 204);
   TakeWoken();
   engine_->RunSseFanoutLoopOnce(0, 0);
-  ExpectAnswer(ReadAll(sv0_[1]), "bye");
+  ExpectAnswer(ReadAvailable(sv0_[1]), "bye");
   EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{});
   // Loop 1 never gets its turn: closing ends its wave and gives back both
   // connections (loop 1's unanswered one to be closed).

@@ -12,6 +12,22 @@
 
 namespace ds::testing {
 
+// Everything readable on fd now, without waiting; *eof set when the peer
+// has closed its end.
+inline std::string ReadAvailable(int fd, bool* eof = nullptr) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) {
+      out.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n == 0 && eof != nullptr) *eof = true;
+    return out;
+  }
+}
+
 class SocketPeer {
  public:
   explicit SocketPeer(int fd) : fd_(fd) {}
@@ -20,20 +36,7 @@ class SocketPeer {
   SocketPeer(const SocketPeer&) = delete;
 
   // Everything readable now, without waiting.
-  std::string Read() {
-    std::string out;
-    char buf[65536];
-    for (;;) {
-      ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
-      if (n > 0) {
-        out.append(buf, static_cast<size_t>(n));
-        continue;
-      }
-      if (n == 0) eof_ = true;
-      break;
-    }
-    return out;
-  }
+  std::string Read() { return ReadAvailable(fd_, &eof_); }
   // Reads until `marker` or EOF arrives, waiting for each read at most
   // `timeout_ms` (for a loop on its own thread).
   std::string Await(const std::string& marker, int timeout_ms) {
