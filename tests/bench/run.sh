@@ -33,6 +33,10 @@
 #   --bin PATH    use this server binary (implies --no-build)
 #   --out DIR     results folder (default bench/results/<UTC timestamp>)
 #
+# FANOUT_DIAG_ARGS (environment): extra dsbench fanout flags for diagnostics,
+# e.g. FANOUT_DIAG_ARGS="-parked-metric /metrics" (ours only: parked
+# long-polls just before and after each append, in results.jsonl extra).
+#
 # Prints one table; writes results.md, results.jsonl, results.png and the
 # servers' logs under the results folder. A server that does not start, or
 # answers a probe with an error (e.g. a storage mode not implemented yet), is
@@ -543,7 +547,8 @@ run_scenario() {
       # Browsers: many streams' subscriptions on few connections (100 each).
       case "$sc" in *-h2) proto=(-proto h2 -h2-conns $(( (FANOUT_SUBS + 99) / 100 ))) ;; esac
       timeout -k 5 300 "$DSBENCH" fanout -base "$b" -server "$srv" -scenario "$sc" -out "$RESULTS" -pid "$SERVER_PID" \
-        -mode "$mode" -subs "$FANOUT_SUBS" -appends "$FANOUT_APPENDS" -budget "$FANOUT_BUDGET" "${proto[@]}" || true ;;
+        -mode "$mode" -subs "$FANOUT_SUBS" -appends "$FANOUT_APPENDS" -budget "$FANOUT_BUDGET" "${proto[@]}" \
+        ${FANOUT_DIAG_ARGS:-} || true ;;
     bodies)
       # 16 concurrent chunked POSTs: 8 of BODIES_MB MB (the raised
       # max_append_size, stored unless the in-flight budget sheds them) and

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -190,5 +194,33 @@ func TestRustCounterpartAndRatio(t *testing.T) {
 	}
 	if got := h2Target(rs, "fanout-sse", "ours-disk").verdict; got != "N/A" {
 		t.Errorf("no records: %s, want N/A", got)
+	}
+}
+
+func TestScrapeLongPolls(t *testing.T) {
+	page := "# HELP caddy_durable_streams_live_sessions Live sessions.\n" +
+		"# TYPE caddy_durable_streams_live_sessions gauge\n" +
+		"caddy_durable_streams_live_sessions{mode=\"sse\"} 7\n" +
+		"caddy_durable_streams_live_sessions{mode=\"long_poll\"} 4321\n" +
+		"caddy_durable_streams_live_sessions_total 9\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/metrics":
+			_, _ = io.WriteString(w, page)
+		case "/other":
+			_, _ = io.WriteString(w, "go_goroutines 12\n")
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	if got := scrapeLongPolls(ctx, srv.Client(), srv.URL+"/metrics"); got != 4321 {
+		t.Errorf("parked long-polls = %v, want 4321", got)
+	}
+	for _, path := range []string{"/other", "/missing"} {
+		if got := scrapeLongPolls(ctx, srv.Client(), srv.URL+path); got != -1 {
+			t.Errorf("%s: parked long-polls = %v, want -1", path, got)
+		}
 	}
 }

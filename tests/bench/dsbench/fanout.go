@@ -48,6 +48,7 @@ func cmdFanout(args []string) error {
 	connectTimeout := fs.Duration("connect-timeout", 60*time.Second, "time allowed to connect every subscriber")
 	deliverTimeout := fs.Duration("deliver-timeout", 5*time.Second, "time allowed to deliver one append everywhere")
 	budget := fs.Duration("budget", 60*time.Second, "time allowed for the whole run (connecting, appends, deliveries); later appends are skipped")
+	parkedMetric := fs.String("parked-metric", "", "diagnostic (long-poll): a Prometheus path on -base (e.g. /metrics) whose caddy_durable_streams_live_sessions{mode=\"long_poll\"} is read just before and just after each append (append_<i>_parked_before/after)")
 	fs.Parse(args)
 	if err := c.check(); err != nil {
 		return err
@@ -194,18 +195,29 @@ func cmdFanout(args []string) error {
 
 	// Deliver.
 	smp := startSampler(c.pid, 50*time.Millisecond)
+	cpuBefore, cpuOK := cpuTicks(c.pid) // diagnostic: the server's CPU while delivering
 	var appendErr string
 	made := 0
 	postDone := make([]time.Duration, *appends) // diagnostic: each POST's own time
+	parkedBefore := make([]float64, *appends)   // diagnostic: -parked-metric
+	parkedAfter := make([]float64, *appends)
+	repollLead := make([]time.Duration, *appends) // diagnostic: POST time minus the previous wave's last re-poll sent (from append 1)
 	for i := range *appends {
 		if time.Now().After(budgetEnd) {
 			appendErr = fmt.Sprintf("only %d of %d appends made within the %v budget", made, *appends, *budget)
 			break
 		}
 		body := payload(fmt.Sprintf("#fanout-%d#", i), 100)
+		if *parkedMetric != "" {
+			parkedBefore[i] = scrapeLongPolls(ctx, ctl, c.base+*parkedMetric)
+		}
 		f.appendAt[i].Store(int64(time.Since(f.start)))
+		repollLead[i] = time.Duration(f.appendAt[i].Load() - f.lastRequestAt.Load())
 		st, _, _, err := do(ctx, ctl, "POST", streamURL, hdr, body)
 		postDone[i] = time.Duration(int64(time.Since(f.start)) - f.appendAt[i].Load())
+		if *parkedMetric != "" {
+			parkedAfter[i] = scrapeLongPolls(ctx, ctl, c.base+*parkedMetric)
+		}
 		if err != nil || (st != 200 && st != 204) {
 			appendErr = fmt.Sprintf("append %d: status %d %v", i, st, err)
 			break
@@ -217,6 +229,7 @@ func cmdFanout(args []string) error {
 		}
 		time.Sleep(*gap)
 	}
+	cpuAfter, cpuOK2 := cpuTicks(c.pid)
 	peakRSS, peakThreads := smp.finish()
 
 	// Collect, after stopping the subscribers.
@@ -260,9 +273,22 @@ func cmdFanout(args []string) error {
 		"subscriber_reconnects":  float64(f.reconnects.Load()),
 		"subscribers_not_joined": float64(int64(*subs) - ready),
 	}
+	if cpuOK && cpuOK2 {
+		// USER_HZ ticks (10 ms) from the first append until every answer
+		// was in plus the last gap: what the appends' deliveries and the
+		// re-polls cost the server.
+		r.Extra["deliver_server_cpu_ms"] = float64(cpuAfter-cpuBefore) * 10
+	}
 	for i := range made {
 		r.Extra[fmt.Sprintf("append_%d_post_ms", i)] = round(float64(postDone[i])/1e6, 2)
 		r.Extra[fmt.Sprintf("append_%d_max_ms", i)] = round(float64(perAppendMax[i])/1e6, 2)
+		if i > 0 && *mode == "longpoll" && *client == "raw" {
+			r.Extra[fmt.Sprintf("append_%d_repoll_lead_ms", i)] = round(float64(repollLead[i])/1e6, 2)
+		}
+		if *parkedMetric != "" {
+			r.Extra[fmt.Sprintf("append_%d_parked_before", i)] = parkedBefore[i]
+			r.Extra[fmt.Sprintf("append_%d_parked_after", i)] = parkedAfter[i]
+		}
 	}
 	clientNote := ", " + *client + " client"
 	if *proto == "h2" {
@@ -301,12 +327,15 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
 }
 
 type fanout struct {
-	url       string
-	mode      string
-	clients   []*http.Client // subscriber s uses clients[s % len]
-	start     time.Time
-	appendAt  []atomic.Int64 // ns since start, stored just before each POST
-	delivered []atomic.Int64 // subscribers that have append i
+	url      string
+	mode     string
+	clients  []*http.Client // subscriber s uses clients[s % len]
+	start    time.Time
+	appendAt []atomic.Int64 // ns since start, stored just before each POST
+	// lastRequestAt: ns since start when the raw client last sent a
+	// long-poll request (diagnostic: append_<i>_repoll_lead_ms).
+	lastRequestAt atomic.Int64
+	delivered     []atomic.Int64 // subscribers that have append i
 
 	recv [][]atomic.Int64 // [subscriber][append] ns since start, 0 = not yet
 
@@ -518,4 +547,30 @@ func (f *fanout) retryAfter(ctx context.Context, err error, isReady bool) bool {
 	}
 	time.Sleep(100 * time.Millisecond)
 	return true
+}
+
+// scrapeLongPolls reads caddy_durable_streams_live_sessions{mode="long_poll"}
+// from a Prometheus text page; -1 if it cannot.
+func scrapeLongPolls(ctx context.Context, c *http.Client, u string) float64 {
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return -1
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	const prefix = `caddy_durable_streams_live_sessions{mode="long_poll"} `
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, prefix) {
+			var v float64
+			if _, err := fmt.Sscan(line[len(prefix):], &v); err == nil {
+				return v
+			}
+		}
+	}
+	return -1
 }

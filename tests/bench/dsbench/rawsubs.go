@@ -320,6 +320,7 @@ func (r *rawSubs) service(sub *rawSub, buf []byte) error {
 		if err := writeAll(sub.fd, r.request(sub)); err != nil {
 			return err
 		}
+		r.f.lastRequestAt.Store(int64(time.Since(r.f.start)))
 	}
 	return nil
 }
