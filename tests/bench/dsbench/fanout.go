@@ -194,6 +194,7 @@ func cmdFanout(args []string) error {
 
 	// Deliver.
 	smp := startSampler(c.pid, 50*time.Millisecond)
+	ticks0, ticksOK := cpuTicks(c.pid) // diagnostic: server CPU per delivered piece
 	var appendErr string
 	made := 0
 	postDone := make([]time.Duration, *appends) // diagnostic: each POST's own time
@@ -217,6 +218,7 @@ func cmdFanout(args []string) error {
 		}
 		time.Sleep(*gap)
 	}
+	ticks1, ticksOK1 := cpuTicks(c.pid)
 	peakRSS, peakThreads := smp.finish()
 
 	// Collect, after stopping the subscribers.
@@ -242,6 +244,10 @@ func cmdFanout(args []string) error {
 	r.Requests = delivered
 	r.Errors = f.errs.Load() + (expected - delivered)
 	r.RSSKiB = idleRSS
+	if ticksOK && ticksOK1 && delivered > 0 {
+		// The appends' phase: the deliveries, the appends and the gaps.
+		r.CPUUsPerOp = cpuUsPer(ticks1-ticks0, float64(delivered))
+	}
 	if c.pid > 0 {
 		r.RSSPerSubKiB = round((idleRSS-baseRSS)/float64(ready), 2)
 		r.Threads = max(idleThreads, peakThreads)
@@ -259,6 +265,9 @@ func cmdFanout(args []string) error {
 		"subscriber_errors":      float64(f.errs.Load()),
 		"subscriber_reconnects":  float64(f.reconnects.Load()),
 		"subscribers_not_joined": float64(int64(*subs) - ready),
+	}
+	if ticksOK && ticksOK1 {
+		r.Extra["server_cpu_ticks"] = float64(ticks1 - ticks0)
 	}
 	for i := range made {
 		r.Extra[fmt.Sprintf("append_%d_post_ms", i)] = round(float64(postDone[i])/1e6, 2)
