@@ -623,7 +623,7 @@ func (h *Handler) longPoll(w http.ResponseWriter, r *http.Request, resp response
 		switch resp.Live() {
 		case native.LiveNone:
 			defer resp.Release()
-			return writeResponse(w, r, resp), nil
+			return writeLastResponse(w, r, resp), nil
 		case native.LiveStream:
 			return h.stream(w, r, resp, wake)
 		}
@@ -655,6 +655,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, 
 		run = inline
 	}
 	var err error
+	var pieces *idlePieceWriter
 	run(func() {
 		writeHeader(w, resp, -1)
 		markPrivate(w, r)
@@ -665,6 +666,9 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, 
 		}
 		w.WriteHeader(status)
 		err = writeFlush(w, rc, resp.Body())
+		if !takeover {
+			pieces = newIdlePieceWriter(w, r)
+		}
 	})
 
 	session := resp.Session()
@@ -680,7 +684,11 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, 
 	if takeover && h.takeOver(w, resp, wake) {
 		return status, nil
 	}
-	h.follow(r.Context(), resp, wake, func(p []byte) error { return writeFlush(w, rc, p) }, offload)
+	send := func(p []byte) error { return writeFlush(w, rc, p) }
+	if pieces != nil {
+		send = pieces.send // one idle-deadline window per piece (idle_piece.go)
+	}
+	h.follow(r.Context(), resp, wake, send, offload)
 	return status, nil
 }
 

@@ -93,24 +93,10 @@ func onPlainConnection(w http.ResponseWriter, r *http.Request) bool {
 // net/http's is one that neither buffers nor rewrites the response.
 func passThroughWriters(w http.ResponseWriter) bool {
 	for {
-		t := reflect.TypeOf(w)
-		switch t.String() {
-		case "*http.response":
+		if reflect.TypeOf(w).String() == "*http.response" {
 			return true
-		case "*caddyhttp.responseRecorder":
-			// The access log's and metrics' recorders have no buffer; one
-			// with a buffer (intercept, templates, handle_response) may
-			// rewrite the body.
-			v := reflect.ValueOf(w).Elem()
-			if buf := v.FieldByName("buf"); !buf.IsValid() || !buf.IsNil() {
-				return false
-			}
-			if sb := v.FieldByName("shouldBuffer"); !sb.IsValid() {
-				return false
-			}
-		case "*caddyhttp.readDeadlineWriter", "*caddyhttp.IdleTimeoutWriter",
-			"*caddyhttp.ResponseWriterWrapper":
-		default:
+		}
+		if !passThroughWriter(w) {
 			return false
 		}
 		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
@@ -119,6 +105,24 @@ func passThroughWriters(w http.ResponseWriter) bool {
 		}
 		w = u.Unwrap()
 	}
+}
+
+// passThroughWriter says whether the wrapper w (not net/http's own writer)
+// neither buffers nor rewrites the response it passes on.
+func passThroughWriter(w http.ResponseWriter) bool {
+	switch reflect.TypeOf(w).String() {
+	case "*caddyhttp.responseRecorder":
+		// The access log's and metrics' recorders have no buffer; one
+		// with a buffer (intercept, templates, handle_response) may
+		// rewrite the body.
+		v := reflect.ValueOf(w).Elem()
+		buf := v.FieldByName("buf")
+		return buf.IsValid() && buf.IsNil() && v.FieldByName("shouldBuffer").IsValid()
+	case "*caddyhttp.readDeadlineWriter", "*caddyhttp.IdleTimeoutWriter",
+		"*caddyhttp.ResponseWriterWrapper":
+		return true
+	}
+	return false
 }
 
 // takeOverLongPoll moves the parked long-poll resp, on whose connection

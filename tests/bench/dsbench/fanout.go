@@ -195,7 +195,9 @@ func cmdFanout(args []string) error {
 
 	// Deliver.
 	smp := startSampler(c.pid, 50*time.Millisecond)
-	cpuBefore, cpuOK := cpuTicks(c.pid) // diagnostic: the server's CPU while delivering
+	// Diagnostic: the server's CPU while delivering (the srv CPU column per
+	// delivered piece, and deliver_server_cpu_ms).
+	ticks0, ticksOK := cpuTicks(c.pid)
 	var appendErr string
 	made := 0
 	postDone := make([]time.Duration, *appends) // diagnostic: each POST's own time
@@ -229,7 +231,7 @@ func cmdFanout(args []string) error {
 		}
 		time.Sleep(*gap)
 	}
-	cpuAfter, cpuOK2 := cpuTicks(c.pid)
+	ticks1, ticksOK1 := cpuTicks(c.pid)
 	peakRSS, peakThreads := smp.finish()
 
 	// Collect, after stopping the subscribers.
@@ -255,6 +257,10 @@ func cmdFanout(args []string) error {
 	r.Requests = delivered
 	r.Errors = f.errs.Load() + (expected - delivered)
 	r.RSSKiB = idleRSS
+	if ticksOK && ticksOK1 && delivered > 0 {
+		// The appends' phase: the deliveries, the appends and the gaps.
+		r.CPUUsPerOp = cpuUsPer(ticks1-ticks0, float64(delivered))
+	}
 	if c.pid > 0 {
 		r.RSSPerSubKiB = round((idleRSS-baseRSS)/float64(ready), 2)
 		r.Threads = max(idleThreads, peakThreads)
@@ -273,11 +279,11 @@ func cmdFanout(args []string) error {
 		"subscriber_reconnects":  float64(f.reconnects.Load()),
 		"subscribers_not_joined": float64(int64(*subs) - ready),
 	}
-	if cpuOK && cpuOK2 {
+	if ticksOK && ticksOK1 {
 		// USER_HZ ticks (10 ms) from the first append until every answer
 		// was in plus the last gap: what the appends' deliveries and the
 		// re-polls cost the server.
-		r.Extra["deliver_server_cpu_ms"] = float64(cpuAfter-cpuBefore) * 10
+		r.Extra["deliver_server_cpu_ms"] = float64(ticks1-ticks0) * 10
 	}
 	for i := range made {
 		r.Extra[fmt.Sprintf("append_%d_post_ms", i)] = round(float64(postDone[i])/1e6, 2)

@@ -435,7 +435,8 @@ func writeMarkdown(path, metaPath string, header []string, rows [][]string, targ
 		"`ceiling-hdrs` is `respond` with the same headers a stream read sends (CORS, security, caching, Stream-*). " +
 		"`node` is `@durable-streams/server`, `goplugin` the Go Caddy plugin, `rust` the Rust server " +
 		"(crate `durable-streams`; `× rust` compares memory with its memory mode and `data_dir` with its `wal` mode). " +
-		"`srv CPU` is the server process's CPU time (all threads) per request, or per MB: " +
+		"`srv CPU` is the server process's CPU time (all threads) per request, or per MB " +
+		"(fan-out: per delivered piece, over the appends' phase): " +
 		"steadier than throughput when other work shares the machine.\n\n")
 	b.WriteString("| " + strings.Join(header, " | ") + " |\n")
 	b.WriteString("|" + strings.Repeat(" --- |", len(header)) + "\n")
