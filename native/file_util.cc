@@ -41,20 +41,25 @@ Status OpenFile(const std::string& path, int flags, int mode, UniqueFd* out) {
   return Status::OK();
 }
 
-Status WriteAt(int fd, std::string_view bytes, uint64_t offset, const std::string& path) {
+int WriteAtErrno(int fd, std::string_view bytes, uint64_t offset) {
   while (!bytes.empty()) {
     ssize_t n = ::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoStatus("pwrite", path, errno);
+      return errno;
     }
     // A zero-byte write with bytes left makes no progress; the kernel only
     // does that when the device is out of room.
-    if (n == 0) return ErrnoStatus("pwrite", path, ENOSPC);
+    if (n == 0) return ENOSPC;
     bytes.remove_prefix(static_cast<size_t>(n));
     offset += static_cast<uint64_t>(n);
   }
-  return Status::OK();
+  return 0;
+}
+
+Status WriteAt(int fd, std::string_view bytes, uint64_t offset, const std::string& path) {
+  const int err = WriteAtErrno(fd, bytes, offset);
+  return err == 0 ? Status::OK() : ErrnoStatus("pwrite", path, err);
 }
 
 Status ReadAt(int fd, char* buf, size_t len, uint64_t offset, const std::string& path,

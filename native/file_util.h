@@ -59,6 +59,9 @@ Status OpenFile(const std::string& path, int flags, int mode, UniqueFd* out);
 
 // Writes all of `bytes` at `offset` (pwrite loop).
 Status WriteAt(int fd, std::string_view bytes, uint64_t offset, const std::string& path);
+// The same, returning 0 or the errno, for callers that name the file only
+// when the write failed (building a path costs allocations per write).
+int WriteAtErrno(int fd, std::string_view bytes, uint64_t offset);
 
 // Reads up to `len` bytes at `offset` into `buf`; `*got` < len only at end
 // of file.

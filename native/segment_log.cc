@@ -19,6 +19,10 @@ namespace {
 
 constexpr std::string_view kSegmentSuffix = ".seg";
 constexpr std::string_view kLostSuffix = ".lost";
+// The most unsynced bytes a log keeps in memory for its WAL entries: what
+// LmdbStore puts in one entry at most (kWalMaxLogBytes); a longer range is
+// synced in place, not copied.
+constexpr size_t kWalTailMaxBytes = 64 << 10;
 
 // Storage warnings go to stderr: the server's log collects it, and nothing
 // here may fail an operation just because it could not report.
@@ -72,16 +76,17 @@ SegmentFdCache::Handle SegmentFdCache::InsertLocked(const SegmentKey& key, Handl
   return lru_.front().fd;
 }
 
+bool SegmentFdCache::Find(const SegmentKey& key, Handle* out) {
+  std::lock_guard lock(mu_);
+  auto it = index_.find(key);
+  if (it == index_.end()) return false;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  *out = it->second->fd;
+  return true;
+}
+
 Status SegmentFdCache::Get(const SegmentKey& key, const std::string& path, Handle* out) {
-  {
-    std::lock_guard lock(mu_);
-    auto it = index_.find(key);
-    if (it != index_.end()) {
-      lru_.splice(lru_.begin(), lru_, it->second);
-      *out = it->second->fd;
-      return Status::OK();
-    }
-  }
+  if (Find(key, out)) return Status::OK();
   // Open outside the lock: a slow open must not stall every other stream.
   UniqueFd fd;
   Status s = OpenFile(path, O_RDWR, 0, &fd);
@@ -424,6 +429,10 @@ size_t SegmentLog::memory_bytes() const {
     std::lock_guard lock(inline_mu_);
     pending = inline_pending_.capacity();
   }
+  {
+    std::lock_guard lock(wal_tail_mu_);
+    pending += wal_tail_.capacity();
+  }
   std::shared_lock lock(table_mu_);
   return bases_.capacity() * sizeof(uint64_t) + pending;
 }
@@ -721,6 +730,8 @@ Status SegmentLog::Append(std::string_view bytes, int64_t now_ms) {
       inline_open_ = false;  // this append starts the first file, at the inline end
     }
   }
+  const uint64_t file_pos = pos;
+  const std::string_view file_bytes = bytes;
   while (!bytes.empty()) {
     if (bases_.empty() || pos - bases_.back() >= segment_bytes) {
       s = StartSegment(pos);
@@ -730,10 +741,15 @@ Status SegmentLog::Append(std::string_view bytes, int64_t now_ms) {
     const size_t n = static_cast<size_t>(
         std::min<uint64_t>(bytes.size(), segment_bytes - (pos - seg_base)));
     const SegmentKey key = Key(seg_base);
-    const std::string path = files_->FilePath(key);
+    // The file's path only on a miss or a failure: every durable append
+    // comes here, with the stream's lock held.
     SegmentFdCache::Handle fd;
-    s = files_->fds().Get(key, path, &fd);
-    if (s.ok()) s = WriteAt(fd->get(), bytes.substr(0, n), pos - seg_base, path);
+    if (!files_->fds().Find(key, &fd)) s = files_->fds().Get(key, files_->FilePath(key), &fd);
+    if (s.ok()) {
+      if (const int err = WriteAtErrno(fd->get(), bytes.substr(0, n), pos - seg_base); err != 0) {
+        s = ErrnoStatus("pwrite", files_->FilePath(key), err);
+      }
+    }
     if (!s.ok()) break;
     checksum(pos, bytes.substr(0, n));
     active_write_ms_.store(now_ms, std::memory_order_relaxed);
@@ -753,6 +769,10 @@ Status SegmentLog::Append(std::string_view bytes, int64_t now_ms) {
   if (!crcs.empty()) {
     std::lock_guard lock(crc_mu_);
     pending_crcs_.insert(pending_crcs_.end(), crcs.begin(), crcs.end());
+  }
+  // Before the tail is published: a commit recording it finds the bytes.
+  if (!file_bytes.empty() && wal_tail_wanted_.load(std::memory_order_relaxed)) {
+    KeepWalTail(file_pos, file_bytes);
   }
   // Publish the whole append at once (release: a reader that sees the new
   // tail sees the bytes, the file table entry and the unsynced flags).
@@ -801,6 +821,16 @@ Status SegmentLog::Rewind(uint64_t to) {
   RewindChecksumsLocked(to);
   synced_ = std::min(synced_, to);
   wal_covered_ = std::min(wal_covered_, to);
+  {
+    // The next append writes these positions again.
+    std::lock_guard lock(wal_tail_mu_);
+    if (to <= wal_tail_from_) {
+      std::string().swap(wal_tail_);  // frees (move assignment of an empty string may not)
+      wal_tail_from_ = to;
+    } else if (to - wal_tail_from_ < wal_tail_.size()) {
+      wal_tail_.resize(static_cast<size_t>(to - wal_tail_from_));
+    }
+  }
   for (uint64_t seg_base : dropped) {
     files_->fds().Forget(Key(seg_base));
     RemoveFile(files_->FilePath(Key(seg_base)));  // best effort, as in RollBack
@@ -857,6 +887,7 @@ Status SegmentLog::Sync() {
     return s;
   }
   synced_ = tail;
+  DropWalTailBelow(tail);
   return Status::OK();
 }
 
@@ -869,14 +900,54 @@ bool SegmentLog::WalRange(uint64_t to, size_t max_bytes, uint64_t* from, std::st
   *from = std::max({synced_, wal_covered_, start_.load(std::memory_order_acquire),
                     inline_end_.load(std::memory_order_acquire)});
   bytes->clear();
+  // From now on appends keep their bytes for the next call.
+  wal_tail_wanted_.store(true, std::memory_order_relaxed);
   if (to <= *from) return true;
   if (to - *from > max_bytes) return false;
+  {
+    std::lock_guard tail_lock(wal_tail_mu_);
+    if (*from >= wal_tail_from_ && to <= wal_tail_from_ + wal_tail_.size()) {
+      bytes->assign(wal_tail_, static_cast<size_t>(*from - wal_tail_from_), static_cast<size_t>(to - *from));
+      return true;
+    }
+  }
   return Read(*from, to - *from, bytes).ok();
 }
 
 void SegmentLog::WalCommitted(uint64_t to) {
   std::lock_guard lock(sync_mu_);
   wal_covered_ = std::max(wal_covered_, to);
+  DropWalTailBelow(wal_covered_);
+}
+
+void SegmentLog::KeepWalTail(uint64_t pos, std::string_view bytes) {
+  std::lock_guard lock(wal_tail_mu_);
+  if (pos != wal_tail_from_ + wal_tail_.size() || wal_tail_.size() + bytes.size() > kWalTailMaxBytes) {
+    // Not contiguous (inline bytes came before, or a rewind), or over the
+    // cap: start again here; ranges from before are read from the files.
+    wal_tail_.clear();
+    wal_tail_from_ = pos;
+    if (bytes.size() > kWalTailMaxBytes) {
+      std::string().swap(wal_tail_);  // frees (move assignment of an empty string may not)
+      wal_tail_from_ = pos + bytes.size();
+      return;
+    }
+  }
+  wal_tail_.append(bytes);
+}
+
+void SegmentLog::DropWalTailBelow(uint64_t pos) {
+  std::lock_guard lock(wal_tail_mu_);
+  if (pos <= wal_tail_from_) return;
+  if (pos - wal_tail_from_ >= wal_tail_.size()) {
+    // All of it is durable or covered: give the memory back (a stream
+    // appended to once keeps nothing).
+    std::string().swap(wal_tail_);  // frees (move assignment of an empty string may not)
+    wal_tail_from_ = pos;
+    return;
+  }
+  wal_tail_.erase(0, static_cast<size_t>(pos - wal_tail_from_));
+  wal_tail_from_ = pos;
 }
 
 Status SegmentLog::BeginFilesystemSync(uint64_t* tail) {
@@ -896,6 +967,7 @@ void SegmentLog::EndFilesystemSync(uint64_t tail, const Status& synced) {
     return;
   }
   synced_ = std::max(synced_, tail);
+  DropWalTailBelow(synced_);
 }
 
 // ---- Checksums -----------------------------------------------------------

@@ -60,6 +60,8 @@ class SegmentFdCache {
 
   // The open file of `key`, opening `path` read-write on a miss.
   Status Get(const SegmentKey& key, const std::string& path, Handle* out);
+  // Get's hit alone: false on a miss (then call Get with the path).
+  bool Find(const SegmentKey& key, Handle* out);
   // Like Get, but a miss opens a descriptor that is not cached: for the
   // background syncer, which must not re-cache files being deleted.
   Status Peek(const SegmentKey& key, const std::string& path, Handle* out);
@@ -460,6 +462,21 @@ class SegmentLog final : public StreamLog {
   // appender before it publishes the tail that depends on them.
   std::atomic<bool> stream_dir_unsynced_{false};    // our directory, in segments/
   std::atomic<bool> segment_name_unsynced_{false};  // a new file, in our directory
+
+  // The bytes of the latest appends to the files, [wal_tail_from_,
+  // wal_tail_from_ + wal_tail_.size()): what the files hold there, kept so
+  // that WalRange copies them instead of reading back what the request
+  // path just wrote. Kept only once WalRange was called (fsync always with
+  // a WAL), dropped as they become durable or covered (Sync, WalCommitted,
+  // EndFilesystemSync) and at kWalTailMaxBytes; WalRange reads the files
+  // for any range it does not hold. Lock order: append_mu_ or sync_mu_,
+  // then wal_tail_mu_.
+  void KeepWalTail(uint64_t pos, std::string_view bytes);
+  void DropWalTailBelow(uint64_t pos);
+  std::atomic<bool> wal_tail_wanted_{false};
+  mutable std::mutex wal_tail_mu_;
+  uint64_t wal_tail_from_ = 0;  // guarded by wal_tail_mu_
+  std::string wal_tail_;        // guarded by wal_tail_mu_
 
   std::mutex sync_mu_;
   uint64_t synced_;     // guarded by sync_mu_: bytes below are durable

@@ -419,6 +419,79 @@ TEST_F(SegmentLogTest, RewindToAFileBoundaryStartsThatFileAgain) {
   EXPECT_EQ(Read(log, 0, 3), Bytes(0, 3));
 }
 
+// ---- Write-ahead ranges (fsync always) ------------------------------------
+
+// What WalRange gives for [from, to), or "false" when the log must sync.
+std::string WalBytes(SegmentLog& log, uint64_t to, uint64_t* from, size_t max = 1 << 20) {
+  std::string bytes;
+  if (!log.WalRange(to, max, from, &bytes)) return "false";
+  return bytes;
+}
+
+TEST_F(SegmentLogTest, WalRangeGivesTheAppendedBytesWithoutReadingTheFile) {
+  SegmentLog log(Files(1 << 20), 1, 0);
+  ASSERT_TRUE(log.Append(Bytes(0, 100), 0).ok());
+  uint64_t from = 0;
+  EXPECT_EQ(WalBytes(log, 100, &from), "false");  // a new file: sync it
+  ASSERT_TRUE(log.Sync().ok());
+  EXPECT_EQ(WalBytes(log, 100, &from), "");
+  EXPECT_EQ(from, 100u);
+  // From the first call on, the appends keep their bytes: the files are
+  // not read back (overwritten here behind the log's back to tell).
+  ASSERT_TRUE(log.Append(Bytes(100, 200), 0).ok());
+  ASSERT_TRUE(log.Append(Bytes(200, 300), 0).ok());
+  {
+    const int fd = ::open(FilePath(1, 0).c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    const std::string junk(200, '#');
+    ASSERT_EQ(::pwrite(fd, junk.data(), junk.size(), 100), 200);
+    ::close(fd);
+  }
+  EXPECT_EQ(WalBytes(log, 200, &from), Bytes(100, 200));
+  EXPECT_EQ(from, 100u);
+  EXPECT_EQ(WalBytes(log, 300, &from), Bytes(100, 300));
+  log.WalCommitted(300);
+  EXPECT_EQ(WalBytes(log, 300, &from), "");
+  EXPECT_EQ(from, 300u);
+}
+
+TEST_F(SegmentLogTest, WalRangeFollowsRewindsAndKeepsLittleMemory) {
+  SegmentLog log(Files(1 << 20), 1, 0);
+  ASSERT_TRUE(log.Append(Bytes(0, 100), 0).ok());
+  ASSERT_TRUE(log.Sync().ok());
+  uint64_t from = 0;
+  EXPECT_EQ(WalBytes(log, 100, &from), "");
+  const size_t idle = log.memory_bytes();
+
+  // A failed commit's bytes are rewound and the positions written again.
+  ASSERT_TRUE(log.Append(Bytes(100, 200), 0).ok());
+  ASSERT_TRUE(log.Rewind(150).ok());
+  const std::string again(100, '!');
+  ASSERT_TRUE(log.Append(again, 0).ok());
+  EXPECT_EQ(WalBytes(log, 250, &from), Bytes(100, 150) + again);
+  EXPECT_EQ(from, 100u);
+  EXPECT_EQ(Read(log, 100, 150), Bytes(100, 150) + again);
+  ASSERT_TRUE(log.Rewind(100).ok());
+  ASSERT_TRUE(log.Append(Bytes(100, 160), 0).ok());
+  EXPECT_EQ(WalBytes(log, 160, &from), Bytes(100, 160));
+
+  // Committed bytes are not kept.
+  log.WalCommitted(160);
+  EXPECT_EQ(log.memory_bytes(), idle);
+  ASSERT_TRUE(log.Append(Bytes(160, 260), 0).ok());
+  EXPECT_GT(log.memory_bytes(), idle);
+  ASSERT_TRUE(log.Sync().ok());
+  EXPECT_EQ(log.memory_bytes(), idle);
+
+  // An append larger than a WAL entry is not kept; the range is read.
+  const std::string big = Bytes(260, 260 + (1 << 17));
+  ASSERT_TRUE(log.Append(big, 0).ok());
+  EXPECT_LT(log.memory_bytes(), idle + (64 << 10));
+  EXPECT_EQ(WalBytes(log, 260 + (1 << 17), &from), big);
+  EXPECT_EQ(from, 260u);
+  EXPECT_EQ(WalBytes(log, 260 + (1 << 17), &from, 64 << 10), "false");
+}
+
 TEST(MemoryStreamLogTest, RewindKeepsTheBytesBelowAcrossBlocks) {
   const uint64_t block = MemoryStreamLog::kBlockBytes;
   MemoryStreamLog log(0);
