@@ -360,7 +360,7 @@ func configOf(h Handler) config {
 
 func sameConfig(a, b Handler) bool { return configOf(a) == configOf(b) }
 
-// inline_stream_size: unset is the engine's default (4 KiB), 0 or off keep
+// inline_stream_size: unset is the engine's default (1 KiB), 0 or off keep
 // every stream in segment files, a size is passed on.
 func TestCaddyfileInlineStreamSize(t *testing.T) {
 	for _, tc := range []struct {

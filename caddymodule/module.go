@@ -144,7 +144,7 @@ type Handler struct {
 	// With data_dir: a new stream's first bytes, up to this many, are kept
 	// in LMDB (committed with its record) instead of a segment file, so the
 	// first append to a stream costs no directory or file. 0 keeps every
-	// stream's bytes in segment files. Default: 4 KiB; at most 64 KiB.
+	// stream's bytes in segment files. Default: 1 KiB; at most 64 KiB.
 	InlineStreamSize *int64 `json:"inline_stream_size,omitempty"`
 
 	// The URL path prefix under which streams live, as clients see it after

@@ -109,14 +109,22 @@ using ChecksumSource = std::function<Status(uint64_t stream_id, uint64_t first, 
 
 // Inline streams (STORAGE_FORMAT.md, "Inline streams"): a new stream's
 // first kInlineStreamBytes bytes are kept in the store's LMDB environment
-// (the `inline` database), committed in the same transaction as the tail
+// (in the stream's record), committed in the same transaction as the tail
 // that covers them, instead of in a segment file. The first append of a
 // stream then costs no mkdir, no file create and no directory fsync, and
 // 100,000 small streams cost 100,000 LMDB values instead of 200,000 inodes.
 // The append that would take a stream past this starts its first segment
 // file, named by the position where the inline bytes end; inline bytes are
 // never moved.
-inline constexpr uint64_t kInlineStreamBytes = 4096;
+//
+// 1 KiB, not more: the inline bytes stay in the stream's record for good,
+// and every commit that raises the stream's tail rewrites that record. A
+// record over LMDB's largest leaf node (about 2 KB with 4 KiB pages) goes
+// to overflow pages, so a stream grown past 4 KiB of inline bytes cost two
+// overflow pages (8 KiB) per commit that touched it; at 1 KiB a record
+// stays in its leaf, a few to a page (64 streams: +16% durable appends, 13%
+// less CPU per append; docs/large-reads-and-durable-appends.md).
+inline constexpr uint64_t kInlineStreamBytes = 1024;
 // Appends bytes [from, from + len) of stream `stream_id`'s committed inline
 // value to `out`.
 using InlineSource = std::function<Status(uint64_t stream_id, uint64_t from, size_t len, std::string* out)>;

@@ -1424,6 +1424,36 @@ TEST_F(InlineStreamTest, ASmallStreamKeepsItsBytesInLmdbWithNoFileUnderEveryPoli
   }
 }
 
+// The inline bytes stay in a stream's record for good, and each commit of
+// the stream rewrites the record: with the default limit a grown stream's
+// record (its path, content type and inline bytes) must still fit in an
+// LMDB leaf, not in overflow pages rewritten whole at every commit.
+TEST_F(InlineStreamTest, AGrownStreamsRecordStaysInAnLmdbLeaf) {
+  {
+    auto store = Open(Options());
+    Recover(store.get());
+    for (uint64_t id = 1; id <= 8; ++id) {
+      auto log = NewLog(store.get(), id);
+      StreamRecord r = Record(id);
+      r.path = "/v1/stream/" + std::string(200, 'p') + std::to_string(id);  // a long path
+      r.content_type = "application/json; charset=utf-8";
+      r.last_stream_seq = std::string(64, 's');
+      for (uint64_t to = 100; to <= 3 * kInlineStreamBytes; to += 100) {
+        ASSERT_TRUE(AppendAndCommit(store.get(), log.get(), &r, Bytes(id, log->tail(), to)).ok());
+      }
+      EXPECT_TRUE(PathExists(StreamDir(id)));  // grown past its inline bytes
+    }
+  }
+  // As many 100-byte appends as fit under the limit stayed inline.
+  EXPECT_EQ(InlineValue(1).size(), kInlineStreamBytes / 100 * 100);
+  InEnvironment(data_dir(), /*read_only=*/true, [&](MDB_txn* txn, const lmdb::Dbs& dbs) {
+    MDB_stat stat;
+    ASSERT_EQ(mdb_stat(txn, dbs.streams, &stat), 0);
+    EXPECT_EQ(stat.ms_entries, 8u);
+    EXPECT_EQ(stat.ms_overflow_pages, 0u);
+  });
+}
+
 TEST_F(InlineStreamTest, AStreamGrowsIntoSegmentFilesThatStartWhereItsInlineBytesEnd) {
   LmdbStoreOptions o = Options();
   o.inline_stream_bytes = 4096;
