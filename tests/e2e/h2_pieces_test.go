@@ -73,6 +73,12 @@ func h2Transport(conf *http.HTTP2Config) *http.Transport {
 	}
 }
 
+// stalledH2Client is an HTTP/2 client that takes at most 16 KiB of a
+// response unread: a server writing more to it blocks on flow control.
+func stalledH2Client() *http.Client {
+	return &http.Client{Transport: h2Transport(&http.HTTP2Config{MaxReceiveBufferPerStream: 16 << 10})}
+}
+
 // rawBody collects an SSE response's bytes as they arrive.
 type rawBody struct {
 	mu    sync.Mutex
@@ -240,8 +246,7 @@ func TestSSEOverHTTP2Pieces(t *testing.T) {
 		tail := put(t, ctl, stream)
 		url := stream + "?offset=" + tail + "&live=sse"
 
-		// A client that takes at most 16 KiB of the stream unread.
-		stalled := &http.Client{Transport: h2Transport(&http.HTTP2Config{MaxReceiveBufferPerStream: 16 << 10})}
+		stalled := stalledH2Client()
 		defer stalled.CloseIdleConnections()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := stalled.Do(req)
@@ -274,7 +279,7 @@ func TestSSEOverHTTP2Pieces(t *testing.T) {
 		tail := put(t, ctl, stream)
 		url := stream + "?offset=" + tail + "&live=long-poll"
 
-		stalled := &http.Client{Transport: h2Transport(&http.HTTP2Config{MaxReceiveBufferPerStream: 16 << 10})}
+		stalled := stalledH2Client()
 		defer stalled.CloseIdleConnections()
 		type answer struct {
 			resp *http.Response

@@ -63,6 +63,14 @@ class LongPollBorrowTest : public EngineTest {
 
   void Turn() { engine_->RunSseFanoutOnce(0); }
 
+  // The client at `peer` leaves while its poll waits: the engine hands the
+  // borrowed socket back to its owner, to be closed, and holds no waiter.
+  void ClientLeaves(int peer) {
+    ::shutdown(peer, SHUT_RDWR);
+    Turn();
+    EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kBorrowTag});  // to be closed, by its owner
+    EXPECT_EQ(engine_->Stats().adopted_sessions, 0u);
+  }
 
   std::vector<int> fds_;
 };
@@ -115,10 +123,7 @@ TEST_F(LongPollBorrowTest, TheSameSocketLentPollAfterPollIsWatchedEachTime) {
     ASSERT_EQ(TakeWoken(), std::vector<uint64_t>{}) << "poll " << i + 1 << " was refused";
     ASSERT_EQ(engine_->Stats().adopted_sessions, 1u);
   }
-  ::shutdown(sv[1], SHUT_RDWR);  // the client leaves while the last poll waits
-  Turn();
-  EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kBorrowTag});  // to be closed
-  EXPECT_EQ(engine_->Stats().adopted_sessions, 0u);
+  ClientLeaves(sv[1]);  // while the last poll waits
 }
 
 // A socket given back for its next request stays in the loop's epoll set
@@ -148,10 +153,7 @@ TEST_F(LongPollBorrowTest, ASocketReusingTheNumberOfOneGivenBackIsWatchedAfresh)
   Turn();
   EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{}) << "the new socket was refused";
   EXPECT_EQ(engine_->Stats().adopted_sessions, 1u);
-  ::shutdown(other[1], SHUT_RDWR);  // its client leaves
-  Turn();
-  EXPECT_EQ(TakeWoken(), std::vector<uint64_t>{kBorrowTag});  // to be closed
-  EXPECT_EQ(engine_->Stats().adopted_sessions, 0u);
+  ClientLeaves(other[1]);
 }
 
 TEST_F(LongPollBorrowTest, ClientGoneGivesTheBorrowedSocketBackOpen) {
