@@ -27,6 +27,7 @@ type idlePieceWriter struct {
 	w     http.ResponseWriter          // the handler's writer (whole chain)
 	idle  *caddyhttp.IdleTimeoutWriter // Caddy's write idle timeout
 	below *http.ResponseController     // the writers under idle
+	dog   *writeWatchdog               // nil: the stream's own deadline
 }
 
 // newIdlePieceWriter returns the one-window writer for w, or nil where the
@@ -64,6 +65,17 @@ func clearingIdleWriter(w http.ResponseWriter, r *http.Request) *caddyhttp.IdleT
 	return idle
 }
 
+// watched makes pw keep each piece's deadline window on a watchdog timer
+// (write_watchdog.go) where it can: no deadline message per healthy piece.
+// Without it, or where the stream has a deadline ceiling, the window is the
+// stream's own write deadline.
+func (pw *idlePieceWriter) watched() *idlePieceWriter {
+	if pw != nil {
+		pw.dog = newWriteWatchdog(pw.w, pw.idle)
+	}
+	return pw
+}
+
 // writeLastResponse writes resp as the handler's last act (a long-poll's
 // answer) under one idle-deadline window: the idle writer arms the
 // deadline for the Write and leaves it armed for the flush net/http does
@@ -85,6 +97,10 @@ func writeLastResponse(w http.ResponseWriter, r *http.Request, resp response) in
 func (pw *idlePieceWriter) send(p []byte) error {
 	if len(p) == 0 {
 		return http.NewResponseController(pw.w).Flush()
+	}
+	if pw.dog != nil {
+		pw.dog.watch()
+		defer pw.dog.unwatch()
 	}
 	// Arm without clearing: the idle writer arms the deadline before the
 	// Write (each MaxChunk) and, with ClearBetweenWrites off, leaves it.

@@ -667,7 +667,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, 
 		w.WriteHeader(status)
 		err = writeFlush(w, rc, resp.Body())
 		if !takeover {
-			pieces = newIdlePieceWriter(w, r)
+			pieces = newIdlePieceWriter(w, r).watched()
 		}
 	})
 
@@ -686,7 +686,9 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, 
 	}
 	send := func(p []byte) error { return writeFlush(w, rc, p) }
 	if pieces != nil {
-		send = pieces.send // one idle-deadline window per piece (idle_piece.go)
+		// One idle-deadline window per piece (idle_piece.go), on a
+		// watchdog timer (write_watchdog.go).
+		send = pieces.send
 	}
 	h.follow(r.Context(), resp, wake, send, offload)
 	return status, nil

@@ -1,0 +1,120 @@
+package caddymodule
+
+import (
+	"net/http"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// Over HTTP/2 every write deadline is a message to the connection's serve
+// goroutine (which also writes every stream's frames) and a timer it
+// creates or swaps there; the one idle-deadline window of a piece
+// (idle_piece.go) still costs two of them, arm and clear, for a deadline
+// that on a healthy stream never fires.
+//
+// writeWatchdog keeps that window on the handler's side instead. While a
+// piece is written, the idle writer's response controller is pointed at the
+// watchdog: Caddy's IdleTimeoutWriter computes and sets every deadline as
+// it always does (its timeout per MaxChunk, capped by write_timeout and a
+// deadline a handler set), and the watchdog arms one timer of its own at
+// that deadline (a Reset, no message) and stops it when the idle writer
+// clears it. Only if the timer fires, that is when the write or flush of
+// the piece has not returned by the idle writer's deadline, does it set the
+// stream's write deadline in the past: HTTP/2 then resets the stream at
+// once (the very call its own deadline timer makes when it fires), which
+// fails the Write or Flush that blocks on the stalled client. A healthy
+// piece sends no deadline message at all.
+//
+// It stands in only where the idle writer's clear puts back "no deadline"
+// (no write_timeout and no deadline set by a handler): then the stream has
+// no deadline between pieces, and the watchdog stopped is exactly the
+// deadline cleared. With a ceiling the stream's own deadline is used.
+type writeWatchdog struct {
+	idle   *caddyhttp.IdleTimeoutWriter
+	stream *http.ResponseController // Caddy's controller of the stream (idle.Ctrl)
+	ctrl   *http.ResponseController // the idle writer's controller while a piece is written
+
+	mu    sync.Mutex
+	timer *time.Timer
+	due   time.Time // the deadline armed; zero when disarmed
+}
+
+// newWriteWatchdog returns the watchdog for idle's stream, or nil where the
+// stream's deadline between writes is not "none".
+func newWriteWatchdog(w http.ResponseWriter, idle *caddyhttp.IdleTimeoutWriter) *writeWatchdog {
+	if idle.Ctrl == nil || !idle.Deadline.HardDeadline.IsZero() || !noHandlerDeadline(idle) {
+		return nil
+	}
+	d := &writeWatchdog{idle: idle, stream: idle.Ctrl}
+	d.ctrl = http.NewResponseController(watchdogWriter{ResponseWriter: w, dog: d})
+	return d
+}
+
+// noHandlerDeadline reports whether no handler has set a write deadline
+// through idle (its ceiling besides write_timeout); false if that cannot be
+// told.
+func noHandlerDeadline(idle *caddyhttp.IdleTimeoutWriter) bool {
+	f := reflect.ValueOf(idle).Elem().FieldByName("handlerDeadline")
+	return f.IsValid() && f.Type() == reflect.TypeOf(time.Time{}) && f.IsZero()
+}
+
+// watch points the idle writer's deadlines at the watchdog for one piece.
+func (d *writeWatchdog) watch() {
+	d.idle.Ctrl = d.ctrl
+}
+
+// unwatch ends a piece: the idle writer sets the stream's deadlines again,
+// and a deadline left armed (a failed write leaves it) is dropped, so no
+// timer can touch the stream once the piece's call has returned.
+func (d *writeWatchdog) unwatch() {
+	d.idle.Ctrl = d.stream
+	d.set(time.Time{})
+}
+
+// set arms the timer at deadline, or disarms it when deadline is zero.
+func (d *writeWatchdog) set(deadline time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.due = deadline
+	switch {
+	case deadline.IsZero():
+		if d.timer != nil {
+			d.timer.Stop()
+		}
+	case d.timer == nil:
+		d.timer = time.AfterFunc(time.Until(deadline), d.expire)
+	default:
+		d.timer.Reset(time.Until(deadline))
+	}
+}
+
+// expire runs when the timer fires. A fire of an earlier arming (the timer
+// was reset or stopped as it fired) finds the deadline moved or cleared and
+// does nothing. It holds mu while it resets the stream, so once set or
+// unwatch has returned no reset of this arming can still be under way (the
+// handler may return, and HTTP/2's writer must not be used after that).
+func (d *writeWatchdog) expire() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.due.IsZero() || time.Now().Before(d.due) {
+		return
+	}
+	d.due = time.Time{}
+	// A deadline in the past: HTTP/2 resets the stream now.
+	_ = d.stream.SetWriteDeadline(time.Unix(1, 0))
+}
+
+// watchdogWriter is what the idle writer's controller reaches while a piece
+// is written: its SetWriteDeadline arms the watchdog instead of the stream.
+type watchdogWriter struct {
+	http.ResponseWriter
+	dog *writeWatchdog
+}
+
+func (ww watchdogWriter) SetWriteDeadline(deadline time.Time) error {
+	ww.dog.set(deadline)
+	return nil
+}
