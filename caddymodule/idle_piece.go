@@ -76,6 +76,13 @@ func (pw *idlePieceWriter) watched() *idlePieceWriter {
 	return pw
 }
 
+// close ends pw's use: a watchdog's pending timer is stopped.
+func (pw *idlePieceWriter) close() {
+	if pw != nil && pw.dog != nil {
+		pw.dog.close()
+	}
+}
+
 // writeLastResponse writes resp as the handler's last act (a long-poll's
 // answer) under one idle-deadline window: the idle writer arms the
 // deadline for the Write and leaves it armed for the flush net/http does

@@ -689,6 +689,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, 
 		// One idle-deadline window per piece (idle_piece.go), on a
 		// watchdog timer (write_watchdog.go).
 		send = pieces.send
+		defer pieces.close()
 	}
 	h.follow(r.Context(), resp, wake, send, offload)
 	return status, nil

@@ -20,8 +20,8 @@ import (
 // watchdog: Caddy's IdleTimeoutWriter computes and sets every deadline as
 // it always does (its timeout per MaxChunk, capped by write_timeout and a
 // deadline a handler set), and the watchdog arms one timer of its own at
-// that deadline (a Reset, no message) and stops it when the idle writer
-// clears it. Only if the timer fires, that is when the write or flush of
+// that deadline (no message) and disarms it when the idle writer clears
+// it. Only if the timer fires, that is when the write or flush of
 // the piece has not returned by the idle writer's deadline, does it set the
 // stream's write deadline in the past: HTTP/2 then resets the stream at
 // once (the very call its own deadline timer makes when it fires), which
@@ -39,6 +39,7 @@ type writeWatchdog struct {
 
 	mu    sync.Mutex
 	timer *time.Timer
+	fires time.Time // when the pending timer fires; zero when none is
 	due   time.Time // the deadline armed; zero when disarmed
 }
 
@@ -74,37 +75,67 @@ func (d *writeWatchdog) unwatch() {
 	d.set(time.Time{})
 }
 
-// set arms the timer at deadline, or disarms it when deadline is zero.
+// set arms the watchdog at deadline, or disarms it when deadline is zero.
+// The timer is lazy, the way the runtime's network deadlines are: a timer
+// still pending at or before the new deadline is left as it is (it checks
+// the deadline again when it fires), and disarming leaves it pending (it
+// finds nothing armed and stops). A piece costs a few stores under mu; the
+// timer is touched about once per idle timeout while pieces flow.
 func (d *writeWatchdog) set(deadline time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.due = deadline
-	switch {
-	case deadline.IsZero():
-		if d.timer != nil {
-			d.timer.Stop()
-		}
-	case d.timer == nil:
-		d.timer = time.AfterFunc(time.Until(deadline), d.expire)
-	default:
-		d.timer.Reset(time.Until(deadline))
+	if deadline.IsZero() || (!d.fires.IsZero() && !d.fires.After(deadline)) {
+		return
+	}
+	d.schedule(deadline)
+}
+
+// schedule makes the timer fire at t. Called with mu held.
+func (d *writeWatchdog) schedule(t time.Time) {
+	d.fires = t
+	if d.timer == nil {
+		d.timer = time.AfterFunc(time.Until(t), d.expire)
+	} else {
+		d.timer.Reset(time.Until(t))
 	}
 }
 
-// expire runs when the timer fires. A fire of an earlier arming (the timer
-// was reset or stopped as it fired) finds the deadline moved or cleared and
-// does nothing. It holds mu while it resets the stream, so once set or
-// unwatch has returned no reset of this arming can still be under way (the
+// expire runs when the timer fires. A fire scheduled before a Reset that
+// moved the timer earlier finds it not yet due and does nothing. If the
+// deadline armed now lies ahead, the timer is rescheduled for it; if it
+// has passed, the piece's write or flush has not returned in time: the
+// stream is reset. It holds mu while it resets the stream, so once set or
+// unwatch has returned no reset of that arming can still be under way (the
 // handler may return, and HTTP/2's writer must not be used after that).
 func (d *writeWatchdog) expire() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.due.IsZero() || time.Now().Before(d.due) {
-		return
+	now := time.Now()
+	if d.fires.IsZero() || now.Before(d.fires) {
+		return // an earlier schedule's fire, or stopped by close
 	}
-	d.due = time.Time{}
-	// A deadline in the past: HTTP/2 resets the stream now.
-	_ = d.stream.SetWriteDeadline(time.Unix(1, 0))
+	d.fires = time.Time{}
+	switch {
+	case d.due.IsZero():
+	case now.Before(d.due):
+		d.schedule(d.due)
+	default:
+		d.due = time.Time{}
+		// A deadline in the past: HTTP/2 resets the stream now.
+		_ = d.stream.SetWriteDeadline(time.Unix(1, 0))
+	}
+}
+
+// close stops a pending timer when the response ends, so it does not keep
+// the response's writers reachable until it would have fired.
+func (d *writeWatchdog) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.due, d.fires = time.Time{}, time.Time{}
+	if d.timer != nil {
+		d.timer.Stop()
+	}
 }
 
 // watchdogWriter is what the idle writer's controller reaches while a piece

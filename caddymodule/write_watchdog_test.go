@@ -100,6 +100,7 @@ func TestWatchdogOnlyWithoutDeadlineCeiling(t *testing.T) {
 type stallingConn struct {
 	header     http.Header
 	stallWrite bool
+	healthy    bool // neither stalls (a piece before the stalled one)
 	mu         sync.Mutex
 	calls      []time.Time
 	reset      chan struct{}
@@ -111,13 +112,16 @@ var errStreamReset = errors.New("stream reset")
 func (c *stallingConn) Header() http.Header { return c.header }
 func (c *stallingConn) WriteHeader(int)     {}
 func (c *stallingConn) Write(p []byte) (int, error) {
-	if c.stallWrite {
+	if c.stallWrite && !c.healthy {
 		<-c.reset
 		return 0, errStreamReset
 	}
 	return len(p), nil
 }
 func (c *stallingConn) FlushError() error {
+	if c.healthy {
+		return nil
+	}
 	<-c.reset
 	return errStreamReset
 }
@@ -132,29 +136,67 @@ func (c *stallingConn) SetWriteDeadline(d time.Time) error {
 }
 
 func TestWatchdogCutsAStalledPiece(t *testing.T) {
-	for _, stallWrite := range []bool{false, true} {
-		conn := &stallingConn{header: http.Header{}, stallWrite: stallWrite, reset: make(chan struct{})}
+	for _, tc := range []struct {
+		name                string
+		stallWrite, healthy bool
+	}{
+		{"stalled in flush", false, false},
+		{"stalled in write", true, false},
+		// The healthy piece leaves the watchdog's timer pending at its
+		// deadline, before the stalled piece's: it must check again then
+		// and fire at the stalled piece's own deadline.
+		{"stalled after a healthy piece", false, true},
+	} {
+		conn := &stallingConn{header: http.Header{}, stallWrite: tc.stallWrite, healthy: tc.healthy, reset: make(chan struct{})}
 		r, idle := watchedRequest(conn, 50*time.Millisecond)
 		pw := newIdlePieceWriter(idle, r).watched()
 		if pw.dog == nil {
 			t.Fatal("no watchdog")
 		}
+		if tc.healthy {
+			if err := pw.send([]byte("healthy")); err != nil {
+				t.Fatal(err)
+			}
+			conn.healthy = false
+			// The stalled piece's deadline then lies past the pending
+			// timer's (the wait is the point).
+			time.Sleep(20 * time.Millisecond)
+		}
+		start := time.Now()
 		sent := make(chan error, 1)
 		go func() { sent <- pw.send([]byte("piece")) }()
 		select {
 		case err := <-sent:
 			if !errors.Is(err, errStreamReset) {
-				t.Errorf("stalled in write %v: send returned %v; want the stream's reset", stallWrite, err)
+				t.Errorf("%s: send returned %v; want the stream's reset", tc.name, err)
+			}
+			if took := time.Since(start); took < 50*time.Millisecond {
+				t.Errorf("%s: cut after %v, before the 50 ms write idle timeout", tc.name, took)
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatalf("stalled in write %v: not cut 10 s after a 50 ms write idle timeout", stallWrite)
+			t.Fatalf("%s: not cut 10 s after a 50 ms write idle timeout", tc.name)
 		}
 		conn.mu.Lock()
 		calls := conn.calls
 		conn.mu.Unlock()
 		if len(calls) != 1 || !calls[0].Before(time.Now()) {
-			t.Errorf("stalled in write %v: deadlines set on the stream %v; want one in the past", stallWrite, calls)
+			t.Errorf("%s: deadlines set on the stream %v; want one in the past", tc.name, calls)
 		}
+	}
+}
+
+func TestWatchdogClosedWithTheResponse(t *testing.T) {
+	conn := &deadlineConn{header: http.Header{}}
+	r, idle := watchedRequest(conn, time.Minute)
+	pw := newIdlePieceWriter(idle, r).watched()
+	if err := pw.send([]byte("piece")); err != nil {
+		t.Fatal(err)
+	}
+	pw.close()
+	// A timer still pending would keep the response's writers reachable
+	// for up to the idle timeout after the response ended.
+	if pw.dog.timer == nil || pw.dog.timer.Stop() {
+		t.Errorf("the watchdog's timer is still pending after close")
 	}
 }
 
