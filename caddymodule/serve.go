@@ -182,7 +182,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 
 	var resp response
 	var err error
-	if session != 0 && r.Method == http.MethodGet && !plainHTTP1(r) && mayStream(r) {
+	if session != 0 && r.Method == http.MethodGet && !plainHTTP1(r) {
 		resp, err = h.handleOffloaded(r, session)
 	} else {
 		resp, err = h.handle(r, session, appendWait != nil)
@@ -228,9 +228,9 @@ func mayStream(r *http.Request) bool {
 	return strings.Contains(q, "sse") || strings.Contains(q, "%")
 }
 
-// handleOffloaded is handle for an SSE request no takeover can serve: this
-// goroutine parks for as long as the client listens, so the engine call
-// runs on a short-lived one (offload.go).
+// handleOffloaded is handle for a live read (SSE or long-poll) no takeover
+// can serve: this goroutine parks for as long as the client waits or
+// listens, so the engine call runs on a short-lived one (offload.go).
 //
 //go:noinline
 func (h *Handler) handleOffloaded(r *http.Request, session uint64) (resp response, err error) {
@@ -588,6 +588,14 @@ func (h *Handler) awaitParked(gone <-chan struct{}, wake <-chan struct{}, timer 
 // until the engine answers; a client that leaves gets nothing and its session
 // is cancelled. When the config stops, the session is resumed as timed out so
 // the client gets the engine's ordinary timeout answer and polls again.
+//
+// Over TLS, HTTP/2 or HTTP/3 the request's goroutine parks here with the
+// stack it started with: the engine calls, the wait_ms timer and the answer
+// run on short-lived goroutines (offload.go), as for SSE, because a
+// goroutine starts at the runtime's average stack size and these calls
+// would grow it (a stack copy per request; handle is offloaded for the
+// same reason). A plain HTTP/1.1 request the takeover could not serve has
+// grown its stack in handle already and runs them inline.
 func (h *Handler) longPoll(w http.ResponseWriter, r *http.Request, resp response, wake <-chan struct{}) (int, error) {
 	if h.mayTakeOverLongPoll(w, r) && h.takeOverLongPoll(w, r, resp, wake) {
 		return 0, nil // answered by the engine (takeover_longpoll.go)
@@ -595,15 +603,22 @@ func (h *Handler) longPoll(w http.ResponseWriter, r *http.Request, resp response
 	liveLongPolls.Add(1)
 	defer liveLongPolls.Add(-1)
 
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	run := offload
+	if plainHTTP1(r) {
+		run = inline
+	}
+	timer := new(liveTimer)
+	defer timer.stop()
+	var gone <-chan struct{}
+	var session uint64
+	run(func() {
+		gone = r.Context().Done()
+		session = parkNext(resp, timer)
+	})
 	stopping := false
 	for {
-		session, wait := resp.Session(), resp.Wait()
-		resp.Release()
-
 		reason := native.ResumeTimeout
-		switch h.await(r.Context(), wake, timer, wait) {
+		switch h.awaitParked(gone, wake, timer) {
 		case woken:
 			reason = native.ResumeWake
 		case clientGone:
@@ -613,25 +628,48 @@ func (h *Handler) longPoll(w http.ResponseWriter, r *http.Request, resp response
 			stopping = true
 			reason = native.ResumeEnd
 		}
-
-		var err error
-		resp, err = h.engine.Resume(session, reason)
-		if err != nil {
-			h.engine.Cancel(session)
-			return 0, engineError(err)
-		}
-		switch resp.Live() {
-		case native.LiveNone:
-			defer resp.Release()
-			return writeLastResponse(w, r, resp), nil
-		case native.LiveStream:
-			return h.stream(w, r, resp, wake)
-		}
-		if stopping { // still parked after a timeout resume: give up
-			resp.Release()
-			h.engine.Cancel(session)
+		var (
+			err           error
+			status        int
+			answered      bool
+			streamed      response // an SSE answer, served from this goroutine
+			stillParked   bool
+			parkedSession uint64
+		)
+		run(func() {
+			resp, rerr := h.engine.Resume(session, reason)
+			if rerr != nil {
+				h.engine.Cancel(session)
+				err = engineError(rerr)
+				return
+			}
+			switch resp.Live() {
+			case native.LiveNone:
+				defer resp.Release()
+				status, answered = writeLastResponse(w, r, resp), true
+			case native.LiveStream:
+				streamed = resp
+			default:
+				if stopping { // still parked after a timeout resume: give up
+					resp.Release()
+					h.engine.Cancel(session)
+					stillParked = true
+					return
+				}
+				parkedSession = parkNext(resp, timer)
+			}
+		})
+		switch {
+		case err != nil:
+			return 0, err
+		case answered:
+			return status, nil
+		case streamed != nil:
+			return h.stream(w, r, streamed, wake)
+		case stillParked:
 			return 0, caddyhttp.Error(http.StatusServiceUnavailable, errors.New("server stopping"))
 		}
+		session = parkedSession
 	}
 }
 
