@@ -183,7 +183,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 	var resp response
 	var err error
 	if session != 0 && r.Method == http.MethodGet && !plainHTTP1(r) {
-		resp, err = h.handleOffloaded(r, session)
+		var park *livePark
+		if resp, park, err = h.handleOffloaded(r, session); park != nil {
+			// Parked and armed already; no takeover over TLS, HTTP/2 or
+			// HTTP/3.
+			return h.awaitLongPoll(w, r, park, wake, offload)
+		}
 	} else {
 		resp, err = h.handle(r, session, appendWait != nil)
 	}
@@ -230,12 +235,20 @@ func mayStream(r *http.Request) bool {
 
 // handleOffloaded is handle for a live read (SSE or long-poll) no takeover
 // can serve: this goroutine parks for as long as the client waits or
-// listens, so the engine call runs on a short-lived one (offload.go).
+// listens, so the engine call runs on a short-lived one (offload.go). A
+// long-poll that parks is made ready to wait in the same call (park, and
+// resp is released).
 //
 //go:noinline
-func (h *Handler) handleOffloaded(r *http.Request, session uint64) (resp response, err error) {
-	offload(func() { resp, err = h.handle(r, session, false) })
-	return resp, err
+func (h *Handler) handleOffloaded(r *http.Request, session uint64) (resp response, park *livePark, err error) {
+	offload(func() {
+		resp, err = h.handle(r, session, false)
+		if err == nil && resp.Live() == native.LiveWait {
+			park = newLivePark(r, resp)
+			resp = nil
+		}
+	})
+	return resp, park, err
 }
 
 // mayPark tells whether the engine may answer r with a live response, which
@@ -600,21 +613,38 @@ func (h *Handler) longPoll(w http.ResponseWriter, r *http.Request, resp response
 	if h.mayTakeOverLongPoll(w, r) && h.takeOverLongPoll(w, r, resp, wake) {
 		return 0, nil // answered by the engine (takeover_longpoll.go)
 	}
-	liveLongPolls.Add(1)
-	defer liveLongPolls.Add(-1)
-
 	run := offload
 	if plainHTTP1(r) {
 		run = inline
 	}
-	timer := new(liveTimer)
+	var park *livePark
+	run(func() { park = newLivePark(r, resp) })
+	return h.awaitLongPoll(w, r, park, wake, run)
+}
+
+// livePark is a parked long-poll ready to wait: its session, its wait_ms
+// timer armed, and its request context's Done channel.
+type livePark struct {
+	session uint64
+	timer   liveTimer
+	gone    <-chan struct{}
+}
+
+// newLivePark releases the parked resp and arms the wait: on a short-lived
+// goroutine (or inline where the caller's does not park).
+func newLivePark(r *http.Request, resp response) *livePark {
+	p := &livePark{gone: r.Context().Done()}
+	p.session = parkNext(resp, &p.timer)
+	return p
+}
+
+// awaitLongPoll waits for the engine to answer the parked long-poll p, runs
+// the resume and writes the answer through run (longPoll).
+func (h *Handler) awaitLongPoll(w http.ResponseWriter, r *http.Request, p *livePark, wake <-chan struct{}, run func(func())) (int, error) {
+	liveLongPolls.Add(1)
+	defer liveLongPolls.Add(-1)
+	timer, gone, session := &p.timer, p.gone, p.session
 	defer timer.stop()
-	var gone <-chan struct{}
-	var session uint64
-	run(func() {
-		gone = r.Context().Done()
-		session = parkNext(resp, timer)
-	})
 	stopping := false
 	for {
 		reason := native.ResumeTimeout
