@@ -28,6 +28,7 @@ type idlePieceWriter struct {
 	idle  *caddyhttp.IdleTimeoutWriter // Caddy's write idle timeout
 	below *http.ResponseController     // the writers under idle
 	dog   *writeWatchdog               // nil: the stream's own deadline
+	watch bool                         // make dog at the first piece sent
 }
 
 // newIdlePieceWriter returns the one-window writer for w, or nil where the
@@ -69,9 +70,11 @@ func clearingIdleWriter(w http.ResponseWriter, r *http.Request) *caddyhttp.IdleT
 // (write_watchdog.go) where it can: no deadline message per healthy piece.
 // Without it, or where the stream has a deadline ceiling, the window is the
 // stream's own write deadline.
+// The watchdog is made at the first piece sent (not for a subscriber that
+// never gets one).
 func (pw *idlePieceWriter) watched() *idlePieceWriter {
 	if pw != nil {
-		pw.dog = newWriteWatchdog(pw.w, pw.idle)
+		pw.watch = true
 	}
 	return pw
 }
@@ -104,6 +107,9 @@ func writeLastResponse(w http.ResponseWriter, r *http.Request, resp response) in
 func (pw *idlePieceWriter) send(p []byte) error {
 	if len(p) == 0 {
 		return http.NewResponseController(pw.w).Flush()
+	}
+	if pw.watch {
+		pw.dog, pw.watch = newWriteWatchdog(pw.w, pw.idle), false
 	}
 	if pw.dog != nil {
 		pw.dog.watch()

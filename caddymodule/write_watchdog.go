@@ -33,6 +33,8 @@ import (
 // no deadline between pieces, and the watchdog stopped is exactly the
 // deadline cleared. With a ceiling the stream's own deadline is used.
 type writeWatchdog struct {
+	http.ResponseWriter // what the idle writer's controller wraps while a piece is written
+
 	idle   *caddyhttp.IdleTimeoutWriter
 	stream *http.ResponseController // Caddy's controller of the stream (idle.Ctrl)
 	ctrl   *http.ResponseController // the idle writer's controller while a piece is written
@@ -49,8 +51,8 @@ func newWriteWatchdog(w http.ResponseWriter, idle *caddyhttp.IdleTimeoutWriter) 
 	if idle.Ctrl == nil || !idle.Deadline.HardDeadline.IsZero() || !noHandlerDeadline(idle) {
 		return nil
 	}
-	d := &writeWatchdog{idle: idle, stream: idle.Ctrl}
-	d.ctrl = http.NewResponseController(watchdogWriter{ResponseWriter: w, dog: d})
+	d := &writeWatchdog{ResponseWriter: w, idle: idle, stream: idle.Ctrl}
+	d.ctrl = http.NewResponseController(d)
 	return d
 }
 
@@ -138,14 +140,9 @@ func (d *writeWatchdog) close() {
 	}
 }
 
-// watchdogWriter is what the idle writer's controller reaches while a piece
-// is written: its SetWriteDeadline arms the watchdog instead of the stream.
-type watchdogWriter struct {
-	http.ResponseWriter
-	dog *writeWatchdog
-}
-
-func (ww watchdogWriter) SetWriteDeadline(deadline time.Time) error {
-	ww.dog.set(deadline)
+// SetWriteDeadline is what the idle writer's controller reaches while a
+// piece is written: it arms the watchdog instead of the stream.
+func (d *writeWatchdog) SetWriteDeadline(deadline time.Time) error {
+	d.set(deadline)
 	return nil
 }

@@ -15,16 +15,23 @@ import (
 // armed when the piece is written and flushed.
 type watchedConn struct {
 	*deadlineConn
-	dog *writeWatchdog
+	pw *idlePieceWriter
+}
+
+func (c *watchedConn) watched() string {
+	if c.pw.dog == nil {
+		return "none"
+	}
+	return armed(c.pw.dog.due)
 }
 
 func (c *watchedConn) Write(p []byte) (int, error) {
-	c.log = append(c.log, "write watched="+armed(c.dog.due))
+	c.log = append(c.log, "write watched="+c.watched())
 	return c.deadlineConn.Write(p)
 }
 
 func (c *watchedConn) FlushError() error {
-	c.log = append(c.log, "flush watched="+armed(c.dog.due))
+	c.log = append(c.log, "flush watched="+c.watched())
 	return c.deadlineConn.FlushError()
 }
 
@@ -42,10 +49,13 @@ func TestWatchdogHealthyPiecesSetNoDeadline(t *testing.T) {
 	r, idle := watchedRequest(conn, time.Minute)
 	stream := idle.Ctrl
 	pw := newIdlePieceWriter(&caddyhttp.ResponseWriterWrapper{ResponseWriter: idle}, r).watched()
-	if pw == nil || pw.dog == nil {
-		t.Fatal("no watchdog over HTTP/2's idle writer without a deadline ceiling")
+	if pw == nil {
+		t.Fatal("no one-window writer over HTTP/2's idle writer")
 	}
-	conn.dog = pw.dog
+	if pw.dog != nil {
+		t.Errorf("a watchdog before the first piece; want it made for the first piece sent")
+	}
+	conn.pw = pw
 	piece := strings.Repeat("p", 100)
 	for range 3 {
 		conn.calls, conn.log = nil, nil
@@ -74,7 +84,7 @@ func TestWatchdogOnlyWithoutDeadlineCeiling(t *testing.T) {
 	conn := &deadlineConn{header: http.Header{}}
 	r, idle := watchedRequest(conn, time.Minute)
 	idle.Deadline.HardDeadline = time.Now().Add(time.Hour) // write_timeout
-	if pw := newIdlePieceWriter(idle, r).watched(); pw.dog != nil {
+	if pw := newIdlePieceWriter(idle, r).watched(); pw.send([]byte("x")) != nil || pw.dog != nil {
 		t.Errorf("watchdog under write_timeout; want the stream's own deadline")
 	}
 
@@ -82,7 +92,7 @@ func TestWatchdogOnlyWithoutDeadlineCeiling(t *testing.T) {
 	if err := idle.SetWriteDeadline(time.Now().Add(time.Hour)); err != nil { // a handler's
 		t.Fatal(err)
 	}
-	if pw := newIdlePieceWriter(idle, r).watched(); pw.dog != nil {
+	if pw := newIdlePieceWriter(idle, r).watched(); pw.send([]byte("x")) != nil || pw.dog != nil {
 		t.Errorf("watchdog under a handler's write deadline; want the stream's own deadline")
 	}
 	conn.calls = nil
@@ -150,9 +160,6 @@ func TestWatchdogCutsAStalledPiece(t *testing.T) {
 		conn := &stallingConn{header: http.Header{}, stallWrite: tc.stallWrite, healthy: tc.healthy, reset: make(chan struct{})}
 		r, idle := watchedRequest(conn, 50*time.Millisecond)
 		pw := newIdlePieceWriter(idle, r).watched()
-		if pw.dog == nil {
-			t.Fatal("no watchdog")
-		}
 		if tc.healthy {
 			if err := pw.send([]byte("healthy")); err != nil {
 				t.Fatal(err)
