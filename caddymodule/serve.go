@@ -628,6 +628,7 @@ type livePark struct {
 	session uint64
 	timer   liveTimer
 	gone    <-chan struct{}
+	step    pollStep // awaitLongPoll's
 }
 
 // newLivePark releases the parked resp and arms the wait: on a short-lived
@@ -645,61 +646,83 @@ func (h *Handler) awaitLongPoll(w http.ResponseWriter, r *http.Request, p *liveP
 	defer liveLongPolls.Add(-1)
 	timer, gone, session := &p.timer, p.gone, p.session
 	defer timer.stop()
-	stopping := false
+	st := &p.step
 	for {
 		reason := native.ResumeTimeout
-		switch h.awaitParked(gone, wake, timer) {
+		why := h.awaitParked(gone, wake, timer)
+		if st.do == nil { // bound after the first wait, not while parked
+			st.h, st.w, st.r, st.timer = h, w, r, timer
+			st.do = st.resume
+		}
+		switch why {
 		case woken:
 			reason = native.ResumeWake
 		case clientGone:
 			h.engine.Cancel(session)
 			return 0, nil
 		case shuttingDown:
-			stopping = true
+			st.stopping = true
 			reason = native.ResumeEnd
 		}
-		var (
-			err           error
-			status        int
-			answered      bool
-			streamed      response // an SSE answer, served from this goroutine
-			stillParked   bool
-			parkedSession uint64
-		)
-		run(func() {
-			resp, rerr := h.engine.Resume(session, reason)
-			if rerr != nil {
-				h.engine.Cancel(session)
-				err = engineError(rerr)
-				return
-			}
-			switch resp.Live() {
-			case native.LiveNone:
-				defer resp.Release()
-				status, answered = writeLastResponse(w, r, resp), true
-			case native.LiveStream:
-				streamed = resp
-			default:
-				if stopping { // still parked after a timeout resume: give up
-					resp.Release()
-					h.engine.Cancel(session)
-					stillParked = true
-					return
-				}
-				parkedSession = parkNext(resp, timer)
-			}
-		})
+		st.session, st.reason = session, reason
+		run(st.do)
 		switch {
-		case err != nil:
-			return 0, err
-		case answered:
-			return status, nil
-		case streamed != nil:
-			return h.stream(w, r, streamed, wake)
-		case stillParked:
+		case st.err != nil:
+			return 0, st.err
+		case st.answered:
+			return st.status, nil
+		case st.streamed != nil:
+			return h.stream(w, r, st.streamed, wake)
+		case st.stillParked:
 			return 0, caddyhttp.Error(http.StatusServiceUnavailable, errors.New("server stopping"))
 		}
-		session = parkedSession
+		session = st.next
+	}
+}
+
+// pollStep is one resume of awaitLongPoll's loop, with its results: one per
+// request (see pieceStep).
+type pollStep struct {
+	h        *Handler
+	w        http.ResponseWriter
+	r        *http.Request
+	timer    *liveTimer
+	do       func() // resume
+	session  uint64
+	reason   native.ResumeReason
+	stopping bool // the config is stopping: give up if still parked
+
+	err         error
+	status      int
+	answered    bool
+	streamed    response // an SSE answer, served from the request's goroutine
+	stillParked bool
+	next        uint64
+}
+
+// resume resumes st.session and writes the answer the engine gives, if any.
+func (st *pollStep) resume() {
+	h := st.h
+	resp, err := h.engine.Resume(st.session, st.reason)
+	if err != nil {
+		h.engine.Cancel(st.session)
+		st.err = engineError(err)
+		return
+	}
+	switch resp.Live() {
+	case native.LiveNone:
+		defer resp.Release()
+		st.status, st.answered = writeLastResponse(st.w, st.r, resp), true
+	case native.LiveStream:
+		st.streamed = resp
+	default:
+		if st.stopping { // still parked after a timeout resume: give up
+			resp.Release()
+			h.engine.Cancel(st.session)
+			st.stillParked = true
+			return
+		}
+		st.next = parkNext(resp, st.timer)
 	}
 }
 
@@ -777,13 +800,61 @@ func (h *Handler) follow(ctx context.Context, resp response, wake <-chan struct{
 		gone = ctx.Done()
 		session = parkNext(resp, timer)
 	})
+	var st *pieceStep // made at the first wakeup (not for a subscriber that never gets one)
 	for {
 		// This frame is what stays on a parked stack: keep it small.
 		var ended, completed bool
-		session, ended, completed = h.followStep(session, h.awaitParked(gone, wake, timer), send, run, timer)
+		why := h.awaitParked(gone, wake, timer)
+		if st == nil {
+			st = newPieceStep(h, send, timer)
+		}
+		session, ended, completed = h.followStep(session, why, run, st)
 		if ended {
 			return completed
 		}
+	}
+}
+
+// pieceStep is one resume and send of follow's loop, with its results. One
+// is kept for the whole response, its resume bound once: the closure of a
+// call that run hands to another goroutine, and every variable it sets,
+// would otherwise be allocated for each piece.
+type pieceStep struct {
+	h       *Handler
+	send    func([]byte) error
+	timer   *liveTimer
+	do      func() // resume
+	session uint64
+	reason  native.ResumeReason
+
+	err, sendErr     error
+	next             uint64
+	ended, completed bool
+}
+
+//go:noinline
+func newPieceStep(h *Handler, send func([]byte) error, timer *liveTimer) *pieceStep {
+	st := &pieceStep{h: h, send: send, timer: timer}
+	st.do = st.resume
+	return st
+}
+
+// resume resumes st.session and sends the piece the engine gives.
+func (st *pieceStep) resume() {
+	var resp response
+	resp, st.err = st.h.engine.Resume(st.session, st.reason)
+	if st.err != nil {
+		return
+	}
+	st.sendErr = st.send(resp.Body())
+	switch {
+	case st.sendErr != nil:
+		resp.Release()
+	case resp.Done() || resp.Live() == native.LiveNone:
+		resp.Release()
+		st.ended, st.completed = true, true
+	default:
+		st.next = parkNext(resp, st.timer)
 	}
 }
 
@@ -801,7 +872,7 @@ func parkNext(resp response, timer *liveTimer) uint64 {
 // completed.
 //
 //go:noinline
-func (h *Handler) followStep(session uint64, why wakeup, send func([]byte) error, run func(func()), timer *liveTimer) (next uint64, ended, completed bool) {
+func (h *Handler) followStep(session uint64, why wakeup, run func(func()), st *pieceStep) (next uint64, ended, completed bool) {
 	reason := native.ResumeTimeout
 	switch why {
 	case woken:
@@ -810,39 +881,25 @@ func (h *Handler) followStep(session uint64, why wakeup, send func([]byte) error
 		h.engine.Cancel(session)
 		return 0, true, false
 	case shuttingDown:
-		run(func() { completed = h.endStream(session, send) })
-		return 0, true, completed
+		send, done := st.send, false
+		run(func() { done = h.endStream(session, send) })
+		return 0, true, done
 	}
 
-	var err, sendErr error
-	run(func() {
-		var resp response
-		resp, err = h.engine.Resume(session, reason)
-		if err != nil {
-			return
-		}
-		sendErr = send(resp.Body())
-		switch {
-		case sendErr != nil:
-			resp.Release()
-		case resp.Done() || resp.Live() == native.LiveNone:
-			resp.Release()
-			ended, completed = true, true
-		default:
-			next = parkNext(resp, timer)
-		}
-	})
-	if err != nil {
+	st.session, st.reason = session, reason
+	st.err, st.sendErr, st.next, st.ended, st.completed = nil, nil, 0, false, false
+	run(st.do)
+	if st.err != nil {
 		// The status line is out; all that is left is to end the body.
-		h.logger.Error("resuming SSE session", zap.Uint64("session", session), zap.Error(err))
+		h.logger.Error("resuming SSE session", zap.Uint64("session", session), zap.Error(st.err))
 		h.engine.Cancel(session)
 		return 0, true, true
 	}
-	if sendErr != nil {
+	if st.sendErr != nil {
 		h.engine.Cancel(session)
 		return 0, true, false
 	}
-	return next, ended, completed
+	return st.next, st.ended, st.completed
 }
 
 // writeFlush writes one piece of a streamed body and pushes it to the client.
