@@ -27,6 +27,8 @@ type idlePieceWriter struct {
 	w     http.ResponseWriter          // the handler's writer (whole chain)
 	idle  *caddyhttp.IdleTimeoutWriter // Caddy's write idle timeout
 	below *http.ResponseController     // the writers under idle
+	dog   *writeWatchdog               // nil: the stream's own deadline
+	watch bool                         // make dog at the first piece sent
 }
 
 // newIdlePieceWriter returns the one-window writer for w, or nil where the
@@ -64,6 +66,26 @@ func clearingIdleWriter(w http.ResponseWriter, r *http.Request) *caddyhttp.IdleT
 	return idle
 }
 
+// watched makes pw keep each piece's deadline window on a watchdog timer
+// (write_watchdog.go) where it can: no deadline message per healthy piece.
+// Without it, or where the stream has a deadline ceiling, the window is the
+// stream's own write deadline.
+// The watchdog is made at the first piece sent (not for a subscriber that
+// never gets one).
+func (pw *idlePieceWriter) watched() *idlePieceWriter {
+	if pw != nil {
+		pw.watch = true
+	}
+	return pw
+}
+
+// close ends pw's use: a watchdog's pending timer is stopped.
+func (pw *idlePieceWriter) close() {
+	if pw != nil && pw.dog != nil {
+		pw.dog.close()
+	}
+}
+
 // writeLastResponse writes resp as the handler's last act (a long-poll's
 // answer) under one idle-deadline window: the idle writer arms the
 // deadline for the Write and leaves it armed for the flush net/http does
@@ -85,6 +107,13 @@ func writeLastResponse(w http.ResponseWriter, r *http.Request, resp response) in
 func (pw *idlePieceWriter) send(p []byte) error {
 	if len(p) == 0 {
 		return http.NewResponseController(pw.w).Flush()
+	}
+	if pw.watch {
+		pw.dog, pw.watch = newWriteWatchdog(pw.w, pw.idle), false
+	}
+	if pw.dog != nil {
+		pw.dog.watch()
+		defer pw.dog.unwatch()
 	}
 	// Arm without clearing: the idle writer arms the deadline before the
 	// Write (each MaxChunk) and, with ClearBetweenWrites off, leaves it.

@@ -182,8 +182,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 
 	var resp response
 	var err error
-	if session != 0 && r.Method == http.MethodGet && !plainHTTP1(r) && mayStream(r) {
-		resp, err = h.handleOffloaded(r, session)
+	if session != 0 && r.Method == http.MethodGet && !plainHTTP1(r) {
+		var park *livePark
+		if resp, park, err = h.handleOffloaded(r, session); park != nil {
+			// Parked and armed already; no takeover over TLS, HTTP/2 or
+			// HTTP/3.
+			return h.awaitLongPoll(w, r, park, wake, offload)
+		}
 	} else {
 		resp, err = h.handle(r, session, appendWait != nil)
 	}
@@ -228,14 +233,22 @@ func mayStream(r *http.Request) bool {
 	return strings.Contains(q, "sse") || strings.Contains(q, "%")
 }
 
-// handleOffloaded is handle for an SSE request no takeover can serve: this
-// goroutine parks for as long as the client listens, so the engine call
-// runs on a short-lived one (offload.go).
+// handleOffloaded is handle for a live read (SSE or long-poll) no takeover
+// can serve: this goroutine parks for as long as the client waits or
+// listens, so the engine call runs on a short-lived one (offload.go). A
+// long-poll that parks is made ready to wait in the same call (park, and
+// resp is released).
 //
 //go:noinline
-func (h *Handler) handleOffloaded(r *http.Request, session uint64) (resp response, err error) {
-	offload(func() { resp, err = h.handle(r, session, false) })
-	return resp, err
+func (h *Handler) handleOffloaded(r *http.Request, session uint64) (resp response, park *livePark, err error) {
+	offload(func() {
+		resp, err = h.handle(r, session, false)
+		if err == nil && resp.Live() == native.LiveWait {
+			park = newLivePark(r, resp)
+			resp = nil
+		}
+	})
+	return resp, park, err
 }
 
 // mayPark tells whether the engine may answer r with a live response, which
@@ -588,50 +601,128 @@ func (h *Handler) awaitParked(gone <-chan struct{}, wake <-chan struct{}, timer 
 // until the engine answers; a client that leaves gets nothing and its session
 // is cancelled. When the config stops, the session is resumed as timed out so
 // the client gets the engine's ordinary timeout answer and polls again.
+//
+// Over TLS, HTTP/2 or HTTP/3 the request's goroutine parks here with the
+// stack it started with: the engine calls, the wait_ms timer and the answer
+// run on short-lived goroutines (offload.go), as for SSE, because a
+// goroutine starts at the runtime's average stack size and these calls
+// would grow it (a stack copy per request; handle is offloaded for the
+// same reason). A plain HTTP/1.1 request the takeover could not serve has
+// grown its stack in handle already and runs them inline.
 func (h *Handler) longPoll(w http.ResponseWriter, r *http.Request, resp response, wake <-chan struct{}) (int, error) {
 	if h.mayTakeOverLongPoll(w, r) && h.takeOverLongPoll(w, r, resp, wake) {
 		return 0, nil // answered by the engine (takeover_longpoll.go)
 	}
+	run := offload
+	if plainHTTP1(r) {
+		run = inline
+	}
+	var park *livePark
+	run(func() { park = newLivePark(r, resp) })
+	return h.awaitLongPoll(w, r, park, wake, run)
+}
+
+// livePark is a parked long-poll ready to wait: its session, its wait_ms
+// timer armed, and its request context's Done channel.
+type livePark struct {
+	session uint64
+	timer   liveTimer
+	gone    <-chan struct{}
+	step    pollStep // awaitLongPoll's
+}
+
+// newLivePark releases the parked resp and arms the wait: on a short-lived
+// goroutine (or inline where the caller's does not park).
+func newLivePark(r *http.Request, resp response) *livePark {
+	p := &livePark{gone: r.Context().Done()}
+	p.session = parkNext(resp, &p.timer)
+	return p
+}
+
+// awaitLongPoll waits for the engine to answer the parked long-poll p, runs
+// the resume and writes the answer through run (longPoll).
+func (h *Handler) awaitLongPoll(w http.ResponseWriter, r *http.Request, p *livePark, wake <-chan struct{}, run func(func())) (int, error) {
 	liveLongPolls.Add(1)
 	defer liveLongPolls.Add(-1)
-
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	stopping := false
+	timer, gone, session := &p.timer, p.gone, p.session
+	defer timer.stop()
+	st := &p.step
 	for {
-		session, wait := resp.Session(), resp.Wait()
-		resp.Release()
-
 		reason := native.ResumeTimeout
-		switch h.await(r.Context(), wake, timer, wait) {
+		why := h.awaitParked(gone, wake, timer)
+		if st.do == nil { // bound after the first wait, not while parked
+			st.h, st.w, st.r, st.timer = h, w, r, timer
+			st.do = st.resume
+		}
+		switch why {
 		case woken:
 			reason = native.ResumeWake
 		case clientGone:
 			h.engine.Cancel(session)
 			return 0, nil
 		case shuttingDown:
-			stopping = true
+			st.stopping = true
 			reason = native.ResumeEnd
 		}
-
-		var err error
-		resp, err = h.engine.Resume(session, reason)
-		if err != nil {
-			h.engine.Cancel(session)
-			return 0, engineError(err)
-		}
-		switch resp.Live() {
-		case native.LiveNone:
-			defer resp.Release()
-			return writeLastResponse(w, r, resp), nil
-		case native.LiveStream:
-			return h.stream(w, r, resp, wake)
-		}
-		if stopping { // still parked after a timeout resume: give up
-			resp.Release()
-			h.engine.Cancel(session)
+		st.session, st.reason = session, reason
+		run(st.do)
+		switch {
+		case st.err != nil:
+			return 0, st.err
+		case st.answered:
+			return st.status, nil
+		case st.streamed != nil:
+			return h.stream(w, r, st.streamed, wake)
+		case st.stillParked:
 			return 0, caddyhttp.Error(http.StatusServiceUnavailable, errors.New("server stopping"))
 		}
+		session = st.next
+	}
+}
+
+// pollStep is one resume of awaitLongPoll's loop, with its results: one per
+// request (see pieceStep).
+type pollStep struct {
+	h        *Handler
+	w        http.ResponseWriter
+	r        *http.Request
+	timer    *liveTimer
+	do       func() // resume
+	session  uint64
+	reason   native.ResumeReason
+	stopping bool // the config is stopping: give up if still parked
+
+	err         error
+	status      int
+	answered    bool
+	streamed    response // an SSE answer, served from the request's goroutine
+	stillParked bool
+	next        uint64
+}
+
+// resume resumes st.session and writes the answer the engine gives, if any.
+func (st *pollStep) resume() {
+	h := st.h
+	resp, err := h.engine.Resume(st.session, st.reason)
+	if err != nil {
+		h.engine.Cancel(st.session)
+		st.err = engineError(err)
+		return
+	}
+	switch resp.Live() {
+	case native.LiveNone:
+		defer resp.Release()
+		st.status, st.answered = writeLastResponse(st.w, st.r, resp), true
+	case native.LiveStream:
+		st.streamed = resp
+	default:
+		if st.stopping { // still parked after a timeout resume: give up
+			resp.Release()
+			h.engine.Cancel(st.session)
+			st.stillParked = true
+			return
+		}
+		st.next = parkNext(resp, st.timer)
 	}
 }
 
@@ -667,7 +758,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, 
 		w.WriteHeader(status)
 		err = writeFlush(w, rc, resp.Body())
 		if !takeover {
-			pieces = newIdlePieceWriter(w, r)
+			pieces = newIdlePieceWriter(w, r).watched()
 		}
 	})
 
@@ -686,7 +777,10 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, resp response, 
 	}
 	send := func(p []byte) error { return writeFlush(w, rc, p) }
 	if pieces != nil {
-		send = pieces.send // one idle-deadline window per piece (idle_piece.go)
+		// One idle-deadline window per piece (idle_piece.go), on a
+		// watchdog timer (write_watchdog.go).
+		send = pieces.send
+		defer pieces.close()
 	}
 	h.follow(r.Context(), resp, wake, send, offload)
 	return status, nil
@@ -706,13 +800,61 @@ func (h *Handler) follow(ctx context.Context, resp response, wake <-chan struct{
 		gone = ctx.Done()
 		session = parkNext(resp, timer)
 	})
+	var st *pieceStep // made at the first wakeup (not for a subscriber that never gets one)
 	for {
 		// This frame is what stays on a parked stack: keep it small.
 		var ended, completed bool
-		session, ended, completed = h.followStep(session, h.awaitParked(gone, wake, timer), send, run, timer)
+		why := h.awaitParked(gone, wake, timer)
+		if st == nil {
+			st = newPieceStep(h, send, timer)
+		}
+		session, ended, completed = h.followStep(session, why, run, st)
 		if ended {
 			return completed
 		}
+	}
+}
+
+// pieceStep is one resume and send of follow's loop, with its results. One
+// is kept for the whole response, its resume bound once: the closure of a
+// call that run hands to another goroutine, and every variable it sets,
+// would otherwise be allocated for each piece.
+type pieceStep struct {
+	h       *Handler
+	send    func([]byte) error
+	timer   *liveTimer
+	do      func() // resume
+	session uint64
+	reason  native.ResumeReason
+
+	err, sendErr     error
+	next             uint64
+	ended, completed bool
+}
+
+//go:noinline
+func newPieceStep(h *Handler, send func([]byte) error, timer *liveTimer) *pieceStep {
+	st := &pieceStep{h: h, send: send, timer: timer}
+	st.do = st.resume
+	return st
+}
+
+// resume resumes st.session and sends the piece the engine gives.
+func (st *pieceStep) resume() {
+	var resp response
+	resp, st.err = st.h.engine.Resume(st.session, st.reason)
+	if st.err != nil {
+		return
+	}
+	st.sendErr = st.send(resp.Body())
+	switch {
+	case st.sendErr != nil:
+		resp.Release()
+	case resp.Done() || resp.Live() == native.LiveNone:
+		resp.Release()
+		st.ended, st.completed = true, true
+	default:
+		st.next = parkNext(resp, st.timer)
 	}
 }
 
@@ -730,7 +872,7 @@ func parkNext(resp response, timer *liveTimer) uint64 {
 // completed.
 //
 //go:noinline
-func (h *Handler) followStep(session uint64, why wakeup, send func([]byte) error, run func(func()), timer *liveTimer) (next uint64, ended, completed bool) {
+func (h *Handler) followStep(session uint64, why wakeup, run func(func()), st *pieceStep) (next uint64, ended, completed bool) {
 	reason := native.ResumeTimeout
 	switch why {
 	case woken:
@@ -739,39 +881,25 @@ func (h *Handler) followStep(session uint64, why wakeup, send func([]byte) error
 		h.engine.Cancel(session)
 		return 0, true, false
 	case shuttingDown:
-		run(func() { completed = h.endStream(session, send) })
-		return 0, true, completed
+		send, done := st.send, false
+		run(func() { done = h.endStream(session, send) })
+		return 0, true, done
 	}
 
-	var err, sendErr error
-	run(func() {
-		var resp response
-		resp, err = h.engine.Resume(session, reason)
-		if err != nil {
-			return
-		}
-		sendErr = send(resp.Body())
-		switch {
-		case sendErr != nil:
-			resp.Release()
-		case resp.Done() || resp.Live() == native.LiveNone:
-			resp.Release()
-			ended, completed = true, true
-		default:
-			next = parkNext(resp, timer)
-		}
-	})
-	if err != nil {
+	st.session, st.reason = session, reason
+	st.err, st.sendErr, st.next, st.ended, st.completed = nil, nil, 0, false, false
+	run(st.do)
+	if st.err != nil {
 		// The status line is out; all that is left is to end the body.
-		h.logger.Error("resuming SSE session", zap.Uint64("session", session), zap.Error(err))
+		h.logger.Error("resuming SSE session", zap.Uint64("session", session), zap.Error(st.err))
 		h.engine.Cancel(session)
 		return 0, true, true
 	}
-	if sendErr != nil {
+	if st.sendErr != nil {
 		h.engine.Cancel(session)
 		return 0, true, false
 	}
-	return next, ended, completed
+	return st.next, st.ended, st.completed
 }
 
 // writeFlush writes one piece of a streamed body and pushes it to the client.
