@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/durable-streams-server/durable-streams-server/tests/internal/dsserver"
 )
 
 // Long-polls over TLS + HTTP/2, where no takeover applies: the request's
@@ -67,11 +65,7 @@ func h2LongPoll(ctx context.Context, c *http.Client, url string) <-chan h2Poll {
 }
 
 func TestLongPollOverHTTP2(t *testing.T) {
-	binary(t)
-	port := freePort(t)
-	p := dsserver.Start(t, binary(t), nil, dsserver.RunArgs(dsserver.WriteCaddyfile(t, fmt.Sprintf(h2LongPollCaddyfile, port)))...)
-	srv := &server{Process: p, t: t, base: fmt.Sprintf("https://127.0.0.1:%d", port)}
-	srv.WaitOK(&http.Client{Timeout: time.Second, Transport: h2Transport(nil)}, srv.base+"/health", 30*time.Second)
+	srv := h2Server(t, h2LongPollCaddyfile)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

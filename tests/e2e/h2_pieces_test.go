@@ -50,12 +50,12 @@ https://127.0.0.1:%d {
 }
 `
 
-// h2Server starts a server on h2PiecesCaddyfile (TLS with Caddy's internal
-// CA) and waits for its /health.
-func h2Server(t *testing.T) *server {
+// h2Server starts a server on caddyfile, a template of a Caddyfile for TLS
+// with Caddy's internal CA whose %d is the port, and waits for its /health.
+func h2Server(t *testing.T, caddyfile string) *server {
 	t.Helper()
 	port := freePort(t)
-	p := dsserver.Start(t, binary(t), nil, dsserver.RunArgs(dsserver.WriteCaddyfile(t, fmt.Sprintf(h2PiecesCaddyfile, port)))...)
+	p := dsserver.Start(t, binary(t), nil, dsserver.RunArgs(dsserver.WriteCaddyfile(t, fmt.Sprintf(caddyfile, port)))...)
 	s := &server{Process: p, t: t, base: fmt.Sprintf("https://127.0.0.1:%d", port)}
 	c := &http.Client{Timeout: time.Second, Transport: h2Transport(nil)}
 	s.WaitOK(c, s.base+"/health", 30*time.Second)
@@ -160,7 +160,7 @@ func (b *rawBody) bytes() string {
 
 func TestSSEOverHTTP2Pieces(t *testing.T) {
 	binary(t)
-	srv := h2Server(t)
+	srv := h2Server(t, h2PiecesCaddyfile)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ctl := &http.Client{Timeout: 10 * time.Second, Transport: h2Transport(nil)}
