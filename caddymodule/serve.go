@@ -226,13 +226,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (int, error) {
 // takeover_longpoll.go); elsewhere the request's goroutine serves it.
 func plainHTTP1(r *http.Request) bool { return r.ProtoMajor == 1 && r.TLS == nil }
 
-// mayStream tells whether a live read may be an SSE request (live=sse, or
-// an escape the engine decodes).
-func mayStream(r *http.Request) bool {
-	q := r.URL.RawQuery
-	return strings.Contains(q, "sse") || strings.Contains(q, "%")
-}
-
 // handleOffloaded is handle for a live read (SSE or long-poll) no takeover
 // can serve: this goroutine parks for as long as the client waits or
 // listens, so the engine call runs on a short-lived one (offload.go). A
