@@ -27,6 +27,7 @@ commands:
   record       write a result record without measuring (unavailable, skipped)
   bigread      catch-up read of a large stream (or file) in chunks: MB/s
   fanout       SSE or long-poll fan-out: delivery latency, RSS, threads
+  h2floor      RSS per HTTP/2 stream a bare net/http handler holds open (item 4's floor)
   manystreams  create many streams, then append to random ones
   bodies       concurrent large chunked POSTs: the server's peak RSS growth
   subscribed   many-stream appends with and without pattern subscriptions
@@ -34,6 +35,7 @@ commands:
 `
 
 func main() {
+	maybeH2FloorChild()
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
@@ -49,6 +51,7 @@ func main() {
 		"record":      cmdRecord,
 		"bigread":     cmdBigRead,
 		"fanout":      cmdFanout,
+		"h2floor":     cmdH2Floor,
 		"manystreams": cmdManyStreams,
 		"bodies":      cmdBodies,
 		"subscribed":  cmdSubscribed,
