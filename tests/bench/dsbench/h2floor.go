@@ -18,6 +18,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -155,6 +156,15 @@ func measureH2Floor(exe string, streams, conns int, settle, timeout time.Duratio
 	}
 	res.BaseRSSKiB = base
 
+	pemBytes, err := os.ReadFile(certPath)
+	if err != nil {
+		return res, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemBytes) {
+		return res, errors.New("no certificate in " + certPath)
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var ready, failed atomic.Int64
@@ -164,7 +174,7 @@ func measureH2Floor(exe string, streams, conns int, settle, timeout time.Duratio
 	for c := 0; c < conns; c++ {
 		// One transport per connection: HTTP/2 multiplexes its streams.
 		tr := &http.Transport{
-			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // our own loopback certificate
+			TLSClientConfig:   &tls.Config{RootCAs: roots},
 			ForceAttemptHTTP2: true,
 			MaxConnsPerHost:   1,
 		}
@@ -180,11 +190,13 @@ func measureH2Floor(exe string, streams, conns int, settle, timeout time.Duratio
 				defer wg.Done()
 				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/floor", nil)
 				resp, err := client.Do(req)
-				if err == nil && resp.ProtoMajor != 2 {
-					err = fmt.Errorf("got %s, want HTTP/2", resp.Proto)
-				}
 				if err == nil {
-					_, err = bufio.NewReader(resp.Body).ReadString('\n')
+					defer resp.Body.Close()
+					if resp.ProtoMajor != 2 {
+						err = fmt.Errorf("got %s, want HTTP/2", resp.Proto)
+					} else {
+						_, err = bufio.NewReader(resp.Body).ReadString('\n')
+					}
 				}
 				if err != nil {
 					failed.Add(1)
@@ -193,7 +205,6 @@ func measureH2Floor(exe string, streams, conns int, settle, timeout time.Duratio
 				}
 				ready.Add(1)
 				<-ctx.Done()
-				resp.Body.Close()
 			}()
 		}
 	}
