@@ -18,7 +18,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -156,13 +155,9 @@ func measureH2Floor(exe string, streams, conns int, settle, timeout time.Duratio
 	}
 	res.BaseRSSKiB = base
 
-	pemBytes, err := os.ReadFile(certPath)
+	roots, err := certPool(certPath)
 	if err != nil {
 		return res, err
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pemBytes) {
-		return res, errors.New("no certificate in " + certPath)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -85,14 +85,9 @@ func clientTLS() (*tls.Config, error) {
 		if path == "" {
 			return
 		}
-		pemBytes, err := os.ReadFile(path)
+		pool, err := certPool(path)
 		if err != nil {
 			tlsErr = fmt.Errorf("%s: %w", caEnv, err)
-			return
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemBytes) {
-			tlsErr = fmt.Errorf("%s: no certificate in %s", caEnv, path)
 			return
 		}
 		tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
@@ -101,4 +96,18 @@ func clientTLS() (*tls.Config, error) {
 		return nil, tlsErr
 	}
 	return tlsConf.Clone(), tlsErr
+}
+
+// certPool returns a pool that trusts the certificates in the PEM file at
+// path (gencert's, for the TLS scenarios and h2floor).
+func certPool(path string) (*x509.CertPool, error) {
+	pemBytes, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("no certificate in %s", path)
+	}
+	return pool, nil
 }
